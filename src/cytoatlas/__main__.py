@@ -1,0 +1,5 @@
+import sys
+
+from cytoatlas.cli import main
+
+sys.exit(main())

@@ -1,0 +1,192 @@
+"""Direct HDF5 access to `.h5ad` files: obs columns, var, and the counts matrix in row blocks.
+
+anndata's ``read_h5ad(backed='r')`` materialises the whole obs frame before anything else can happen (4.6 min
+for CIMA). Here a run reads only the handful of obs columns it needs, straight from their HDF5 datasets, so the
+time to the first block does not depend on how wide obs is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from cytoatlas.errors import CytoatlasError
+
+
+def open_h5ad(path: str | os.PathLike) -> h5py.File:
+    """Open an `.h5ad` read-only, turning HDF5's errors into one readable line."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CytoatlasError(f"{path}: no such file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as e:
+        raise CytoatlasError(f"{path}: not a readable HDF5/.h5ad file (corrupt or truncated?): {e}") from None
+
+
+def _decode(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "SO":
+        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
+    return values
+
+
+def _label_strings(values: np.ndarray) -> np.ndarray:
+    """Category values as strings (numeric categories such as donor ids 1016 become '1016')."""
+    values = _decode(values)
+    if values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0):
+        values = values.astype(np.int64)
+    return np.asarray([str(v) for v in values], dtype=object)
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A label column as integer codes into ``categories``; code -1 means missing (NaN)."""
+
+    codes: np.ndarray
+    categories: np.ndarray
+
+    @classmethod
+    def from_values(cls, values: np.ndarray) -> Labels:
+        codes, uniques = pd.factorize(pd.Series(_decode(values)), sort=True)
+        return cls(codes.astype(np.int32), _label_strings(np.asarray(uniques)))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+
+def _read_labels(node: h5py.Group | h5py.Dataset, name: str) -> Labels:
+    enc = node.attrs.get("encoding-type", "")
+    enc = enc.decode() if isinstance(enc, bytes) else enc
+    if isinstance(node, h5py.Group) and enc == "categorical":
+        codes = node["codes"][()].astype(np.int32)
+        return Labels(codes, _label_strings(node["categories"][()]))
+    if isinstance(node, h5py.Group) and enc.startswith("nullable"):
+        values = _decode(node["values"][()]).astype(object)
+        values[node["mask"][()].astype(bool)] = None
+        return Labels.from_values(values)
+    if isinstance(node, h5py.Dataset) and "categories" in node.attrs:  # anndata < 0.8 categoricals
+        cats = node.file[node.attrs["categories"]][()]
+        return Labels(node[()].astype(np.int32), _label_strings(cats))
+    if isinstance(node, h5py.Dataset) and node.ndim == 1:
+        return Labels.from_values(node[()])
+    raise CytoatlasError(f"obs column {name!r} has an unsupported encoding {enc!r}")
+
+
+class ObsReader:
+    """Read single obs columns of an open `.h5ad` without touching the others."""
+
+    def __init__(self, f: h5py.File):
+        if "obs" not in f or not isinstance(f["obs"], h5py.Group):
+            raise CytoatlasError(f"{f.filename}: no obs group (pre-0.7 anndata file? re-save it with anndata)")
+        self._obs = f["obs"]
+        self.filename = f.filename
+        index = self._obs.attrs.get("_index", "_index")
+        self.columns = [k for k in self._obs.keys() if k not in (index, "__categories")]
+
+    def require(self, names: list[str], what: str = "column") -> None:
+        """Fail before any work if a column is missing, naming the ones that exist."""
+        missing = [n for n in dict.fromkeys(names) if n not in self.columns]
+        if missing:
+            raise CytoatlasError(
+                f"{self.filename}: obs has no {what} {', '.join(map(repr, missing))}; "
+                f"available: {', '.join(self.columns)}"
+            )
+
+    def labels(self, name: str) -> Labels:
+        self.require([name])
+        return _read_labels(self._obs[name], name)
+
+
+def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFrame:
+    """Gene table for the counts matrix: index = gene symbol (made unique), columns gene_id, gene_symbol.
+
+    Symbols come from ``gene_symbols`` when given (atlases with Ensembl var_names), else from var_names.
+    A missing symbol falls back to the gene id; duplicated symbols get anndata's ``-1``, ``-2`` suffixes so
+    var_names stay unique while ``gene_symbol`` keeps the original.
+    """
+    var_path = "raw/var" if counts.startswith("raw/") else "var"
+    var = f[var_path]
+    ids = _label_strings(var[var.attrs.get("_index", "_index")][()])
+    if gene_symbols is None:
+        symbols = ids.copy()
+    else:
+        columns = [k for k in var.keys() if k != var.attrs.get("_index", "_index")]
+        if gene_symbols not in columns:
+            raise CytoatlasError(
+                f"{f.filename}: {var_path} has no column {gene_symbols!r}; available: {', '.join(columns)}"
+            )
+        lab = _read_labels(var[gene_symbols], gene_symbols)
+        symbols = np.where(lab.codes >= 0, lab.categories[np.maximum(lab.codes, 0)], "")
+        symbols = np.where(symbols == "", ids, symbols).astype(object)
+    from anndata.utils import make_index_unique
+
+    index = make_index_unique(pd.Index(symbols, dtype=object))
+    return pd.DataFrame({"gene_id": ids, "gene_symbol": symbols}, index=pd.Index(index, dtype=object))
+
+
+@dataclass
+class CSRBlock:
+    """Rows ``start:stop`` of the counts matrix as CSR arrays (indptr starts at 0)."""
+
+    start: int
+    stop: int
+    data: np.ndarray
+    indices: np.ndarray
+    indptr: np.ndarray
+
+
+class CountsMatrix:
+    """The counts matrix of an `.h5ad` (CSR group or dense dataset), read in row blocks."""
+
+    def __init__(self, f: h5py.File, key: str):
+        if key not in f:
+            have = [k for k in ("X", "raw/X") if k in f] + [f"layers/{k}" for k in f.get("layers", {})]
+            raise CytoatlasError(f"{f.filename}: no counts matrix {key!r}; available: {', '.join(have)}")
+        node = f[key]
+        self.key, self.filename = key, f.filename
+        enc = node.attrs.get("encoding-type", "")
+        enc = enc.decode() if isinstance(enc, bytes) else enc
+        if isinstance(node, h5py.Dataset) and node.ndim == 2:
+            self.dense, self.node = True, node
+            self.shape = tuple(node.shape)
+        elif isinstance(node, h5py.Group) and enc == "csr_matrix":
+            self.dense, self.node = False, node
+            self.shape = tuple(int(s) for s in node.attrs["shape"])
+            self._data, self._indices, self._indptr = node["data"], node["indices"], node["indptr"]
+        elif enc == "csc_matrix":
+            raise CytoatlasError(
+                f"{f.filename}: {key} is stored as CSC; streaming needs rows (CSR). Convert once, e.g. "
+                "adata.X = adata.X.tocsr(); adata.write_h5ad(...)"
+            )
+        else:
+            raise CytoatlasError(f"{f.filename}: {key} has unsupported encoding {enc or type(node).__name__!r}")
+        self.dtype = node.dtype if self.dense else self._data.dtype
+
+    def block(self, start: int, stop: int) -> CSRBlock:
+        try:
+            if self.dense:
+                m = sp.csr_matrix(self.node[start:stop])
+                return CSRBlock(start, stop, m.data, m.indices, m.indptr)
+            ptr = self._indptr[start : stop + 1]
+            lo, hi = int(ptr[0]), int(ptr[-1])
+            return CSRBlock(start, stop, self._data[lo:hi], self._indices[lo:hi], ptr - ptr[0])
+        except (OSError, ValueError, KeyError) as e:
+            raise CytoatlasError(
+                f"{self.filename}: cannot read {self.key} rows {start}-{stop} (corrupt or truncated file?): {e}"
+            ) from None
+
+    def blocks(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[CSRBlock]:
+        stop = self.shape[0] if stop is None else stop
+        for lo in range(start, stop, batch_size):
+            yield self.block(lo, min(lo + batch_size, stop))
+
+
+def open_counts(f: h5py.File, key: str = "X") -> CountsMatrix:
+    """The counts matrix at ``key``: ``"X"``, ``"layers/<name>"`` or ``"raw/X"``."""
+    return CountsMatrix(f, key)

@@ -1,0 +1,168 @@
+"""Atlas registry: one place that says where each atlas is and how its obs columns are named.
+
+The built-in ``atlases.toml`` holds the lab's six atlases; a user TOML adds atlases or overrides keys of the
+built-in ones (``[atlas.NAME]`` tables, same keys). Relative ``h5ad`` paths resolve against the data root
+(``data_root`` argument or the ``CYTOATLAS_DATA_ROOT`` environment variable), else against the directory of
+the TOML file that named them (user files only).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from cytoatlas.errors import CytoatlasError
+
+DATA_ROOT_ENV = "CYTOATLAS_DATA_ROOT"
+_KEYS = {"h5ad", "sample_col", "donor_col", "gene_symbols", "counts", "exclude", "levels"}
+
+
+@dataclass(frozen=True)
+class Level:
+    """An annotation level: cells grouped by the labels of ``by`` (several columns = composite level).
+
+    ``by=()`` puts every cell in one group; ``where`` keeps only cells whose labels are in the given sets.
+    """
+
+    name: str
+    by: tuple[str, ...]
+    where: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.by) + [c for c, _ in self.where]
+
+
+@dataclass(frozen=True)
+class AtlasConfig:
+    """Everything a run needs to know about one atlas file."""
+
+    name: str
+    h5ad: Path
+    sample_col: str
+    levels: tuple[Level, ...]
+    donor_col: str | None = None
+    gene_symbols: str | None = None
+    counts: str = "X"
+    exclude: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+
+    @property
+    def unit_col(self) -> str:
+        """The bootstrap unit: donors where the atlas has several samples per donor, else samples."""
+        return self.donor_col or self.sample_col
+
+    def level(self, name: str) -> Level:
+        for lev in self.levels:
+            if lev.name == name:
+                return lev
+        raise CytoatlasError(
+            f"atlas {self.name!r} has no level {name!r}; levels: {', '.join(lv.name for lv in self.levels)}"
+        )
+
+    def obs_columns(self, levels: list[Level] | None = None) -> list[str]:
+        """The obs columns a run of ``levels`` (default: all) reads."""
+        cols = [self.sample_col] + ([self.donor_col] if self.donor_col else [])
+        cols += [c for c, _ in self.exclude] + [c for lev in (levels or self.levels) for c in lev.columns]
+        return list(dict.fromkeys(cols))
+
+
+def _label_sets(name: str, key: str, table: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not isinstance(table, dict):
+        raise CytoatlasError(f"atlas {name!r}: {key} must be a table of column = [labels]")
+    return tuple((str(c), tuple(map(str, v if isinstance(v, list) else [v]))) for c, v in table.items())
+
+
+def _level(atlas: str, name: str, spec: Any) -> Level:
+    if isinstance(spec, str):
+        return Level(name, (spec,))
+    if isinstance(spec, list) and all(isinstance(s, str) for s in spec):
+        return Level(name, tuple(spec))
+    if isinstance(spec, dict) and set(spec) <= {"by", "where"}:
+        by = spec.get("by", [])
+        by = [by] if isinstance(by, str) else by
+        return Level(name, tuple(by), _label_sets(atlas, f"level {name} where", spec.get("where", {})))
+    raise CytoatlasError(
+        f"atlas {atlas!r}: level {name!r} must be a column name, a list of columns, or "
+        f"{{ by = [...], where = {{ column = [labels] }} }}; got {spec!r}"
+    )
+
+
+def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, data_root=None) -> AtlasConfig:
+    """Build an :class:`AtlasConfig` from a registry table, validating every key."""
+    unknown = set(entry) - _KEYS
+    if unknown:
+        raise CytoatlasError(f"atlas {name!r}: unknown keys {sorted(unknown)}; allowed: {sorted(_KEYS)}")
+    for key in ("h5ad", "sample_col", "levels"):
+        if key not in entry:
+            raise CytoatlasError(f"atlas {name!r}: missing required key {key!r}")
+    if not isinstance(entry["levels"], dict) or not entry["levels"]:
+        raise CytoatlasError(f"atlas {name!r}: levels must be a non-empty table")
+    h5ad = Path(os.path.expanduser(str(entry["h5ad"])))
+    root = data_root or os.environ.get(DATA_ROOT_ENV) or base_dir
+    if not h5ad.is_absolute():
+        if root is None:
+            raise CytoatlasError(
+                f"atlas {name!r}: path {str(h5ad)!r} is relative and no data root is set; "
+                f"pass --data-root or set {DATA_ROOT_ENV}"
+            )
+        h5ad = Path(root) / h5ad
+    return AtlasConfig(
+        name=name,
+        h5ad=h5ad,
+        sample_col=str(entry["sample_col"]),
+        levels=tuple(_level(name, str(k), v) for k, v in entry["levels"].items()),
+        donor_col=entry.get("donor_col"),
+        gene_symbols=entry.get("gene_symbols"),
+        counts=str(entry.get("counts", "X")),
+        exclude=_label_sets(name, "exclude", entry.get("exclude", {})),
+    )
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        raise CytoatlasError(f"registry file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise CytoatlasError(f"registry file {path} is not valid TOML: {e}") from None
+    atlases = doc.get("atlas", {})
+    if not isinstance(atlases, dict) or set(doc) - {"atlas"}:
+        raise CytoatlasError(f"registry file {path}: expected only [atlas.NAME] tables")
+    return atlases
+
+
+def load_registry(
+    registry: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None
+) -> dict[str, dict]:
+    """Raw registry entries: the built-in atlases, then the user file's entries merged on top.
+
+    Entries are resolved lazily by :func:`get_atlas`, so listing atlases never needs a data root.
+    """
+    entries = {name: (dict(e), None) for name, e in _read_built_in().items()}
+    if registry is not None:
+        path = Path(registry)
+        for name, e in _read_toml(path).items():
+            merged = {**entries.get(name, ({}, None))[0], **e}
+            entries[name] = (merged, path.parent.resolve())
+    return {name: {"entry": e, "base_dir": base, "data_root": data_root} for name, (e, base) in entries.items()}
+
+
+def _read_built_in() -> dict:
+    with resources.files("cytoatlas").joinpath("atlases.toml").open("rb") as fh:
+        return tomllib.load(fh)["atlas"]
+
+
+def get_atlas(
+    name: str, registry: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None
+) -> AtlasConfig:
+    """The resolved configuration of atlas ``name``."""
+    entries = load_registry(registry, data_root)
+    if name not in entries:
+        raise CytoatlasError(f"unknown atlas {name!r}; registered: {', '.join(sorted(entries))}")
+    e = entries[name]
+    return atlas_from_mapping(name, e["entry"], e["base_dir"], e["data_root"])
