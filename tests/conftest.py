@@ -1,0 +1,19 @@
+"""Shared fixtures: the real multi-donor datasets in ../shared/data and a small demo atlas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+KANG = SHARED_DATA / "kang_ctrl_8donors_muscat.h5ad"
+ONEK1K = SHARED_DATA / "onek1k_scdesignpop_subset.h5ad"
+
+
+@pytest.fixture(scope="session")
+def demo_h5ad(tmp_path_factory) -> Path:
+    """A 6,000-cell demo atlas (same generator as `cytoatlas demo`)."""
+    from cytoatlas.demo_atlas import write_demo_atlas
+
+    return write_demo_atlas(tmp_path_factory.mktemp("demo") / "demo_atlas.h5ad", n_cells=6_000, n_donors=20)

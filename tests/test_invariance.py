@@ -1,0 +1,72 @@
+"""Results do not depend on how the cells are split: batch sizes, and merged partial states."""
+
+from __future__ import annotations
+
+import anndata as ad
+import numpy as np
+from conftest import ONEK1K
+
+import cytoatlas
+from cytoatlas.io.h5ad import ObsReader, open_counts, open_h5ad
+from cytoatlas.pseudobulk.atoms import build_atoms
+from cytoatlas.pseudobulk.state import AtomState
+from cytoatlas.registry import atlas_from_mapping
+
+CFG = atlas_from_mapping("onek1k", {"h5ad": str(ONEK1K), "sample_col": "donor",
+                                    "levels": {"ct": "cell_type", "sex_ct": ["sex", "cell_type"]}})
+
+
+def test_identical_across_batch_sizes_bootstrap_included(tmp_path):
+    runs = {}
+    for bs in (7, 1000, 50_000):
+        paths = cytoatlas.pseudobulk(CFG, tmp_path / str(bs), batch_size=bs, n_bootstrap=20, seed=3, min_samples=5)
+        runs[bs] = [ad.read_h5ad(p) for p in paths]
+    ref = runs[50_000]
+    assert [a.n_obs for a in ref] == [a.n_obs for a in runs[7]]
+    assert ref[2].n_obs == 4 * 20  # four cell types, each with >= 5 donors of >= 10 cells
+    for bs in (7, 1000):
+        for a, b in zip(runs[bs], ref, strict=True):
+            assert list(a.obs_names) == list(b.obs_names)
+            np.testing.assert_array_equal(a.X, b.X)  # from exact integer sums: bit for bit
+            if "counts" in b.layers:
+                np.testing.assert_array_equal(a.layers["counts"], b.layers["counts"])
+            # moments are Chan-merged in floating point: equal to rounding
+            np.testing.assert_allclose(a.uns["atlas_stats"]["std"], b.uns["atlas_stats"]["std"], rtol=1e-12)
+            np.testing.assert_allclose(a.layers["zscore"], b.layers["zscore"], rtol=1e-6, atol=1e-6)
+
+
+def _state(parts: list[tuple[int, int]], batch: int) -> AtomState:
+    with open_h5ad(ONEK1K) as f:
+        atoms = build_atoms(ObsReader(f), CFG, list(CFG.levels))
+        counts = open_counts(f)
+        total = None
+        for lo, hi in parts:
+            s = AtomState.empty(atoms.n_atoms, counts.shape[1])
+            for block in counts.blocks(batch, lo, hi):
+                s.add_block(block, atoms.cell_atom[block.start:block.stop])
+            total = s if total is None else total.merge(s)
+    return total
+
+
+def test_state_merge_equals_one_pass():
+    whole = _state([(0, 7811)], 7811)
+    merged = _state([(0, 1000), (1000, 4321), (4321, 7811)], 333)
+    np.testing.assert_array_equal(merged.atom_sums, whole.atom_sums)
+    np.testing.assert_array_equal(merged.atom_cells, whole.atom_cells)
+    np.testing.assert_array_equal(merged.atom_totals, whole.atom_totals)
+    np.testing.assert_array_equal(merged.gene_nnz, whole.gene_nnz)
+    assert merged.moments.n == whole.moments.n == 7811
+    np.testing.assert_allclose(merged.moments.mean, whole.moments.mean, rtol=1e-12)
+    np.testing.assert_allclose(merged.moments.m2, whole.moments.m2, rtol=1e-10)
+
+
+def test_counts_widen_instead_of_overflowing():
+    """uint32 atom sums widen to int64 when an atom's total could pass 2**32 - 1: sums stay exact."""
+    from cytoatlas.io.h5ad import CSRBlock
+
+    big = np.array([2**31, 2**31, 7], dtype=np.float32)  # one gene reaching 2**32 + 7 in atom 0
+    block = CSRBlock(0, 3, big, np.zeros(3, dtype=np.int32), np.arange(4, dtype=np.int64))
+    state = AtomState.empty(1, 2)
+    state.add_block(block, np.zeros(3, dtype=np.int32))
+    assert state.atom_sums.dtype == np.int64
+    assert int(state.atom_sums[0, 0]) == 2**32 + 7
