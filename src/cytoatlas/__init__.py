@@ -2,8 +2,8 @@
 
 __version__ = "0.1.0"
 
+from cytoatlas._pseudobulk import output_paths, pseudobulk  # noqa: E402
 from cytoatlas.errors import CytoatlasError  # noqa: E402
-from cytoatlas.pseudobulk import pseudobulk  # noqa: E402
 from cytoatlas.registry import AtlasConfig, get_atlas, load_registry  # noqa: E402
 
-__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "get_atlas", "load_registry", "pseudobulk"]
+__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "get_atlas", "load_registry", "output_paths", "pseudobulk"]

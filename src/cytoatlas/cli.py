@@ -24,7 +24,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 
 def _pseudobulk(args: argparse.Namespace) -> None:
-    from cytoatlas.pseudobulk import pseudobulk
+    from cytoatlas._pseudobulk import pseudobulk
 
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
     paths = pseudobulk(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
@@ -42,8 +42,8 @@ def _atlases(args: argparse.Namespace) -> None:
         try:
             path = atlas_from_mapping(name, entry, e["base_dir"], e["data_root"]).h5ad
             where = f"{path} ({'found' if path.exists() else 'missing'})"
-        except CytoatlasError:
-            where = f"{entry.get('h5ad')} (relative; no data root set)"
+        except CytoatlasError as e:
+            where = f"{entry.get('h5ad')} ({e})"
         levels = ", ".join(f"{k}={v}" for k, v in entry.get("levels", {}).items())
         print(f"{name}\n  file: {where}\n  sample: {entry.get('sample_col')}  levels: {levels}")
 

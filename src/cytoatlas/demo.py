@@ -34,8 +34,8 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000
 
     ``kwargs`` go to :func:`cytoatlas.pseudobulk`. Returns the written paths.
     """
+    from cytoatlas._pseudobulk import pseudobulk
     from cytoatlas.demo_atlas import write_demo_atlas
-    from cytoatlas.pseudobulk import pseudobulk
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -133,6 +133,9 @@ def _read_toml(path: Path) -> dict:
     atlases = doc.get("atlas", {})
     if not isinstance(atlases, dict) or set(doc) - {"atlas"}:
         raise CytoatlasError(f"registry file {path}: expected only [atlas.NAME] tables")
+    for name, entry in atlases.items():
+        if not isinstance(entry, dict):
+            raise CytoatlasError(f"registry file {path}: atlas.{name} must be a table ([atlas.{name}]), got {entry!r}")
     return atlases
 
 
@@ -147,8 +150,9 @@ def load_registry(
     if registry is not None:
         path = Path(registry)
         for name, e in _read_toml(path).items():
-            merged = {**entries.get(name, ({}, None))[0], **e}
-            entries[name] = (merged, path.parent.resolve())
+            old, old_base = entries.get(name, ({}, None))
+            # a relative h5ad resolves against the file that named it, not one that overrode other keys
+            entries[name] = ({**old, **e}, path.parent.resolve() if "h5ad" in e else old_base)
     return {name: {"entry": e, "base_dir": base, "data_root": data_root} for name, (e, base) in entries.items()}
 
 

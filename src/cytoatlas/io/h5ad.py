@@ -181,10 +181,16 @@ class CountsMatrix:
                 f"{self.filename}: cannot read {self.key} rows {start}-{stop} (corrupt or truncated file?): {e}"
             ) from None
 
-    def blocks(self, batch_size: int, start: int = 0, stop: int | None = None) -> Iterator[CSRBlock]:
+    def blocks(self, batch_size: int, start: int = 0, stop: int | None = None, first: int | None = None
+               ) -> Iterator[CSRBlock]:
+        """Row blocks of ``batch_size`` rows; ``first`` rows in the first block if given (a small first block
+        makes a run report progress, or fail on bad data, within a second)."""
         stop = self.shape[0] if stop is None else stop
-        for lo in range(start, stop, batch_size):
-            yield self.block(lo, min(lo + batch_size, stop))
+        lo = start
+        while lo < stop:
+            hi = min(lo + (first if lo == start and first else batch_size), stop)
+            yield self.block(lo, hi)
+            lo = hi
 
 
 def open_counts(f: h5py.File, key: str = "X") -> CountsMatrix:

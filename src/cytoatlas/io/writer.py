@@ -15,19 +15,68 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pandas as pd
-from anndata.io import write_elem
 
 
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary sibling of ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+class ColumnWriter:
+    """An AnnData file under construction: annotations written at once, dense matrices by column blocks.
+
+    Parameters
+    ----------
+    path
+        Target file; it appears only on :meth:`commit` (an atomic rename), never half written.
+    obs, var, uns
+        AnnData annotations, written with anndata's own element writer.
+    dtypes
+        ``{"X": dtype, "<layer>": dtype, ...}``: the dense matrices to create, each ``len(obs) x len(var)``.
+    """
+
+    def __init__(self, path: str | os.PathLike, obs: pd.DataFrame, var: pd.DataFrame, uns: Mapping,
+                 dtypes: Mapping[str, np.dtype]):
+        from anndata.io import write_elem  # anndata costs ~1 s to import; only writing needs it
+
+        self.path = Path(path)
+        self._tmp = _tmp_name(self.path)
+        self._file = h5py.File(self._tmp, "w")
+        try:
+            f = self._file
+            f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
+            write_elem(f, "obs", obs)
+            write_elem(f, "var", var)
+            write_elem(f, "uns", dict(uns))
+            for group in ("layers", "obsm", "varm", "obsp", "varp"):
+                write_elem(f, group, {})
+            shape = (len(obs), len(var))
+            chunks = (max(1, min(shape[0], 256)), max(1, min(shape[1], 1024))) if all(shape) else None
+            self._matrices = {}
+            for name, dtype in dtypes.items():
+                ds = f.create_dataset(name if name == "X" else f"layers/{name}", shape=shape, dtype=dtype,
+                                      chunks=chunks)
+                ds.attrs["encoding-type"], ds.attrs["encoding-version"] = "array", "0.2.0"
+                self._matrices[name] = ds
+        except BaseException:
+            self.abort()
+            raise
+
+    def write(self, cols: slice, arrays: Mapping[str, np.ndarray]) -> None:
+        """Fill columns ``cols`` of the named matrices."""
+        for name, values in arrays.items():
+            self._matrices[name][:, cols] = values
+
+    def commit(self) -> Path:
+        """Close the file and move it into place."""
+        self._file.close()
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close and delete the unfinished file; the target path is left as it was."""
+        with contextlib.suppress(Exception):
+            self._file.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 def write_h5ad_columns(
@@ -38,36 +87,12 @@ def write_h5ad_columns(
     dtypes: Mapping[str, np.dtype],
     blocks: Iterable[tuple[slice, Mapping[str, np.ndarray]]],
 ) -> Path:
-    """Write an AnnData file whose dense matrices arrive as column blocks.
-
-    Parameters
-    ----------
-    path
-        Target file; replaced atomically.
-    obs, var, uns
-        AnnData annotations, written with anndata's own element writer.
-    dtypes
-        ``{"X": dtype, "<layer>": dtype, ...}``: the dense matrices to create, each ``len(obs) x len(var)``.
-    blocks
-        ``(gene_slice, {name: array})`` pairs covering every column of every matrix in ``dtypes``.
-    """
-    shape = (len(obs), len(var))
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
-            write_elem(f, "obs", obs)
-            write_elem(f, "var", var)
-            write_elem(f, "uns", dict(uns))
-            for group in ("layers", "obsm", "varm", "obsp", "varp"):
-                write_elem(f, group, {})
-            matrices = {}
-            for name, dtype in dtypes.items():
-                key = name if name == "X" else f"layers/{name}"
-                chunks = (max(1, min(shape[0], 256)), max(1, min(shape[1], 1024))) if all(shape) else None
-                ds = f.create_dataset(key, shape=shape, dtype=dtype, chunks=chunks)
-                ds.attrs["encoding-type"], ds.attrs["encoding-version"] = "array", "0.2.0"
-                matrices[name] = ds
-            for cols, arrays in blocks:
-                for name, values in arrays.items():
-                    matrices[name][:, cols] = values
-        return Path(path)
+    """Write one AnnData file from ``(gene_slice, {name: array})`` column blocks (see :class:`ColumnWriter`)."""
+    writer = ColumnWriter(path, obs, var, uns, dtypes)
+    try:
+        for cols, arrays in blocks:
+            writer.write(cols, arrays)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,18 +14,19 @@ import h5py
 import numpy as np
 
 from cytoatlas import __version__
+from cytoatlas._pseudobulk.atoms import build_atoms
+from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
+from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.h5ad import ObsReader, open_counts, open_h5ad, read_var
-from cytoatlas.io.prefetch import prefetch
+from cytoatlas.io.prefetch import Prefetch
 from cytoatlas.progress import Progress, peak_rss_gb
-from cytoatlas.pseudobulk.atoms import build_atoms
-from cytoatlas.pseudobulk.outputs import AtlasStats, write_level
-from cytoatlas.pseudobulk.state import AtomState
 from cytoatlas.registry import AtlasConfig, Level, get_atlas
 
 log = logging.getLogger("cytoatlas.pseudobulk")
 KINDS = ("celltype", "samples", "resampled")
+FIRST_BLOCK = 4096
 
 
 def output_paths(out: str | os.PathLike, atlas: str, level: str) -> dict[str, Path]:
@@ -153,22 +155,30 @@ def pseudobulk(
             if lev not in todo:
                 log.info("%s %s: outputs exist and are current, skipped", cfg.name, lev.name)
         if todo:
+            # numba's start-up (~1 s) runs on a second thread while obs becomes atoms; blocks are read only
+            # after that, since h5py serialises all HDF5 calls and a block read would stall the obs reads
+            warm = threading.Thread(target=AtomState.warm_up, args=(counts.block(0, 0),), daemon=True)
+            warm.start()
             atoms = build_atoms(obs, cfg, todo)
             if len(atoms.cell_atom) != counts.shape[0]:
                 raise CytoatlasError(f"{cfg.h5ad}: obs has {len(atoms.cell_atom)} cells, "
                                      f"{cfg.counts} has {counts.shape[0]} rows")
             _log_plan(cfg, atoms, counts.shape)
-            state = _stream(cfg, counts, atoms.cell_atom, batch_size, t0)
+            with Prefetch(counts.blocks(batch_size, first=min(batch_size, FIRST_BLOCK))) as blocks:
+                warm.join()
+                state = _stream(cfg, blocks, counts.shape, atoms.cell_atom, t0)
     written = []
     if todo:
         stats = AtlasStats.from_state(state)
         run_uns = {"atlas": cfg.name, "input": fingerprint, "cytoatlas_version": __version__,
                    "run": {"batch_size": batch_size, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
-        Path(out).mkdir(parents=True, exist_ok=True)
+        plans = []
         for lev in todo:
             uns = {**run_uns, "level": lev.name, "parameters": params[lev.name], "separator": atoms.separator}
-            write_level(atoms, state, stats, atoms.levels[lev.name], var, paths[lev.name], uns,
-                        min_cells=min_cells, min_samples=min_samples, n_bootstrap=n_bootstrap, seed=seed)
+            plans += plan_level(atoms, state, atoms.levels[lev.name], paths[lev.name], uns, min_cells=min_cells,
+                                min_samples=min_samples, n_bootstrap=n_bootstrap, seed=seed)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        write_plans(plans, state, stats, var)
         log.info("%s: %s cells, %d levels written in %.1fs, peak memory %.2f GB", cfg.name,
                  f"{len(atoms.cell_atom):,}", len(todo), time.perf_counter() - t0, peak_rss_gb())
     for lev in chosen:
@@ -184,12 +194,13 @@ def _log_plan(cfg: AtlasConfig, atoms, shape) -> None:
                  g.n_missing, g.n_filtered)
 
 
-def _stream(cfg: AtlasConfig, counts, cell_atom: np.ndarray, batch_size: int, t0: float) -> AtomState:
-    """The pass: every block of the counts into one atom state, reading ahead on a second thread."""
-    state = AtomState.empty(int(cell_atom.max(initial=-1)) + 1, counts.shape[1])
-    progress = Progress(log, cfg.name, counts.shape[0])
+def _stream(cfg: AtlasConfig, blocks: Prefetch, shape: tuple[int, int], cell_atom: np.ndarray, t0: float
+            ) -> AtomState:
+    """The pass: every block of the counts into one atom state."""
+    state = AtomState.empty(int(cell_atom.max(initial=-1)) + 1, shape[1])
+    progress = Progress(log, cfg.name, shape[0])
     first = True
-    for block in prefetch(counts.blocks(batch_size)):
+    for block in blocks:
         state.add_block(block, cell_atom[block.start:block.stop])
         if first:
             log.info("first block processed in %.2fs", time.perf_counter() - t0)

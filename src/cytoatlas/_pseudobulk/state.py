@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cytoatlas._pseudobulk._kernels import BAD_VALUE, NEEDS_WIDER, accumulate_csr
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.h5ad import CSRBlock
-from cytoatlas.pseudobulk._kernels import BAD_VALUE, NEEDS_WIDER, accumulate_csr
 
 # Counts accumulate in uint32 (half of int64's memory: CIMA's ~30 k atoms x 36 k genes is 4.4 GB, not 8.7 GB)
 # until an atom's total could overflow it; then the whole array widens to int64, exact up to 2**53.
@@ -74,6 +74,17 @@ class AtomState:
             gene_nnz=np.zeros(n_genes, dtype=np.int64),
             moments=GeneMoments.empty(n_genes),
         )
+
+    @staticmethod
+    def warm_up(probe: CSRBlock) -> None:
+        """Load the compiled kernel for ``probe``'s dtypes (seconds of numba start-up, paid while the first
+        block is read rather than after). A failure here is left for the real call to raise."""
+        state = AtomState.empty(1, 1)
+        try:
+            accumulate_csr(probe.data[:0], probe.indices[:0], probe.indptr[:1], 0, np.zeros(0, np.int32),
+                           state.atom_sums, state.atom_totals, 1.0, np.zeros(1), np.zeros(1), state.gene_nnz)
+        except Exception:  # noqa: BLE001
+            pass
 
     def _widen(self) -> None:
         self.atom_sums = self.atom_sums.astype(np.int64)

@@ -1,0 +1,298 @@
+"""Deterministic generator of a small, realistic single-cell "demo atlas" with a known answer.
+
+Model (all randomness from one ``numpy.random.default_rng(seed)``): genes are all CytoSig genes, ~1,000
+SecAct genes not in CytoSig and ~100 markers / housekeeping genes (read from secactpy's data files).
+Cell types form a nested 4-level immune hierarchy with uneven, partly rare proportions plus a ~1 %
+``"Doublets"`` class. An L4 log-mean profile is a shared log-normal baseline plus the effects (known
+markers + random genes) of its L1..L4 nodes, so nested types resemble each other; doublets average a
+T-cell and a monocyte profile. Donors (one sample each) differ in size, composition, small per-gene
+effects and sex genes; cells also fall in one of a few per-type "states" (NB-like over-dispersion).
+Planted responses: in a few (cytokine, L2 type, donor subset) triples the affected cells' log means
+move by ``strength * z`` (``z`` = clipped, standardised CytoSig column), truth in ``uns``. Counts are
+Poisson(library size x profile) with log-normal library sizes around ~4k UMIs.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import pathlib
+import zlib
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+DEMO_LEVELS = {"L1": "cell_type_l1", "L2": "cell_type_l2", "L3": "cell_type_l3", "L4": "cell_type_l4"}
+DEMO_EXCLUDE = {"cell_type_l1": ["Doublets"]}
+
+# L1 | L2 | L3 | L4 types with expected cells per 10,000 (rare ones on purpose: some sample x L4 groups < 10)
+_HIERARCHY = """
+T cells|CD4 T|CD4 Naive|CD4 Naive:1200
+T cells|CD4 T|CD4 Memory|CD4 TCM:800,CD4 TEM:400,CD4 CTL:80
+T cells|CD4 T|Treg|Treg Naive:100,Treg Memory:120
+T cells|CD8 T|CD8 Naive|CD8 Naive:500
+T cells|CD8 T|CD8 Memory|CD8 TCM:200,CD8 TEM:450,CD8 TEMRA:250
+T cells|Unconventional T|MAIT|MAIT:180
+T cells|Unconventional T|gdT|gdT Vd2:150,gdT non-Vd2:40
+T cells|Proliferating T|Proliferating T|T Proliferating:30
+B cells|B|B naive|B naive:550,B transitional:80
+B cells|B|B memory|B memory switched:220,B memory unswitched:120
+B cells|Plasma|Plasmablast|Plasmablast:25
+Myeloid|Monocytes|CD14 Mono|CD14 Mono:2000
+Myeloid|Monocytes|CD16 Mono|CD16 Mono:350
+Myeloid|Dendritic cells|cDC|cDC1:8,cDC2:150
+Myeloid|Dendritic cells|pDC|pDC:70
+NK cells|NK|NK CD56dim|NK CD56dim:750,NK adaptive:100
+NK cells|NK|NK CD56bright|NK CD56bright:60
+NK cells|ILC|ILC|ILC:12
+Doublets|Doublets|Doublets|Doublets:100
+"""
+
+# Known markers per hierarchy node (any level): off elsewhere, switched on in the node's cells.
+_MARKERS = {
+    "T cells": "CD3E CD3D CD3G CD2 CD5 CD7 TRAC", "B cells": "MS4A1 CD79A CD79B CD19 CD22 PAX5",
+    "Myeloid": "LYZ CD68 CSF1R HLA-DRA TYROBP", "NK cells": "NKG7 GNLY KLRD1 KLRF1 PRF1 TYROBP", "NK": "FCER1G",
+    "CD4 T": "CD4 IL7R", "CD8 T": "CD8A CD8B", "Unconventional T": "KLRB1 IL7R", "Proliferating T": "MKI67 TOP2A",
+    "B": "IGHM BANK1", "Plasma": "JCHAIN MZB1 XBP1 SDC1 IGHG1 IGHA1", "Monocytes": "S100A8 S100A9 FCN1",
+    "Dendritic cells": "HLA-DRB1 HLA-DQA1", "ILC": "KIT RORC GATA3 IL7R", "CD4 Naive": "CCR7 SELL LEF1 TCF7",
+    "Treg": "FOXP3 IL2RA CTLA4", "CD8 Naive": "CCR7 SELL LEF1", "CD8 Memory": "GZMK GZMH CCL5", "B memory": "CD27",
+    "MAIT": "SLC4A10 ZBTB16", "gdT": "TRDC TRGC1", "B naive": "IGHD TCL1A", "CD14 Mono": "CD14 VCAN",
+    "CD16 Mono": "FCGR3A MS4A7", "cDC": "ITGAX", "pDC": "LILRA4 IL3RA CLEC4C IRF7", "NK CD56dim": "FCGR3A",
+    "NK CD56bright": "NCAM1 SELL", "CD4 CTL": "GZMB PRF1", "CD8 TEMRA": "GZMB B3GAT1", "cDC1": "CLEC9A XCR1",
+    "cDC2": "CD1C FCER1A CLEC10A", "NK adaptive": "KLRC2", "gdT Vd2": "TRDV2", "B memory switched": "IGHG1 IGHA1",
+}
+_HOUSEKEEPING = {  # fixed log means (random genes: N(0, 1.9)): a few genes take a large share of UMIs
+    "MALAT1": 8.0, "TMSB4X": 7.0, "B2M": 7.0, "ACTB": 6.5, "EEF1A1": 6.5, "FTL": 6.0, "FTH1": 6.0, "TPT1": 6.0,
+    "GAPDH": 5.0, "UBC": 5.0, "PTPRC": 5.0, "MT-CO1": 6.0, "MT-CO2": 5.5, "MT-ATP6": 5.5, "MT-ND1": 5.0,
+    "MT-CYB": 5.0, "HBB": 1.0, "PPBP": 1.0,  # the last two: ambient / platelet contamination
+}
+_SEX_GENES = {"F": "XIST", "M": "RPS4Y1 DDX3Y UTY KDM5D"}
+# cytokine, L2 type, number of affected donors, strength (log-mean shift per signature z unit)
+_PLANTED = [("IFNG", "Monocytes", 8, 0.5), ("IL2", "CD4 T", 6, 0.4), ("TNFA", "NK", 6, 0.45),
+            ("IL4", "B", 6, 0.45), ("IFN1", "CD8 T", 7, 0.4), ("TGFB1", "Dendritic cells", 5, 0.5)]
+_N_SECACT_EXTRA, _N_STATES, _MEAN_UMI, _BASE_SD = 1000, 4, 4000.0, 1.9
+
+
+def _signature_file(name: str) -> pathlib.Path:
+    spec = importlib.util.find_spec("secactpy")  # locates the package without running its slow import
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("secactpy is required for its CytoSig/SecAct signature files")
+    return pathlib.Path(next(iter(spec.submodule_search_locations))) / "data" / name
+
+
+@functools.lru_cache(maxsize=1)
+def _cytosig() -> pd.DataFrame:
+    return pd.read_csv(_signature_file("CytoSig.tsv.gz"), sep="\t", index_col=0)
+
+
+@functools.lru_cache(maxsize=1)
+def _secact_genes() -> tuple[str, ...]:
+    # only the row names are needed; scanning the text is ~3x faster than pandas parsing 9M floats
+    text = zlib.decompress(_signature_file("SecAct.tsv.gz").read_bytes(), wbits=31)
+    names, pos = [], text.find(b"\n") + 1  # first line = signature names
+    while 0 < pos < len(text):
+        end = text.find(b"\t", pos)
+        names.append(text[pos:end].decode())
+        pos = text.find(b"\n", end) + 1
+    return tuple(names)
+
+
+def _gene_universe() -> list[str]:
+    cyto = set(_cytosig().index)
+    extra = sorted(set(_secact_genes()) - cyto)
+    # evenly spaced over the alphabet, so the pick is stable and not biased to A-genes
+    pick = np.linspace(0, len(extra) - 1, min(_N_SECACT_EXTRA, len(extra))).round().astype(int)
+    words = " ".join([*_MARKERS.values(), *_SEX_GENES.values(), *_HOUSEKEEPING]).split()
+    return sorted(cyto | {extra[i] for i in pick} | set(words))
+
+
+def _parse_hierarchy() -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per L4 type with its L1-L3 ancestors, and the expected cell-type proportions."""
+    rows = []
+    for line in _HIERARCHY.strip().splitlines():
+        *parents, leaves = line.split("|")
+        rows += [(*parents, *leaf.split(":")) for leaf in leaves.split(",")]
+    weights = np.array([float(r[4]) for r in rows])
+    return pd.DataFrame([r[:4] for r in rows], columns=list(DEMO_LEVELS.values())), weights / weights.sum()
+
+
+def _type_log_profiles(rng: np.random.Generator, genes: list[str], table: pd.DataFrame) -> np.ndarray:
+    """Log-mean profile per L4 type (rows of ``table``): baseline + the effects of its 4 ancestors."""
+    gidx = {g: i for i, g in enumerate(genes)}
+    base = rng.normal(0.0, _BASE_SD, len(genes))
+    base[rng.random(len(genes)) < 0.5] -= 4.0  # many signature genes are silent in blood cells
+    for words in [*_MARKERS.values(), *_SEX_GENES.values()]:
+        base[[gidx[g] for g in words.split()]] = -3.0  # markers are off unless a node switches them on
+    base[[gidx[g] for g in _HOUSEKEEPING]] = list(_HOUSEKEEPING.values())
+    ribo = [i for g, i in gidx.items() if g.startswith(("RPL", "RPS"))]
+    base[ribo] = 5.0 + 0.2 * base[ribo]  # ribosomal proteins: ~25 % of UMIs in PBMC
+    logp = np.tile(base, (len(table), 1))
+    for depth, col in enumerate(table.columns):
+        n_random, scale = (120, 60, 40, 20)[depth], (1.0, 0.8, 0.6, 0.5)[depth]
+        for label in dict.fromkeys(table[col]):
+            if label == "Doublets":
+                continue
+            rows = (table[col] == label).to_numpy()
+            chosen = rng.choice(len(genes), n_random, replace=False)
+            logp[np.ix_(rows, chosen)] += rng.normal(0.5, 1.0, n_random) * scale
+            markers = [gidx[g] for g in _MARKERS.get(label, "").split()]
+            logp[np.ix_(rows, markers)] = 3.0 + np.abs(rng.normal(0.0, 1.2, len(markers)))  # switched on
+    mix = logp[table["cell_type_l4"].isin(["CD4 Naive", "CD14 Mono"]).to_numpy()]
+    logp[(table["cell_type_l4"] == "Doublets").to_numpy()] = np.logaddexp(mix[0], mix[1]) - np.log(2.0)
+    return logp
+
+
+def _sample_counts(rng: np.random.Generator, profiles: np.ndarray, combo: np.ndarray,
+                   libsize: np.ndarray, chunk: int = 1024) -> sp.csr_matrix:
+    """Poisson(libsize * profile) counts as CSR, ``chunk`` cells at a time.
+
+    ``E = -log(1 - u)`` is the first arrival of a unit-rate Poisson process: the count is nonzero iff
+    ``E < lam`` and then ``1 + Poisson(lam - E)``. As ``P(count > 0) <= lam``, the dense ``u < lam``
+    pre-selects every possible nonzero, so log and Poisson draws only touch ~20 % of the entries.
+    """
+    n, n_genes = combo.size, profiles.shape[1]
+    lam_buf, u_buf = np.empty((2, chunk, n_genes), np.float32)  # reused: no page faults per chunk
+    cand_buf = np.empty(lam_buf.shape, bool)
+    data, indices, nnz = [], [], [np.zeros(1, np.int64)]
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        lam, u, cand = lam_buf[:m], u_buf[:m], cand_buf[:m]
+        np.take(profiles, combo[start:start + m], axis=0, out=lam)
+        lam *= libsize[start:start + m, None]
+        rng.random(out=u, dtype=np.float32)
+        flat = np.flatnonzero(np.less(u, lam, out=cand))  # row-major: columns sorted within rows
+        rate = lam.ravel()[flat] + np.log(1 - u.ravel()[flat])  # lam - E
+        keep = rate > 0
+        flat = flat[keep]
+        data.append(_one_plus_poisson(rng, rate[keep]))
+        rows = flat // n_genes
+        indices.append((flat - rows * n_genes).astype(np.int32))
+        nnz.append(np.bincount(rows, minlength=m))
+    indptr = np.cumsum(np.concatenate(nnz))
+    return sp.csr_matrix((np.concatenate(data), np.concatenate(indices), indptr), shape=(n, n_genes))
+
+
+def _one_plus_poisson(rng: np.random.Generator, rate: np.ndarray) -> np.ndarray:
+    """``1 + Poisson(rate)``: the same arrival trick once more, so most tiny rates skip rng.poisson."""
+    counts = np.ones(rate.size, np.float32)
+    u = rng.random(rate.size, dtype=np.float32)
+    sel = np.flatnonzero(u < rate)
+    rest = rate[sel] + np.log(1 - u[sel])
+    counts[sel[rest > 0]] += 1 + rng.poisson(rest[rest > 0])
+    return counts
+
+
+def _make_obs(rng: np.random.Generator, table: pd.DataFrame, weights: np.ndarray,
+              n_cells: int, n_donors: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+    """Cells ordered by sample (like a concatenated atlas), uneven donor sizes and compositions."""
+    width = max(2, len(str(n_donors)))
+    size = rng.lognormal(0.0, 0.5, n_donors)
+    per_donor = rng.multinomial(n_cells, size / size.sum())
+    donor_idx = np.repeat(np.arange(n_donors), per_donor)
+    comps = weights * rng.lognormal(0.0, 0.4, (n_donors, weights.size))  # donor-specific compositions
+    comps /= comps.sum(axis=1, keepdims=True)
+    type_idx = np.concatenate([rng.choice(len(c), k, p=c) for k, c in zip(per_donor, comps, strict=True)])
+    sex, age = rng.choice(["F", "M"], n_donors), rng.integers(20, 80, n_donors)
+    barcodes = rng.choice(list("ACGT"), (n_cells, 16)).view("<U16").ravel()
+    obs = pd.DataFrame({
+        "sample": pd.Categorical.from_codes(donor_idx, [f"S{i + 1:0{width}d}" for i in range(n_donors)]),
+        "donor": pd.Categorical.from_codes(donor_idx, [f"D{i + 1:0{width}d}" for i in range(n_donors)]),
+    }, index=pd.Index([f"{b}-{d + 1}" for b, d in zip(barcodes, donor_idx, strict=True)]))
+    for col in table.columns:
+        obs[col] = pd.Categorical(table[col].to_numpy()[type_idx], categories=list(dict.fromkeys(table[col])))
+    obs["sex"], obs["age"] = pd.Categorical(sex[donor_idx], categories=["F", "M"]), age[donor_idx]
+    return obs, donor_idx, type_idx, sex
+
+
+def _cell_profiles(rng: np.random.Generator, genes: list[str], table: pd.DataFrame, donor_idx: np.ndarray,
+                   type_idx: np.ndarray, sex: np.ndarray, planted: list) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised mean profile per (donor, L4 type, state) present, and each cell's row in it."""
+    n_types, n_genes = len(table), len(genes)
+    logp = _type_log_profiles(rng, genes, table)
+    state = rng.integers(0, _N_STATES, donor_idx.size)
+    keys, combo = np.unique((donor_idx * n_types + type_idx) * _N_STATES + state, return_inverse=True)
+    d, t, s = keys // (n_types * _N_STATES), keys // _N_STATES % n_types, keys % _N_STATES
+    state_eff = rng.normal(0.0, 0.25, (n_types, _N_STATES, n_genes))
+    donor_eff = rng.normal(0.0, 0.1, (sex.size, n_genes))
+    for sx, words in _SEX_GENES.items():
+        donor_eff[np.ix_(sex == sx, [genes.index(g) for g in words.split()])] += 7.0
+    log = (logp[t] + state_eff[t, s] + donor_eff[d]).astype(np.float32)
+    # planted response: shift by strength x the clipped z-scored CytoSig column (0 outside CytoSig)
+    sig = _cytosig()[[p[0] for p in planted]]
+    z = (sig / sig.std(axis=0)).clip(-3.0, 3.0).reindex(genes).fillna(0.0).to_numpy(np.float32).T
+    l2 = table["cell_type_l2"].to_numpy()[t]
+    for (_, cell_type, donors, strength), w in zip(planted, z, strict=True):
+        log[np.isin(d, donors) & (l2 == cell_type)] += np.float32(strength) * w
+    prof = np.exp(log - log.max(axis=1, keepdims=True))
+    return prof / prof.sum(axis=1, keepdims=True), combo.ravel()
+
+
+def _build_adata(n_cells: int, n_donors: int, seed: int):
+    import anndata  # deferred: keeps `import cytoatlas.demo_atlas` cheap
+
+    rng = np.random.default_rng(seed)
+    genes = _gene_universe()
+    table, weights = _parse_hierarchy()
+    # (cytokine, L2 type, affected donor indices, strength); at most half of the donors are affected
+    planted = [(cyt, l2, np.sort(rng.choice(n_donors, max(1, min(k, n_donors // 2)), replace=False)), strength)
+               for cyt, l2, k, strength in _PLANTED]
+    obs, donor_idx, type_idx, sex = _make_obs(rng, table, weights, n_cells, n_donors)
+    prof, combo = _cell_profiles(rng, genes, table, donor_idx, type_idx, sex, planted)
+    # sequencing depth varies per sample and per cell; myeloid cells and doublets hold more RNA
+    depth = rng.lognormal(0.0, 0.15, n_donors)[donor_idx] * rng.lognormal(np.log(_MEAN_UMI), 0.3, n_cells)
+    factor = obs["cell_type_l1"].map({"Myeloid": 1.25, "Doublets": 1.8}).astype(float).fillna(1.0)
+    X = _sample_counts(rng, prof, combo, (depth * factor.to_numpy()).astype(np.float32))
+    totals = np.asarray(X.sum(axis=1)).ravel()
+    mito = np.array([g.startswith("MT-") for g in genes])
+    obs["n_counts"], obs["n_genes"] = totals.astype(np.float32), np.diff(X.indptr).astype(np.int32)
+    obs["pct_counts_mt"] = (100 * np.asarray(X[:, mito].sum(axis=1)).ravel() / totals).astype(np.float32)
+    ids = np.random.default_rng(0x5EC7).choice(300_000, len(genes), replace=False)  # same for every seed
+    var = pd.DataFrame({"gene_ids": [f"ENSG{i:011d}" for i in ids]}, index=pd.Index(genes))
+    names = np.asarray(obs["donor"].cat.categories)
+    truth = {"cytokine": np.array([p[0] for p in planted]), "cell_type_l2": np.array([p[1] for p in planted]),
+             "donors": np.array([",".join(names[p[2]]) for p in planted]),
+             "strength": np.array([p[3] for p in planted])}
+    uns = {"planted_responses": truth, "demo_atlas": {
+        "seed": seed, "n_cells": n_cells, "n_donors": n_donors, "generator": "cytoatlas.demo_atlas"}}
+    return anndata.AnnData(X=X, obs=obs, var=var, uns=uns)
+
+
+def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = 50_000, n_donors: int = 24,
+                     seed: int = 0) -> pathlib.Path:
+    """Write a deterministic synthetic immune atlas with planted cytokine responses to ``.h5ad``.
+
+    Parameters
+    ----------
+    path
+        Destination ``.h5ad`` file. Written atomically (temporary file in the same directory, then
+        ``os.replace``); parent directories are created.
+    n_cells
+        Exact number of cells (at least ``10 * n_donors``).
+    n_donors
+        Number of donors, one sample each (at least 2; planted responses affect at most half).
+    seed
+        Seed of the single ``numpy.random.default_rng`` stream. Same arguments give identical
+        ``X``, ``obs`` and ``var``.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``. ``X`` holds raw UMI counts (CSR, float32, gzip); ``obs`` has ``sample``, ``donor``,
+        ``cell_type_l1`` .. ``cell_type_l4`` (nested, see `DEMO_LEVELS`), ``sex``, ``age``,
+        ``n_counts``, ``n_genes`` and ``pct_counts_mt``; ``var`` is indexed by gene symbol with a
+        ``gene_ids`` column; ``uns["planted_responses"]`` holds the planted truth.
+    """
+    if n_donors < 2 or n_cells < 10 * n_donors:
+        raise ValueError(f"need n_donors >= 2 and n_cells >= 10 * n_donors, got {n_cells=}, {n_donors=}")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    adata = _build_adata(int(n_cells), int(n_donors), int(seed))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        adata.write_h5ad(tmp, compression="gzip")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
