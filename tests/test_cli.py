@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pytest
 from _atlas_factory import dense, file_ids, read_level, write_atlas, write_registry
@@ -273,3 +274,17 @@ def test_console_script_error_exit_code(tmp_path):
     assert proc.returncode == 2
     _assert_cli_error(proc.stderr, "no such file")
     assert proc.stdout == ""
+
+
+def test_demo_builds_the_atlas_and_writes_every_level(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--n-cells", "4000", "--n-bootstrap", "5"]) == 0
+    printed = capsys.readouterr().out.split()
+    expected = [str(p) for lev in ("L1", "L2", "L3", "L4") for p in output_paths(out / "demo" / "pseudobulk",
+                                                                                    "demo", lev).values()]
+    assert printed == expected and all(Path(p).exists() for p in expected)
+    l4 = ad.read_h5ad(expected[-3])
+    assert l4.n_obs > 5 and "Doublets" not in set(l4.obs["cell_type"])  # the registry's exclusion applies
+    mtime = (out / "demo_atlas.h5ad").stat().st_mtime_ns
+    assert main(["demo", "--out", str(out), "--n-cells", "4000", "--n-bootstrap", "5"]) == 0
+    assert (out / "demo_atlas.h5ad").stat().st_mtime_ns == mtime  # the atlas is reused, not rebuilt

@@ -123,11 +123,11 @@ def _type_log_profiles(rng: np.random.Generator, genes: list[str], table: pd.Dat
     gidx = {g: i for i, g in enumerate(genes)}
     base = rng.normal(0.0, _BASE_SD, len(genes))
     base[rng.random(len(genes)) < 0.5] -= 4.0  # many signature genes are silent in blood cells
-    for words in [*_MARKERS.values(), *_SEX_GENES.values()]:
+    ribo = [i for g, i in gidx.items() if g.startswith(("RPL", "RPS"))]
+    base[ribo] = 5.0 + 0.2 * base[ribo]  # ribosomal proteins: ~20 % of UMIs in PBMC
+    for words in [*_MARKERS.values(), *_SEX_GENES.values()]:  # (RPS4Y1 is a sex gene, not ribosomal)
         base[[gidx[g] for g in words.split()]] = -3.0  # markers are off unless a node switches them on
     base[[gidx[g] for g in _HOUSEKEEPING]] = list(_HOUSEKEEPING.values())
-    ribo = [i for g, i in gidx.items() if g.startswith(("RPL", "RPS"))]
-    base[ribo] = 5.0 + 0.2 * base[ribo]  # ribosomal proteins: ~25 % of UMIs in PBMC
     logp = np.tile(base, (len(table), 1))
     for depth, col in enumerate(table.columns):
         n_random, scale = (120, 60, 40, 20)[depth], (1.0, 0.8, 0.6, 0.5)[depth]

@@ -20,6 +20,7 @@ from cytoatlas._pseudobulk.atoms import AtomTable, LevelGroups
 from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm, inverse_std, zscore
 from cytoatlas._pseudobulk.state import AtomState
+from cytoatlas.io.prefetch import Prefetch
 from cytoatlas.io.writer import ColumnWriter
 
 log = logging.getLogger(__name__)
@@ -210,11 +211,17 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var:
                 {"X": np.float32, "zscore": np.float32}
             writers.append(ColumnWriter(p.path, p.obs, var, {**p.uns, "atlas_stats": stats.to_uns()}, layers))
         n_genes = state.atom_sums.shape[1]
-        for lo in range(0, n_genes, GENE_BLOCK):
-            cols = slice(lo, min(lo + GENE_BLOCK, n_genes))
-            atom_block = state.atom_sums[:, cols].astype(np.float64)
-            for p, w, t, dt in zip(plans, writers, totals, dtypes, strict=True):
-                w.write(cols, _block(p, atom_block, t, mean32[cols], inv32[cols], dt))
+
+        def computed():
+            for lo in range(0, n_genes, GENE_BLOCK):
+                cols = slice(lo, min(lo + GENE_BLOCK, n_genes))
+                atom_block = state.atom_sums[:, cols].astype(np.float64)
+                for p, w, t, dt in zip(plans, writers, totals, dtypes, strict=True):
+                    yield w, cols, _block(p, atom_block, t, mean32[cols], inv32[cols], dt)
+
+        # numpy computes the next blocks on a second thread while this one writes (h5py) the finished ones
+        for w, cols, arrays in Prefetch(computed(), depth=2):
+            w.write(cols, arrays)
     except BaseException:
         for w in writers:
             w.abort()

@@ -179,8 +179,9 @@ def pseudobulk(
                                 min_samples=min_samples, n_bootstrap=n_bootstrap, seed=seed)
         Path(out).mkdir(parents=True, exist_ok=True)
         write_plans(plans, state, stats, var)
-        log.info("%s: %s cells, %d levels written in %.1fs, peak memory %.2f GB", cfg.name,
-                 f"{len(atoms.cell_atom):,}", len(todo), time.perf_counter() - t0, peak_rss_gb())
+        groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)
+        log.info("%s: %s cells (%s kept) in %.1fs, peak memory %.2f GB; rows per file: %s", cfg.name,
+                 f"{len(atoms.cell_atom):,}", f"{state.moments.n:,}", time.perf_counter() - t0, peak_rss_gb(), groups)
     for lev in chosen:
         written += [paths[lev.name][k] for k in kinds]
     return written
