@@ -1,15 +1,14 @@
 """Deterministic generator of a small, realistic single-cell "demo atlas" with a known answer.
 
-Model (all randomness from one ``numpy.random.default_rng(seed)``): genes are all CytoSig genes, ~1,000
-SecAct genes not in CytoSig and ~100 markers / housekeeping genes (read from secactpy's data files).
-Cell types form a nested 4-level immune hierarchy with uneven, partly rare proportions plus a ~1 %
-``"Doublets"`` class. An L4 log-mean profile is a shared log-normal baseline plus the effects (known
-markers + random genes) of its L1..L4 nodes, so nested types resemble each other; doublets average a
-T-cell and a monocyte profile. Donors (one sample each) differ in size, composition, small per-gene
-effects and sex genes; cells also fall in one of a few per-type "states" (NB-like over-dispersion).
-Planted responses: in a few (cytokine, L2 type, donor subset) triples the affected cells' log means
-move by ``strength * z`` (``z`` = clipped, standardised CytoSig column), truth in ``uns``. Counts are
-Poisson(library size x profile) with log-normal library sizes around ~4k UMIs.
+Model (all randomness from one ``numpy.random.default_rng(seed)``): genes are all CytoSig genes, ~1,000 SecAct
+genes not in CytoSig and ~100 markers / housekeeping genes (read from secactpy's data files). Cell types form
+a nested 4-level immune hierarchy with uneven, partly rare proportions plus a ~1 % ``"Doublets"`` class. An
+L4 log-mean profile is a shared log-normal baseline plus the effects (known markers + random genes) of its
+L1..L4 nodes, so nested types resemble each other; doublets average a T-cell and a monocyte profile. Donors
+(one sample each) differ in size, composition, small per-gene effects and sex genes; cells also fall in one
+of a few per-type "states" (NB-like over-dispersion). Planted responses: in a few (cytokine, L2 type, donor
+subset) triples the affected cells' log means move by ``strength * z`` (``z`` = clipped, standardised
+CytoSig column), truth in ``uns``. Counts: Poisson(library size x profile), library sizes ~4k UMIs.
 """
 
 from __future__ import annotations
@@ -19,15 +18,19 @@ import importlib.util
 import os
 import pathlib
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+if TYPE_CHECKING:
+    import anndata
+
 DEMO_LEVELS = {"L1": "cell_type_l1", "L2": "cell_type_l2", "L3": "cell_type_l3", "L4": "cell_type_l4"}
 DEMO_EXCLUDE = {"cell_type_l1": ["Doublets"]}
 
-# L1 | L2 | L3 | L4 types with expected cells per 10,000 (rare ones on purpose: some sample x L4 groups < 10)
+# L1 | L2 | L3 | L4 types with relative abundances (some rare on purpose: sample x L4 groups with < 10 cells)
 _HIERARCHY = """
 T cells|CD4 T|CD4 Naive|CD4 Naive:1200
 T cells|CD4 T|CD4 Memory|CD4 TCM:800,CD4 TEM:400,CD4 CTL:80
@@ -87,25 +90,24 @@ def _cytosig() -> pd.DataFrame:
     return pd.read_csv(_signature_file("CytoSig.tsv.gz"), sep="\t", index_col=0)
 
 
+def _secact_extra_genes(n: int) -> list[str]:
+    """The first ``n`` SecAct genes (file order = genomic order) not in CytoSig, streamed with an early
+    stop: decompressing the whole 80 MB file would take ~1.5 s, 10 % of the time budget."""
+    cyto, found, tail, header = set(_cytosig().index), [], b"", True
+    dec = zlib.decompressobj(wbits=31)
+    with open(_signature_file("SecAct.tsv.gz"), "rb") as fh:
+        while len(found) < n and (block := fh.read(1 << 18)):
+            *lines, tail = (tail + dec.decompress(block)).split(b"\n")
+            if header and lines:  # the first line holds the signature names
+                lines, header = lines[1:], False
+            found += [g for g in (line.split(b"\t", 1)[0].decode() for line in lines) if g not in cyto]
+    return found[:n]
+
+
 @functools.lru_cache(maxsize=1)
-def _secact_genes() -> tuple[str, ...]:
-    # only the row names are needed; scanning the text is ~3x faster than pandas parsing 9M floats
-    text = zlib.decompress(_signature_file("SecAct.tsv.gz").read_bytes(), wbits=31)
-    names, pos = [], text.find(b"\n") + 1  # first line = signature names
-    while 0 < pos < len(text):
-        end = text.find(b"\t", pos)
-        names.append(text[pos:end].decode())
-        pos = text.find(b"\n", end) + 1
-    return tuple(names)
-
-
-def _gene_universe() -> list[str]:
-    cyto = set(_cytosig().index)
-    extra = sorted(set(_secact_genes()) - cyto)
-    # evenly spaced over the alphabet, so the pick is stable and not biased to A-genes
-    pick = np.linspace(0, len(extra) - 1, min(_N_SECACT_EXTRA, len(extra))).round().astype(int)
+def _gene_universe() -> tuple[str, ...]:
     words = " ".join([*_MARKERS.values(), *_SEX_GENES.values(), *_HOUSEKEEPING]).split()
-    return sorted(cyto | {extra[i] for i in pick} | set(words))
+    return tuple(sorted(set(_cytosig().index) | set(_secact_extra_genes(_N_SECACT_EXTRA)) | set(words)))
 
 
 def _parse_hierarchy() -> tuple[pd.DataFrame, np.ndarray]:
@@ -164,9 +166,8 @@ def _sample_counts(rng: np.random.Generator, profiles: np.ndarray, combo: np.nda
         rng.random(out=u, dtype=np.float32)
         flat = np.flatnonzero(np.less(u, lam, out=cand))  # row-major: columns sorted within rows
         rate = lam.ravel()[flat] + np.log(1 - u.ravel()[flat])  # lam - E
-        keep = rate > 0
-        flat = flat[keep]
-        data.append(_one_plus_poisson(rng, rate[keep]))
+        flat, rate = flat[rate > 0], rate[rate > 0]
+        data.append(_one_plus_poisson(rng, rate))
         rows = flat // n_genes
         indices.append((flat - rows * n_genes).astype(np.int32))
         nnz.append(np.bincount(rows, minlength=m))
@@ -229,11 +230,11 @@ def _cell_profiles(rng: np.random.Generator, genes: list[str], table: pd.DataFra
     return prof / prof.sum(axis=1, keepdims=True), combo.ravel()
 
 
-def _build_adata(n_cells: int, n_donors: int, seed: int):
+def _build_adata(n_cells: int, n_donors: int, seed: int) -> anndata.AnnData:
     import anndata  # deferred: keeps `import cytoatlas.demo_atlas` cheap
 
     rng = np.random.default_rng(seed)
-    genes = _gene_universe()
+    genes = list(_gene_universe())
     table, weights = _parse_hierarchy()
     # (cytokine, L2 type, affected donor indices, strength); at most half of the donors are affected
     planted = [(cyt, l2, np.sort(rng.choice(n_donors, max(1, min(k, n_donors // 2)), replace=False)), strength)
@@ -250,10 +251,9 @@ def _build_adata(n_cells: int, n_donors: int, seed: int):
     obs["pct_counts_mt"] = (100 * np.asarray(X[:, mito].sum(axis=1)).ravel() / totals).astype(np.float32)
     ids = np.random.default_rng(0x5EC7).choice(300_000, len(genes), replace=False)  # same for every seed
     var = pd.DataFrame({"gene_ids": [f"ENSG{i:011d}" for i in ids]}, index=pd.Index(genes))
-    names = np.asarray(obs["donor"].cat.categories)
-    truth = {"cytokine": np.array([p[0] for p in planted]), "cell_type_l2": np.array([p[1] for p in planted]),
-             "donors": np.array([",".join(names[p[2]]) for p in planted]),
-             "strength": np.array([p[3] for p in planted])}
+    cytokines, l2s, donor_sets, strengths = zip(*planted, strict=True)
+    truth = {"cytokine": np.array(cytokines), "cell_type_l2": np.array(l2s), "strength": np.array(strengths),
+             "donors": np.array([",".join(obs["donor"].cat.categories[d]) for d in donor_sets])}
     uns = {"planted_responses": truth, "demo_atlas": {
         "seed": seed, "n_cells": n_cells, "n_donors": n_donors, "generator": "cytoatlas.demo_atlas"}}
     return anndata.AnnData(X=X, obs=obs, var=var, uns=uns)
@@ -291,7 +291,8 @@ def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = 50_000, n_donors
     adata = _build_adata(int(n_cells), int(n_donors), int(seed))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        adata.write_h5ad(tmp, compression="gzip")
+        # gzip level 1: ~35 % faster to write than the default level 4 for ~15 % larger files
+        adata.write_h5ad(tmp, compression="gzip", compression_opts=1)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -9,6 +9,7 @@ is ~30 k x 36 k per layer).
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +21,6 @@ from cytoatlas._pseudobulk.atoms import AtomTable, LevelGroups
 from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm, inverse_std, zscore
 from cytoatlas._pseudobulk.state import AtomState
-from cytoatlas.io.prefetch import Prefetch
 from cytoatlas.io.writer import ColumnWriter
 
 log = logging.getLogger(__name__)
@@ -211,17 +211,20 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var:
                 {"X": np.float32, "zscore": np.float32}
             writers.append(ColumnWriter(p.path, p.obs, var, {**p.uns, "atlas_stats": stats.to_uns()}, layers))
         n_genes = state.atom_sums.shape[1]
-
-        def computed():
-            for lo in range(0, n_genes, GENE_BLOCK):
-                cols = slice(lo, min(lo + GENE_BLOCK, n_genes))
-                atom_block = state.atom_sums[:, cols].astype(np.float64)
-                for p, w, t, dt in zip(plans, writers, totals, dtypes, strict=True):
-                    yield w, cols, _block(p, atom_block, t, mean32[cols], inv32[cols], dt)
-
-        # numpy computes the next blocks on a second thread while this one writes (h5py) the finished ones
-        for w, cols, arrays in Prefetch(computed(), depth=2):
-            w.write(cols, arrays)
+        # a gene block's files are computed on two threads (numpy and BLAS release the GIL) while this one
+        # writes the previous block's (h5py)
+        with ThreadPoolExecutor(2, thread_name_prefix="cytoatlas-outputs") as pool:
+            pending = None
+            for lo in [*range(0, n_genes, GENE_BLOCK), n_genes]:
+                ready, pending = pending, None
+                if lo < n_genes:
+                    cols = slice(lo, min(lo + GENE_BLOCK, n_genes))
+                    atom_block = state.atom_sums[:, cols].astype(np.float64)
+                    pending = (cols, [pool.submit(_block, p, atom_block, t, mean32[cols], inv32[cols], dt)
+                                      for p, t, dt in zip(plans, totals, dtypes, strict=True)])
+                if ready is not None:
+                    for w, future in zip(writers, ready[1], strict=True):
+                        w.write(ready[0], future.result())
     except BaseException:
         for w in writers:
             w.abort()

@@ -17,6 +17,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.chunks import ChunkedArray
 
 
 def open_h5ad(path: str | os.PathLike) -> h5py.File:
@@ -158,7 +159,8 @@ class CountsMatrix:
         elif isinstance(node, h5py.Group) and enc == "csr_matrix":
             self.dense, self.node = False, node
             self.shape = tuple(int(s) for s in node.attrs["shape"])
-            self._data, self._indices, self._indptr = node["data"], node["indices"], node["indptr"]
+            self._data, self._indices = ChunkedArray(node["data"]), ChunkedArray(node["indices"])
+            self._indptr = node["indptr"]
         elif enc == "csc_matrix":
             raise CytoatlasError(
                 f"{f.filename}: {key} is stored as CSC; streaming needs rows (CSR). Convert once, e.g. "
@@ -176,7 +178,7 @@ class CountsMatrix:
             ptr = self._indptr[start : stop + 1]
             lo, hi = int(ptr[0]), int(ptr[-1])
             return CSRBlock(start, stop, self._data[lo:hi], self._indices[lo:hi], ptr - ptr[0])
-        except (OSError, ValueError, KeyError) as e:
+        except Exception as e:  # h5py, zlib/isal and numpy each raise their own kinds for a damaged file
             raise CytoatlasError(
                 f"{self.filename}: cannot read {self.key} rows {start}-{stop} (corrupt or truncated file?): {e}"
             ) from None
