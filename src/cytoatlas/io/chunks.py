@@ -38,15 +38,12 @@ class ChunkedArray:
         lo, hi = rows.start or 0, rows.stop
         if not self.direct:
             return self.ds[lo:hi]
-        if hi <= lo:
-            return np.empty(0, dtype=self.dtype.newbyteorder("="))
-        first, last = lo // self.chunk, (hi - 1) // self.chunk
-        parts = []
-        for c in range(first, last + 1):
+        out = np.empty(max(hi - lo, 0), dtype=self.dtype.newbyteorder("="))
+        for c in range(lo // self.chunk, (hi - 1) // self.chunk + 1) if hi > lo else ():
             mask, raw = self.ds.id.read_direct_chunk((c * self.chunk,))
             # bit 0 of the mask set means HDF5 stored this chunk without applying the deflate filter
-            parts.append(np.frombuffer(_inflate(raw) if self.compressed and not mask & 1 else raw, self.dtype))
-        values = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        offset = first * self.chunk
-        return values[lo - offset: hi - offset].astype(self.dtype.newbyteorder("="), copy=len(parts) == 1)
-
+            values = np.frombuffer(_inflate(raw) if self.compressed and not mask & 1 else raw, self.dtype)
+            start = c * self.chunk
+            a, b = max(lo, start), min(hi, start + self.chunk)
+            out[a - lo: b - lo] = values[a - start: b - start]
+        return out
