@@ -56,3 +56,20 @@ def accumulate_csr(data, indices, indptr, row_start, cell_atom, atom_sums, atom_
             s2[g] += v * v
             nnz[g] += 1
     return OK, -1
+
+
+@numba.njit(nogil=True, cache=True)
+def log_scaled_zscore(values, row_scale, mean, inv_std, x_out, z_out):
+    """``x = log(1 + values * row_scale)`` and ``z = (x - mean) * inv_std`` per gene, in float32, one pass.
+
+    ``log(1 + v)`` in float32 rather than float64 ``log1p``: ~4x cheaper, and for a float32 result the
+    absolute error is the same (<= 4e-7 over the range of log1p CPM). Fused so the pseudobulk matrices are
+    swept once, without the GIL (the output pass runs on several threads).
+    """
+    one = np.float32(1.0)
+    for i in range(values.shape[0]):
+        s = row_scale[i]
+        for j in range(values.shape[1]):
+            x = math.log(one + np.float32(values[i, j] * s))
+            x_out[i, j] = x
+            z_out[i, j] = (x - mean[j]) * inv_std[j]
