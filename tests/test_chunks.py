@@ -52,3 +52,22 @@ def test_corrupt_chunk_is_a_clear_error(tmp_path):
     with open_h5ad(path) as f, pytest.raises(CytoatlasError, match="corrupt or truncated"):
         for _ in open_counts(f).blocks(500):
             pass
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_blocks_are_capped_by_stored_values(tmp_path, dense):
+    import anndata as ad
+    import scipy.sparse as sp
+
+    x = sp.random(500, 40, density=0.5, format="csr", random_state=0, dtype=np.float32)
+    ad.AnnData(x.toarray() if dense else x).write_h5ad(tmp_path / "d.h5ad")
+    with open_h5ad(tmp_path / "d.h5ad") as f:
+        counts = open_counts(f)
+        blocks = list(counts.blocks(200, first=30, max_values=1000))
+        assert blocks[0].start == 0 and blocks[-1].stop == 500
+        assert all(a.stop == b.start for a, b in zip(blocks, blocks[1:], strict=False))
+        assert blocks[0].stop - blocks[0].start <= 30
+        assert all(b.stop - b.start <= 200 for b in blocks)
+        assert all(len(b.data) <= 1000 for b in blocks)  # 1000 values ~ 50 sparse rows or 25 dense ones
+        got = sp.vstack([sp.csr_matrix((b.data, b.indices, b.indptr), shape=(b.stop - b.start, 40)) for b in blocks])
+        np.testing.assert_array_equal(got.toarray(), x.toarray())

@@ -25,7 +25,7 @@ from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.io.writer import ColumnWriter
 
 log = logging.getLogger(__name__)
-GENE_BLOCK = 2048
+GENE_BLOCK = 1024  # genes per output block: two blocks of every file are in flight at once
 
 
 @dataclass

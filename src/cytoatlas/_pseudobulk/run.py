@@ -207,4 +207,5 @@ def _stream(cfg: AtlasConfig, blocks: Prefetch, shape: tuple[int, int], cell_ato
             log.info("first block processed in %.2fs", time.perf_counter() - t0)
             first = False
         progress.update(block.stop - block.start)
+        del block  # let go before asking for the next one: the reader may then fill its slot
     return state

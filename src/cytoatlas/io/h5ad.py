@@ -131,6 +131,10 @@ def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFram
     return pd.DataFrame({"gene_id": ids, "gene_symbol": symbols}, index=pd.Index(index, dtype=object))
 
 
+# 32 M stored values per block: ~256 MB of CSR (data + indices), whatever the cells' density
+MAX_BLOCK_VALUES = 1 << 25
+
+
 @dataclass
 class CSRBlock:
     """Rows ``start:stop`` of the counts matrix as CSR arrays (indptr starts at 0)."""
@@ -183,14 +187,21 @@ class CountsMatrix:
                 f"{self.filename}: cannot read {self.key} rows {start}-{stop} (corrupt or truncated file?): {e}"
             ) from None
 
-    def blocks(self, batch_size: int, start: int = 0, stop: int | None = None, first: int | None = None
-               ) -> Iterator[CSRBlock]:
-        """Row blocks of ``batch_size`` rows; ``first`` rows in the first block if given (a small first block
-        makes a run report progress, or fail on bad data, within a second)."""
+    def blocks(self, batch_size: int, start: int = 0, stop: int | None = None, first: int | None = None,
+               max_values: int = MAX_BLOCK_VALUES) -> Iterator[CSRBlock]:
+        """Row blocks of at most ``batch_size`` rows and ``max_values`` stored values (nonzeros, or cells x genes
+        for dense X), so memory stays bounded however dense the cells are; ``first`` rows in the first block if
+        given (a small first block makes a run report progress, or fail on bad data, within a second)."""
         stop = self.shape[0] if stop is None else stop
         lo = start
         while lo < stop:
             hi = min(lo + (first if lo == start and first else batch_size), stop)
+            if self.dense:
+                hi = lo + max(1, min(hi - lo, max_values // max(self.shape[1], 1)))
+            else:
+                ptr = self._indptr[lo: hi + 1]
+                within = int(np.searchsorted(ptr - ptr[0], max_values, side="right")) - 1  # rows that fit
+                hi = lo + max(1, min(hi - lo, within))
             yield self.block(lo, hi)
             lo = hi
 
