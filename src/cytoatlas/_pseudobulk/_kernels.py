@@ -73,3 +73,19 @@ def log_scaled_zscore(values, row_scale, mean, inv_std, x_out, z_out):
             x = math.log(one + np.float32(values[i, j] * s))
             x_out[i, j] = x
             z_out[i, j] = (x - mean[j]) * inv_std[j]
+
+
+@numba.njit(nogil=True, cache=True)
+def sum_atom_rows(row_ptr, row_atoms, atom_sums, lo, hi, out):
+    """``out[r] = sum of atom_sums[a, lo:hi] over the atoms a of row r`` (rows given as CSR of atom indices).
+
+    The products of 0/1 "which atoms make this row" matrices with the atom sums, without scipy (which holds
+    the GIL) and without a float64 copy of the atom sums: exact, since the counts are integers < 2**53.
+    """
+    for r in range(len(row_ptr) - 1):
+        for j in range(hi - lo):
+            out[r, j] = 0.0
+        for k in range(row_ptr[r], row_ptr[r + 1]):
+            a = row_atoms[k]
+            for j in range(hi - lo):
+                out[r, j] += atom_sums[a, lo + j]

@@ -9,6 +9,7 @@ is ~30 k x 36 k per layer).
 from __future__ import annotations
 
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cytoatlas._pseudobulk._kernels import log_scaled_zscore
+from cytoatlas._pseudobulk._kernels import log_scaled_zscore, sum_atom_rows
 from cytoatlas._pseudobulk.atoms import AtomTable, LevelGroups
 from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm_scale, inverse_std
@@ -25,7 +26,8 @@ from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.io.writer import ColumnWriter
 
 log = logging.getLogger(__name__)
-GENE_BLOCK = 1024  # genes per output block: two blocks of every file are in flight at once
+GENE_BLOCK = 1024  # genes per output block
+IN_FLIGHT = 6  # output blocks computed or waiting to be written at any time
 
 
 @dataclass
@@ -181,9 +183,11 @@ def _plan_resampled(atoms, state, groups, atom_group, path, uns, min_cells, min_
     return FilePlan(path, obs, {**uns, "kind": "resampled"}, _rows(atom_pair, keep, len(p_group)), mixes)
 
 
-def _block(plan: FilePlan, atom_block: np.ndarray, totals: np.ndarray, mean, inv_std, counts_dtype) -> dict:
-    """X, zscore (and counts) of ``plan``'s rows for one gene block."""
-    counts = plan.rows @ atom_block
+def _block(plan: FilePlan, atom_sums: np.ndarray, cols: slice, totals: np.ndarray, mean, inv_std,
+           counts_dtype) -> dict:
+    """X, zscore (and counts) of ``plan``'s rows for the genes ``cols``."""
+    counts = np.empty((plan.rows.shape[0], cols.stop - cols.start))
+    sum_atom_rows(plan.rows.indptr, plan.rows.indices, atom_sums, cols.start, cols.stop, counts)
     scale = cpm_scale(totals)
     if plan.mixes is None:
         values = counts
@@ -208,29 +212,34 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var:
         if (t <= 0).any():
             log.warning("%s: %d row(s) with no counts at all are NaN", p.path.name, int((t <= 0).sum()))
     dtypes = [np.dtype(np.int32 if t.max(initial=0) < 2**31 else np.int64) for t in totals]
-    writers = []
-    try:
-        for p, dt in zip(plans, dtypes, strict=True):
-            layers = {"X": np.float32, "counts": dt, "zscore": np.float32} if p.with_counts else \
+    writers: dict[int, ColumnWriter] = {}
+
+    def writer(k: int) -> ColumnWriter:
+        if k not in writers:  # files are created at their first block, while the workers already compute
+            p = plans[k]
+            layers = {"X": np.float32, "counts": dtypes[k], "zscore": np.float32} if p.with_counts else \
                 {"X": np.float32, "zscore": np.float32}
-            writers.append(ColumnWriter(p.path, p.obs, var, {**p.uns, "atlas_stats": stats.to_uns()}, layers))
-        n_genes = state.atom_sums.shape[1]
-        # a gene block's files are computed on two threads (numpy and BLAS release the GIL) while this one
-        # writes the previous block's (h5py)
+            writers[k] = ColumnWriter(p.path, p.obs, var, {**p.uns, "atlas_stats": stats.to_uns()}, layers)
+        return writers[k]
+
+    n_genes = state.atom_sums.shape[1]
+    tasks = ((k, slice(lo, min(lo + GENE_BLOCK, n_genes))) for lo in range(0, n_genes, GENE_BLOCK)
+             for k in range(len(plans)))
+    try:
+        # (gene block, file) tasks run on two threads (the kernels and BLAS release the GIL) while this
+        # one writes finished ones in order; at most IN_FLIGHT results exist at a time
         with ThreadPoolExecutor(2, thread_name_prefix="cytoatlas-outputs") as pool:
-            pending = None
-            for lo in [*range(0, n_genes, GENE_BLOCK), n_genes]:
-                ready, pending = pending, None
-                if lo < n_genes:
-                    cols = slice(lo, min(lo + GENE_BLOCK, n_genes))
-                    atom_block = state.atom_sums[:, cols].astype(np.float64)
-                    pending = (cols, [pool.submit(_block, p, atom_block, t, mean32[cols], inv32[cols], dt)
-                                      for p, t, dt in zip(plans, totals, dtypes, strict=True)])
-                if ready is not None:
-                    for w, future in zip(writers, ready[1], strict=True):
-                        w.write(ready[0], future.result())
+            inflight: deque = deque()
+            for k, cols in tasks:
+                inflight.append((k, cols, pool.submit(_block, plans[k], state.atom_sums, cols, totals[k],
+                                                      mean32[cols], inv32[cols], dtypes[k])))
+                if len(inflight) > IN_FLIGHT:
+                    k0, cols0, done = inflight.popleft()
+                    writer(k0).write(cols0, done.result())
+            for k, cols, done in inflight:
+                writer(k).write(cols, done.result())
     except BaseException:
-        for w in writers:
+        for w in writers.values():
             w.abort()
         raise
-    return [w.commit() for w in writers]
+    return [writer(k).commit() for k in range(len(plans))]
