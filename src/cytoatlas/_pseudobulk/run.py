@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from cytoatlas import __version__
-from cytoatlas._pseudobulk.atoms import build_atoms
+from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.errors import CytoatlasError
@@ -166,8 +166,7 @@ def pseudobulk(
             _log_plan(cfg, atoms, counts.shape)
             with Prefetch(counts.blocks(batch_size, first=min(batch_size, FIRST_BLOCK))) as blocks:
                 warm.join()
-                state = _stream(cfg, blocks, counts.shape, atoms.cell_atom, t0)
-    written = []
+                state = _stream(cfg, blocks, counts.shape, atoms, t0)
     if todo:
         stats = AtlasStats.from_state(state)
         run_uns = {"atlas": cfg.name, "input": fingerprint, "cytoatlas_version": __version__,
@@ -182,9 +181,7 @@ def pseudobulk(
         groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)
         log.info("%s: %s cells (%s kept) in %.1fs, peak memory %.2f GB; rows per file: %s", cfg.name,
                  f"{len(atoms.cell_atom):,}", f"{state.moments.n:,}", time.perf_counter() - t0, peak_rss_gb(), groups)
-    for lev in chosen:
-        written += [paths[lev.name][k] for k in kinds]
-    return written
+    return [paths[lev.name][k] for lev in chosen for k in kinds]
 
 
 def _log_plan(cfg: AtlasConfig, atoms, shape) -> None:
@@ -195,10 +192,9 @@ def _log_plan(cfg: AtlasConfig, atoms, shape) -> None:
                  g.n_missing, g.n_filtered)
 
 
-def _stream(cfg: AtlasConfig, blocks: Prefetch, shape: tuple[int, int], cell_atom: np.ndarray, t0: float
-            ) -> AtomState:
+def _stream(cfg: AtlasConfig, blocks: Prefetch, shape: tuple[int, int], atoms: AtomTable, t0: float) -> AtomState:
     """The pass: every block of the counts into one atom state."""
-    state = AtomState.empty(int(cell_atom.max(initial=-1)) + 1, shape[1])
+    state, cell_atom = AtomState.empty(atoms.n_atoms, shape[1]), atoms.cell_atom
     progress = Progress(log, cfg.name, shape[0])
     first = True
     for block in blocks:
