@@ -28,7 +28,7 @@ class LevelGroups:
     """The groups of one level, and which atoms belong to them."""
 
     level: Level
-    atom_group: np.ndarray  # per atom: group index, -1 if the atom is not in this level
+    atom_group: np.ndarray  # per atom: group index, -1 if the atom is not in this level (set by build_atoms)
     labels: np.ndarray  # group label strings
     parts: dict[str, np.ndarray] = field(default_factory=dict)  # per `by` column: each group's label
     n_missing: int = 0  # kept cells left out because a `by` label is NaN

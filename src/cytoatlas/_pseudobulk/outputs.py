@@ -112,8 +112,6 @@ def plan_level(
     """Plans for a level's cell type, sample x cell type and (if ``n_bootstrap``) resampled files."""
     name, sep, n_groups = groups.level.name, atoms.separator, len(groups.labels)
     atom_group = groups.atom_group.astype(np.int64)
-    if not len(atom_group):  # a level with no `by` columns: every atom is in its one group
-        atom_group = np.zeros(atoms.n_atoms, dtype=np.int64)
 
     n_cells = _cells(atom_group, n_groups, state.atom_cells)
     keep = np.flatnonzero(n_cells >= min_cells)
