@@ -17,3 +17,18 @@ def demo_h5ad(tmp_path_factory) -> Path:
     from cytoatlas.demo_atlas import write_demo_atlas
 
     return write_demo_atlas(tmp_path_factory.mktemp("demo") / "demo_atlas.h5ad", n_cells=6_000, n_donors=20)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signature_cache(tmp_path_factory) -> Path:
+    """Parsed signature sets are cached in a per-session directory, never in the user's home."""
+    import os
+
+    path = tmp_path_factory.mktemp("cache")
+    old = os.environ.get("CYTOATLAS_CACHE")
+    os.environ["CYTOATLAS_CACHE"] = str(path)
+    yield path
+    if old is None:
+        del os.environ["CYTOATLAS_CACHE"]
+    else:
+        os.environ["CYTOATLAS_CACHE"] = old

@@ -282,7 +282,12 @@ def test_demo_builds_the_atlas_and_writes_every_level(tmp_path, capsys):
     printed = capsys.readouterr().out.split()
     expected = [str(p) for lev in ("L1", "L2", "L3", "L4") for p in output_paths(out / "demo" / "pseudobulk",
                                                                                     "demo", lev).values()]
-    assert printed == expected and all(Path(p).exists() for p in expected)
+    assert printed[:12] == expected and all(Path(p).exists() for p in printed)
+    # then activity: CytoSig and SecAct on every pseudobulk file, bootstrap intervals as tables
+    activity = [Path(p) for p in printed[12:]]
+    assert all(p.parent == out / "demo" / "activity" for p in activity)
+    assert sum(p.name.endswith("_activity.h5ad") for p in activity) == 12 * 2
+    assert sum(p.name.endswith("_activity_ci.csv") for p in activity) == 4 * 2
     l4 = ad.read_h5ad(expected[-3])
     assert l4.n_obs > 5 and "Doublets" not in set(l4.obs["cell_type"])  # the registry's exclusion applies
     mtime = (out / "demo_atlas.h5ad").stat().st_mtime_ns

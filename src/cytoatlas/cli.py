@@ -48,6 +48,43 @@ def _atlases(args: argparse.Namespace) -> None:
         print(f"{name}\n  file: {where}\n  sample: {entry.get('sample_col')}  levels: {levels}")
 
 
+def _pairs(items: Sequence[str] | None) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        label, sep, target = item.partition("=")
+        if not sep or not label or not target:
+            raise CytoatlasError(f"--cell-type-map wants LABEL=CELLTYPE, got {item!r}")
+        out[label] = target
+    return out
+
+
+def _activity(args: argparse.Namespace) -> None:
+    from cytoatlas.activity import activity
+
+    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
+    paths = activity(args.files, args.out, atlas=args.atlas, registry=args.registry, data_root=args.data_root,
+                     signatures=sets, signature_files=args.signature_file or (), method=args.method,
+                     n_rand=args.n_rand, seed=args.seed, centre=args.centre,
+                     cell_type_map=_pairs(args.cell_type_map), lambda_=args.lambda_)
+    print("\n".join(map(str, paths)))
+
+
+def _signatures(args: argparse.Namespace) -> None:
+    from cytoatlas.activity.signatures import BUILT_IN, load_signatures
+
+    files = list(args.signature_file or [])
+    if args.atlas:
+        from cytoatlas.registry import get_atlas
+
+        files = [*get_atlas(args.atlas, args.registry, args.data_root).signature_files, *files]
+    print(f"{'name':<14}{'genes':>8}{'signatures':>12}{'groups':>8}  source")
+    for source in [*BUILT_IN, *files]:
+        d = load_signatures(source).describe()
+        print(f"{d['name']:<14}{d['n_genes']:>8,}{d['n_signatures']:>12,}{d['n_groups']:>8,}  {d['source']} "
+              f"({d['version']})")
+    print("LinCytoSig is not redistributable: add its TSV with --signature-file or `signature_files` in a registry.")
+
+
 def _demo(args: argparse.Namespace) -> None:
     from cytoatlas.demo import run_demo
 
@@ -75,6 +112,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("atlases", help="list the registered atlases")
     _registry_args(p)
     p.set_defaults(func=_atlases)
+
+    p = sub.add_parser("activity", help="CytoSig / SecAct / LinCytoSig activity of pseudobulk files")
+    p.add_argument("files", nargs="*", help="pseudobulk .h5ad files (default with --atlas: OUT/pseudobulk/*)")
+    p.add_argument("--out", required=True, help="output directory (with --atlas and no files: the atlas' "
+                   "results directory; outputs go to OUT/activity)")
+    p.add_argument("--atlas", help="registry atlas: its pseudobulk files, signature_files and cell_type_map")
+    p.add_argument("--signatures", help="comma-separated sets (default: cytosig, secact and every signature file)")
+    p.add_argument("--signature-file", action="append", metavar="TSV",
+                   help="genes x signatures TSV(.gz), e.g. LinCytoSig; repeatable")
+    p.add_argument("--method", choices=("exact", "permutation"), default="exact",
+                   help="exact: closed-form permutation z (default); permutation: secactpy's procedure")
+    p.add_argument("--n-rand", type=int, default=1000, help="permutations for --method permutation (1000)")
+    p.add_argument("--seed", type=int, default=0, help="permutation seed (secactpy's default 0)")
+    p.add_argument("--centre", default="across",
+                   help="'across' (default) or 'within:COLUMN', e.g. within:cell_type for sample x cell type files")
+    p.add_argument("--cell-type-map", action="append", metavar="LABEL=CELLTYPE",
+                   help="map an atlas label to a LinCytoSig cell type; repeatable")
+    p.add_argument("--lambda", dest="lambda_", type=float, default=5e5, help="ridge penalty (5e5)")
+    _registry_args(p)
+    p.set_defaults(func=_activity)
+
+    p = sub.add_parser("signatures", help="list the signature sets: size, genes, source")
+    p.add_argument("--signature-file", action="append", metavar="TSV", help="also describe this file; repeatable")
+    p.add_argument("--atlas", help="also the signature_files of this registry atlas")
+    _registry_args(p)
+    p.set_defaults(func=_signatures)
 
     p = sub.add_parser("demo", help="build the demo atlas and run every step on it")
     p.add_argument("--out", default="cytoatlas_demo", help="directory for the atlas and results")

@@ -30,11 +30,14 @@ def _current(path: Path, n_cells: int) -> bool:
 
 
 def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000, **kwargs) -> list[Path]:
-    """Write (or reuse) ``out/demo_atlas.h5ad`` and run pseudobulk on it into ``out/demo/pseudobulk``.
+    """Write (or reuse) ``out/demo_atlas.h5ad`` and run every step on it.
 
-    ``kwargs`` go to :func:`cytoatlas.pseudobulk`. Returns the written paths.
+    Pseudobulk goes to ``out/demo/pseudobulk``, CytoSig and SecAct activity (sample x cell type files centred
+    within cell type, as the seed did) to ``out/demo/activity``. ``kwargs`` go to :func:`cytoatlas.pseudobulk`.
+    Returns the written paths.
     """
     from cytoatlas._pseudobulk import pseudobulk
+    from cytoatlas.activity import activity
     from cytoatlas.demo_atlas import write_demo_atlas
 
     out = Path(out)
@@ -45,4 +48,5 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000
     else:
         log.info("writing demo atlas %s (%s cells)", atlas, f"{n_cells:,}")
         write_demo_atlas(atlas, n_cells=n_cells)
-    return pseudobulk(demo_config(atlas), out / "demo" / "pseudobulk", **kwargs)
+    paths = pseudobulk(demo_config(atlas), out / "demo" / "pseudobulk", **kwargs)
+    return paths + activity(paths, out / "demo" / "activity", centre="within:cell_type")

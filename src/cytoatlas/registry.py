@@ -18,7 +18,8 @@ from typing import Any
 from cytoatlas.errors import CytoatlasError
 
 DATA_ROOT_ENV = "CYTOATLAS_DATA_ROOT"
-_KEYS = {"h5ad", "sample_col", "donor_col", "gene_symbols", "counts", "exclude", "levels"}
+_KEYS = {"h5ad", "sample_col", "donor_col", "gene_symbols", "counts", "exclude", "levels", "signature_files",
+         "cell_type_map"}
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class AtlasConfig:
     gene_symbols: str | None = None
     counts: str = "X"
     exclude: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
+    signature_files: tuple[Path, ...] = ()
+    cell_type_map: tuple[tuple[str, str], ...] = ()
 
     @property
     def unit_col(self) -> str:
@@ -101,24 +104,36 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
             raise CytoatlasError(f"atlas {name!r}: missing required key {key!r}")
     if not isinstance(entry["levels"], dict) or not entry["levels"]:
         raise CytoatlasError(f"atlas {name!r}: levels must be a non-empty table")
-    h5ad = Path(os.path.expanduser(str(entry["h5ad"])))
     root = data_root or os.environ.get(DATA_ROOT_ENV) or base_dir
-    if not h5ad.is_absolute():
+
+    def resolve(value: Any) -> Path:
+        path = Path(os.path.expanduser(str(value)))
+        if path.is_absolute():
+            return path
         if root is None:
             raise CytoatlasError(
-                f"atlas {name!r}: path {str(h5ad)!r} is relative and no data root is set; "
+                f"atlas {name!r}: path {str(path)!r} is relative and no data root is set; "
                 f"pass --data-root or set {DATA_ROOT_ENV}"
             )
-        h5ad = Path(root) / h5ad
+        return Path(root) / path
+
+    files = entry.get("signature_files", [])
+    if not isinstance(files, list) or not all(isinstance(x, str) for x in files):
+        raise CytoatlasError(f"atlas {name!r}: signature_files must be a list of paths, got {files!r}")
+    cmap = entry.get("cell_type_map", {})
+    if not isinstance(cmap, dict) or not all(isinstance(v, str) for v in cmap.values()):
+        raise CytoatlasError(f"atlas {name!r}: cell_type_map must be a table of label = \"CellType\", got {cmap!r}")
     return AtlasConfig(
         name=name,
-        h5ad=h5ad,
+        h5ad=resolve(entry["h5ad"]),
         sample_col=str(entry["sample_col"]),
         levels=tuple(_level(name, str(k), v) for k, v in entry["levels"].items()),
         donor_col=entry.get("donor_col"),
         gene_symbols=entry.get("gene_symbols"),
         counts=str(entry.get("counts", "X")),
         exclude=_label_sets(name, "exclude", entry.get("exclude", {})),
+        signature_files=tuple(resolve(x) for x in files),
+        cell_type_map=tuple((str(k), v) for k, v in cmap.items()),
     )
 
 

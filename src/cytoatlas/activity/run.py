@@ -1,0 +1,384 @@
+"""`cytoatlas.activity`: ridge activity of every signature set on every pseudobulk file, with bootstrap CIs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from cytoatlas import __version__
+from cytoatlas.activity.cell_types import map_cell_types, signature_cell_types
+from cytoatlas.activity.expression import Pseudobulk, read_pseudobulk
+from cytoatlas.activity.ridge import LAMBDA, exact_test, projection, standardise_columns
+from cytoatlas.activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.fingerprint import file_fingerprint
+from cytoatlas.io.writer import ColumnWriter
+from cytoatlas.progress import Progress, peak_rss_gb
+
+log = logging.getLogger("cytoatlas.activity")
+METHODS = ("exact", "permutation")
+# responses are standardised and regressed this many float64 values at a time (~256 MB)
+_BATCH_VALUES = 1 << 25
+_CI_QUANTILES = (0.025, 0.975)
+
+
+@dataclass(frozen=True)
+class Centring:
+    """How each gene is centred before the regression: across all columns, or within groups of ``column``."""
+
+    column: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Centring:
+        if spec in ("across", "", None):
+            return cls()
+        if spec.startswith("within:") and spec[len("within:"):]:
+            return cls(spec[len("within:"):])
+        raise CytoatlasError(f"centre must be 'across' or 'within:COLUMN', got {spec!r}")
+
+    def __str__(self) -> str:
+        return f"within:{self.column}" if self.column else "across"
+
+
+def activity_path(out: str | os.PathLike, pseudobulk_file: str | os.PathLike, signature: str) -> Path:
+    """``{out}/{stem}_{signature}_activity.h5ad`` for a pseudobulk file ``{stem}.h5ad``."""
+    return Path(out) / f"{Path(pseudobulk_file).stem}_{signature}_activity.h5ad"
+
+
+def _main_of(resampled: Path) -> Path:
+    return resampled.with_name(resampled.name.replace("_resampled.h5ad", ".h5ad"))
+
+
+def _kind(path: Path) -> str:
+    try:
+        with h5py.File(path, "r") as f:
+            kind = f["uns/kind"][()] if "uns/kind" in f else b""
+    except OSError:
+        return ""  # read_pseudobulk says what is wrong with the file
+    return kind.decode() if isinstance(kind, bytes) else str(kind)
+
+
+def _signature_sets(names: Sequence[str] | None, files: Sequence[Path]) -> list[SignatureSet]:
+    by_name = {set_name(f): f for f in files}
+    if names is None:
+        names = [*BUILT_IN, *by_name]
+    sets = []
+    for name in dict.fromkeys(n.strip() for n in names if n.strip()):
+        if name.lower() in BUILT_IN:
+            sets.append(load_signatures(name.lower()))
+        elif name.lower() in by_name:
+            sets.append(load_signatures(by_name[name.lower()]))
+        elif Path(name).is_file():
+            sets.append(load_signatures(name))
+        elif name.lower() == "lincytosig":
+            raise CytoatlasError(
+                "LinCytoSig is not redistributable: give its genes x signatures TSV(.gz) with --signature-file "
+                "(or `signature_files` in the atlas' registry entry)")
+        else:
+            known = [*BUILT_IN, *by_name]
+            raise CytoatlasError(f"unknown signature set {name!r}; available: {', '.join(known)} "
+                                 "(or pass a genes x signatures TSV with --signature-file)")
+    return sets
+
+
+def _centres(pb: Pseudobulk, centring: Centring) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-gene centres (genes x groups, float64), each column's group, and what was done.
+
+    Centring within a column whose groups are all single columns (``within:cell_type`` on a cell-type file)
+    would zero every profile; such a file is centred across its columns instead, and says so.
+    """
+    across = (pb.values.mean(axis=1, dtype=np.float64)[:, None], np.zeros(pb.values.shape[1], dtype=np.intp),
+              "across")
+    if centring.column is None:
+        return across
+    if centring.column not in pb.obs:
+        raise CytoatlasError(f"{pb.path.name}: cannot centre within {centring.column!r}: no such obs column; "
+                             f"available: {', '.join(map(str, pb.obs.columns))}")
+    codes, uniques = pd.factorize(pb.obs[centring.column].astype(str), sort=True)
+    if len(uniques) == len(codes) and len(codes) > 1:
+        log.info("%s: every %s has one column; centred across columns instead", pb.path.name, centring.column)
+        return across
+    centres = np.empty((pb.values.shape[0], len(uniques)))
+    for g in range(len(uniques)):
+        centres[:, g] = pb.values[:, codes == g].mean(axis=1, dtype=np.float64)
+    return centres, codes.astype(np.intp), str(centring)
+
+
+@dataclass
+class SetResult:
+    """One signature set on one file: signatures x columns arrays, by regression group (not yet expanded)."""
+
+    sig: SignatureSet
+    arrays: dict[str, np.ndarray]
+    genes_used: np.ndarray
+
+
+def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.ndarray, method: str,
+             n_rand: int, seed: int, lambda_: float) -> SetResult:
+    wanted = {g: i for i, g in enumerate(sig.genes)}
+    rows = np.flatnonzero([g in wanted for g in pb.genes])  # expression order, as secactpy intersects
+    if len(rows) < 2:
+        raise CytoatlasError(
+            f"{pb.path.name}: {len(rows)} of the {len(sig.genes):,} {sig.name} genes are among its "
+            f"{pb.n_symbols:,} gene symbols (e.g. {', '.join(map(str, pb.genes[:3])) or 'none'}); signatures are "
+            "matched on symbols: if the atlas' var_names are Ensembl ids, set `gene_symbols` in its registry entry")
+    frac = len(rows) / len(sig.genes)
+    if frac < 0.5:
+        log.warning("%s: only %d of %d %s genes (%.0f%%) are in the file; activities rest on few genes",
+                    pb.path.name, len(rows), len(sig.genes), sig.name, 100 * frac)
+    design = standardise_columns(sig.design[[wanted[g] for g in pb.genes[rows]]])
+    t = projection(design, lambda_)
+    n_cols = pb.values.shape[1]
+    out = {k: np.empty((t.shape[0], n_cols)) for k in ("beta", "se", "zscore", "pvalue")}
+    step = max(1, _BATCH_VALUES // len(rows))
+    progress = Progress(log, f"{pb.path.name} {sig.name} {method}", n_cols, unit="columns")
+    if method == "permutation":
+        from cytoatlas.activity.permutation import permutation_test
+    for start in range(0, n_cols, step):
+        cols = slice(start, min(start + step, n_cols))
+        y = standardise_columns(pb.values[rows, cols].astype(np.float64) - centres[rows][:, group[cols]])
+        beta = t @ y
+        if method == "exact":
+            res = exact_test(t, y, beta)
+        else:
+            res = {"beta": beta, **permutation_test(t, y, beta, n_rand=n_rand, seed=seed)}
+        for k in out:
+            out[k][:, cols] = res[k]
+        progress.update(cols.stop - cols.start)
+    return SetResult(sig, out, pb.genes[rows])
+
+
+def _expand(res: SetResult) -> dict[str, np.ndarray]:
+    """columns x signatures arrays in output order, each signature carrying its group's values."""
+    rows = res.sig.group_of[res.sig.output_order]
+    return {k: np.ascontiguousarray(v[rows].T) for k, v in res.arrays.items()}
+
+
+def _bootstrap_ci(main_obs: pd.DataFrame, boot_obs: pd.DataFrame, boot_z: np.ndarray) -> dict[str, np.ndarray]:
+    """Per main row: mean, sd, 2.5 % and 97.5 % quantiles of z over the row's cell type's bootstraps."""
+    n, k = len(main_obs), boot_z.shape[1]
+    ci = {name: np.full((n, k), np.nan) for name in ("z_boot_mean", "z_boot_sd", "z_ci_low", "z_ci_high")}
+    n_boot = np.zeros(n, dtype=np.int64)
+    labels = boot_obs["cell_type"].astype(str).to_numpy()
+    for i, label in enumerate(main_obs["cell_type"].astype(str)):
+        z = boot_z[labels == label]
+        n_boot[i] = len(z)
+        if len(z) >= 2:  # a cell type without enough units was not resampled: its CI is NaN, not 0
+            ci["z_boot_mean"][i], ci["z_boot_sd"][i] = z.mean(axis=0), z.std(axis=0, ddof=1)
+            ci["z_ci_low"][i], ci["z_ci_high"][i] = np.quantile(z, _CI_QUANTILES, axis=0)
+    return {**ci, "n_boot": n_boot}
+
+
+def _lincytosig(pb: Pseudobulk, sig: SignatureSet, names: np.ndarray,
+                cell_type_map: Mapping[str, str] | None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The ``matched`` layer, each row's mapped cell type, and the mapping record for ``uns``."""
+    if "cell_type" not in pb.obs:
+        raise CytoatlasError(f"{pb.path.name}: no obs column 'cell_type' to match {sig.name} cell types against")
+    labels = pb.obs["cell_type"].astype(str).to_numpy()
+    mapping = map_cell_types(labels, signature_cell_types(names), cell_type_map, pb.uns.get("separator"))
+    unmapped = sorted(k for k, v in mapping.items() if v is None)
+    if unmapped:
+        log.warning("%s: %d cell type(s) match no %s cell type (map them with --cell-type-map LABEL=TYPE): %s",
+                    pb.path.name, len(unmapped), sig.name, ", ".join(unmapped[:10]))
+    row_type = np.array([mapping[x] or "" for x in labels], dtype=object)
+    sig_type = np.array([s.split("__", 1)[0] for s in names], dtype=object)
+    matched = (row_type[:, None] == sig_type[None, :]) & (row_type[:, None] != "")
+    record = {"mapping": {k: v for k, v in mapping.items() if v is not None}, "unmapped": np.array(unmapped, dtype=str)}
+    return matched, row_type, record
+
+
+def _write(path: Path, pb: Pseudobulk, res: SetResult, layers: dict[str, np.ndarray], uns: dict,
+           obs_extra: Mapping[str, np.ndarray]) -> Path:
+    sig = res.sig
+    names = sig.signatures[sig.output_order]
+    groups = np.array(sig.group_names, dtype=object)[sig.group_of[sig.output_order]]
+    var = pd.DataFrame({"group": groups}, index=pd.Index(names.astype(str), dtype=object))
+    if sig.cell_type_specific:
+        var["cell_type"] = [s.split("__", 1)[0] for s in names]
+        var["cytokine"] = [s.split("__", 1)[1] for s in names]
+    obs = pb.obs.copy()
+    for k, v in obs_extra.items():
+        obs[k] = v
+    arrays = {"X": layers["zscore"], **{k: v for k, v in layers.items() if k != "zscore"}}
+    w = ColumnWriter(path, obs, var, uns, {k: v.dtype for k, v in arrays.items()})
+    try:
+        w.write(slice(0, len(names)), arrays)
+        return w.commit()
+    except BaseException:
+        w.abort()
+        raise
+
+
+def _write_ci_table(path: Path, obs: pd.DataFrame, names: np.ndarray, z: np.ndarray, ci: dict) -> Path:
+    n, k = z.shape
+    table = pd.DataFrame({"cell_type": np.repeat(obs["cell_type"].astype(str).to_numpy(), k),
+                          "signature": np.tile(names.astype(str), n), "z": z.ravel()})
+    for name in ("z_boot_mean", "z_boot_sd", "z_ci_low", "z_ci_high"):
+        table[name] = ci[name].ravel()
+    table["n_boot"] = np.repeat(ci["n_boot"], k)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def activity(
+    files: Sequence[str | os.PathLike] | None = None,
+    out: str | os.PathLike | None = None,
+    *,
+    atlas: str | None = None,
+    registry: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    signatures: Sequence[str] | None = None,
+    signature_files: Sequence[str | os.PathLike] = (),
+    method: str = "exact",
+    n_rand: int = 1000,
+    seed: int = 0,
+    centre: str = "across",
+    cell_type_map: Mapping[str, str] | None = None,
+    lambda_: float = LAMBDA,
+) -> list[Path]:
+    """Cytokine and secreted-protein activity (CytoSig, SecAct, LinCytoSig, custom) of pseudobulk files.
+
+    Parameters
+    ----------
+    files
+        Pseudobulk ``.h5ad`` files (outputs of :func:`cytoatlas.pseudobulk`). With ``atlas`` and no files:
+        every ``{atlas}_pseudobulk_*.h5ad`` in ``out/pseudobulk``.
+    out
+        Output directory; with ``atlas`` and no files, the atlas' results directory (outputs go to
+        ``out/activity``).
+    atlas, registry, data_root
+        Registry entry whose ``signature_files`` and ``cell_type_map`` apply.
+    signatures
+        Set names (``cytosig``, ``secact``, the stem of a signature file such as ``lincytosig``) or paths.
+        Default: CytoSig, SecAct and every signature file given.
+    signature_files
+        Genes x signatures TSV(.gz) files (LinCytoSig or any custom matrix of that form).
+    method
+        ``exact`` (closed-form permutation z, no random numbers) or ``permutation`` (secactpy's procedure).
+    n_rand, seed
+        Permutations and seed of ``permutation`` (secactpy's C ``srand`` RNG).
+    centre
+        ``across`` (each gene centred over the file's columns) or ``within:COLUMN`` (within each group of
+        that obs column, e.g. ``within:cell_type`` for sample x cell type files). Bootstrap files are always
+        centred with their main file's gene means, so their intervals are on the main estimate's scale.
+    cell_type_map
+        ``{atlas label: signature cell type}`` overrides for cell-type-specific sets (LinCytoSig).
+    lambda_
+        Ridge penalty (secactpy's 5e5).
+
+    Returns
+    -------
+    list of Path
+        Written ``{stem}_{signature}_activity.h5ad`` files and ``..._activity_ci.csv`` bootstrap tables.
+    """
+    if method not in METHODS:
+        raise CytoatlasError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "permutation" and n_rand < 1:
+        raise CytoatlasError(f"n_rand must be >= 1, got {n_rand}")
+    if not lambda_ >= 0:
+        raise CytoatlasError(f"lambda must be >= 0, got {lambda_}")
+    centring = Centring.parse(centre)
+    sig_files = [Path(f) for f in signature_files]
+    cmap = dict(cell_type_map or {})
+    if atlas is not None:
+        from cytoatlas.registry import get_atlas
+
+        cfg = get_atlas(atlas, registry, data_root)
+        sig_files = list(cfg.signature_files) + sig_files
+        cmap = {**dict(cfg.cell_type_map), **cmap}
+    if out is None:
+        raise CytoatlasError("an output directory is required")
+    out = Path(out)
+    if not files:
+        if atlas is None:
+            raise CytoatlasError("give pseudobulk files, or --atlas to take every pseudobulk file of an atlas")
+        found = sorted((out / "pseudobulk").glob(f"{atlas.lower()}_pseudobulk_*.h5ad"))
+        if not found:
+            raise CytoatlasError(f"no {atlas.lower()}_pseudobulk_*.h5ad files in {out / 'pseudobulk'}; run "
+                                 f"`cytoatlas pseudobulk --atlas {atlas} --out {out / 'pseudobulk'}` first")
+        files, out = found, out / "activity"
+    paths = list(dict.fromkeys(Path(f) for f in files))
+    for p in paths:
+        if not p.is_file():
+            raise CytoatlasError(f"{p}: no such file")
+    if out.exists() and not out.is_dir():
+        raise CytoatlasError(f"output directory {out} is a file")
+    sets = _signature_sets(signatures, sig_files)
+    genes = set().union(*(s.genes for s in sets))
+    out.mkdir(parents=True, exist_ok=True)
+
+    kinds = {p: _kind(p) for p in paths}
+    # a resampled file is computed just before its main file, whose activity file gets its CIs
+    order = sorted(paths, key=lambda p: (str(_main_of(p)) if kinds[p] == "resampled" else str(p),
+                                         kinds[p] != "resampled"))
+    boot: dict[Path, tuple[Pseudobulk, list[SetResult]]] = {}
+    written: list[Path] = []
+    params = {"method": method, "lambda": lambda_, "centre": str(centring)}
+    if method == "permutation":
+        params.update(n_rand=n_rand, seed=seed, rng="C srand/rand (glibc), cumulative Fisher-Yates")
+    start = time.perf_counter()
+    for path in order:
+        t0 = time.perf_counter()
+        pb = read_pseudobulk(path, genes)
+        if pb.kind == "resampled":
+            main_path = _main_of(path)
+            if not main_path.is_file():
+                raise CytoatlasError(f"{path.name}: its main file {main_path.name} is missing; bootstrap activity is "
+                                     "centred with the main file's gene means")
+            main = read_pseudobulk(main_path, genes)
+            if not np.array_equal(main.genes, pb.genes):
+                raise CytoatlasError(f"{path.name} and {main_path.name} have different genes")
+            centres, group = _centres(main, Centring())[0], np.zeros(pb.values.shape[1], dtype=np.intp)
+            file_centring = f"across, with the gene means of {main_path.name}"
+        else:
+            centres, group, file_centring = _centres(pb, centring)
+        results = [_run_set(pb, s, centres, group, method, n_rand, seed, lambda_) for s in sets]
+        if pb.kind == "resampled":
+            boot[_main_of(path)] = (pb, results)
+        for res in results:
+            sig = res.sig
+            names = sig.signatures[sig.output_order]
+            layers = _expand(res)
+            obs_extra: dict[str, np.ndarray] = {}
+            uns = {
+                **params, "centre": file_centring, "genes_used": res.genes_used.astype(str),
+                "n_genes_used": len(res.genes_used), "overlap_fraction": len(res.genes_used) / len(sig.genes),
+                "signature": sig.describe(), "input": file_fingerprint(path),
+                "pseudobulk": {k: v for k, v in pb.uns.items() if k in ("atlas", "level", "kind", "separator")},
+                "cytoatlas_version": __version__,
+            }
+            if sig.cell_type_specific:
+                matched, row_type, uns["cell_types"] = _lincytosig(pb, sig, names, cmap)
+                layers["matched"] = matched
+                obs_extra["signature_cell_type"] = row_type.astype(str)
+            if path in boot:
+                bpb, bres = boot[path]
+                b = next(r for r in bres if r.sig is sig)
+                ci = _bootstrap_ci(pb.obs, bpb.obs, _expand(b)["zscore"])
+                layers.update({k: v for k, v in ci.items() if k != "n_boot"})
+                obs_extra["n_boot"] = ci["n_boot"]
+                uns["bootstrap"] = {"file": bpb.path.name, "quantiles": np.array(_CI_QUANTILES)}
+                table = activity_path(out, path, sig.name).with_name(
+                    activity_path(out, path, sig.name).stem + "_ci.csv")
+                written.append(_write_ci_table(table, pb.obs, names, layers["zscore"], ci))
+            written.append(_write(activity_path(out, path, sig.name), pb, res, layers, uns, obs_extra))
+        boot.pop(path, None)
+        log.info("%s: %d columns x %s in %.1f s", path.name, pb.values.shape[1],
+                 ", ".join(f"{r.sig.name} ({len(r.genes_used):,}/{len(r.sig.genes):,} genes)" for r in results),
+                 time.perf_counter() - t0)
+    log.info("activity of %d file(s) x %d signature set(s) in %.1f s, peak memory %.2f GB", len(paths), len(sets),
+             time.perf_counter() - start, peak_rss_gb())
+    return written
