@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.h5ad import open_h5ad
+from cytoatlas.io.h5ad import open_h5ad, read_labels
 
 KINDS = ("celltype", "samples", "resampled")
 _ROW_BLOCK = 512
@@ -92,17 +92,20 @@ def read_pseudobulk(path: str | os.PathLike, genes: Iterable[str] | None = None)
                 f"{path}: not a cytoatlas pseudobulk file (activity reads the outputs of `cytoatlas pseudobulk`: "
                 f"dense log1p CPM in X and uns['kind'] one of {', '.join(KINDS)})")
         try:
-            obs, var = read_elem(f["obs"]), read_elem(f["var"])
+            obs = read_elem(f["obs"])
+            var = f["var"]
+            # only the symbol column of var: a gene table can carry dozens of columns
+            column = "gene_symbol" if "gene_symbol" in var else var.attrs.get("_index", "_index")
+            labels = read_labels(var[column], column)
+            symbols = np.where(labels.codes >= 0, labels.categories[np.maximum(labels.codes, 0)], "")
             stats = f.get("uns/atlas_stats/mean")
             means = stats[()] if isinstance(stats, h5py.Dataset) else None
         except (KeyError, OSError, ValueError) as e:
             raise CytoatlasError(f"{path}: unreadable pseudobulk annotations: {e}") from None
         x = f["X"]
-        if x.ndim != 2 or x.shape != (len(obs), len(var)):
-            raise CytoatlasError(f"{path}: X has shape {x.shape}, but obs x var is {len(obs)} x {len(var)}")
-        symbols = (var["gene_symbol"] if "gene_symbol" in var else var.index.to_series()).astype(str).to_numpy()
-        symbols = np.where(pd.isna(symbols) | (symbols == "nan"), "", symbols)
-        keep = unique_symbols(symbols, means if means is not None and len(means) == len(var) else None)
+        if x.ndim != 2 or x.shape != (len(obs), len(symbols)):
+            raise CytoatlasError(f"{path}: X has shape {x.shape}, but obs x var is {len(obs)} x {len(symbols)}")
+        keep = unique_symbols(symbols, means if means is not None and len(means) == len(symbols) else None)
         n_symbols = len(keep)
         if genes is not None:
             wanted = set(genes)

@@ -61,7 +61,8 @@ class Labels:
         return len(self.codes)
 
 
-def _read_labels(node: h5py.Group | h5py.Dataset, name: str) -> Labels:
+def read_labels(node: h5py.Group | h5py.Dataset, name: str) -> Labels:
+    """A 1-D annotation column (categorical, nullable, string or numeric) as :class:`Labels`."""
     enc = node.attrs.get("encoding-type", "")
     enc = enc.decode() if isinstance(enc, bytes) else enc
     if isinstance(node, h5py.Group) and enc == "categorical":
@@ -101,7 +102,7 @@ class ObsReader:
 
     def labels(self, name: str) -> Labels:
         self.require([name])
-        return _read_labels(self._obs[name], name)
+        return read_labels(self._obs[name], name)
 
 
 def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFrame:
@@ -122,7 +123,7 @@ def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFram
             raise CytoatlasError(
                 f"{f.filename}: {var_path} has no column {gene_symbols!r}; available: {', '.join(columns)}"
             )
-        lab = _read_labels(var[gene_symbols], gene_symbols)
+        lab = read_labels(var[gene_symbols], gene_symbols)
         symbols = np.where(lab.codes >= 0, lab.categories[np.maximum(lab.codes, 0)], "")
         symbols = np.where(symbols == "", ids, symbols).astype(object)
     from anndata.utils import make_index_unique

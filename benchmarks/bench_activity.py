@@ -1,0 +1,178 @@
+"""cytoatlas activity vs secactpy 0.3.1, side by side on the same pseudobulk files.
+
+For each case (signature set x number of pseudobulk columns) a synthetic pseudobulk file is written once
+(genes: every CytoSig and SecAct gene plus 6,000 others, log1p CPM-like values with cell-type structure), then
+each program runs in its own fresh subprocess, timed around the process, peak RSS from ``os.wait4``:
+
+- ``secactpy``: the file read with anndata into a genes x columns DataFrame, then
+  ``secact_activity_inference(expr, sig_matrix=SET, n_rand=1000, seed=0)`` (its defaults: SecAct grouped,
+  C ``srand`` permutations). Signature loading and grouping are inside, as every secactpy call does them.
+- ``cytoatlas exact``: ``cytoatlas.activity([file], out, signatures=[SET])``: read, closed-form z, output
+  ``.h5ad`` written. Its parsed-signature cache is warm (filled once before the runs, as after any first use).
+- ``cytoatlas permutation``: the same with ``method="permutation", n_rand=1000, seed=0`` (secactpy's numbers).
+
+Results are checked against secactpy in the same run: beta max |diff|; permutation z, se and p max |diff|;
+exact-vs-permutation z Pearson r. Prints the table and ratios, writes ``benchmarks/out/activity.json``.
+
+Usage::
+
+    python benchmarks/bench_activity.py                        # every case (~35 min on 2 cores)
+    python benchmarks/bench_activity.py --cases cytosig:100,secact:100
+    python benchmarks/bench_activity.py --skip-permutation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+DATA, OUT = HERE / "data" / "activity", HERE / "out" / "activity"
+CASES = ("cytosig:100", "cytosig:2000", "cytosig:5000", "secact:100", "secact:2000")
+N_RAND = 1000
+
+
+def write_input(path: Path, n_cols: int, seed: int = 0) -> Path:
+    """A pseudobulk-like file: ``n_cols`` columns in 20 cell types, log1p CPM values, uns kind = celltype."""
+    import anndata as ad
+    import pandas as pd
+
+    from cytoatlas.activity.signatures import load_signatures
+
+    genes = sorted(set(load_signatures("cytosig").genes) | set(load_signatures("secact").genes))
+    genes += [f"GENE{i:05d}" for i in range(6000)]
+    rng = np.random.default_rng(seed)
+    types = rng.integers(0, 20, n_cols)
+    base = rng.normal(1.0, 1.0, len(genes))
+    type_eff = rng.normal(0, 0.5, (20, len(genes)))
+    x = np.log1p(np.exp(base + type_eff[types] + rng.normal(0, 0.3, (n_cols, len(genes))))).astype(np.float32)
+    obs = pd.DataFrame({"cell_type": [f"type{t}" for t in types]}, index=[f"col{i}" for i in range(n_cols)])
+    var = pd.DataFrame({"gene_symbol": genes}, index=genes)
+    adata = ad.AnnData(X=x, obs=obs, var=var, uns={"kind": "celltype", "atlas": "bench", "level": "L"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    adata.write_h5ad(path)
+    return path
+
+
+def worker(args: argparse.Namespace) -> None:
+    """One measured program; prints its results as JSON on the last line."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    import anndata as ad
+    import pandas as pd
+    import secactpy
+
+    from cytoatlas.activity import activity
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # timed: everything from the input file to the results, imports excluded (interpreter start-up and imports
+    # are in wall_s)
+    t0 = time.perf_counter()
+    if args.worker == "secactpy":
+        pb = ad.read_h5ad(args.file)
+        expr = pd.DataFrame(pb.X.T.astype(np.float64), index=pb.var["gene_symbol"].to_numpy(), columns=pb.obs_names)
+        res = secactpy.secact_activity_inference(expr, sig_matrix=args.sig, n_rand=N_RAND, seed=0, verbose=False)
+        elapsed = time.perf_counter() - t0
+        np.savez(out / "secactpy.npz", **{k: res[k].to_numpy() for k in ("beta", "se", "zscore", "pvalue")},
+                 rows=res["beta"].index.to_numpy(str))
+    else:
+        (path,) = activity([args.file], out, signatures=[args.sig], method=args.worker, n_rand=N_RAND, seed=0)
+        elapsed = time.perf_counter() - t0
+        a = ad.read_h5ad(path)
+        np.savez(out / f"{args.worker}.npz", beta=a.layers["beta"].T, se=a.layers["se"].T, zscore=a.X.T,
+                 pvalue=a.layers["pvalue"].T, rows=a.var_names.to_numpy(str))
+    print(json.dumps({"in_proc_s": elapsed}))
+
+
+def run(cmd: list[str]) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{stderr[-3000:]}")
+    return {"wall_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024, "cpu_s": usage.ru_utime + usage.ru_stime,
+            **json.loads(stdout.strip().splitlines()[-1])}
+
+
+def compare(out: Path) -> dict:
+    ref = np.load(out / "secactpy.npz")
+    res = {}
+    for name in ("exact", "permutation"):
+        if not (out / f"{name}.npz").exists():
+            continue
+        ours = np.load(out / f"{name}.npz")
+        assert list(ours["rows"]) == list(ref["rows"]), "signature order differs"
+        res[f"{name}_beta_max_diff"] = float(np.abs(ours["beta"] - ref["beta"]).max())
+        if name == "exact":
+            res["exact_z_pearson"] = float(np.corrcoef(ours["zscore"].ravel(), ref["zscore"].ravel())[0, 1])
+        else:
+            for k in ("zscore", "se", "pvalue"):
+                res[f"permutation_{k}_max_diff"] = float(np.abs(ours[k] - ref[k]).max())
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated SET:N_COLUMNS")
+    ap.add_argument("--skip-permutation", action="store_true")
+    ap.add_argument("--worker", choices=("secactpy", "exact", "permutation"), help=argparse.SUPPRESS)
+    ap.add_argument("--file", help=argparse.SUPPRESS)
+    ap.add_argument("--sig", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(args)
+
+    from importlib.metadata import version
+
+    from cytoatlas.activity.signatures import load_signatures
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
+          f"{platform.python_version()}, numpy {np.__version__}, secactpy {version('secactpy')}")
+    t0 = time.perf_counter()
+    for s in ("cytosig", "secact"):
+        load_signatures(s)  # warm the parsed-signature cache (a no-op when already warm)
+    print(f"signature cache warm-up: {time.perf_counter() - t0:.1f} s")
+    rows = []
+    for case in args.cases.split(","):
+        sig, n = case.split(":")
+        f = DATA / f"pb_{n}.h5ad"
+        if not f.exists():
+            write_input(f, int(n))
+        out = OUT / case.replace(":", "_")
+        row = {"case": case}
+        for name in ("secactpy", "exact") + (() if args.skip_permutation else ("permutation",)):
+            r = run([sys.executable, __file__, "--worker", name, "--file", str(f), "--sig", sig, "--out", str(out)])
+            row[name] = r
+            print(f"  {case:<14} {name:<12} {r['wall_s']:8.2f} s  {r['peak_rss_mb']:7.0f} MB", flush=True)
+        row["checks"] = compare(out)
+        rows.append(row)
+
+    print(f"\n| case | secactpy n_rand={N_RAND} s | exact s | speed-up | permutation s | speed-up | "
+          "peak MB secactpy / exact / perm. | checks |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        s, e, p = row["secactpy"], row["exact"], row.get("permutation")
+        checks = ", ".join(f"{k} {v:.2g}" for k, v in row["checks"].items())
+        print(f"| {row['case']} | {s['wall_s']:.1f} | {e['wall_s']:.2f} | {s['wall_s'] / e['wall_s']:.0f}x | "
+              f"{p['wall_s'] if p else float('nan'):.1f} | {s['wall_s'] / p['wall_s'] if p else float('nan'):.1f}x | "
+              f"{s['peak_rss_mb']:.0f} / {e['peak_rss_mb']:.0f} / {p['peak_rss_mb'] if p else float('nan'):.0f} | "
+              f"{checks} |")
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "activity.json").write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
