@@ -265,3 +265,27 @@ def test_signature_cache_is_used_and_equal(monkeypatch) -> None:
     again = load_signatures("cytosig")
     np.testing.assert_array_equal(first.matrix, again.matrix)
     assert list(first.signatures) == list(again.signatures) and first.version == again.version
+
+
+def test_cli_atlas_mode_uses_the_registry(demo_h5ad: Path, tmp_path: Path, capsys) -> None:
+    """`--atlas` takes every pseudobulk file of OUT/pseudobulk and the entry's signature files and cell-type map."""
+    sig_file = tmp_path / "LinCytoSig.tsv.gz"
+    _lincytosig_like(sig_file)
+    reg = tmp_path / "reg.toml"
+    reg.write_text(f'[atlas.demo]\nh5ad = "{demo_h5ad}"\nsample_col = "sample"\nsignature_files = ["{sig_file}"]\n'
+                   '[atlas.demo.levels]\nL1 = "cell_type_l1"\n[atlas.demo.cell_type_map]\n"Myeloid" = "Monocyte"\n')
+    out = tmp_path / "results"
+    assert main(["pseudobulk", "--registry", str(reg), "--atlas", "demo", "--out", str(out / "pseudobulk"),
+                 "--n-bootstrap", "10"]) == 0
+    capsys.readouterr()
+    assert main(["activity", "--registry", str(reg), "--atlas", "demo", "--out", str(out),
+                 "--signatures", "cytosig,lincytosig"]) == 0
+    written = sorted(Path(p).name for p in capsys.readouterr().out.split())
+    stems = ["demo_pseudobulk_l1", "demo_pseudobulk_l1_resampled", "demo_pseudobulk_l1_samples"]
+    assert written == sorted([f"{s}_{k}_activity.h5ad" for s in stems for k in ("cytosig", "lincytosig")]
+                             + ["demo_pseudobulk_l1_cytosig_activity_ci.csv",
+                                "demo_pseudobulk_l1_lincytosig_activity_ci.csv"])
+    lin = ad.read_h5ad(out / "activity" / "demo_pseudobulk_l1_lincytosig_activity.h5ad")
+    assert dict(zip(lin.obs["cell_type"], lin.obs["signature_cell_type"], strict=True))["Myeloid"] == "Monocyte"
+    assert main(["activity", "--atlas", "demo", "--registry", str(reg), "--out", str(tmp_path / "empty")]) == 2
+    assert "run `cytoatlas pseudobulk" in capsys.readouterr().err
