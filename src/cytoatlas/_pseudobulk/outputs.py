@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk._kernels import log_scaled_zscore, sum_atom_rows
 from cytoatlas._pseudobulk.atoms import AtomTable, LevelGroups
 from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
@@ -234,10 +235,15 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var:
                 if len(inflight) > IN_FLIGHT:
                     k0, cols0, done = inflight.popleft()
                     writer(k0).write(cols0, done.result())
+                    crash_point("output_block")
             for k, cols, done in inflight:
                 writer(k).write(cols, done.result())
     except BaseException:
         for w in writers.values():
             w.abort()
         raise
-    return [writer(k).commit() for k in range(len(plans))]
+    committed = []
+    for k in range(len(plans)):
+        committed.append(writer(k).commit())
+        crash_point("commit")
+    return committed

@@ -5,21 +5,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from cytoatlas import __version__
+from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
+from cytoatlas._pseudobulk.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.h5ad import ObsReader, open_counts, open_h5ad, read_var
+from cytoatlas.io.lock import DirectoryLock
+from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest
 from cytoatlas.io.prefetch import Prefetch
 from cytoatlas.progress import Progress, peak_rss_gb
 from cytoatlas.registry import AtlasConfig, Level, get_atlas
@@ -37,17 +41,6 @@ def output_paths(out: str | os.PathLike, atlas: str, level: str) -> dict[str, Pa
             "resampled": out / f"{stem}_resampled.h5ad"}
 
 
-def _canonical(obj) -> str:
-    """JSON text of a parameters value, equal for a dict and its round trip through h5ad."""
-    def plain(x):
-        if isinstance(x, dict):
-            return {str(k): plain(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple, np.ndarray)):
-            return [plain(v) for v in x]
-        return x.item() if isinstance(x, np.generic) else x
-    return json.dumps(plain(obj), sort_keys=True)
-
-
 def _parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, seed: int, min_cells: int,
                 min_samples: int) -> dict:
     """Everything a level's results depend on (batch size is not: results do not depend on it)."""
@@ -59,19 +52,13 @@ def _parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, seed: int, min_c
     }
 
 
-def _is_current(path: Path, parameters: dict, fingerprint: dict) -> bool:
-    """An existing output made from this input with these parameters (writes are atomic, so an existing
-    file is a complete one; a file that does not open is not current)."""
-    from anndata.io import read_elem
-
-    try:
-        with h5py.File(path, "r") as f:
-            same_params = _canonical(read_elem(f["uns/parameters"])) == _canonical(parameters)
-            old = read_elem(f["uns/input"])
-    except (OSError, KeyError):
-        return False
-    return same_params and (old["size"], old["sha256_edges"]) == (fingerprint["size"],
-                                                                  fingerprint["sha256_edges"])
+def level_status(paths: dict[str, Path], kinds: Sequence[str], parameters: dict, fingerprint: dict,
+                 verify: bool = True) -> dict[str, tuple[str, str]]:
+    """``{kind: (state, reason)}`` of a level's outputs against the directory's manifest (see
+    :func:`cytoatlas.io.manifest.check_output`)."""
+    entries = read_manifest(next(iter(paths.values())).parent)
+    return {k: check_output(paths[k], entries.get(paths[k].name), {**parameters, "kind": k}, [fingerprint], verify)
+            for k in kinds}
 
 
 def _select_levels(cfg: AtlasConfig, names: Sequence[str] | None) -> list[Level]:
@@ -98,6 +85,8 @@ def pseudobulk(
     min_cells: int = 10,
     min_samples: int = 5,
     skip_existing: bool = False,
+    resume: bool = False,
+    checkpoint_every: float = 300.0,
 ) -> list[Path]:
     """Pseudobulk every level of an atlas in one streaming pass over its counts.
 
@@ -126,7 +115,14 @@ def pseudobulk(
     min_samples
         Cell types with fewer units of >= ``min_cells`` cells get no bootstrap.
     skip_existing
-        Leave levels alone whose files all exist and were made from this input with these parameters.
+        Leave levels alone whose files are all current: recorded in ``out/manifest.json``, checksums verified,
+        made from this input (size, mtime, content hash) with these parameters.
+    resume
+        Continue from the pass' last checkpoint, if there is one (implies ``skip_existing``). The outputs are
+        identical to those of an uninterrupted run.
+    checkpoint_every
+        Seconds between checkpoints of the pass (also taken on SIGTERM, and at the end of a pass that took
+        longer than this, so that writing the outputs can be redone without a new pass).
 
     Returns
     -------
@@ -140,8 +136,12 @@ def pseudobulk(
     cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
     chosen = _select_levels(cfg, levels)
     kinds = KINDS if n_bootstrap > 0 else KINDS[:2]
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CytoatlasError(f"output directory {out} is a file")
     paths = {lev.name: output_paths(out, cfg.name, lev.name) for lev in chosen}
-    with open_h5ad(cfg.h5ad) as f:
+    ckpt = checkpoint_path(out, cfg.name)
+    with open_h5ad(cfg.h5ad) as f, DirectoryLock(out) as lock:
         obs, counts = ObsReader(f), open_counts(f, cfg.counts)
         obs.require(cfg.obs_columns(chosen))
         var = read_var(f, cfg.counts, cfg.gene_symbols)
@@ -149,11 +149,30 @@ def pseudobulk(
             raise CytoatlasError(f"{cfg.h5ad}: {cfg.counts} has {counts.shape[1]} genes but var has {len(var)}")
         fingerprint = file_fingerprint(cfg.h5ad)
         params = {lev.name: _parameters(cfg, lev, n_bootstrap, seed, min_cells, min_samples) for lev in chosen}
-        todo = [lev for lev in chosen if not (skip_existing and all(
-            _is_current(paths[lev.name][k], params[lev.name], fingerprint) for k in kinds))]
-        for lev in chosen:
-            if lev not in todo:
-                log.info("%s %s: outputs exist and are current, skipped", cfg.name, lev.name)
+        todo = chosen
+        if skip_existing or resume:
+            todo = [lev for lev in chosen if any(
+                st != "complete" for st, _ in level_status(paths[lev.name], kinds, params[lev.name],
+                                                           fingerprint).values())]
+            for lev in chosen:
+                if lev not in todo:
+                    log.info("%s %s: outputs exist, verify and are current; skipped", cfg.name, lev.name)
+
+        def identity(levels: list[Level]) -> dict:
+            return {"input": {k: v for k, v in fingerprint.items() if k != "path"}, "batch_size": batch_size,
+                    "levels": [lev.name for lev in levels], "version": __version__,
+                    "parameters": {lev.name: params[lev.name] for lev in levels}}
+
+        state, start_row = None, 0
+        if todo and resume and ckpt.exists():
+            # the checkpoint covers the levels its run was computing; a level finished since is simply redone
+            saved = _checkpoint_levels(ckpt)
+            todo = [lev for lev in chosen if lev.name in saved] if set(saved) <= {lv.name for lv in chosen} else todo
+            state, start_row = load_checkpoint(ckpt, identity(todo))
+            log.info("%s: resuming from the checkpoint at row %s of %s", cfg.name, f"{start_row:,}",
+                     f"{counts.shape[0]:,}")
+        elif todo and ckpt.exists():
+            log.info("%s: ignoring the checkpoint of an earlier run (pass --resume to continue it)", cfg.name)
         if todo:
             # numba's start-up (~1 s) runs on a second thread while obs becomes atoms; blocks are read only
             # after that, since h5py serialises all HDF5 calls and a block read would stall the obs reads
@@ -164,24 +183,88 @@ def pseudobulk(
                 raise CytoatlasError(f"{cfg.h5ad}: obs has {len(atoms.cell_atom)} cells, "
                                      f"{cfg.counts} has {counts.shape[0]} rows")
             _log_plan(cfg, atoms, counts.shape)
-            with Prefetch(counts.blocks(batch_size, first=min(batch_size, FIRST_BLOCK))) as blocks:
+            if state is None:
+                state = AtomState.empty(atoms.n_atoms, counts.shape[1])
+            elif state.atom_sums.shape != (atoms.n_atoms, counts.shape[1]):
+                raise CytoatlasError(f"checkpoint {ckpt} does not fit this atlas' groups; run without --resume")
+            checkpoint = _Checkpointer(ckpt, identity(todo), checkpoint_every, lock)
+            first = min(batch_size, FIRST_BLOCK) if start_row == 0 else None
+            with Prefetch(counts.blocks(batch_size, start=start_row, first=first)) as blocks, checkpoint:
                 warm.join()
-                state = _stream(cfg, blocks, counts.shape, atoms, t0)
-    if todo:
-        stats = AtlasStats.from_state(state)
-        run_uns = {"atlas": cfg.name, "input": fingerprint, "cytoatlas_version": __version__,
-                   "run": {"batch_size": batch_size, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
-        plans = []
-        for lev in todo:
-            uns = {**run_uns, "level": lev.name, "parameters": params[lev.name], "separator": atoms.separator}
-            plans += plan_level(atoms, state, atoms.levels[lev.name], paths[lev.name], uns, min_cells=min_cells,
-                                min_samples=min_samples, n_bootstrap=n_bootstrap, seed=seed)
-        Path(out).mkdir(parents=True, exist_ok=True)
-        write_plans(plans, state, stats, var)
-        groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)
-        log.info("%s: %s cells (%s kept) in %.1fs, peak memory %.2f GB; rows per file: %s", cfg.name,
-                 f"{len(atoms.cell_atom):,}", f"{state.moments.n:,}", time.perf_counter() - t0, peak_rss_gb(), groups)
+                _stream(cfg, blocks, counts.shape, atoms, state, start_row, t0, checkpoint)
+            if time.perf_counter() - t0 >= checkpoint_every and start_row < counts.shape[0]:
+                checkpoint.save(state, counts.shape[0])  # writing the outputs can be redone without a pass
+        if todo:
+            stats = AtlasStats.from_state(state)
+            run_uns = {"atlas": cfg.name, "input": fingerprint, "cytoatlas_version": __version__,
+                       "run": {"batch_size": batch_size, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}}
+            plans = []
+            for lev in todo:
+                uns = {**run_uns, "level": lev.name, "parameters": params[lev.name], "separator": atoms.separator}
+                plans += plan_level(atoms, state, atoms.levels[lev.name], paths[lev.name], uns, min_cells=min_cells,
+                                    min_samples=min_samples, n_bootstrap=n_bootstrap, seed=seed)
+            out.mkdir(parents=True, exist_ok=True)
+            written = write_plans(plans, state, stats, var)
+            update_manifest(out, {p.name: record(p, step="pseudobulk", parameters={**params[lev], "kind": kind},
+                                                 inputs=[fingerprint], atlas=cfg.name, level=lev, kind=kind)
+                                  for p, (lev, kind) in zip(written, _plan_keys(plans), strict=True)})
+            ckpt.unlink(missing_ok=True)
+            groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)
+            log.info("%s: %s cells (%s kept) in %.1fs, peak memory %.2f GB; rows per file: %s", cfg.name,
+                     f"{len(atoms.cell_atom):,}", f"{state.moments.n:,}", time.perf_counter() - t0, peak_rss_gb(),
+                     groups)
     return [paths[lev.name][k] for lev in chosen for k in kinds]
+
+
+def _plan_keys(plans) -> list[tuple[str, str]]:
+    """(level, kind) of each planned file, from what its uns says."""
+    return [(p.uns["level"], p.uns["kind"]) for p in plans]
+
+
+def _checkpoint_levels(path: Path) -> list[str]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return list(json.loads(str(z["identity"]))["levels"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
+class _Checkpointer:
+    """Saves the state every ``every`` seconds and when SIGTERM arrives (then stops the run)."""
+
+    def __init__(self, path: Path, identity: dict, every: float, lock: DirectoryLock):
+        self.path, self.identity, self.every, self.lock = path, identity, every, lock
+        self.last = time.perf_counter()
+        self.terminated = False
+        self._old = None
+
+    def __enter__(self) -> _Checkpointer:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+    def _on_term(self, signum, frame) -> None:
+        # only a flag: the state is consistent between blocks, not inside one
+        self.terminated = True
+
+    def after_block(self, state: AtomState, next_row: int) -> None:
+        self.lock.touch()
+        if self.terminated:
+            self.save(state, next_row)
+            raise CytoatlasError(f"stopped by SIGTERM; state saved at row {next_row:,} in {self.path}; "
+                                 "continue with --resume")
+        if time.perf_counter() - self.last >= self.every:
+            self.save(state, next_row)
+
+    def save(self, state: AtomState, next_row: int) -> None:
+        t = time.perf_counter()
+        save_checkpoint(self.path, state, next_row, self.identity)
+        self.last = time.perf_counter()
+        log.info("checkpoint at row %s (%.1f s)", f"{next_row:,}", self.last - t)
 
 
 def _log_plan(cfg: AtlasConfig, atoms, shape) -> None:
@@ -192,16 +275,19 @@ def _log_plan(cfg: AtlasConfig, atoms, shape) -> None:
                  g.n_missing, g.n_filtered)
 
 
-def _stream(cfg: AtlasConfig, blocks: Prefetch, shape: tuple[int, int], atoms: AtomTable, t0: float) -> AtomState:
-    """The pass: every block of the counts into one atom state."""
-    state, cell_atom = AtomState.empty(atoms.n_atoms, shape[1]), atoms.cell_atom
-    progress = Progress(log, cfg.name, shape[0])
+def _stream(cfg: AtlasConfig, blocks: Prefetch, shape: tuple[int, int], atoms: AtomTable, state: AtomState,
+            start_row: int, t0: float, checkpoint: _Checkpointer) -> None:
+    """The pass: every block of the counts from ``start_row`` on, into ``state``."""
+    cell_atom = atoms.cell_atom
+    progress = Progress(log, cfg.name, shape[0] - start_row)
     first = True
     for block in blocks:
+        crash_point("block")
         state.add_block(block, cell_atom[block.start:block.stop])
         if first:
             log.info("first block processed in %.2fs", time.perf_counter() - t0)
             first = False
         progress.update(block.stop - block.start)
+        stop = block.stop
         del block  # let go before asking for the next one: the reader may then fill its slot
-    return state
+        checkpoint.after_block(state, stop)

@@ -130,3 +130,15 @@ class AtomState:
             gene_nnz=self.gene_nnz + other.gene_nnz,
             moments=self.moments.merge(other.moments),
         )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The state as plain arrays (for a checkpoint); :meth:`from_arrays` restores it exactly."""
+        return {"atom_sums": self.atom_sums, "atom_cells": self.atom_cells, "atom_totals": self.atom_totals,
+                "gene_nnz": self.gene_nnz, "moments_n": np.array(self.moments.n), "moments_mean": self.moments.mean,
+                "moments_m2": self.moments.m2}
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray]) -> AtomState:
+        return cls(atom_sums=a["atom_sums"], atom_cells=a["atom_cells"], atom_totals=a["atom_totals"],
+                   gene_nnz=a["gene_nnz"],
+                   moments=GeneMoments(int(a["moments_n"]), a["moments_mean"], a["moments_m2"]))

@@ -1,0 +1,144 @@
+"""Run manifests: what every output was made from, and a checksum that says it is still what was written.
+
+Each output directory holds ``manifest.json``: per file, its SHA-256 and size, the fingerprints of its inputs
+(the atlas' size, mtime and edge hash; an upstream output's SHA-256), the parameters that shaped it and the
+package version. An output is *current* when it exists, its checksum verifies, and its inputs and parameters
+are the ones a new run would use; anything else is recomputed, and only that. The manifest is rewritten
+atomically, after the files it describes are in place, so a crash can lose a record but never vouch for a
+half-written file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST_NAME = "manifest.json"
+_CHUNK = 4 << 20
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a whole file, read in 4 MiB chunks (~1 GB/s: outputs, not atlases)."""
+    h = hashlib.sha256()
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(_CHUNK)
+        view = memoryview(buf)
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def canonical(obj) -> str:
+    """JSON text of a parameters value, equal for a dict and its round trip through h5ad or JSON."""
+    def plain(x):
+        if isinstance(x, Mapping):
+            return {str(k): plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple, np.ndarray)):
+            return [plain(v) for v in x]
+        if isinstance(x, bytes):
+            return x.decode()
+        return x.item() if isinstance(x, np.generic) else x
+    return json.dumps(plain(obj), sort_keys=True)
+
+
+def manifest_path(directory: str | os.PathLike) -> Path:
+    return Path(directory) / MANIFEST_NAME
+
+
+def read_manifest(directory: str | os.PathLike) -> dict[str, dict]:
+    """``{file name: record}`` of a directory; empty if there is no manifest or it is unreadable."""
+    try:
+        doc = json.loads(manifest_path(directory).read_text())
+        return dict(doc.get("outputs", {}))
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write, fsync and rename into place: readers see the old file or the new one, never a part."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def record(path: str | os.PathLike, *, step: str, parameters: Mapping, inputs: Iterable[Mapping],
+           **extra) -> dict:
+    """The manifest record of a finished output (its checksum computed now)."""
+    from cytoatlas import __version__
+
+    path = Path(path)
+    st = path.stat()
+    return {"step": step, "sha256": file_sha256(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "parameters": json.loads(canonical(parameters)), "inputs": json.loads(canonical(list(inputs))),
+            "version": __version__, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+
+
+def update_manifest(directory: str | os.PathLike, records: Mapping[str, dict],
+                    remove: Iterable[str] = ()) -> None:
+    """Merge ``{file name: record}`` into the directory's manifest (after the files are in place)."""
+    directory = Path(directory)
+    outputs = read_manifest(directory)
+    for name in remove:
+        outputs.pop(name, None)
+    outputs.update(records)
+    write_text_atomic(manifest_path(directory), json.dumps({"outputs": dict(sorted(outputs.items()))}, indent=1))
+
+
+def same_inputs(old: Iterable[Mapping], new: Iterable[Mapping]) -> bool:
+    """Inputs match on everything but their path: size, mtime and content hashes (a touched atlas is stale)."""
+    def key(fp: Mapping) -> tuple:
+        return tuple(sorted((k, str(v)) for k, v in fp.items() if k != "path"))
+    return sorted(map(key, old)) == sorted(map(key, new))
+
+
+def check_output(path: str | os.PathLike, entry: dict | None, parameters: Mapping | None = None,
+                 inputs: Iterable[Mapping] | None = None, verify: bool = True) -> tuple[str, str]:
+    """State of one output and why: ``complete``, ``missing``, ``corrupt`` or ``stale``.
+
+    ``missing``: no file. ``corrupt``: size or (with ``verify``) checksum differ from the manifest's record.
+    ``stale``: no record (written by a run that did not finish), or made from other inputs or parameters than
+    ``inputs`` / ``parameters`` (when given).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return "missing", "no file"
+    if entry is None:
+        return "stale", "no manifest record (its run did not finish)"
+    size = path.stat().st_size
+    if size != entry.get("size"):
+        return "corrupt", f"size {size:,} bytes, {entry.get('size', 0):,} when written"
+    if verify and file_sha256(path) != entry.get("sha256"):
+        return "corrupt", "checksum differs from the one recorded when written"
+    if parameters is not None and canonical(parameters) != canonical(entry.get("parameters", {})):
+        old, new = json.loads(canonical(entry.get("parameters", {}))), json.loads(canonical(parameters))
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        return "stale", f"parameters changed: {', '.join(changed)}"
+    if inputs is not None and not same_inputs(entry.get("inputs", []), inputs):
+        return "stale", "an input changed since it was written"
+    return "complete", ""
