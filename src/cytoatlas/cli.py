@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from cytoatlas.errors import CytoatlasError
 
@@ -23,15 +24,82 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-samples", type=int, default=5, help="units needed for a bootstrap (default 5)")
 
 
+def _checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint (outputs identical to an uninterrupted run)")
+    p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
+                   help="seconds between checkpoints of the pass (default 300; also on SIGTERM)")
+
+
+def _activity_args(p: argparse.ArgumentParser, seed_flag: str = "--seed") -> None:
+    p.add_argument("--signatures", help="comma-separated sets (default: cytosig, secact and every signature file)")
+    p.add_argument("--signature-file", action="append", metavar="TSV",
+                   help="genes x signatures TSV(.gz), e.g. LinCytoSig; repeatable")
+    p.add_argument("--method", choices=("exact", "permutation"), default="exact",
+                   help="exact: closed-form permutation z (default); permutation: secactpy's procedure")
+    p.add_argument("--n-rand", type=int, default=1000, help="permutations for --method permutation (1000)")
+    p.add_argument(seed_flag, dest="perm_seed", type=int, default=0, help="permutation seed (secactpy's default 0)")
+    p.add_argument("--centre", default="across",
+                   help="'across' (default) or 'within:COLUMN', e.g. within:cell_type for sample x cell type files")
+    p.add_argument("--cell-type-map", action="append", metavar="LABEL=CELLTYPE",
+                   help="map an atlas label to a LinCytoSig cell type; repeatable")
+    p.add_argument("--lambda", dest="lambda_", type=float, default=5e5, help="ridge penalty (5e5)")
+
+
 def _pseudobulk(args: argparse.Namespace) -> None:
     from cytoatlas._pseudobulk import pseudobulk
 
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
     paths = pseudobulk(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
-                       batch_size=args.batch_size, n_bootstrap=args.n_bootstrap, seed=args.seed,
-                       min_cells=args.min_cells, min_samples=args.min_samples,
-                       skip_existing=args.skip_existing)
+                       skip_existing=args.skip_existing, resume=args.resume, **_pseudobulk_options(args))
     print("\n".join(map(str, paths)))
+
+
+def _pseudobulk_options(args: argparse.Namespace) -> dict:
+    return {"batch_size": args.batch_size, "n_bootstrap": args.n_bootstrap, "seed": args.seed,
+            "min_cells": args.min_cells, "min_samples": args.min_samples, "checkpoint_every": args.checkpoint_every}
+
+
+def _activity_options(args: argparse.Namespace) -> dict:
+    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
+    return {"signatures": sets, "signature_files": args.signature_file or (), "method": args.method,
+            "n_rand": args.n_rand, "seed": args.perm_seed, "centre": args.centre,
+            "cell_type_map": _pairs(args.cell_type_map), "lambda_": args.lambda_}
+
+
+def _run(args: argparse.Namespace) -> None:
+    from cytoatlas.pipeline import run
+
+    levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
+    paths = run(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
+                resume=args.resume, pseudobulk_options=_pseudobulk_options(args),
+                activity_options=_activity_options(args))
+    print("\n".join(map(str, paths)))
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+
+    from cytoatlas.pipeline import STATES, status
+
+    if not args.atlas and not args.all:
+        raise CytoatlasError("name an atlas with --atlas, or --all for every atlas with results in --out")
+    act = _activity_options(args)
+    rows = status([args.atlas] if args.atlas else None, args.out, registry=args.registry, data_root=args.data_root,
+                  verify=args.verify, n_bootstrap=args.n_bootstrap, seed=args.seed, min_cells=args.min_cells,
+                  min_samples=args.min_samples, signatures=act["signatures"], signature_files=act["signature_files"],
+                  method=act["method"], n_rand=act["n_rand"], perm_seed=act["seed"], centre=act["centre"],
+                  cell_type_map=act["cell_type_map"], lambda_=act["lambda_"])
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        for r in rows:
+            detail = r["shape"] or r["reason"]
+            print(f"{r['state']:<9} {r['atlas']:<16} {r['level']:<14} {r['step']:<32} {Path(r['file']).name}"
+                  f"{'  ' + detail if detail else ''}{'  ' + r['written'] if r['written'] else ''}")
+        counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
+        print(", ".join(f"{n} {s}" for s, n in counts.items() if n) + f" ({len(rows)} outputs)")
+    return 0 if all(r["state"] == "complete" for r in rows) else 1
 
 
 def _atlases(args: argparse.Namespace) -> None:
@@ -61,11 +129,8 @@ def _pairs(items: Sequence[str] | None) -> dict[str, str]:
 def _activity(args: argparse.Namespace) -> None:
     from cytoatlas.activity import activity
 
-    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
     paths = activity(args.files, args.out, atlas=args.atlas, registry=args.registry, data_root=args.data_root,
-                     signatures=sets, signature_files=args.signature_file or (), method=args.method,
-                     n_rand=args.n_rand, seed=args.seed, centre=args.centre,
-                     cell_type_map=_pairs(args.cell_type_map), lambda_=args.lambda_)
+                     skip_existing=args.skip_existing, **_activity_options(args))
     print("\n".join(map(str, paths)))
 
 
@@ -97,6 +162,7 @@ def _demo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cytoatlas", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pseudobulk", help="every pseudobulk output of an atlas in one streaming pass")
@@ -107,7 +173,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave levels whose outputs exist and match this input and these parameters")
     _registry_args(p)
     _run_args(p)
+    _checkpoint_args(p)
     p.set_defaults(func=_pseudobulk)
+
+    p = sub.add_parser("run", help="pseudobulk then activity for an atlas; keeps what is current, resumable")
+    p.add_argument("--atlas", required=True, help="registry name (see `cytoatlas atlases`)")
+    p.add_argument("--out", required=True, help="the atlas' results directory (OUT/pseudobulk, OUT/activity)")
+    p.add_argument("--levels", help="comma-separated levels (default: all)")
+    _registry_args(p)
+    _run_args(p)
+    _checkpoint_args(p)
+    _activity_args(p, seed_flag="--perm-seed")
+    p.set_defaults(func=_run)
+
+    p = sub.add_parser("status", help="verify every output: complete / missing / stale / corrupt / running")
+    p.add_argument("--atlas", help="one atlas")
+    p.add_argument("--all", action="store_true", help="every registered atlas with a directory in --out")
+    p.add_argument("--out", required=True, help="results root (OUT/<atlas>/...) or one atlas' results directory")
+    p.add_argument("--verify", action="store_true", help="re-hash every file (default: size and manifest only)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _registry_args(p)
+    _run_args(p)
+    _activity_args(p, seed_flag="--perm-seed")
+    p.set_defaults(func=_status)
 
     p = sub.add_parser("atlases", help="list the registered atlases")
     _registry_args(p)
@@ -118,18 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output directory (with --atlas and no files: the atlas' "
                    "results directory; outputs go to OUT/activity)")
     p.add_argument("--atlas", help="registry atlas: its pseudobulk files, signature_files and cell_type_map")
-    p.add_argument("--signatures", help="comma-separated sets (default: cytosig, secact and every signature file)")
-    p.add_argument("--signature-file", action="append", metavar="TSV",
-                   help="genes x signatures TSV(.gz), e.g. LinCytoSig; repeatable")
-    p.add_argument("--method", choices=("exact", "permutation"), default="exact",
-                   help="exact: closed-form permutation z (default); permutation: secactpy's procedure")
-    p.add_argument("--n-rand", type=int, default=1000, help="permutations for --method permutation (1000)")
-    p.add_argument("--seed", type=int, default=0, help="permutation seed (secactpy's default 0)")
-    p.add_argument("--centre", default="across",
-                   help="'across' (default) or 'within:COLUMN', e.g. within:cell_type for sample x cell type files")
-    p.add_argument("--cell-type-map", action="append", metavar="LABEL=CELLTYPE",
-                   help="map an atlas label to a LinCytoSig cell type; repeatable")
-    p.add_argument("--lambda", dest="lambda_", type=float, default=5e5, help="ridge penalty (5e5)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave outputs that verify and were made from the same inputs with the same options")
+    _activity_args(p)
     _registry_args(p)
     p.set_defaults(func=_activity)
 
@@ -152,11 +231,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
-        args.func(args)
+        code = args.func(args)
     except CytoatlasError as e:
+        if args.debug:
+            raise
         print(f"cytoatlas: error: {e}", file=sys.stderr)
         return 2
-    return 0
+    except OSError as e:  # a full disk, a directory that cannot be written: one line, not a traceback
+        if args.debug:
+            raise
+        print(f"cytoatlas: error: {e.filename or ''}{': ' if e.filename else ''}{e.strerror or e}", file=sys.stderr)
+        return 2
+    return code or 0
 
 
 if __name__ == "__main__":

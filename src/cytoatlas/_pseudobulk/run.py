@@ -41,7 +41,7 @@ def output_paths(out: str | os.PathLike, atlas: str, level: str) -> dict[str, Pa
             "resampled": out / f"{stem}_resampled.h5ad"}
 
 
-def _parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, seed: int, min_cells: int,
+def level_parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, seed: int, min_cells: int,
                 min_samples: int) -> dict:
     """Everything a level's results depend on (batch size is not: results do not depend on it)."""
     return {
@@ -148,15 +148,17 @@ def pseudobulk(
         if len(var) != counts.shape[1]:
             raise CytoatlasError(f"{cfg.h5ad}: {cfg.counts} has {counts.shape[1]} genes but var has {len(var)}")
         fingerprint = file_fingerprint(cfg.h5ad)
-        params = {lev.name: _parameters(cfg, lev, n_bootstrap, seed, min_cells, min_samples) for lev in chosen}
-        todo = chosen
+        params = {lev.name: level_parameters(cfg, lev, n_bootstrap, seed, min_cells, min_samples) for lev in chosen}
+        # the files to write per level: all, or (skip_existing) those not current; a level with any file to
+        # write is computed, but its current files are left as they are
+        stale = {lev.name: set(kinds) for lev in chosen}
         if skip_existing or resume:
-            todo = [lev for lev in chosen if any(
-                st != "complete" for st, _ in level_status(paths[lev.name], kinds, params[lev.name],
-                                                           fingerprint).values())]
             for lev in chosen:
-                if lev not in todo:
+                stale[lev.name] = {k for k, (st, _) in level_status(paths[lev.name], kinds, params[lev.name],
+                                                                     fingerprint).items() if st != "complete"}
+                if not stale[lev.name]:
                     log.info("%s %s: outputs exist, verify and are current; skipped", cfg.name, lev.name)
+        todo = [lev for lev in chosen if stale[lev.name]]
 
         def identity(levels: list[Level]) -> dict:
             return {"input": {k: v for k, v in fingerprint.items() if k != "path"}, "batch_size": batch_size,
@@ -201,8 +203,10 @@ def pseudobulk(
             plans = []
             for lev in todo:
                 uns = {**run_uns, "level": lev.name, "parameters": params[lev.name], "separator": atoms.separator}
-                plans += plan_level(atoms, state, atoms.levels[lev.name], paths[lev.name], uns, min_cells=min_cells,
-                                    min_samples=min_samples, n_bootstrap=n_bootstrap, seed=seed)
+                plans += [p for p in plan_level(atoms, state, atoms.levels[lev.name], paths[lev.name], uns,
+                                                min_cells=min_cells, min_samples=min_samples,
+                                                n_bootstrap=n_bootstrap, seed=seed)
+                          if p.uns["kind"] in stale[lev.name]]
             out.mkdir(parents=True, exist_ok=True)
             written = write_plans(plans, state, stats, var)
             update_manifest(out, {p.name: record(p, step="pseudobulk", parameters={**params[lev], "kind": kind},

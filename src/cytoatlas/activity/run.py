@@ -14,12 +14,15 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas import __version__
+from cytoatlas._faults import crash_point
 from cytoatlas.activity.cell_types import map_cell_types, signature_cell_types
 from cytoatlas.activity.expression import Pseudobulk, read_pseudobulk
 from cytoatlas.activity.ridge import LAMBDA, exact_test, projection, standardise_columns
 from cytoatlas.activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
+from cytoatlas.io.lock import DirectoryLock
+from cytoatlas.io.manifest import check_output, file_sha256, read_manifest, record, update_manifest
 from cytoatlas.io.writer import ColumnWriter
 from cytoatlas.progress import Progress, peak_rss_gb
 
@@ -66,7 +69,8 @@ def _kind(path: Path) -> str:
     return kind.decode() if isinstance(kind, bytes) else str(kind)
 
 
-def _signature_sets(names: Sequence[str] | None, files: Sequence[Path]) -> list[SignatureSet]:
+def signature_sets(names: Sequence[str] | None, files: Sequence[Path]) -> list[SignatureSet]:
+    """The signature sets named (default: CytoSig, SecAct and every file), loaded."""
     by_name = {set_name(f): f for f in files}
     if names is None:
         names = [*BUILT_IN, *by_name]
@@ -248,6 +252,7 @@ def activity(
     centre: str = "across",
     cell_type_map: Mapping[str, str] | None = None,
     lambda_: float = LAMBDA,
+    skip_existing: bool = False,
 ) -> list[Path]:
     """Cytokine and secreted-protein activity (CytoSig, SecAct, LinCytoSig, custom) of pseudobulk files.
 
@@ -278,6 +283,9 @@ def activity(
         ``{atlas label: signature cell type}`` overrides for cell-type-specific sets (LinCytoSig).
     lambda_
         Ridge penalty (secactpy's 5e5).
+    skip_existing
+        Leave (file, signature set) outputs alone that are current: recorded in ``out/manifest.json``, checksums
+        verified, made from the same pseudobulk files (SHA-256) with the same parameters and signature version.
 
     Returns
     -------
@@ -316,69 +324,149 @@ def activity(
             raise CytoatlasError(f"{p}: no such file")
     if out.exists() and not out.is_dir():
         raise CytoatlasError(f"output directory {out} is a file")
-    sets = _signature_sets(signatures, sig_files)
+    sets = signature_sets(signatures, sig_files)
     genes = set().union(*(s.genes for s in sets))
-    out.mkdir(parents=True, exist_ok=True)
 
     kinds = {p: _kind(p) for p in paths}
     # a resampled file is computed just before its main file, whose activity file gets its CIs
     order = sorted(paths, key=lambda p: (str(_main_of(p)) if kinds[p] == "resampled" else str(p),
                                          kinds[p] != "resampled"))
-    boot: dict[Path, tuple[Pseudobulk, list[SetResult]]] = {}
-    written: list[Path] = []
+    boot_of = {_main_of(p): p for p in paths if kinds[p] == "resampled"}
+    params = run_parameters(method, lambda_, centring, n_rand, seed)
+    upstream: dict[Path, dict] = {}
+
+    def inputs_of(path: Path) -> list[dict]:
+        """The pseudobulk files an output is made from (content hashes, from their manifest when it vouches)."""
+        needed = [path] + ([boot_of[path]] if path in boot_of else []) + \
+            ([_main_of(path)] if kinds.get(path) == "resampled" else [])
+        for p in needed:
+            if p not in upstream:
+                upstream[p] = upstream_fingerprint(p)
+        return [upstream[p] for p in needed]
+
+    def set_params(sig: SignatureSet) -> dict:
+        return set_parameters(params, sig, cmap)
+
+    def targets(path: Path, sig: SignatureSet) -> list[Path]:
+        return activity_targets(out, path, sig.name, path in boot_of)
+
+    todo: dict[Path, list[SignatureSet]] = {}
+    with DirectoryLock(out) as lock:
+        entries = read_manifest(out) if skip_existing else {}
+        for path in paths:
+            todo[path] = [s for s in sets if not skip_existing or any(
+                check_output(t, entries.get(t.name), set_params(s), inputs_of(path))[0] != "complete"
+                for t in targets(path, s))]
+        stale = {path: list(v) for path, v in todo.items()}
+        for main_path, res_path in boot_of.items():  # a main file's intervals need its bootstrap results
+            if main_path in todo:
+                todo[res_path] = [s for s in sets if s in todo[res_path] or s in todo[main_path]]
+        written = []
+        start = time.perf_counter()
+        boot: dict[Path, tuple[Pseudobulk, list[SetResult]]] = {}
+        for path in order:
+            if not todo[path]:
+                log.info("%s: activity outputs exist, verify and are current; skipped", path.name)
+                continue
+            written += _one_file(path, todo[path], stale[path], out, genes, centring, method, n_rand, seed, lambda_,
+                                 cmap, boot, params, set_params, inputs_of(path), targets)
+            lock.touch()
+    log.info("activity of %d file(s) x %d signature set(s) in %.1f s, peak memory %.2f GB", len(paths), len(sets),
+             time.perf_counter() - start, peak_rss_gb())
+    return written
+
+
+def run_parameters(method: str, lambda_: float, centring: Centring, n_rand: int, seed: int) -> dict:
+    """What every activity output of a run depends on, besides its signature set."""
     params = {"method": method, "lambda": lambda_, "centre": str(centring)}
     if method == "permutation":
         params.update(n_rand=n_rand, seed=seed, rng="C srand/rand (glibc), cumulative Fisher-Yates")
-    start = time.perf_counter()
-    for path in order:
-        t0 = time.perf_counter()
-        pb = read_pseudobulk(path, genes)
-        if pb.kind == "resampled":
-            main_path = _main_of(path)
-            if not main_path.is_file():
-                raise CytoatlasError(f"{path.name}: its main file {main_path.name} is missing; bootstrap activity is "
-                                     "centred with the main file's gene means")
-            main = read_pseudobulk(main_path, genes)
-            if not np.array_equal(main.genes, pb.genes):
-                raise CytoatlasError(f"{path.name} and {main_path.name} have different genes")
-            centres, group = _centres(main, Centring())[0], np.zeros(pb.values.shape[1], dtype=np.intp)
-            file_centring = f"across, with the gene means of {main_path.name}"
-        else:
-            centres, group, file_centring = _centres(pb, centring)
-        results = [_run_set(pb, s, centres, group, method, n_rand, seed, lambda_) for s in sets]
-        if pb.kind == "resampled":
-            boot[_main_of(path)] = (pb, results)
-        for res in results:
-            sig = res.sig
-            names = sig.signatures[sig.output_order]
-            layers = _expand(res)
-            obs_extra: dict[str, np.ndarray] = {}
-            uns = {
-                **params, "centre": file_centring, "genes_used": res.genes_used.astype(str),
-                "n_genes_used": len(res.genes_used), "overlap_fraction": len(res.genes_used) / len(sig.genes),
-                "signature": sig.describe(), "input": file_fingerprint(path),
-                "pseudobulk": {k: v for k, v in pb.uns.items() if k in ("atlas", "level", "kind", "separator")},
-                "cytoatlas_version": __version__,
-            }
-            if sig.cell_type_specific:
-                matched, row_type, uns["cell_types"] = _lincytosig(pb, sig, names, cmap)
-                layers["matched"] = matched
-                obs_extra["signature_cell_type"] = row_type.astype(str)
-            if path in boot:
-                bpb, bres = boot[path]
-                b = next(r for r in bres if r.sig is sig)
-                ci = _bootstrap_ci(pb.obs, bpb.obs, _expand(b)["zscore"])
-                layers.update({k: v for k, v in ci.items() if k != "n_boot"})
-                obs_extra["n_boot"] = ci["n_boot"]
-                uns["bootstrap"] = {"file": bpb.path.name, "quantiles": np.array(_CI_QUANTILES)}
-                table = activity_path(out, path, sig.name).with_name(
-                    activity_path(out, path, sig.name).stem + "_ci.csv")
-                written.append(_write_ci_table(table, pb.obs, names, layers["zscore"], ci))
-            written.append(_write(activity_path(out, path, sig.name), pb, res, layers, uns, obs_extra))
-        boot.pop(path, None)
-        log.info("%s: %d columns x %s in %.1f s", path.name, pb.values.shape[1],
-                 ", ".join(f"{r.sig.name} ({len(r.genes_used):,}/{len(r.sig.genes):,} genes)" for r in results),
-                 time.perf_counter() - t0)
-    log.info("activity of %d file(s) x %d signature set(s) in %.1f s, peak memory %.2f GB", len(paths), len(sets),
-             time.perf_counter() - start, peak_rss_gb())
+    return params
+
+
+def set_parameters(params: dict, sig: SignatureSet, cell_type_map: Mapping[str, str]) -> dict:
+    """A (file, set) output's recorded parameters: the run's, the set and its version, the cell-type map."""
+    extra = {"cell_type_map": dict(sorted(cell_type_map.items()))} if sig.cell_type_specific else {}
+    return {**params, "signature": sig.name, "signature_version": sig.version, **extra}
+
+
+def activity_targets(out: Path, pseudobulk_file: Path, signature: str, with_ci: bool) -> list[Path]:
+    """The activity file of (file, set) and, for a main file with a bootstrap file, its interval table."""
+    main = activity_path(out, pseudobulk_file, signature)
+    return [main] + ([main.with_name(main.stem + "_ci.csv")] if with_ci else [])
+
+
+def upstream_fingerprint(path: Path) -> dict:
+    """An input pseudobulk file's name, size and SHA-256 (taken from its manifest if size and mtime agree)."""
+    st = path.stat()
+    entry = read_manifest(path.parent).get(path.name)
+    if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+        sha = entry["sha256"]
+    else:
+        sha = file_sha256(path)
+    return {"name": path.name, "size": st.st_size, "sha256": sha}
+
+
+def _one_file(path: Path, sets: list[SignatureSet], to_write: list[SignatureSet], out: Path, genes: set[str],
+              centring: Centring, method: str, n_rand: int, seed: int, lambda_: float, cmap: dict, boot: dict,
+              params: dict, set_params, inputs: list[dict], targets) -> list[Path]:
+    """Activity of ``sets`` on one pseudobulk file; those in ``to_write`` written, then recorded in the manifest
+    (a bootstrap file's current outputs are computed again for its main file's intervals, not rewritten)."""
+    t0 = time.perf_counter()
+    pb = read_pseudobulk(path, genes)
+    if pb.kind == "resampled":
+        main_path = _main_of(path)
+        if not main_path.is_file():
+            raise CytoatlasError(f"{path.name}: its main file {main_path.name} is missing; bootstrap activity is "
+                                 "centred with the main file's gene means")
+        main = read_pseudobulk(main_path, genes)
+        if not np.array_equal(main.genes, pb.genes):
+            raise CytoatlasError(f"{path.name} and {main_path.name} have different genes")
+        centres, group = _centres(main, Centring())[0], np.zeros(pb.values.shape[1], dtype=np.intp)
+        file_centring = f"across, with the gene means of {main_path.name}"
+    else:
+        centres, group, file_centring = _centres(pb, centring)
+    results = [_run_set(pb, s, centres, group, method, n_rand, seed, lambda_) for s in sets]
+    if pb.kind == "resampled":
+        boot[_main_of(path)] = (pb, results)
+    written, records = [], {}
+    for res in results:
+        sig = res.sig
+        if sig not in to_write:
+            continue
+        names = sig.signatures[sig.output_order]
+        layers = _expand(res)
+        obs_extra: dict[str, np.ndarray] = {}
+        uns = {
+            **params, "centre": file_centring, "genes_used": res.genes_used.astype(str),
+            "n_genes_used": len(res.genes_used), "overlap_fraction": len(res.genes_used) / len(sig.genes),
+            "signature": sig.describe(), "input": file_fingerprint(path),
+            "pseudobulk": {k: v for k, v in pb.uns.items() if k in ("atlas", "level", "kind", "separator")},
+            "cytoatlas_version": __version__,
+        }
+        if sig.cell_type_specific:
+            matched, row_type, uns["cell_types"] = _lincytosig(pb, sig, names, cmap)
+            layers["matched"] = matched
+            obs_extra["signature_cell_type"] = row_type.astype(str)
+        files = targets(path, sig)
+        ci_table = None
+        if len(files) > 1:
+            bpb, bres = boot[path]
+            b = next(r for r in bres if r.sig is sig)
+            ci = _bootstrap_ci(pb.obs, bpb.obs, _expand(b)["zscore"])
+            layers.update({k: v for k, v in ci.items() if k != "n_boot"})
+            obs_extra["n_boot"] = ci["n_boot"]
+            uns["bootstrap"] = {"file": bpb.path.name, "quantiles": np.array(_CI_QUANTILES)}
+            ci_table = _write_ci_table(files[1], pb.obs, names, layers["zscore"], ci)
+        written.append(_write(files[0], pb, res, layers, uns, obs_extra))
+        written += [ci_table] if ci_table else []
+        for f in files:
+            records[f.name] = record(f, step="activity", parameters=set_params(sig), inputs=inputs,
+                                     file=path.name, signature=sig.name, kind=pb.kind)
+        crash_point("activity_set")
+    update_manifest(out, records)
+    boot.pop(path, None)
+    log.info("%s: %d columns x %s in %.1f s", path.name, pb.values.shape[1],
+             ", ".join(f"{r.sig.name} ({len(r.genes_used):,}/{len(r.sig.genes):,} genes)" for r in results),
+             time.perf_counter() - t0)
     return written

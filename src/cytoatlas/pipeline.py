@@ -1,0 +1,149 @@
+"""`cytoatlas run` (pseudobulk, then activity, resumable) and `cytoatlas status` (every output verified).
+
+A results directory per atlas holds ``pseudobulk/`` and ``activity/``, each with its ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import h5py
+
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.registry import AtlasConfig, get_atlas, load_registry
+
+log = logging.getLogger("cytoatlas")
+STATES = ("complete", "missing", "stale", "corrupt", "running")
+
+
+def run(
+    atlas: str | AtlasConfig,
+    out: str | os.PathLike,
+    *,
+    registry: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    levels: Sequence[str] | None = None,
+    resume: bool = False,
+    pseudobulk_options: Mapping | None = None,
+    activity_options: Mapping | None = None,
+) -> list[Path]:
+    """Pseudobulk, then activity of every pseudobulk file, for one atlas into ``out/pseudobulk`` and
+    ``out/activity``. Outputs that are current (see :mod:`cytoatlas.io.manifest`) are kept, so a second run
+    only does what is missing or stale; ``resume`` also continues an interrupted pass from its checkpoint.
+
+    ``pseudobulk_options`` go to :func:`cytoatlas.pseudobulk` (batch_size, n_bootstrap, seed, ...),
+    ``activity_options`` to :func:`cytoatlas.activity` (signatures, method, centre, ...).
+    """
+    from cytoatlas._pseudobulk import pseudobulk
+    from cytoatlas.activity import activity
+
+    cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
+    out = Path(out)
+    paths = pseudobulk(cfg, out / "pseudobulk", levels=levels, skip_existing=True, resume=resume,
+                       **dict(pseudobulk_options or {}))
+    act = dict(activity_options or {})
+    act.setdefault("signature_files", cfg.signature_files)
+    act["cell_type_map"] = {**dict(cfg.cell_type_map), **dict(act.get("cell_type_map") or {})}
+    return paths + activity([p for p in paths if p.exists()], out / "activity", skip_existing=True, **act)
+
+
+def _shape(path: Path) -> str:
+    try:
+        with h5py.File(path, "r") as f:
+            return " x ".join(map(str, f["X"].shape))
+    except (OSError, KeyError):
+        return ""
+
+
+def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = False, n_bootstrap: int = 100,
+                 seed: int = 42, min_cells: int = 10, min_samples: int = 5, signatures: Sequence[str] | None = None,
+                 signature_files: Sequence[str | os.PathLike] = (), method: str = "exact", n_rand: int = 1000,
+                 perm_seed: int = 0, centre: str = "across", cell_type_map: Mapping[str, str] | None = None,
+                 lambda_: float = 5e5) -> list[dict]:
+    """One row per expected output of ``cfg`` in ``out`` (its results directory): atlas, level, step, file,
+    state (complete / missing / stale / corrupt / running), reason, shape, size and time written.
+
+    Staleness is judged against the parameters given here (the defaults of ``cytoatlas run``).
+    """
+    from cytoatlas._pseudobulk.run import KINDS, level_parameters, output_paths
+    from cytoatlas.activity.run import (
+        Centring,
+        activity_targets,
+        run_parameters,
+        set_parameters,
+        signature_sets,
+        upstream_fingerprint,
+    )
+    from cytoatlas.io.fingerprint import file_fingerprint
+    from cytoatlas.io.lock import lock_is_live, read_lock
+    from cytoatlas.io.manifest import check_output, read_manifest
+
+    out = Path(out)
+    pb_dir, act_dir = out / "pseudobulk", out / "activity"
+    fingerprint = file_fingerprint(cfg.h5ad) if cfg.h5ad.is_file() else None
+    kinds = KINDS if n_bootstrap > 0 else KINDS[:2]
+    pb_entries, act_entries = read_manifest(pb_dir), read_manifest(act_dir)
+    running = {d: lock_is_live(read_lock(d)) for d in (pb_dir, act_dir)}
+    sets = signature_sets(signatures, [*cfg.signature_files, *map(Path, signature_files)])
+    cmap = {**dict(cfg.cell_type_map), **dict(cell_type_map or {})}
+    params = run_parameters(method, lambda_, Centring.parse(centre), n_rand, perm_seed)
+    rows = []
+
+    def add(level: str, step: str, path: Path, entries: dict, state: tuple[str, str]) -> None:
+        st, reason = state
+        if st != "complete" and running[path.parent]:
+            st, reason = "running", "a live run holds this directory"
+        entry = entries.get(path.name, {})
+        rows.append({"atlas": cfg.name, "level": level, "step": step, "file": str(path), "state": st,
+                     "reason": reason, "shape": _shape(path) if st == "complete" and path.suffix == ".h5ad" else "",
+                     "size": entry.get("size", 0) if st == "complete" else 0,
+                     "written": entry.get("written", "") if st == "complete" else ""})
+
+    for lev in cfg.levels:
+        lp = level_parameters(cfg, lev, n_bootstrap, seed, min_cells, min_samples)
+        paths = output_paths(pb_dir, cfg.name, lev.name)
+        for kind in kinds:
+            state = check_output(paths[kind], pb_entries.get(paths[kind].name), {**lp, "kind": kind},
+                                 None if fingerprint is None else [fingerprint], verify)
+            if state[0] == "complete" and fingerprint is None:
+                state = ("complete", f"atlas file {cfg.h5ad} not found: inputs not checked")
+            add(lev.name, f"pseudobulk:{kind}", paths[kind], pb_entries, state)
+        for kind in kinds:
+            pb = paths[kind]
+            needed = [pb] + ([paths["resampled"]] if kind == "celltype" and "resampled" in kinds else []) + \
+                ([paths["celltype"]] if kind == "resampled" else [])
+            inputs = [upstream_fingerprint(p) for p in needed] if all(p.is_file() for p in needed) else None
+            for sig in sets:
+                for target in activity_targets(act_dir, pb, sig.name, kind == "celltype" and "resampled" in kinds):
+                    entry = act_entries.get(target.name)
+                    state = check_output(target, entry, set_parameters(params, sig, cmap),
+                                         inputs, verify)
+                    if state[0] == "complete" and inputs is None:
+                        state = ("stale", "its pseudobulk input is missing")
+                    step = "activity_ci" if target.suffix == ".csv" else "activity"
+                    add(lev.name, f"{step}:{kind}:{sig.name}", target, act_entries, state)
+    return rows
+
+
+def status(atlases: Sequence[str] | None, out: str | os.PathLike, *, registry: str | os.PathLike | None = None,
+           data_root: str | os.PathLike | None = None, **options) -> list[dict]:
+    """:func:`atlas_status` of each atlas (default: every registered atlas with a directory in ``out``).
+
+    ``out`` is the results root (``out/<atlas>/pseudobulk``); for a single atlas it may also be that atlas'
+    own results directory (one that holds ``pseudobulk/``).
+    """
+    out = Path(out)
+    if not out.is_dir():
+        raise CytoatlasError(f"results directory {out} does not exist")
+    names = list(atlases) if atlases else sorted(n for n in load_registry(registry, data_root) if (out / n).is_dir())
+    if not names:
+        raise CytoatlasError(f"no atlas results in {out} (expected {out}/<atlas>/pseudobulk); name one with --atlas")
+    rows = []
+    for name in names:
+        cfg = get_atlas(name, registry, data_root)
+        root = out if len(names) == 1 and (out / "pseudobulk").is_dir() and not (out / name).is_dir() else out / name
+        rows += atlas_status(cfg, root, **options)
+    return rows
