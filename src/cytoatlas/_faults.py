@@ -1,21 +1,21 @@
-"""Crash points for the restart tests: ``CYTOATLAS_KILL_AT=point:n`` kills the process with SIGKILL the n-th
-time it reaches ``point`` (a stand-in for kill -9, power loss or an OOM kill at an exact moment). Unset, as in
-every real run, a crash point costs one dictionary lookup."""
+"""Crash points for the restart tests: ``CYTOATLAS_KILL_AT=point:n[:SIGNAL]`` sends SIGKILL (or the named
+signal, e.g. ``TERM``) to the process the n-th time it reaches ``point``: a stand-in for kill -9, power loss, an
+OOM kill or a SLURM time limit at an exact moment. Unset, as in every real run, a crash point costs one
+comparison."""
 
 from __future__ import annotations
 
 import os
 import signal
 
-_SPEC = os.environ.get("CYTOATLAS_KILL_AT", "")
-_POINT, _, _N = _SPEC.partition(":")
+_POINT, _N, _SIGNAL = (os.environ.get("CYTOATLAS_KILL_AT", "").split(":") + ["", "", ""])[:3]
 _seen: dict[str, int] = {}
 
 
 def crash_point(name: str) -> None:
-    """Die here if the environment asks for it."""
+    """Signal this process here if the environment asks for it."""
     if _POINT != name:
         return
     _seen[name] = _seen.get(name, 0) + 1
     if _seen[name] == int(_N or 1):
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, f"SIG{_SIGNAL}") if _SIGNAL else signal.SIGKILL)

@@ -90,8 +90,16 @@ class DirectoryLock:
             with os.fdopen(fd, "w") as fh:
                 json.dump(record, fh)
             self._held = True
+            self._remove_leftovers()
             return self
         raise CytoatlasError(f"could not lock {self.directory}: another run took it at the same moment")
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files of runs that died (``.NAME.tmp-PID``): with the lock held, no writer is alive."""
+        for tmp in self.directory.glob(".*.tmp-*"):
+            if tmp.name.rsplit("-", 1)[-1] != str(os.getpid()):
+                log.info("removing %s, left by an interrupted run", tmp.name)
+                tmp.unlink(missing_ok=True)
 
     def touch(self) -> None:
         """Refresh the lock's mtime: proof of life for runs on other hosts."""
