@@ -185,6 +185,11 @@ def pseudobulk(
                 raise CytoatlasError(f"{cfg.h5ad}: obs has {len(atoms.cell_atom)} cells, "
                                      f"{cfg.counts} has {counts.shape[0]} rows")
             _log_plan(cfg, atoms, counts.shape)
+            _check_groups(cfg, atoms, min_cells)
+            if n_bootstrap and len(atoms.unit_labels) < min_samples:
+                log.warning("%s: only %d %s value(s): a bootstrap needs --min-samples %d units, so the resampled "
+                            "files will have no rows; the other outputs are written", cfg.name,
+                            len(atoms.unit_labels), cfg.unit_col, min_samples)
             if state is None:
                 state = AtomState.empty(atoms.n_atoms, counts.shape[1])
             elif state.atom_sums.shape != (atoms.n_atoms, counts.shape[1]):
@@ -269,6 +274,21 @@ class _Checkpointer:
         save_checkpoint(self.path, state, next_row, self.identity)
         self.last = time.perf_counter()
         log.info("checkpoint at row %s (%.1f s)", f"{next_row:,}", self.last - t)
+
+
+def _check_groups(cfg: AtlasConfig, atoms: AtomTable, min_cells: int) -> None:
+    """Fail before the pass if a level would produce nothing: no labelled cell, or no group of min_cells."""
+    atom_cells = np.bincount(atoms.cell_atom[atoms.cell_atom >= 0], minlength=atoms.n_atoms)
+    for name, g in atoms.levels.items():
+        cols = ", ".join(g.level.by) or "(all cells)"
+        if len(g.labels) == 0:
+            raise CytoatlasError(f"{cfg.name} level {name}: no cell has a label in {cols} ({g.n_missing:,} NaN, "
+                                 f"{g.n_filtered:,} outside `where`); nothing to pseudobulk")
+        sizes = np.bincount(g.atom_group[g.atom_group >= 0], weights=atom_cells[g.atom_group >= 0],
+                            minlength=len(g.labels))
+        if sizes.max() < min_cells:
+            raise CytoatlasError(f"{cfg.name} level {name}: no group has --min-cells {min_cells} cells (largest: "
+                                 f"{g.labels[int(sizes.argmax())]!r} with {int(sizes.max())}); lower --min-cells")
 
 
 def _log_plan(cfg: AtlasConfig, atoms, shape) -> None:

@@ -126,6 +126,12 @@ def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFram
         lab = read_labels(var[gene_symbols], gene_symbols)
         symbols = np.where(lab.codes >= 0, lab.categories[np.maximum(lab.codes, 0)], "")
         symbols = np.where(symbols == "", ids, symbols).astype(object)
+    dup = pd.Index(ids)[pd.Index(ids).duplicated()].unique()
+    if len(dup):
+        raise CytoatlasError(f"{f.filename}: {var_path} names are not unique ({len(dup)} repeated, e.g. "
+                             f"{', '.join(map(repr, dup[:3]))}); output genes would be ambiguous. Make them unique "
+                             "(anndata: adata.var_names_make_unique()) or keep ids unique and name symbols in "
+                             "`gene_symbols`")
     from anndata.utils import make_index_unique
 
     index = make_index_unique(pd.Index(symbols, dtype=object))
@@ -153,7 +159,9 @@ class CountsMatrix:
     def __init__(self, f: h5py.File, key: str):
         if key not in f:
             have = [k for k in ("X", "raw/X") if k in f] + [f"layers/{k}" for k in f.get("layers", {})]
-            raise CytoatlasError(f"{f.filename}: no counts matrix {key!r}; available: {', '.join(have)}")
+            where = f"available: {', '.join(have)}" if have else \
+                f"the file has no X, layers or raw/X (it holds: {', '.join(f.keys()) or 'nothing'})"
+            raise CytoatlasError(f"{f.filename}: no counts matrix {key!r}; {where}")
         node = f[key]
         self.key, self.filename = key, f.filename
         enc = node.attrs.get("encoding-type", "")
@@ -166,6 +174,15 @@ class CountsMatrix:
             self.shape = tuple(int(s) for s in node.attrs["shape"])
             self._data, self._indices = ChunkedArray(node["data"]), ChunkedArray(node["indices"])
             self._indptr = node["indptr"]
+            n_data = node["data"].shape[0]
+            if node["indptr"].shape != (self.shape[0] + 1,) or node["indices"].shape[0] != n_data:
+                raise CytoatlasError(
+                    f"{f.filename}: {key} is not a valid CSR matrix: indptr has {node['indptr'].shape[0]:,} entries "
+                    f"for {self.shape[0]:,} rows (needs rows + 1), data {n_data:,} and indices "
+                    f"{node['indices'].shape[0]:,} values (must be equal)")
+            if self.shape[0] and (int(self._indptr[0]) != 0 or int(self._indptr[-1]) != n_data):
+                raise CytoatlasError(f"{f.filename}: {key} is not a valid CSR matrix: indptr runs from "
+                                     f"{int(self._indptr[0])} to {int(self._indptr[-1]):,}, data has {n_data:,} values")
         elif enc == "csc_matrix":
             raise CytoatlasError(
                 f"{f.filename}: {key} is stored as CSC; streaming needs rows (CSR). Convert once, e.g. "
@@ -182,7 +199,13 @@ class CountsMatrix:
                 return CSRBlock(start, stop, m.data, m.indices, m.indptr)
             ptr = self._indptr[start : stop + 1]
             lo, hi = int(ptr[0]), int(ptr[-1])
+            if (np.diff(ptr) < 0).any():
+                bad = start + int(np.flatnonzero(np.diff(ptr) < 0)[0])
+                raise CytoatlasError(f"{self.filename}: {self.key} is not a valid CSR matrix: indptr decreases at "
+                                     f"row {bad:,}")
             return CSRBlock(start, stop, self._data[lo:hi], self._indices[lo:hi], ptr - ptr[0])
+        except CytoatlasError:
+            raise
         except Exception as e:  # h5py, zlib/isal and numpy each raise their own kinds for a damaged file
             raise CytoatlasError(
                 f"{self.filename}: cannot read {self.key} rows {start}-{stop} (corrupt or truncated file?): {e}"

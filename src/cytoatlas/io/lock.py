@@ -70,7 +70,12 @@ class DirectoryLock:
 
     def __enter__(self) -> DirectoryLock:
         self._created = not self.directory.exists()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CytoatlasError(f"cannot create output directory {self.directory}: {e.strerror}") from None
+        if not os.access(self.directory, os.W_OK | os.X_OK):
+            raise CytoatlasError(f"output directory {self.directory} is not writable")
         record = {"pid": os.getpid(), "host": socket.gethostname(), "start": time.strftime("%Y-%m-%d %H:%M:%S"),
                   "command": " ".join(sys.argv[:6])[:200]}
         for _ in range(2):
