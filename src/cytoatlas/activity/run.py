@@ -22,7 +22,7 @@ from cytoatlas.activity.signatures import BUILT_IN, SignatureSet, load_signature
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import check_output, file_sha256, read_manifest, record, update_manifest
+from cytoatlas.io.manifest import check_output, file_sha256, read_manifest, record, update_manifest, write_text_atomic
 from cytoatlas.io.writer import ColumnWriter
 from cytoatlas.progress import Progress, peak_rss_gb
 
@@ -228,12 +228,7 @@ def _write_ci_table(path: Path, obs: pd.DataFrame, names: np.ndarray, z: np.ndar
     for name in ("z_boot_mean", "z_boot_sd", "z_ci_low", "z_ci_high"):
         table[name] = ci[name].ravel()
     table["n_boot"] = np.repeat(ci["n_boot"], k)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(path, table.to_csv(index=False))
     return path
 
 

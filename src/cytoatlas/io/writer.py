@@ -67,8 +67,14 @@ class ColumnWriter:
             self._matrices[name][:, cols] = values
 
     def commit(self) -> Path:
-        """Close the file and move it into place."""
+        """Close the file, flush it to disk and move it into place (the directory entry is made durable with
+        the manifest, written last)."""
         self._file.close()
+        fd = os.open(self._tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(self._tmp, self.path)
         return self.path
 
