@@ -289,3 +289,16 @@ def test_cli_atlas_mode_uses_the_registry(demo_h5ad: Path, tmp_path: Path, capsy
     assert dict(zip(lin.obs["cell_type"], lin.obs["signature_cell_type"], strict=True))["Myeloid"] == "Monocyte"
     assert main(["activity", "--atlas", "demo", "--registry", str(reg), "--out", str(tmp_path / "empty")]) == 2
     assert "run `cytoatlas pseudobulk" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sig, n_rand", [("cytosig", 1000), ("secact", 100)])
+def test_permutation_method_reproduces_secactpy(pb_files: dict[str, Path], tmp_path: Path, sig: str,
+                                                n_rand: int) -> None:
+    ref = _secactpy(_expression(pb_files["main"]), sig, n_rand=n_rand, seed=3)
+    (path,) = activity([pb_files["main"]], tmp_path, signatures=[sig], method="permutation", n_rand=n_rand, seed=3)
+    ours = ad.read_h5ad(path)
+    assert list(ours.var_names) == list(ref["beta"].index)
+    np.testing.assert_allclose(ours.X, ref["zscore"].to_numpy().T, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(ours.layers["se"], ref["se"].to_numpy().T, rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(ours.layers["pvalue"], ref["pvalue"].to_numpy().T)
+    assert ours.uns["method"] == "permutation" and ours.uns["n_rand"] == n_rand and ours.uns["seed"] == 3
