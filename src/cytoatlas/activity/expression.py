@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.h5ad import open_h5ad, read_labels
+from cytoatlas.io.h5ad import open_h5ad, read_strings
 
 KINDS = ("celltype", "samples", "resampled")
 _ROW_BLOCK = 512
@@ -67,11 +67,13 @@ def unique_symbols(symbols: np.ndarray, means: np.ndarray | None) -> np.ndarray:
     atlas-level mean expression (``uns['atlas_stats']['mean']``), the first in var order on a tie, so every
     file of an atlas keeps the same gene. Empty symbols are dropped.
     """
-    frame = pd.DataFrame({"symbol": symbols, "order": np.arange(len(symbols)),
-                          "mean": np.zeros(len(symbols)) if means is None else -np.asarray(means, float)})
-    frame = frame[frame["symbol"] != ""]
-    keep = frame.sort_values(["mean", "order"], kind="stable").drop_duplicates("symbol")["order"]
-    return np.sort(keep.to_numpy())
+    symbols = np.asarray(symbols, dtype=object)
+    order = np.arange(len(symbols))
+    rank = np.zeros(len(symbols)) if means is None else -np.asarray(means, dtype=float)
+    by = np.lexsort((order, rank))  # highest mean first, var order on ties
+    _, first = np.unique(symbols[by], return_index=True)
+    keep = by[first]
+    return np.sort(keep[symbols[keep] != ""])
 
 
 def read_pseudobulk(path: str | os.PathLike, genes: Iterable[str] | None = None) -> Pseudobulk:
@@ -96,8 +98,7 @@ def read_pseudobulk(path: str | os.PathLike, genes: Iterable[str] | None = None)
             var = f["var"]
             # only the symbol column of var: a gene table can carry dozens of columns
             column = "gene_symbol" if "gene_symbol" in var else var.attrs.get("_index", "_index")
-            labels = read_labels(var[column], column)
-            symbols = np.where(labels.codes >= 0, labels.categories[np.maximum(labels.codes, 0)], "")
+            symbols = read_strings(var[column], column)
             stats = f.get("uns/atlas_stats/mean")
             means = stats[()] if isinstance(stats, h5py.Dataset) else None
         except (KeyError, OSError, ValueError) as e:

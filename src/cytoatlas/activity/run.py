@@ -6,6 +6,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -359,13 +360,16 @@ def activity(
         written = []
         start = time.perf_counter()
         boot: dict[Path, tuple[Pseudobulk, list[SetResult]]] = {}
-        for path in order:
-            if not todo[path]:
-                log.info("%s: activity outputs exist, verify and are current; skipped", path.name)
-                continue
-            written += _one_file(path, todo[path], stale[path], out, genes, centring, method, n_rand, seed, lambda_,
-                                 cmap, boot, params, set_params, inputs_of(path), targets)
-            lock.touch()
+        # the inputs' checksums (needed only for the manifest) are computed on a second thread meanwhile
+        with ThreadPoolExecutor(1, thread_name_prefix="cytoatlas-hash") as hasher:
+            for path in order:
+                if not todo[path]:
+                    log.info("%s: activity outputs exist, verify and are current; skipped", path.name)
+                    continue
+                inputs = hasher.submit(inputs_of, path)
+                written += _one_file(path, todo[path], stale[path], out, genes, centring, method, n_rand, seed,
+                                     lambda_, cmap, boot, params, set_params, inputs, targets)
+                lock.touch()
     log.info("activity of %d file(s) x %d signature set(s) in %.1f s, peak memory %.2f GB", len(paths), len(sets),
              time.perf_counter() - start, peak_rss_gb())
     return written
@@ -404,7 +408,7 @@ def upstream_fingerprint(path: Path) -> dict:
 
 def _one_file(path: Path, sets: list[SignatureSet], to_write: list[SignatureSet], out: Path, genes: set[str],
               centring: Centring, method: str, n_rand: int, seed: int, lambda_: float, cmap: dict, boot: dict,
-              params: dict, set_params, inputs: list[dict], targets) -> list[Path]:
+              params: dict, set_params, inputs: Future, targets) -> list[Path]:
     """Activity of ``sets`` on one pseudobulk file; those in ``to_write`` written, then recorded in the manifest
     (a bootstrap file's current outputs are computed again for its main file's intervals, not rewritten)."""
     t0 = time.perf_counter()
@@ -456,7 +460,7 @@ def _one_file(path: Path, sets: list[SignatureSet], to_write: list[SignatureSet]
         written.append(_write(files[0], pb, res, layers, uns, obs_extra))
         written += [ci_table] if ci_table else []
         for f in files:
-            records[f.name] = record(f, step="activity", parameters=set_params(sig), inputs=inputs,
+            records[f.name] = record(f, step="activity", parameters=set_params(sig), inputs=inputs.result(),
                                      file=path.name, signature=sig.name, kind=pb.kind)
         crash_point("activity_set")
     update_manifest(out, records)

@@ -76,6 +76,8 @@ class SignatureSet:
     @cached_property
     def design(self) -> np.ndarray:
         """``genes x groups``: each group's mean signature (the regression's design matrix)."""
+        if not self.grouped:
+            return self.matrix
         n_groups = int(self.group_of.max()) + 1
         out = np.empty((len(self.genes), n_groups))
         for g in range(n_groups):

