@@ -273,8 +273,9 @@ def activity(
         Permutations and seed of ``permutation`` (secactpy's C ``srand`` RNG).
     centre
         ``across`` (each gene centred over the file's columns) or ``within:COLUMN`` (within each group of
-        that obs column, e.g. ``within:cell_type`` for sample x cell type files). Bootstrap files are always
-        centred with their main file's gene means, so their intervals are on the main estimate's scale.
+        that obs column, e.g. ``within:cell_type`` for sample x cell type files; a file whose groups are all
+        single columns, such as a cell-type file, is centred across). Bootstrap files are always centred with
+        their main file's gene means, so their intervals are on the main estimate's scale.
     cell_type_map
         ``{atlas label: signature cell type}`` overrides for cell-type-specific sets (LinCytoSig).
     lambda_
