@@ -14,7 +14,6 @@ CytoSig column), truth in ``uns``. Counts: Poisson(library size x profile), libr
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import pathlib
 import zlib
@@ -79,10 +78,9 @@ _N_SECACT_EXTRA, _N_STATES, _MEAN_UMI, _BASE_SD = 1000, 4, 4000.0, 1.9
 
 
 def _signature_file(name: str) -> pathlib.Path:
-    spec = importlib.util.find_spec("secactpy")  # locates the package without running its slow import
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError("secactpy is required for its CytoSig/SecAct signature files")
-    return pathlib.Path(next(iter(spec.submodule_search_locations))) / "data" / name
+    from cytoatlas.activity.signatures import secactpy_data_dir
+
+    return secactpy_data_dir() / name
 
 
 @functools.lru_cache(maxsize=1)
