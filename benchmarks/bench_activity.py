@@ -83,15 +83,26 @@ def worker(args: argparse.Namespace) -> None:
         expr = pd.DataFrame(pb.X.T.astype(np.float64), index=pb.var["gene_symbol"].to_numpy(), columns=pb.obs_names)
         res = secactpy.secact_activity_inference(expr, sig_matrix=args.sig, n_rand=N_RAND, seed=0, verbose=False)
         elapsed = time.perf_counter() - t0
+        peak = _peak_rss_mb()
         np.savez(out / "secactpy.npz", **{k: res[k].to_numpy() for k in ("beta", "se", "zscore", "pvalue")},
                  rows=res["beta"].index.to_numpy(str))
     else:
         (path,) = activity([args.file], out, signatures=[args.sig], method=args.worker, n_rand=N_RAND, seed=0)
         elapsed = time.perf_counter() - t0
+        peak = _peak_rss_mb()
         a = ad.read_h5ad(path)
         np.savez(out / f"{args.worker}.npz", beta=a.layers["beta"].T, se=a.layers["se"].T, zscore=a.X.T,
                  pvalue=a.layers["pvalue"].T, rows=a.var_names.to_numpy(str))
-    print(json.dumps({"in_proc_s": elapsed}))
+    print(json.dumps({"in_proc_s": elapsed, "peak_rss_mb": peak}))
+
+
+def _peak_rss_mb() -> float:
+    """This process' own peak RSS (VmHWM). Not ru_maxrss: Linux carries that over fork + exec, so a child of
+    a driver holding a large input would report the driver's memory."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def run(cmd: list[str]) -> dict:

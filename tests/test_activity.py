@@ -15,7 +15,7 @@ import secactpy
 import cytoatlas
 from cytoatlas.activity import activity, activity_path, load_signatures
 from cytoatlas.activity.expression import unique_symbols
-from cytoatlas.activity.ridge import exact_test, projection, standardise_columns
+from cytoatlas.activity.ridge import RidgeModel, exact_test, standardise_columns
 from cytoatlas.cli import main
 from cytoatlas.demo import demo_config
 from cytoatlas.errors import CytoatlasError
@@ -72,22 +72,24 @@ def test_closed_form_is_the_permutation_distribution() -> None:
     rng = np.random.default_rng(3)
     x = standardise_columns(rng.normal(size=(7, 3)))
     y = rng.normal(size=(7, 2)) * [1.0, 3.0] + [0.0, 2.0]  # unscaled: the general formula, not just z = b/|T|
-    t = projection(x, lambda_=0.7)
+    model = RidgeModel.fit(x, lambda_=0.7)
+    t = np.linalg.solve(x.T @ x + 0.7 * np.eye(3), x.T)  # T formed independently
+    np.testing.assert_allclose(model.projection(), t, rtol=1e-10)
     perms = np.array(list(itertools.permutations(range(7))))
     betas = np.stack([t @ y[p] for p in perms])
-    res = exact_test(t, y)
+    res = exact_test(model, y)
     np.testing.assert_allclose(res["beta"], t @ y)
     np.testing.assert_allclose(res["se"], betas.std(axis=0), rtol=1e-10)
     np.testing.assert_allclose(res["zscore"], (t @ y - betas.mean(axis=0)) / betas.std(axis=0), rtol=1e-9)
     # with secactpy's scaling the z is beta / sqrt(diag(T T'))
     ys = standardise_columns(y)
-    np.testing.assert_allclose(exact_test(t, ys)["zscore"], (t @ ys) / np.sqrt(np.diag(t @ t.T))[:, None],
+    np.testing.assert_allclose(exact_test(model, ys)["zscore"], (t @ ys) / np.sqrt(np.diag(t @ t.T))[:, None],
                                rtol=1e-10)
 
 
 def test_constant_column_gives_zero_not_nan() -> None:
-    t = projection(standardise_columns(np.random.default_rng(0).normal(size=(20, 4))))
-    res = exact_test(t, standardise_columns(np.ones((20, 1))))
+    model = RidgeModel.fit(standardise_columns(np.random.default_rng(0).normal(size=(20, 4))))
+    res = exact_test(model, standardise_columns(np.ones((20, 1))))
     assert np.all(res["zscore"] == 0) and np.all(res["pvalue"] == 1)
 
 

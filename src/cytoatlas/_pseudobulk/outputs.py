@@ -24,7 +24,7 @@ from cytoatlas._pseudobulk.atoms import AtomTable, LevelGroups
 from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm_scale, inverse_std
 from cytoatlas._pseudobulk.state import AtomState
-from cytoatlas.io.writer import ColumnWriter
+from cytoatlas.io.writer import ColumnWriter, Writeback
 
 log = logging.getLogger(__name__)
 GENE_BLOCK = 1024  # genes per output block
@@ -224,6 +224,7 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var:
     n_genes = state.atom_sums.shape[1]
     tasks = ((k, slice(lo, min(lo + GENE_BLOCK, n_genes))) for lo in range(0, n_genes, GENE_BLOCK)
              for k in range(len(plans)))
+    writeback = Writeback()
     try:
         # (gene block, file) tasks run on two threads (the kernels and BLAS release the GIL) while this
         # one writes finished ones in order; at most IN_FLIGHT results exist at a time
@@ -235,6 +236,7 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var:
                 if len(inflight) > IN_FLIGHT:
                     k0, cols0, done = inflight.popleft()
                     writer(k0).write(cols0, done.result())
+                    writeback.poke(w.tmp_path for w in writers.values())
                     crash_point("output_block")
             for k, cols, done in inflight:
                 writer(k).write(cols, done.result())
@@ -242,6 +244,8 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var:
         for w in writers.values():
             w.abort()
         raise
+    finally:
+        writeback.close()
     committed = []
     for k in range(len(plans)):
         committed.append(writer(k).commit())

@@ -15,6 +15,8 @@ z = beta / sqrt(diag(T T')).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import linalg
 from scipy.special import ndtr
@@ -33,28 +35,58 @@ def standardise_columns(a: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
 
 
-def projection(design: np.ndarray, lambda_: float = LAMBDA) -> np.ndarray:
-    """``T = (X'X + lambda I)^-1 X'`` (signatures x genes) through a Cholesky factor, as secactpy computes it."""
-    x = np.asarray(design, dtype=np.float64)
-    gram = x.T @ x + lambda_ * np.eye(x.shape[1])
-    try:
-        inv = linalg.cho_solve((linalg.cholesky(gram, lower=True), True), np.eye(x.shape[1]))
-    except linalg.LinAlgError:  # only for lambda_ = 0 with a singular design
-        inv = linalg.pinv(gram)
-    return np.ascontiguousarray(inv @ x.T)
+@dataclass(frozen=True)
+class RidgeModel:
+    """Ridge regression on one design ``X`` (genes x signatures, standardised), ``A = X'X + lambda I``.
+
+    Exact z-scores need ``beta = A^-1 X'y``, the row sums of ``T = A^-1 X'`` and ``diag(T T')``; none of them
+    needs ``T`` itself. With ``M = A^-1``: ``T 1 = M X'1`` and ``T T' = M X'X M = M (A - lambda I) M``, so
+    ``diag(T T') = diag(M) - lambda * rowsum(M * M)``. For SecAct (7,919 genes x 657 groups) that skips the
+    6.8 GFLOP product forming ``T``.
+    """
+
+    design: np.ndarray
+    lambda_: float
+    factor: tuple
+    inverse: np.ndarray
+    row_sum: np.ndarray
+    row_sq: np.ndarray
+
+    @classmethod
+    def fit(cls, design: np.ndarray, lambda_: float = LAMBDA) -> RidgeModel:
+        x = np.asarray(design, dtype=np.float64)
+        k = x.shape[1]
+        # X'X from the symmetric rank-k update (half a GEMM); only its upper triangle is filled
+        gram = linalg.blas.dsyrk(1.0, x, trans=1, lower=0)
+        gram = np.triu(gram) + np.triu(gram, 1).T + lambda_ * np.eye(k)
+        try:
+            factor = linalg.cho_factor(gram, lower=True, check_finite=False)
+            inverse = linalg.cho_solve(factor, np.eye(k), check_finite=False)
+        except linalg.LinAlgError:  # only for lambda_ = 0 with a singular design
+            factor, inverse = None, linalg.pinv(gram)
+        row_sum = inverse @ x.sum(axis=0)
+        row_sq = np.diag(inverse) - lambda_ * np.einsum("ij,ij->i", inverse, inverse)
+        return cls(x, lambda_, factor, inverse, row_sum, row_sq)
+
+    def coefficients(self, y: np.ndarray) -> np.ndarray:
+        """``beta = A^-1 X' y`` (signatures x columns)."""
+        xty = self.design.T @ y
+        return linalg.cho_solve(self.factor, xty, check_finite=False) if self.factor else self.inverse @ xty
+
+    def projection(self) -> np.ndarray:
+        """``T = A^-1 X'`` formed as secactpy forms it (the permutation test compares with its ``beta = T y``)."""
+        return np.ascontiguousarray(self.inverse @ self.design.T)
 
 
-def exact_test(t: np.ndarray, y: np.ndarray, beta: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def exact_test(model: RidgeModel, y: np.ndarray) -> dict[str, np.ndarray]:
     """Activity and its exact permutation z-score for every column of ``y``.
 
     Parameters
     ----------
-    t
-        Projection matrix from :func:`projection` (signatures x genes).
+    model
+        The fitted regression (:meth:`RidgeModel.fit`).
     y
         Responses (genes x columns), usually standardised with :func:`standardise_columns`.
-    beta
-        ``t @ y`` if already computed.
 
     Returns
     -------
@@ -63,15 +95,13 @@ def exact_test(t: np.ndarray, y: np.ndarray, beta: np.ndarray | None = None) -> 
         0 where se <= 1e-12 as in secactpy) and ``pvalue`` (two-sided normal), each signatures x columns.
     """
     y = np.asarray(y, dtype=np.float64)
-    if beta is None:
-        beta = t @ y
+    beta = model.coefficients(y)
     n = y.shape[0]
-    row_sum = t.sum(axis=1)
-    # sum_g (T_kg - mean_k)^2 without forming the centred matrix
-    ss_t = np.einsum("kg,kg->k", t, t) - row_sum**2 / n
+    # sum_g (T_kg - mean_k)^2 = sum_g T_kg^2 - (sum_g T_kg)^2 / n
+    ss_t = model.row_sq - model.row_sum**2 / n
     y_mean = y.mean(axis=0)
     y_var = y.var(axis=0, ddof=1) if n > 1 else np.zeros(y.shape[1])
-    mean = np.outer(row_sum, y_mean)
+    mean = np.outer(model.row_sum, y_mean)
     se = np.sqrt(np.outer(np.maximum(ss_t, 0.0), y_var))
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(se > EPS, (beta - mean) / se, 0.0)

@@ -18,7 +18,7 @@ from cytoatlas import __version__
 from cytoatlas._faults import crash_point
 from cytoatlas.activity.cell_types import map_cell_types, signature_cell_types
 from cytoatlas.activity.expression import Pseudobulk, read_pseudobulk
-from cytoatlas.activity.ridge import LAMBDA, exact_test, projection, standardise_columns
+from cytoatlas.activity.ridge import LAMBDA, RidgeModel, exact_test, standardise_columns
 from cytoatlas.activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
@@ -29,8 +29,8 @@ from cytoatlas.progress import Progress, peak_rss_gb
 
 log = logging.getLogger("cytoatlas.activity")
 METHODS = ("exact", "permutation")
-# responses are standardised and regressed this many float64 values at a time (~256 MB)
-_BATCH_VALUES = 1 << 25
+# responses are standardised and regressed this many float64 values at a time (64 MB per temporary)
+_BATCH_VALUES = 1 << 23
 _CI_QUANTILES = (0.025, 0.975)
 
 
@@ -139,10 +139,10 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
     if frac < 0.5:
         log.warning("%s: only %d of %d %s genes (%.0f%%) are in the file; activities rest on few genes",
                     pb.path.name, len(rows), len(sig.genes), sig.name, 100 * frac)
-    design = standardise_columns(sig.design[[wanted[g] for g in pb.genes[rows]]])
-    t = projection(design, lambda_)
+    model = RidgeModel.fit(standardise_columns(sig.design[[wanted[g] for g in pb.genes[rows]]]), lambda_)
+    t = model.projection() if method == "permutation" else None
     n_cols = pb.values.shape[1]
-    out = {k: np.empty((t.shape[0], n_cols)) for k in ("beta", "se", "zscore", "pvalue")}
+    out = {k: np.empty((model.design.shape[1], n_cols)) for k in ("beta", "se", "zscore", "pvalue")}
     step = max(1, _BATCH_VALUES // len(rows))
     progress = Progress(log, f"{pb.path.name} {sig.name} {method}", n_cols, unit="columns")
     if method == "permutation":
@@ -150,10 +150,10 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
     for start in range(0, n_cols, step):
         cols = slice(start, min(start + step, n_cols))
         y = standardise_columns(pb.values[rows, cols].astype(np.float64) - centres[rows][:, group[cols]])
-        beta = t @ y
         if method == "exact":
-            res = exact_test(t, y, beta)
+            res = exact_test(model, y)
         else:
+            beta = t @ y
             res = {"beta": beta, **permutation_test(t, y, beta, n_rand=n_rand, seed=seed)}
         for k in out:
             out[k][:, cols] = res[k]

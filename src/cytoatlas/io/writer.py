@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -60,6 +61,11 @@ class ColumnWriter:
             self.abort()
             raise
 
+    @property
+    def tmp_path(self) -> Path:
+        """Where the file is being written until :meth:`commit`."""
+        return self._tmp
+
     def write(self, cols: slice, arrays: Mapping[str, np.ndarray]) -> None:
         """Fill columns ``cols`` of the named matrices."""
         for name, values in arrays.items():
@@ -82,6 +88,45 @@ class ColumnWriter:
         with contextlib.suppress(Exception):
             self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+class Writeback:
+    """Flush files to disk on a background thread while they are still being written.
+
+    Every output is fsynced before its rename; a disk writes ~250 MB/s here, so the 3.4 GB of a 300 k-cell run
+    would wait ~13 s at the end. Asking for writeback as the blocks arrive overlaps that wait with the work.
+    """
+
+    def __init__(self, every: float = 1.0):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="cytoatlas-writeback")
+        self._pending = None
+        self._last = time.monotonic()
+        self.every = every
+
+    def poke(self, paths: Iterable[Path]) -> None:
+        """Start flushing ``paths`` unless a flush ran less than ``every`` seconds ago or is still running."""
+        if time.monotonic() - self._last >= self.every and (self._pending is None or self._pending.done()):
+            self._last = time.monotonic()
+            self._pending = self._pool.submit(_datasync, list(paths))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _datasync(paths: list[Path]) -> None:
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:  # already renamed or removed
+            continue
+        try:
+            os.fdatasync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
 
 
 def _write_mapping(parent: h5py.Group, name: str, mapping: Mapping, write_elem) -> None:
