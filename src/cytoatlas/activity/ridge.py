@@ -28,11 +28,14 @@ EPS = 1e-12
 
 def standardise_columns(a: np.ndarray) -> np.ndarray:
     """``(a - column mean) / column std (ddof 1)``, with NaN (constant columns) set to 0, as secactpy does."""
-    a = np.asarray(a, dtype=np.float64)
+    out = np.array(a, dtype=np.float64)  # a copy (or the float64 result of the caller's arithmetic), in place
+    out -= out.mean(axis=0)
+    std = np.sqrt(np.einsum("ij,ij->j", out, out) / (out.shape[0] - 1)) if out.shape[0] > 1 else \
+        np.zeros(out.shape[1])
     with np.errstate(invalid="ignore", divide="ignore"):
-        centred = a - a.mean(axis=0)
-        out = centred / a.std(axis=0, ddof=1)
-    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0, copy=False)
+        scale = np.where(std > 0, 1.0 / std, 0.0)  # a constant column: 0/0, which secactpy sets to 0
+    out *= scale
+    return out
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,10 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
         from cytoatlas.activity.permutation import permutation_test
     for start in range(0, n_cols, step):
         cols = slice(start, min(start + step, n_cols))
-        y = standardise_columns(pb.values[rows, cols].astype(np.float64) - centres[rows][:, group[cols]])
+        values = pb.values[:, cols] if len(rows) == len(pb.genes) else pb.values[rows, cols]
+        # one centre per gene (centring across) broadcasts; groups need each column's own centre
+        centre = centres[rows] if centres.shape[1] == 1 else centres[rows][:, group[cols]]
+        y = standardise_columns(values - centre)
         if method == "exact":
             res = exact_test(model, y)
         else:

@@ -27,7 +27,7 @@ log = logging.getLogger("cytoatlas.activity")
 CACHE_ENV = "CYTOATLAS_CACHE"
 GROUP_CORRELATION = 0.9
 # bump when the cached arrays change meaning
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 
 BUILT_IN = {
     "cytosig": ("CytoSig.tsv.gz", "CytoSig cytokine response signatures (Jiang et al. 2021)"),
@@ -63,6 +63,7 @@ class SignatureSet:
     group_of: np.ndarray
     source: str
     version: str
+    group_design: np.ndarray | None = None  # the group means, when loaded from the cache
 
     @property
     def grouped(self) -> bool:
@@ -76,16 +77,9 @@ class SignatureSet:
     @cached_property
     def design(self) -> np.ndarray:
         """``genes x groups``: each group's mean signature (the regression's design matrix)."""
-        if not self.grouped:
-            return self.matrix
-        n_groups = int(self.group_of.max()) + 1
-        out = np.empty((len(self.genes), n_groups))
-        for g in range(n_groups):
-            members = np.flatnonzero(self.group_of == g)
-            # members in name order, as secactpy averages them
-            members = members[np.argsort(self.signatures[members], kind="stable")]
-            out[:, g] = self.matrix[:, members].mean(axis=1)
-        return out
+        if self.group_design is not None:
+            return self.group_design
+        return group_means(self.matrix, self.signatures, self.group_of) if self.grouped else self.matrix
 
     @cached_property
     def output_order(self) -> np.ndarray:
@@ -177,6 +171,17 @@ def group_signatures(matrix: np.ndarray, threshold: float = GROUP_CORRELATION) -
     return (np.unique(labels, return_inverse=True)[1]).astype(np.int64)
 
 
+def group_means(matrix: np.ndarray, signatures: np.ndarray, group_of: np.ndarray) -> np.ndarray:
+    """Each group's mean signature (``genes x groups``), members averaged in name order as secactpy does."""
+    n_groups = int(group_of.max()) + 1
+    out = np.empty((matrix.shape[0], n_groups))
+    for g in range(n_groups):
+        members = np.flatnonzero(group_of == g)
+        members = members[np.argsort(signatures[members], kind="stable")]
+        out[:, g] = matrix[:, members].mean(axis=1)
+    return out
+
+
 def cache_dir() -> Path:
     """``$CYTOATLAS_CACHE``, else ``$XDG_CACHE_HOME/cytoatlas`` (``~/.cache/cytoatlas``)."""
     if os.environ.get(CACHE_ENV):
@@ -193,7 +198,7 @@ def _cache_path(name: str, path: Path, grouped: bool) -> Path:
 def _read_cache(path: Path) -> dict | None:
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in ("genes", "signatures", "matrix", "group_of", "version")}
+            return {k: z[k] for k in ("genes", "signatures", "matrix", "group_of", "version", "design")}
     except (OSError, ValueError, KeyError):
         return None
 
@@ -259,10 +264,11 @@ def load_signatures(source: str | os.PathLike) -> SignatureSet:
         df = read_signature_file(path, strict=strict)
         matrix = np.ascontiguousarray(df.to_numpy(np.float64))
         group_of = group_signatures(matrix) if grouped else np.arange(matrix.shape[1], dtype=np.int64)
-        arrays = {"genes": df.index.to_numpy(str), "signatures": df.columns.to_numpy(str), "matrix": matrix,
-                  "group_of": group_of,
+        names = df.columns.to_numpy(str)
+        arrays = {"genes": df.index.to_numpy(str), "signatures": names, "matrix": matrix, "group_of": group_of,
+                  "design": group_means(matrix, names.astype(object), group_of) if grouped else np.zeros((0, 0)),
                   "version": np.array(_secactpy_version() if key in BUILT_IN else _file_version(path))}
         _write_cache(cache, arrays)
     return SignatureSet(name=name, genes=arrays["genes"].astype(object), signatures=arrays["signatures"].astype(object),
                         matrix=arrays["matrix"], group_of=arrays["group_of"], source=str(path),
-                        version=str(arrays["version"]))
+                        version=str(arrays["version"]), group_design=arrays["design"] if grouped else None)
