@@ -63,6 +63,7 @@ def assert_same_outputs(got: Path, want: Path) -> None:
 @pytest.mark.parametrize("kill_at", [
     "block:1",                  # early: before the first checkpoint
     "block:7",                  # mid-pass: continues from the checkpoint after block 6
+    "mid_block:9",              # inside a block: its counts added to the state, the rest not yet
     "checkpoint_written:4",     # while a checkpoint is being written: the previous one is intact
     "output_block:3",           # while the output files are being filled
     "commit:2",                 # some files renamed into place, the manifest not yet written
@@ -74,7 +75,7 @@ def test_kill_then_resume_equals_uninterrupted(registry: Path, reference: Path, 
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     resumed = _run(registry, out, "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    if kill_at in ("block:7", "checkpoint_written:4"):
+    if kill_at in ("block:7", "mid_block:9", "checkpoint_written:4"):
         assert "resuming from the checkpoint at row" in resumed.stderr
     assert_same_outputs(out, reference)
     assert not list(out.rglob(".*.tmp-*")) and not list(out.rglob("*.checkpoint.npz"))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk._kernels import BAD_VALUE, NEEDS_WIDER, accumulate_csr
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.h5ad import CSRBlock
@@ -114,6 +115,7 @@ class AtomState:
             if status == NEEDS_WIDER:
                 raise CytoatlasError("an atom's total count exceeds 2**53; counts cannot be summed exactly")
             break
+        crash_point("mid_block")  # the counts of this block are in, its cell counts and moments not yet
         kept = cell_atom[cell_atom >= 0]
         self.atom_cells += np.bincount(kept, minlength=len(self.atom_cells))
         self.moments = self.moments.merge(GeneMoments.from_sums(len(kept), s1, s2))

@@ -16,22 +16,28 @@ import pandas as pd
 
 from cytoatlas import __version__
 from cytoatlas._faults import crash_point
-from cytoatlas.activity.cell_types import map_cell_types, signature_cell_types
 from cytoatlas.activity.expression import Pseudobulk, read_pseudobulk
+from cytoatlas.activity.outputs import (
+    CI_QUANTILES,
+    SetResult,
+    bootstrap_ci,
+    cell_type_matches,
+    expand_groups,
+    write_activity,
+    write_ci_table,
+)
 from cytoatlas.activity.ridge import LAMBDA, RidgeModel, exact_test, standardise_columns
 from cytoatlas.activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import check_output, file_sha256, read_manifest, record, update_manifest, write_text_atomic
-from cytoatlas.io.writer import ColumnWriter
+from cytoatlas.io.manifest import check_output, file_sha256, read_manifest, record, update_manifest
 from cytoatlas.progress import Progress, peak_rss_gb
 
 log = logging.getLogger("cytoatlas.activity")
 METHODS = ("exact", "permutation")
 # responses are standardised and regressed this many float64 values at a time (64 MB per temporary)
 _BATCH_VALUES = 1 << 23
-_CI_QUANTILES = (0.025, 0.975)
 
 
 @dataclass(frozen=True)
@@ -117,15 +123,6 @@ def _centres(pb: Pseudobulk, centring: Centring) -> tuple[np.ndarray, np.ndarray
     return centres, codes.astype(np.intp), str(centring)
 
 
-@dataclass
-class SetResult:
-    """One signature set on one file: signatures x columns arrays, by regression group (not yet expanded)."""
-
-    sig: SignatureSet
-    arrays: dict[str, np.ndarray]
-    genes_used: np.ndarray
-
-
 def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.ndarray, method: str,
              n_rand: int, seed: int, lambda_: float) -> SetResult:
     wanted = {g: i for i, g in enumerate(sig.genes)}
@@ -162,78 +159,6 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
             out[k][:, cols] = res[k]
         progress.update(cols.stop - cols.start)
     return SetResult(sig, out, pb.genes[rows])
-
-
-def _expand(res: SetResult) -> dict[str, np.ndarray]:
-    """columns x signatures arrays in output order, each signature carrying its group's values."""
-    rows = res.sig.group_of[res.sig.output_order]
-    return {k: np.ascontiguousarray(v[rows].T) for k, v in res.arrays.items()}
-
-
-def _bootstrap_ci(main_obs: pd.DataFrame, boot_obs: pd.DataFrame, boot_z: np.ndarray) -> dict[str, np.ndarray]:
-    """Per main row: mean, sd, 2.5 % and 97.5 % quantiles of z over the row's cell type's bootstraps."""
-    n, k = len(main_obs), boot_z.shape[1]
-    ci = {name: np.full((n, k), np.nan) for name in ("z_boot_mean", "z_boot_sd", "z_ci_low", "z_ci_high")}
-    n_boot = np.zeros(n, dtype=np.int64)
-    labels = boot_obs["cell_type"].astype(str).to_numpy()
-    for i, label in enumerate(main_obs["cell_type"].astype(str)):
-        z = boot_z[labels == label]
-        n_boot[i] = len(z)
-        if len(z) >= 2:  # a cell type without enough units was not resampled: its CI is NaN, not 0
-            ci["z_boot_mean"][i], ci["z_boot_sd"][i] = z.mean(axis=0), z.std(axis=0, ddof=1)
-            ci["z_ci_low"][i], ci["z_ci_high"][i] = np.quantile(z, _CI_QUANTILES, axis=0)
-    return {**ci, "n_boot": n_boot}
-
-
-def _lincytosig(pb: Pseudobulk, sig: SignatureSet, names: np.ndarray,
-                cell_type_map: Mapping[str, str] | None) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The ``matched`` layer, each row's mapped cell type, and the mapping record for ``uns``."""
-    if "cell_type" not in pb.obs:
-        raise CytoatlasError(f"{pb.path.name}: no obs column 'cell_type' to match {sig.name} cell types against")
-    labels = pb.obs["cell_type"].astype(str).to_numpy()
-    mapping = map_cell_types(labels, signature_cell_types(names), cell_type_map, pb.uns.get("separator"))
-    unmapped = sorted(k for k, v in mapping.items() if v is None)
-    if unmapped:
-        log.warning("%s: %d cell type(s) match no %s cell type (map them with --cell-type-map LABEL=TYPE): %s",
-                    pb.path.name, len(unmapped), sig.name, ", ".join(unmapped[:10]))
-    row_type = np.array([mapping[x] or "" for x in labels], dtype=object)
-    sig_type = np.array([s.split("__", 1)[0] for s in names], dtype=object)
-    matched = (row_type[:, None] == sig_type[None, :]) & (row_type[:, None] != "")
-    record = {"mapping": {k: v for k, v in mapping.items() if v is not None}, "unmapped": np.array(unmapped, dtype=str)}
-    return matched, row_type, record
-
-
-def _write(path: Path, pb: Pseudobulk, res: SetResult, layers: dict[str, np.ndarray], uns: dict,
-           obs_extra: Mapping[str, np.ndarray]) -> Path:
-    sig = res.sig
-    names = sig.signatures[sig.output_order]
-    groups = np.array(sig.group_names, dtype=object)[sig.group_of[sig.output_order]]
-    var = pd.DataFrame({"group": groups}, index=pd.Index(names.astype(str), dtype=object))
-    if sig.cell_type_specific:
-        var["cell_type"] = [s.split("__", 1)[0] for s in names]
-        var["cytokine"] = [s.split("__", 1)[1] for s in names]
-    obs = pb.obs.copy()
-    for k, v in obs_extra.items():
-        obs[k] = v
-    arrays = {"X": layers["zscore"], **{k: v for k, v in layers.items() if k != "zscore"}}
-    w = ColumnWriter(path, obs, var, uns, {k: v.dtype for k, v in arrays.items()})
-    try:
-        w.write(slice(0, len(names)), arrays)
-        return w.commit()
-    except BaseException:
-        w.abort()
-        raise
-
-
-def _write_ci_table(path: Path, obs: pd.DataFrame, names: np.ndarray, z: np.ndarray, ci: dict) -> Path:
-    n, k = z.shape
-    table = pd.DataFrame({"cell_type": np.repeat(obs["cell_type"].astype(str).to_numpy(), k),
-                          "signature": np.tile(names.astype(str), n), "z": z.ravel()})
-    for name in ("z_boot_mean", "z_boot_sd", "z_ci_low", "z_ci_high"):
-        table[name] = ci[name].ravel()
-    table["n_boot"] = np.repeat(ci["n_boot"], k)
-    write_text_atomic(path, table.to_csv(index=False))
-    return path
 
 
 def activity(
@@ -438,7 +363,7 @@ def _one_file(path: Path, sets: list[SignatureSet], to_write: list[SignatureSet]
         if sig not in to_write:
             continue
         names = sig.signatures[sig.output_order]
-        layers = _expand(res)
+        layers = expand_groups(res)
         obs_extra: dict[str, np.ndarray] = {}
         uns = {
             **params, "centre": file_centring, "genes_used": res.genes_used.astype(str),
@@ -448,7 +373,7 @@ def _one_file(path: Path, sets: list[SignatureSet], to_write: list[SignatureSet]
             "cytoatlas_version": __version__,
         }
         if sig.cell_type_specific:
-            matched, row_type, uns["cell_types"] = _lincytosig(pb, sig, names, cmap)
+            matched, row_type, uns["cell_types"] = cell_type_matches(pb, sig, names, cmap)
             layers["matched"] = matched
             obs_extra["signature_cell_type"] = row_type.astype(str)
         files = targets(path, sig)
@@ -456,12 +381,12 @@ def _one_file(path: Path, sets: list[SignatureSet], to_write: list[SignatureSet]
         if len(files) > 1:
             bpb, bres = boot[path]
             b = next(r for r in bres if r.sig is sig)
-            ci = _bootstrap_ci(pb.obs, bpb.obs, _expand(b)["zscore"])
+            ci = bootstrap_ci(pb.obs, bpb.obs, expand_groups(b)["zscore"])
             layers.update({k: v for k, v in ci.items() if k != "n_boot"})
             obs_extra["n_boot"] = ci["n_boot"]
-            uns["bootstrap"] = {"file": bpb.path.name, "quantiles": np.array(_CI_QUANTILES)}
-            ci_table = _write_ci_table(files[1], pb.obs, names, layers["zscore"], ci)
-        written.append(_write(files[0], pb, res, layers, uns, obs_extra))
+            uns["bootstrap"] = {"file": bpb.path.name, "quantiles": np.array(CI_QUANTILES)}
+            ci_table = write_ci_table(files[1], pb.obs, names, layers["zscore"], ci)
+        written.append(write_activity(files[0], pb, res, layers, uns, obs_extra))
         written += [ci_table] if ci_table else []
         for f in files:
             records[f.name] = record(f, step="activity", parameters=set_params(sig), inputs=inputs.result(),
