@@ -45,7 +45,7 @@ def write_input(path: Path, n_cols: int, seed: int = 0) -> Path:
     import anndata as ad
     import pandas as pd
 
-    from cytoatlas.activity.signatures import load_signatures
+    from cytoatlas._activity.signatures import load_signatures
 
     genes = sorted(set(load_signatures("cytosig").genes) | set(load_signatures("secact").genes))
     genes += [f"GENE{i:05d}" for i in range(6000)]
@@ -71,7 +71,7 @@ def worker(args: argparse.Namespace) -> None:
     import pandas as pd
     import secactpy
 
-    from cytoatlas.activity import activity
+    from cytoatlas._activity import activity
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def main() -> None:
 
     from importlib.metadata import version
 
-    from cytoatlas.activity.signatures import load_signatures
+    from cytoatlas._activity.signatures import load_signatures
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
           f"{platform.python_version()}, numpy {np.__version__}, secactpy {version('secactpy')}")

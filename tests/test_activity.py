@@ -13,9 +13,9 @@ import pytest
 import secactpy
 
 import cytoatlas
-from cytoatlas.activity import activity, activity_path, load_signatures
-from cytoatlas.activity.expression import unique_symbols
-from cytoatlas.activity.ridge import RidgeModel, exact_test, standardise_columns
+from cytoatlas._activity import activity, activity_path, load_signatures
+from cytoatlas._activity.expression import unique_symbols
+from cytoatlas._activity.ridge import RidgeModel, exact_test, standardise_columns
 from cytoatlas.cli import main
 from cytoatlas.demo import demo_config
 from cytoatlas.errors import CytoatlasError
@@ -261,7 +261,7 @@ def test_cli_activity_and_signatures(pb_files: dict[str, Path], tmp_path: Path, 
 
 def test_signature_cache_is_used_and_equal(monkeypatch) -> None:
     first = load_signatures("cytosig")
-    import cytoatlas.activity.signatures as signatures
+    import cytoatlas._activity.signatures as signatures
 
     monkeypatch.setattr(signatures, "read_signature_file", lambda *a, **k: pytest.fail("cache not used"))
     again = load_signatures("cytosig")

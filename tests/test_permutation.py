@@ -12,9 +12,9 @@ from scipy import linalg
 from secactpy import ridge as secact_ridge
 from secactpy.rng import CStdlibRNG
 
-from cytoatlas.activity import permutation
-from cytoatlas.activity._rand import SrandPermutations, rand_stream
-from cytoatlas.activity.permutation import permutation_table, permutation_test
+from cytoatlas._activity import permutation
+from cytoatlas._activity._rand import SrandPermutations, rand_stream
+from cytoatlas._activity.permutation import permutation_table, permutation_test
 
 # secactpy's "srand" permutations come from the C library's rand(); ours reimplement glibc's
 pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="secactpy's srand RNG is glibc's here")

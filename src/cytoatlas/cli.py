@@ -127,7 +127,7 @@ def _pairs(items: Sequence[str] | None) -> dict[str, str]:
 
 
 def _activity(args: argparse.Namespace) -> None:
-    from cytoatlas.activity import activity
+    from cytoatlas._activity import activity
 
     paths = activity(args.files, args.out, atlas=args.atlas, registry=args.registry, data_root=args.data_root,
                      skip_existing=args.skip_existing, **_activity_options(args))
@@ -135,7 +135,7 @@ def _activity(args: argparse.Namespace) -> None:
 
 
 def _signatures(args: argparse.Namespace) -> None:
-    from cytoatlas.activity.signatures import BUILT_IN, load_signatures
+    from cytoatlas._activity.signatures import BUILT_IN, load_signatures
 
     files = list(args.signature_file or [])
     if args.atlas:

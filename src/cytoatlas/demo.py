@@ -36,8 +36,8 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000
     within cell type, as the seed did) to ``out/demo/activity``. ``kwargs`` go to :func:`cytoatlas.pseudobulk`.
     Returns the written paths.
     """
+    from cytoatlas._activity import activity
     from cytoatlas._pseudobulk import pseudobulk
-    from cytoatlas.activity import activity
     from cytoatlas.demo_atlas import write_demo_atlas
 
     out = Path(out)

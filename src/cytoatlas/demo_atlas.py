@@ -78,7 +78,7 @@ _N_SECACT_EXTRA, _N_STATES, _MEAN_UMI, _BASE_SD = 1000, 4, 4000.0, 1.9
 
 
 def _signature_file(name: str) -> pathlib.Path:
-    from cytoatlas.activity.signatures import secactpy_data_dir
+    from cytoatlas._activity.signatures import secactpy_data_dir
 
     return secactpy_data_dir() / name
 

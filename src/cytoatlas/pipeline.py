@@ -35,10 +35,10 @@ def run(
     only does what is missing or stale; ``resume`` also continues an interrupted pass from its checkpoint.
 
     ``pseudobulk_options`` go to :func:`cytoatlas.pseudobulk` (batch_size, n_bootstrap, seed, ...),
-    ``activity_options`` to :func:`cytoatlas.activity` (signatures, method, centre, ...).
+    ``activity_options`` to :func:`cytoatlas._activity` (signatures, method, centre, ...).
     """
+    from cytoatlas._activity import activity
     from cytoatlas._pseudobulk import pseudobulk
-    from cytoatlas.activity import activity
 
     cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
     out = Path(out)
@@ -68,8 +68,7 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
 
     Staleness is judged against the parameters given here (the defaults of ``cytoatlas run``).
     """
-    from cytoatlas._pseudobulk.run import KINDS, level_parameters, output_paths
-    from cytoatlas.activity.run import (
+    from cytoatlas._activity.run import (
         Centring,
         activity_targets,
         run_parameters,
@@ -77,6 +76,7 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
         signature_sets,
         upstream_fingerprint,
     )
+    from cytoatlas._pseudobulk.run import KINDS, level_parameters, output_paths
     from cytoatlas.io.fingerprint import file_fingerprint
     from cytoatlas.io.lock import lock_is_live, read_lock
     from cytoatlas.io.manifest import check_output, read_manifest

@@ -1,6 +1,6 @@
 """Cytokine and secreted-protein activity: ridge regression of pseudobulk profiles on signature matrices."""
 
-from cytoatlas.activity.run import activity, activity_path
-from cytoatlas.activity.signatures import SignatureSet, load_signatures
+from cytoatlas._activity.run import activity, activity_path
+from cytoatlas._activity.signatures import SignatureSet, load_signatures
 
 __all__ = ["SignatureSet", "activity", "activity_path", "load_signatures"]

@@ -30,7 +30,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from cytoatlas.activity._rand import SrandPermutations
+from cytoatlas._activity._rand import SrandPermutations
 
 # secactpy's threshold below which the permutation standard error counts as zero (and the z-score as 0)
 SE_EPS = 1e-12

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytoatlas.activity.cell_types import map_cell_types, signature_cell_types
-from cytoatlas.activity.expression import Pseudobulk
-from cytoatlas.activity.signatures import SignatureSet
+from cytoatlas._activity.cell_types import map_cell_types, signature_cell_types
+from cytoatlas._activity.expression import Pseudobulk
+from cytoatlas._activity.signatures import SignatureSet
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.manifest import write_text_atomic
 from cytoatlas.io.writer import ColumnWriter

@@ -1,4 +1,4 @@
-"""`cytoatlas.activity`: ridge activity of every signature set on every pseudobulk file, with bootstrap CIs."""
+"""`cytoatlas._activity`: ridge activity of every signature set on every pseudobulk file, with bootstrap CIs."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas import __version__
-from cytoatlas._faults import crash_point
-from cytoatlas.activity.expression import Pseudobulk, read_pseudobulk
-from cytoatlas.activity.outputs import (
+from cytoatlas._activity.expression import Pseudobulk, read_pseudobulk
+from cytoatlas._activity.outputs import (
     CI_QUANTILES,
     SetResult,
     bootstrap_ci,
@@ -26,8 +25,9 @@ from cytoatlas.activity.outputs import (
     write_activity,
     write_ci_table,
 )
-from cytoatlas.activity.ridge import LAMBDA, RidgeModel, exact_test, standardise_columns
-from cytoatlas.activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
+from cytoatlas._activity.ridge import LAMBDA, RidgeModel, exact_test, standardise_columns
+from cytoatlas._activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
+from cytoatlas._faults import crash_point
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.lock import DirectoryLock
@@ -143,7 +143,7 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
     step = max(1, _BATCH_VALUES // len(rows))
     progress = Progress(log, f"{pb.path.name} {sig.name} {method}", n_cols, unit="columns")
     if method == "permutation":
-        from cytoatlas.activity.permutation import permutation_test
+        from cytoatlas._activity.permutation import permutation_test
     for start in range(0, n_cols, step):
         cols = slice(start, min(start + step, n_cols))
         values = pb.values[:, cols] if len(rows) == len(pb.genes) else pb.values[rows, cols]
