@@ -40,6 +40,15 @@ def save_checkpoint(path: Path, state: AtomState, next_row: int, identity: dict)
         tmp.unlink(missing_ok=True)
 
 
+def checkpoint_levels(path: Path) -> list[str]:
+    """The levels a checkpoint's run was computing (empty if it cannot be read)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return list(json.loads(str(z["identity"]))["levels"])
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 def load_checkpoint(path: Path, identity: dict) -> tuple[AtomState, int]:
     """The saved state and the row to continue from; refused if made from other inputs or parameters."""
     try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -17,7 +16,7 @@ import numpy as np
 from cytoatlas import __version__
 from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
-from cytoatlas._pseudobulk.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, checkpoint_path, load_checkpoint, save_checkpoint
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.errors import CytoatlasError
@@ -169,7 +168,7 @@ def pseudobulk(
         state, start_row = None, 0
         if todo and resume and ckpt.exists():
             # the checkpoint covers the levels its run was computing; a level finished since is simply redone
-            saved = _checkpoint_levels(ckpt)
+            saved = checkpoint_levels(ckpt)
             todo = [lev for lev in chosen if lev.name in saved] if set(saved) <= {lv.name for lv in chosen} else todo
             state, start_row = load_checkpoint(ckpt, identity(todo))
             log.info("%s: resuming from the checkpoint at row %s of %s", cfg.name, f"{start_row:,}",
@@ -234,14 +233,6 @@ def pseudobulk(
 def _plan_keys(plans) -> list[tuple[str, str]]:
     """(level, kind) of each planned file, from what its uns says."""
     return [(p.uns["level"], p.uns["kind"]) for p in plans]
-
-
-def _checkpoint_levels(path: Path) -> list[str]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return list(json.loads(str(z["identity"]))["levels"])
-    except (OSError, ValueError, KeyError):
-        return []
 
 
 class _Checkpointer:
