@@ -16,7 +16,10 @@ CFG = atlas_from_mapping("onek1k", {"h5ad": str(ONEK1K), "sample_col": "donor",
                                     "levels": {"ct": "cell_type", "sex_ct": ["sex", "cell_type"]}})
 
 
-def test_identical_across_batch_sizes_bootstrap_included(tmp_path):
+def test_identical_across_batch_sizes_bootstrap_included(tmp_path, monkeypatch):
+    from cytoatlas._pseudobulk import state
+
+    monkeypatch.setattr(state, "STRIPE_ROWS", 1000)  # 8 stripes: blocks of 7 and 50,000 rows straddle them
     runs = {}
     for bs in (7, 1000, 50_000):
         paths = cytoatlas.pseudobulk(CFG, tmp_path / str(bs), batch_size=bs, n_bootstrap=20, seed=3, min_samples=5)
@@ -30,34 +33,69 @@ def test_identical_across_batch_sizes_bootstrap_included(tmp_path):
             np.testing.assert_array_equal(a.X, b.X)  # from exact integer sums: bit for bit
             if "counts" in b.layers:
                 np.testing.assert_array_equal(a.layers["counts"], b.layers["counts"])
-            # moments are Chan-merged in floating point: equal to rounding
-            np.testing.assert_allclose(a.uns["atlas_stats"]["std"], b.uns["atlas_stats"]["std"], rtol=1e-10)
-            np.testing.assert_allclose(a.layers["zscore"], b.layers["zscore"], rtol=1e-6, atol=1e-6)
+            # moments are summed per fixed stripe of cells and merged in stripe order: bit for bit too
+            np.testing.assert_array_equal(a.uns["atlas_stats"]["std"], b.uns["atlas_stats"]["std"])
+            np.testing.assert_array_equal(a.layers["zscore"], b.layers["zscore"])
 
 
-def _state(parts: list[tuple[int, int]], batch: int) -> AtomState:
+def _state(parts: list[tuple[int, int]], batch: int, order: list[int] | None = None) -> AtomState:
+    """Partial states of row ranges (each its own pass), merged in ``order``."""
     with open_h5ad(ONEK1K) as f:
         atoms = build_atoms(ObsReader(f), CFG, list(CFG.levels))
         counts = open_counts(f)
-        total = None
+        states = []
         for lo, hi in parts:
-            s = AtomState.empty(atoms.n_atoms, counts.shape[1])
+            s = AtomState.empty(atoms.n_atoms, counts.shape[1], stripe_rows=1000)
             for block in counts.blocks(batch, lo, hi):
                 s.add_block(block, atoms.cell_atom[block.start:block.stop])
-            total = s if total is None else total.merge(s)
+            states.append(s.finish())
+    order = order or list(range(len(states)))
+    total = states[order[0]]
+    for i in order[1:]:
+        total = states[i].merge(total) if i % 2 else total.merge(states[i])
     return total
 
 
 def test_state_merge_equals_one_pass():
+    """Partitions of whole stripes, merged in any order and either way round: the one-pass state, bit for bit."""
     whole = _state([(0, 7811)], 7811)
-    merged = _state([(0, 1000), (1000, 4321), (4321, 7811)], 333)
+    merged = _state([(0, 1000), (1000, 4000), (4000, 7000), (7000, 7811)], 333, order=[2, 0, 3, 1])
     np.testing.assert_array_equal(merged.atom_sums, whole.atom_sums)
     np.testing.assert_array_equal(merged.atom_cells, whole.atom_cells)
     np.testing.assert_array_equal(merged.atom_totals, whole.atom_totals)
     np.testing.assert_array_equal(merged.gene_nnz, whole.gene_nnz)
-    assert merged.moments.n == whole.moments.n == 7811
-    np.testing.assert_allclose(merged.moments.mean, whole.moments.mean, rtol=1e-12)
-    np.testing.assert_allclose(merged.moments.m2, whole.moments.m2, rtol=1e-10)
+    m, w = merged.final_moments(), whole.final_moments()
+    assert m.n == w.n == 7811
+    np.testing.assert_array_equal(m.mean, w.mean)
+    np.testing.assert_array_equal(m.m2, w.m2)
+
+
+def test_moments_match_a_direct_computation_across_stripes():
+    """Stripe sums merged with Chan's formula equal numpy's mean and variance of the cells' log1p CPM."""
+    import anndata as ad
+
+    merged = _state([(0, 3000), (3000, 7811)], 500).final_moments()
+    x = ad.read_h5ad(ONEK1K).X.toarray().astype(np.float64)
+    v = np.log1p(x * (1e6 / x.sum(axis=1, keepdims=True)))
+    np.testing.assert_allclose(merged.mean, v.mean(axis=0), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(merged.std(ddof=1), v.std(axis=0, ddof=1), rtol=1e-8, atol=1e-10)
+
+
+def test_merging_overlapping_or_unfinished_states_is_refused():
+    import pytest
+
+    from cytoatlas.errors import CytoatlasError
+
+    with open_h5ad(ONEK1K) as f:
+        atoms = build_atoms(ObsReader(f), CFG, list(CFG.levels))
+        counts = open_counts(f)
+        a = AtomState.empty(atoms.n_atoms, counts.shape[1], stripe_rows=1000)
+        a.add_block(counts.block(0, 1500), atoms.cell_atom[:1500])
+        with pytest.raises(CytoatlasError, match="open stripe"):
+            a.merge(a)
+        a.finish()
+        with pytest.raises(CytoatlasError, match="overlapping"):
+            a.merge(a)
 
 
 def test_counts_widen_instead_of_overflowing():

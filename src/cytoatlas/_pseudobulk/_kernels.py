@@ -14,8 +14,9 @@ SMALL = 16
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_csr(data, indices, indptr, row_start, cell_atom, atom_sums, atom_totals, limit, s1, s2, nnz):
-    """Add CSR rows ``row_start..`` into atom sums and per-gene log1p-CPM moments, in one O(nnz) sweep.
+def accumulate_csr(data, indices, indptr, row_start, row_stop, cell_atom, atom_sums, atom_totals, limit, s1, s2,
+                   nnz):
+    """Add CSR rows ``row_start:row_stop`` into atom sums and per-gene log1p-CPM moments, in one O(nnz) sweep.
 
     Per kept cell (atom >= 0): ``atom_sums[atom, gene] += count``, ``atom_totals[atom] += library size``, and
     for every nonzero ``v = log1p(count * 1e6 / library size)``: ``s1[gene] += v``, ``s2[gene] += v*v``,
@@ -27,7 +28,7 @@ def accumulate_csr(data, indices, indptr, row_start, cell_atom, atom_sums, atom_
     has not been added: the caller widens the dtype and resumes there).
     """
     table = np.empty(SMALL + 1)
-    for i in range(row_start, len(indptr) - 1):
+    for i in range(row_start, row_stop):
         a = cell_atom[i]
         if a < 0:
             continue

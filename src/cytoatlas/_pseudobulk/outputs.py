@@ -42,7 +42,8 @@ class AtlasStats:
 
     @classmethod
     def from_state(cls, state: AtomState) -> AtlasStats:
-        return cls(state.moments.mean, state.moments.std(ddof=1), state.moments.n, state.gene_nnz)
+        moments = state.final_moments()
+        return cls(moments.mean, moments.std(ddof=1), moments.n, state.gene_nnz)
 
     def to_uns(self) -> dict:
         return {"mean": self.mean, "std": self.std, "n_cells": self.n_cells, "n_nonzero": self.n_nonzero,

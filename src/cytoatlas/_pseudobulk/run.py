@@ -199,6 +199,7 @@ def pseudobulk(
             with Prefetch(counts.blocks(batch_size, start=start_row, first=first)) as blocks, checkpoint:
                 warm.join()
                 _stream(cfg, blocks, counts.shape, atoms, state, start_row, t0, checkpoint)
+            state.finish()
             if time.perf_counter() - t0 >= checkpoint_every and start_row < counts.shape[0]:
                 checkpoint.save(state, counts.shape[0])  # writing the outputs can be redone without a pass
         if todo:
@@ -225,7 +226,7 @@ def pseudobulk(
             ckpt.unlink(missing_ok=True)
             groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)
             log.info("%s: %s cells (%s kept) in %.1fs, peak memory %.2f GB; rows per file: %s", cfg.name,
-                     f"{len(atoms.cell_atom):,}", f"{state.moments.n:,}", time.perf_counter() - t0, peak_rss_gb(),
+                     f"{len(atoms.cell_atom):,}", f"{state.n_kept:,}", time.perf_counter() - t0, peak_rss_gb(),
                      groups)
     return [paths[lev.name][k] for lev in chosen for k in kinds]
 

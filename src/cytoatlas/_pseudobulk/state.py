@@ -1,13 +1,16 @@
 """The accumulator state of a pass: a mergeable value.
 
 The same :class:`AtomState` serves the block loop (``add_block``), checkpoints and the map-reduce across
-workers (``merge``). Atom sums are exact integers, so results do not depend on how cells were split; the
-per-gene moments are merged with Chan et al.'s parallel formula.
+workers (``merge``). Atom sums are exact integers, so they do not depend on how the cells were split. The
+per-gene moments are floating point, so their rounding would: they are therefore summed per *stripe* of
+``stripe_rows`` consecutive cells (at fixed positions in the file), and the stripes' moments are merged with
+Chan et al.'s formula in stripe order. Every path (any batch size, threads, any number of Dask workers, a
+resumed run) adds the same numbers in the same order, so outputs are bit-identical.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -55,25 +58,42 @@ class GeneMoments:
         return np.sqrt(self.m2 / (self.n - ddof))
 
 
+# cells per stripe of the moments (see the module docstring); Dask partitions are made of whole stripes
+STRIPE_ROWS = 1 << 16
+
+
 @dataclass
 class AtomState:
     """Everything a pass accumulates: atom x gene count sums, atom cell counts and library totals,
-    and per-gene moments of single-cell log1p CPM over all kept cells."""
+    and per-gene moments of single-cell log1p CPM over all kept cells.
+
+    ``moments`` holds stripes ``0 .. folded - 1`` merged in order; ``stripes`` the finished stripes that cannot
+    be merged yet (a partition that does not start at row 0 keeps its own until it meets stripe 0); ``open_*``
+    the running sums of the stripe being filled.
+    """
 
     atom_sums: np.ndarray
     atom_cells: np.ndarray
     atom_totals: np.ndarray
     gene_nnz: np.ndarray
     moments: GeneMoments
+    stripe_rows: int = STRIPE_ROWS
+    folded: int = 0
+    stripes: dict[int, GeneMoments] = field(default_factory=dict)
+    open_stripe: int = -1
+    open_n: int = 0
+    open_s1: np.ndarray | None = None
+    open_s2: np.ndarray | None = None
 
     @classmethod
-    def empty(cls, n_atoms: int, n_genes: int) -> AtomState:
+    def empty(cls, n_atoms: int, n_genes: int, stripe_rows: int | None = None) -> AtomState:
         return cls(
             atom_sums=np.zeros((n_atoms, n_genes), dtype=np.uint32),
             atom_cells=np.zeros(n_atoms, dtype=np.int64),
             atom_totals=np.zeros(n_atoms),
             gene_nnz=np.zeros(n_genes, dtype=np.int64),
             moments=GeneMoments.empty(n_genes),
+            stripe_rows=int(stripe_rows or STRIPE_ROWS),
         )
 
     @staticmethod
@@ -82,7 +102,7 @@ class AtomState:
         block is read rather than after). A failure here is left for the real call to raise."""
         state = AtomState.empty(1, 1)
         try:
-            accumulate_csr(probe.data[:0], probe.indices[:0], probe.indptr[:1], 0, np.zeros(0, np.int32),
+            accumulate_csr(probe.data[:0], probe.indices[:0], probe.indptr[:1], 0, 0, np.zeros(0, np.int32),
                            state.atom_sums, state.atom_totals, 1.0, np.zeros(1), np.zeros(1), state.gene_nnz)
         except Exception:  # noqa: BLE001
             pass
@@ -93,17 +113,22 @@ class AtomState:
     def add_block(self, block: CSRBlock, cell_atom: np.ndarray) -> None:
         """Accumulate one CSR row block; ``cell_atom`` holds the block's atom codes (-1 = excluded)."""
         n_genes = self.atom_sums.shape[1]
-        s1, s2 = np.zeros(n_genes), np.zeros(n_genes)
         if len(block.indices) and (block.indices.min() < 0 or block.indices.max() >= n_genes):
             raise CytoatlasError(f"rows {block.start}-{block.stop}: gene indices out of range (corrupt CSR)")
         row = 0
-        while True:
+        n_rows = block.stop - block.start
+        while row < n_rows:
+            stripe = (block.start + row) // self.stripe_rows
+            if stripe != self.open_stripe:
+                self._open(stripe)
+            end = min(n_rows, (stripe + 1) * self.stripe_rows - block.start)
             status, pos = accumulate_csr(
-                block.data, block.indices, block.indptr, row, cell_atom, self.atom_sums, self.atom_totals,
-                _LIMITS[self.atom_sums.dtype], s1, s2, self.gene_nnz,
+                block.data, block.indices, block.indptr, row, end, cell_atom, self.atom_sums, self.atom_totals,
+                _LIMITS[self.atom_sums.dtype], self.open_s1, self.open_s2, self.gene_nnz,
             )
             if status == NEEDS_WIDER and self.atom_sums.dtype != np.int64:
                 self._widen()
+                self.open_n += int(np.count_nonzero(cell_atom[row:pos] >= 0))
                 row = pos
                 continue
             if status == BAD_VALUE:
@@ -114,33 +139,97 @@ class AtomState:
                 )
             if status == NEEDS_WIDER:
                 raise CytoatlasError("an atom's total count exceeds 2**53; counts cannot be summed exactly")
-            break
-        crash_point("mid_block")  # the counts of this block are in, its cell counts and moments not yet
+            self.open_n += int(np.count_nonzero(cell_atom[row:end] >= 0))
+            if block.start + end == (stripe + 1) * self.stripe_rows:
+                self._close()
+            row = end
+        crash_point("mid_block")  # the counts of this block are in, its cell counts not yet
         kept = cell_atom[cell_atom >= 0]
         self.atom_cells += np.bincount(kept, minlength=len(self.atom_cells))
-        self.moments = self.moments.merge(GeneMoments.from_sums(len(kept), s1, s2))
+
+    def _open(self, stripe: int) -> None:
+        if self.open_stripe >= 0:
+            raise CytoatlasError(f"internal: stripe {self.open_stripe} left open before stripe {stripe}")
+        n_genes = self.atom_sums.shape[1]
+        self.open_stripe, self.open_n = stripe, 0
+        self.open_s1, self.open_s2 = np.zeros(n_genes), np.zeros(n_genes)
+
+    def _close(self) -> None:
+        self.stripes[self.open_stripe] = GeneMoments.from_sums(self.open_n, self.open_s1, self.open_s2)
+        self.open_stripe, self.open_n, self.open_s1, self.open_s2 = -1, 0, None, None
+        self._fold()
+
+    def _fold(self) -> None:
+        while self.folded in self.stripes:
+            self.moments = self.moments.merge(self.stripes.pop(self.folded))
+            self.folded += 1
+
+    def finish(self) -> AtomState:
+        """Close the last, partial stripe (at the end of the rows this state covers)."""
+        if self.open_stripe >= 0:
+            self._close()
+        return self
+
+    @property
+    def n_kept(self) -> int:
+        """Kept cells added so far (in any stripe)."""
+        return int(self.atom_cells.sum())
 
     def merge(self, other: AtomState) -> AtomState:
-        """The state of both passes together (for partitions of the same atom table)."""
+        """The state of both passes together (finished states of disjoint, stripe-aligned row ranges of the
+        same atom table)."""
+        if self.open_stripe >= 0 or other.open_stripe >= 0:
+            raise CytoatlasError("internal: merging a state with an open stripe (call finish() first)")
+        if self.stripe_rows != other.stripe_rows or set(self.stripes) & set(other.stripes) \
+                or (self.folded and other.folded):
+            raise CytoatlasError("internal: merging states of overlapping rows or different stripes")
         dtype = np.promote_types(self.atom_sums.dtype, other.atom_sums.dtype)
         if dtype != np.int64 and (self.atom_totals + other.atom_totals).max(initial=0) >= _LIMITS[dtype]:
             dtype = np.dtype(np.int64)
-        return AtomState(
+        head = self if self.folded else other
+        merged = AtomState(
             atom_sums=self.atom_sums.astype(dtype) + other.atom_sums.astype(dtype),
             atom_cells=self.atom_cells + other.atom_cells,
             atom_totals=self.atom_totals + other.atom_totals,
             gene_nnz=self.gene_nnz + other.gene_nnz,
-            moments=self.moments.merge(other.moments),
+            moments=head.moments, stripe_rows=self.stripe_rows, folded=head.folded,
+            stripes={**self.stripes, **other.stripes},
         )
+        merged._fold()
+        return merged
+
+    def final_moments(self) -> GeneMoments:
+        """The moments over all rows; every stripe from 0 must be in (finished and merged)."""
+        if self.open_stripe >= 0 or self.stripes:
+            missing = sorted(self.stripes)[:3]
+            raise CytoatlasError(f"internal: moments incomplete (stripes before {missing} are missing)")
+        return self.moments
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The state as plain arrays (for a checkpoint); :meth:`from_arrays` restores it exactly."""
+        n_genes = self.atom_sums.shape[1]
+        done = sorted(self.stripes)
+        empty = np.zeros((0, n_genes))
         return {"atom_sums": self.atom_sums, "atom_cells": self.atom_cells, "atom_totals": self.atom_totals,
                 "gene_nnz": self.gene_nnz, "moments_n": np.array(self.moments.n), "moments_mean": self.moments.mean,
-                "moments_m2": self.moments.m2}
+                "moments_m2": self.moments.m2, "stripe_rows": np.array(self.stripe_rows),
+                "folded": np.array(self.folded), "stripe_index": np.array(done, dtype=np.int64),
+                "stripe_n": np.array([self.stripes[i].n for i in done], dtype=np.int64),
+                "stripe_mean": np.array([self.stripes[i].mean for i in done]) if done else empty,
+                "stripe_m2": np.array([self.stripes[i].m2 for i in done]) if done else empty,
+                "open_stripe": np.array(self.open_stripe), "open_n": np.array(self.open_n),
+                "open_s1": self.open_s1 if self.open_s1 is not None else np.zeros(0),
+                "open_s2": self.open_s2 if self.open_s2 is not None else np.zeros(0)}
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray]) -> AtomState:
+        open_stripe = int(a["open_stripe"])
         return cls(atom_sums=a["atom_sums"], atom_cells=a["atom_cells"], atom_totals=a["atom_totals"],
                    gene_nnz=a["gene_nnz"],
-                   moments=GeneMoments(int(a["moments_n"]), a["moments_mean"], a["moments_m2"]))
+                   moments=GeneMoments(int(a["moments_n"]), a["moments_mean"], a["moments_m2"]),
+                   stripe_rows=int(a["stripe_rows"]), folded=int(a["folded"]),
+                   stripes={int(i): GeneMoments(int(n), m, m2) for i, n, m, m2 in
+                            zip(a["stripe_index"], a["stripe_n"], a["stripe_mean"], a["stripe_m2"], strict=True)},
+                   open_stripe=open_stripe, open_n=int(a["open_n"]),
+                   open_s1=a["open_s1"] if open_stripe >= 0 else None,
+                   open_s2=a["open_s2"] if open_stripe >= 0 else None)
