@@ -16,24 +16,50 @@ LAYOUTS = {
     "chunked_raw": {"chunks": (1000,)},
     "lzf": {"chunks": (1000,), "compression": "lzf"},
     "shuffle_gzip": {"chunks": (1000,), "compression": "gzip", "shuffle": True},
+    "shuffle_lzf": {"chunks": (333,), "compression": "lzf", "shuffle": True},
+    "shuffle_only": {"chunks": (1000,), "shuffle": True},
+    "fletcher32_gzip": {"chunks": (1000,), "compression": "gzip", "fletcher32": True},  # read through h5py
     "contiguous": {},
 }
+VIA_H5PY = ("fletcher32_gzip", "contiguous")
 
 
+@pytest.mark.parametrize("threads", [1, 3])
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", ["<f4", ">i4", "<i8"])
-def test_slices_equal_h5py(tmp_path, layout, dtype):
-    values = np.random.default_rng(0).integers(0, 1000, 10_007).astype(dtype)
+def test_slices_equal_h5py(tmp_path, layout, dtype, threads):
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(0)
+    # runs of repeats and small integers, as counts and sorted gene indices are: lzf finds back-references
+    values = np.repeat(rng.integers(0, 1000, 4000), rng.integers(1, 6, 4000))[:10_007].astype(dtype)
+    values[:600] = 7  # a chunk that compresses to almost nothing
+    values[-2000:] = rng.integers(0, 2**31 - 1, 2000).astype(dtype)  # and chunks that do not compress at all
     with h5py.File(tmp_path / "a.h5", "w") as f:
         f.create_dataset("v", data=values, **LAYOUTS[layout])
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
     with h5py.File(tmp_path / "a.h5", "r") as f:
-        arr = ChunkedArray(f["v"])
-        assert arr.direct == (layout in ("gzip", "gzip9_odd_chunks", "chunked_raw"))
+        arr = ChunkedArray(f["v"], pool)
+        assert arr.direct == (layout not in VIA_H5PY)
         for lo, hi in [(0, 10_007), (0, 1), (999, 1001), (1000, 2000), (5, 5), (3_333, 9_999), (10_000, 10_007)]:
             got = arr[lo:hi]
             np.testing.assert_array_equal(got, f["v"][lo:hi])
             assert got.dtype == np.dtype(dtype).newbyteorder("=") or not arr.direct
             assert got.flags.writeable or not arr.direct
+    if pool:
+        pool.shutdown()
+
+
+def test_lzf_decoder_rejects_damaged_streams():
+    from cytoatlas.io._lzf import lzf_decompress
+
+    dst = np.empty(16, np.uint8)
+    # a literal of 3 bytes, then a back-reference of length 3 at distance 1... too far back: before the start
+    assert lzf_decompress(np.array([2, 1, 2, 3, 0x20, 9], np.uint8), dst) == -1
+    assert lzf_decompress(np.array([5, 1, 2], np.uint8), dst) == -1  # literal longer than the input
+    # literal "ab", then a back-reference of length 3 at distance 2: "ab" + "aba"
+    assert lzf_decompress(np.array([1, 97, 98, 0x20, 1], np.uint8), dst) == 5
+    assert bytes(dst[:5]) == b"ababa"
 
 
 def test_corrupt_chunk_is_a_clear_error(tmp_path):

@@ -1,7 +1,8 @@
 """Crash points for the restart tests: ``CYTOATLAS_KILL_AT=point:n[:SIGNAL]`` sends SIGKILL (or the named
 signal, e.g. ``TERM``) to the process the n-th time it reaches ``point``: a stand-in for kill -9, power loss, an
-OOM kill or a SLURM time limit at an exact moment. Unset, as in every real run, a crash point costs one
-comparison."""
+OOM kill or a SLURM time limit at an exact moment. With ``CYTOATLAS_KILL_ONCE=FILE`` only the first process
+to get there dies (it creates FILE): a Dask worker killed once, whose task is then retried elsewhere. Unset, as
+in every real run, a crash point costs one comparison."""
 
 from __future__ import annotations
 
@@ -18,4 +19,10 @@ def crash_point(name: str) -> None:
         return
     _seen[name] = _seen.get(name, 0) + 1
     if _seen[name] == int(_N or 1):
+        once = os.environ.get("CYTOATLAS_KILL_ONCE")
+        if once:
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return
         os.kill(os.getpid(), getattr(signal, f"SIG{_SIGNAL}") if _SIGNAL else signal.SIGKILL)

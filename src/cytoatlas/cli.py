@@ -22,6 +22,24 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=42, help="bootstrap seed (default 42)")
     p.add_argument("--min-cells", type=int, default=10, help="smallest group kept (default 10 cells)")
     p.add_argument("--min-samples", type=int, default=5, help="units needed for a bootstrap (default 5)")
+    p.add_argument("--threads", type=int, help="threads decompressing the counts (default: all usable cores)")
+
+
+def _scheduler_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scale-out (Dask)")
+    g.add_argument("--scheduler", help="local:N (N worker processes), tcp://HOST:PORT (a running Dask scheduler) "
+                   "or slurm (a dask-jobqueue SLURMCluster); default: this process")
+    g.add_argument("--slurm-queue", help="SLURM partition")
+    g.add_argument("--slurm-account", help="SLURM account")
+    g.add_argument("--slurm-cores", type=int, help="cores per SLURM job")
+    g.add_argument("--slurm-memory", help="memory per SLURM job, e.g. 32GB")
+    g.add_argument("--slurm-walltime", help="time limit per SLURM job, e.g. 02:00:00")
+    g.add_argument("--slurm-jobs", type=int, help="SLURM jobs (workers) to start")
+
+
+def _scheduler_options(args: argparse.Namespace) -> dict:
+    slurm = {k: getattr(args, f"slurm_{k}") for k in ("queue", "account", "cores", "memory", "walltime", "jobs")}
+    return {"scheduler": args.scheduler, "slurm": {k: v for k, v in slurm.items() if v is not None}}
 
 
 def _checkpoint_args(p: argparse.ArgumentParser) -> None:
@@ -57,7 +75,8 @@ def _pseudobulk(args: argparse.Namespace) -> None:
 
 def _pseudobulk_options(args: argparse.Namespace) -> dict:
     return {"batch_size": args.batch_size, "n_bootstrap": args.n_bootstrap, "seed": args.seed,
-            "min_cells": args.min_cells, "min_samples": args.min_samples, "checkpoint_every": args.checkpoint_every}
+            "min_cells": args.min_cells, "min_samples": args.min_samples, "checkpoint_every": args.checkpoint_every,
+            "threads": args.threads, **_scheduler_options(args)}
 
 
 def _activity_options(args: argparse.Namespace) -> dict:
@@ -174,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_args(p)
     _run_args(p)
     _checkpoint_args(p)
+    _scheduler_args(p)
     p.set_defaults(func=_pseudobulk)
 
     p = sub.add_parser("run", help="pseudobulk then activity for an atlas; keeps what is current, resumable")
@@ -184,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p)
     _checkpoint_args(p)
     _activity_args(p, seed_flag="--perm-seed")
+    _scheduler_args(p)
     p.set_defaults(func=_run)
 
     p = sub.add_parser("status", help="verify every output: complete / missing / stale / corrupt / running")

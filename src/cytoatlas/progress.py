@@ -29,7 +29,7 @@ class Progress:
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             self.log.info("%s: %s/%s %s (%.1f%%), %s %s/s, ETA %s", self.label, f"{self.done:,}",
                           f"{self.total:,}", self.unit, 100 * self.done / max(self.total, 1),
-                          f"{rate:,.0f}", self.unit, _duration(eta))
+                          f"{rate:,.0f}" if rate >= 10 else f"{rate:.2f}", self.unit, _duration(eta))
 
     @property
     def elapsed(self) -> float:

@@ -137,7 +137,7 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
     )
 
 
-def _read_toml(path: Path) -> dict:
+def _read_doc(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
             doc = tomllib.load(fh)
@@ -145,9 +145,13 @@ def _read_toml(path: Path) -> dict:
         raise CytoatlasError(f"registry file {path} does not exist") from None
     except tomllib.TOMLDecodeError as e:
         raise CytoatlasError(f"registry file {path} is not valid TOML: {e}") from None
-    atlases = doc.get("atlas", {})
-    if not isinstance(atlases, dict) or set(doc) - {"atlas"}:
-        raise CytoatlasError(f"registry file {path}: expected only [atlas.NAME] tables")
+    if set(doc) - {"atlas", "slurm"} or not all(isinstance(doc.get(k, {}), dict) for k in ("atlas", "slurm")):
+        raise CytoatlasError(f"registry file {path}: expected only [atlas.NAME] tables and a [slurm] table")
+    return doc
+
+
+def _read_toml(path: Path) -> dict:
+    atlases = _read_doc(path).get("atlas", {})
     for name, entry in atlases.items():
         if not isinstance(entry, dict):
             raise CytoatlasError(f"registry file {path}: atlas.{name} must be a table ([atlas.{name}]), got {entry!r}")
@@ -169,6 +173,12 @@ def load_registry(
             # a relative h5ad resolves against the file that named it, not one that overrode other keys
             entries[name] = ({**old, **e}, path.parent.resolve() if "h5ad" in e else old_base)
     return {name: {"entry": e, "base_dir": base, "data_root": data_root} for name, (e, base) in entries.items()}
+
+
+def load_slurm_options(registry: str | os.PathLike | None) -> dict:
+    """The registry's ``[slurm]`` table: dask-jobqueue SLURMCluster options (queue, cores, memory, walltime,
+    jobs, job_directives_skip, ...) for ``--scheduler slurm``; empty without a registry file."""
+    return dict(_read_doc(Path(registry)).get("slurm", {})) if registry is not None else {}
 
 
 def _read_built_in() -> dict:

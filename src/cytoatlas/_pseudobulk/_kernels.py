@@ -14,48 +14,72 @@ SMALL = 16
 
 
 @numba.njit(nogil=True, cache=True)
-def accumulate_csr(data, indices, indptr, row_start, row_stop, cell_atom, atom_sums, atom_totals, limit, s1, s2,
-                   nnz):
-    """Add CSR rows ``row_start:row_stop`` into atom sums and per-gene log1p-CPM moments, in one O(nnz) sweep.
+def row_totals(data, indptr, row_start, row_stop, cell_atom, lib):
+    """``lib[i]`` = library size (sum of counts) of each kept row ``i`` in ``row_start:row_stop``.
 
-    Per kept cell (atom >= 0): ``atom_sums[atom, gene] += count``, ``atom_totals[atom] += library size``, and
-    for every nonzero ``v = log1p(count * 1e6 / library size)``: ``s1[gene] += v``, ``s2[gene] += v*v``,
-    ``nnz[gene] += 1``. Zeros contribute nothing to the moments, so they need no visit.
+    Returns ``(status, position)``: ``OK``, or ``BAD_VALUE`` with the first nonzero that is negative or not an
+    integer. The check is branch-free per value (a per-row flag), which keeps this sweep at memory speed.
+    """
+    for i in range(row_start, row_stop):
+        if cell_atom[i] < 0:
+            continue
+        total = 0.0
+        bad = False
+        for p in range(indptr[i], indptr[i + 1]):
+            c = data[p]
+            bad |= (c < 0) | (c != np.int64(c))
+            total += c
+        if bad:
+            for p in range(indptr[i], indptr[i + 1]):
+                if data[p] < 0 or data[p] != np.int64(data[p]):
+                    return BAD_VALUE, p
+        lib[i] = total
+    return OK, -1
 
-    Returns ``(status, position)``: ``OK``; ``BAD_VALUE`` with the offending nonzero's position when a value is
-    negative or not an integer; ``NEEDS_WIDER`` with the row that could overflow ``atom_sums``' dtype (an
-    atom's total reaching ``limit`` bounds every gene's sum, so the check is exact and per row, and that row
-    has not been added: the caller widens the dtype and resumes there).
+
+@numba.njit(nogil=True, cache=True)
+def add_moments(data, indices, indptr, row_start, row_stop, cell_atom, lib, acc):
+    """Per-gene sums of single-cell log1p CPM, its square, and nonzero counts, rows in file order.
+
+    For every nonzero of a kept row ``v = log1p(count * 1e6 / lib)``: ``acc[gene] += (v, v*v, 1)`` (one
+    interleaved row per gene: one cache line per nonzero instead of three). Zeros add nothing, so they need no
+    visit. File order makes the floating-point sums the same whatever the blocks are.
     """
     table = np.empty(SMALL + 1)
     for i in range(row_start, row_stop):
-        a = cell_atom[i]
-        if a < 0:
+        if cell_atom[i] < 0 or lib[i] <= 0.0:
             continue
-        lo, hi = indptr[i], indptr[i + 1]
-        lib = 0.0
-        for p in range(lo, hi):
-            c = data[p]
-            if c < 0 or c != math.floor(c):
-                return BAD_VALUE, p
-            lib += c
-        if atom_totals[a] + lib >= limit:
-            return NEEDS_WIDER, i
-        atom_totals[a] += lib
-        if lib <= 0.0:
-            continue
-        scale = 1e6 / lib
+        scale = 1e6 / lib[i]
         for k in range(1, SMALL + 1):
             table[k] = math.log1p(k * scale)
-        for p in range(lo, hi):
+        for p in range(indptr[i], indptr[i + 1]):
             c = data[p]
             g = indices[p]
             ci = np.int64(c)
-            atom_sums[a, g] += ci
             v = table[ci] if ci <= SMALL else math.log1p(c * scale)
-            s1[g] += v
-            s2[g] += v * v
-            nnz[g] += 1
+            acc[g, 0] += v
+            acc[g, 1] += v * v
+            acc[g, 2] += 1.0
+
+
+@numba.njit(nogil=True, cache=True)
+def add_atom_sums(data, indices, indptr, rows, first, cell_atom, lib, atom_sums, atom_totals, limit):
+    """``atom_sums[atom, gene] += count`` and ``atom_totals[atom] += lib`` for the rows ``rows[first:]``.
+
+    ``rows`` lists a block's kept rows grouped by atom, so an atom's row of sums stays in cache while its cells
+    are added (in file order the sums row changes at every cell: 2-3x the memory traffic). Integer sums do not
+    depend on the order. Returns ``(status, position)``: ``OK``, or ``NEEDS_WIDER`` with the position in
+    ``rows`` of a row that could overflow ``atom_sums``' dtype (an atom's total reaching ``limit`` bounds all
+    of its genes' sums, so the check is exact; that row is not added: the caller widens and resumes there).
+    """
+    for j in range(first, len(rows)):
+        i = rows[j]
+        a = cell_atom[i]
+        if atom_totals[a] + lib[i] >= limit:
+            return NEEDS_WIDER, j
+        atom_totals[a] += lib[i]
+        for p in range(indptr[i], indptr[i + 1]):
+            atom_sums[a, indices[p]] += np.int64(data[p])
     return OK, -1
 
 

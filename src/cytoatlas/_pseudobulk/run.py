@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +20,9 @@ from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
 from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, checkpoint_path, load_checkpoint, save_checkpoint
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
+from cytoatlas._pseudobulk.partitions import accumulate_on_cluster
 from cytoatlas._pseudobulk.state import AtomState
+from cytoatlas.cluster import check_scheduler, dask_client, slurm_options, usable_cores
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.h5ad import ObsReader, open_counts, open_h5ad, read_var
@@ -26,7 +30,7 @@ from cytoatlas.io.lock import DirectoryLock
 from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest
 from cytoatlas.io.prefetch import Prefetch
 from cytoatlas.progress import Progress, peak_rss_gb
-from cytoatlas.registry import AtlasConfig, Level, get_atlas
+from cytoatlas.registry import AtlasConfig, Level, get_atlas, load_slurm_options
 
 log = logging.getLogger("cytoatlas.pseudobulk")
 KINDS = ("celltype", "samples", "resampled")
@@ -87,6 +91,9 @@ def pseudobulk(
     skip_existing: bool = False,
     resume: bool = False,
     checkpoint_every: float = 300.0,
+    threads: int | None = None,
+    scheduler: str | None = None,
+    slurm: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Pseudobulk every level of an atlas in one streaming pass over its counts.
 
@@ -123,6 +130,16 @@ def pseudobulk(
     checkpoint_every
         Seconds between checkpoints of the pass (also taken on SIGTERM, and at the end of a pass that took
         longer than this, so that writing the outputs can be redone without a new pass).
+    threads
+        Threads decompressing the counts' chunks (default: the cores this process may use); with two or more,
+        the accumulation also uses two. Results do not depend on it.
+    scheduler
+        Run the pass on a Dask cluster: ``"local:N"`` (N worker processes), ``"tcp://host:port"`` (a running
+        scheduler) or ``"slurm"`` (a dask-jobqueue SLURMCluster, see ``slurm``); see :mod:`cytoatlas.cluster`.
+        Results are identical to the single-process pass.
+    slurm
+        SLURMCluster options (``queue``, ``cores``, ``memory``, ``walltime``, ``jobs``, ...) over the
+        registry's ``[slurm]`` table and dask-jobqueue's configuration.
 
     Returns
     -------
@@ -130,10 +147,13 @@ def pseudobulk(
     """
     t0 = time.perf_counter()
     for name, value, low in (("batch_size", batch_size, 1), ("n_bootstrap", n_bootstrap, 0),
-                             ("min_cells", min_cells, 1), ("min_samples", min_samples, 1)):
+                             ("min_cells", min_cells, 1), ("min_samples", min_samples, 1),
+                             ("threads", threads or 1, 1)):
         if int(value) != value or value < low:
             raise CytoatlasError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_scheduler(scheduler)
     cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
+    slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
     chosen = _select_levels(cfg, levels)
     kinds = KINDS if n_bootstrap > 0 else KINDS[:2]
     out = Path(out)
@@ -141,8 +161,9 @@ def pseudobulk(
         raise CytoatlasError(f"output directory {out} is a file")
     paths = {lev.name: output_paths(out, cfg.name, lev.name) for lev in chosen}
     ckpt = checkpoint_path(out, cfg.name)
-    with open_h5ad(cfg.h5ad) as f, DirectoryLock(out) as lock:
-        obs, counts = ObsReader(f), open_counts(f, cfg.counts)
+    threads = threads or usable_cores()
+    with open_h5ad(cfg.h5ad) as f, DirectoryLock(out) as lock, open_counts(f, cfg.counts, threads) as counts:
+        obs = ObsReader(f)
         obs.require(cfg.obs_columns(chosen))
         var = read_var(f, cfg.counts, cfg.gene_symbols)
         if len(var) != counts.shape[1]:
@@ -176,32 +197,20 @@ def pseudobulk(
         elif todo and ckpt.exists():
             log.info("%s: ignoring the checkpoint of an earlier run (pass --resume to continue it)", cfg.name)
         if todo:
-            # numba's start-up (~1 s) runs on a second thread while obs becomes atoms; blocks are read only
-            # after that, since h5py serialises all HDF5 calls and a block read would stall the obs reads
-            warm = threading.Thread(target=AtomState.warm_up, args=(counts.block(0, 0),), daemon=True)
-            warm.start()
-            atoms = build_atoms(obs, cfg, todo)
-            if len(atoms.cell_atom) != counts.shape[0]:
-                raise CytoatlasError(f"{cfg.h5ad}: obs has {len(atoms.cell_atom)} cells, "
-                                     f"{cfg.counts} has {counts.shape[0]} rows")
-            _log_plan(cfg, atoms, counts.shape)
-            _check_groups(cfg, atoms, min_cells)
-            if n_bootstrap and len(atoms.unit_labels) < min_samples:
-                log.warning("%s: only %d %s value(s): a bootstrap needs --min-samples %d units, so the resampled "
-                            "files will have no rows; the other outputs are written", cfg.name,
-                            len(atoms.unit_labels), cfg.unit_col, min_samples)
-            if state is None:
-                state = AtomState.empty(atoms.n_atoms, counts.shape[1])
-            elif state.atom_sums.shape != (atoms.n_atoms, counts.shape[1]):
-                raise CytoatlasError(f"checkpoint {ckpt} does not fit this atlas' groups; run without --resume")
-            checkpoint = _Checkpointer(ckpt, identity(todo), checkpoint_every, lock)
-            first = min(batch_size, FIRST_BLOCK) if start_row == 0 else None
-            with Prefetch(counts.blocks(batch_size, start=start_row, first=first)) as blocks, checkpoint:
-                warm.join()
-                _stream(cfg, blocks, counts.shape, atoms, state, start_row, t0, checkpoint)
-            state.finish()
-            if time.perf_counter() - t0 >= checkpoint_every and start_row < counts.shape[0]:
-                checkpoint.save(state, counts.shape[0])  # writing the outputs can be redone without a pass
+            with contextlib.ExitStack() as stack:
+                # a cluster starts (seconds) before obs is read; on it, the pass is a map-reduce of partitions
+                cluster = stack.enter_context(dask_client(scheduler, slurm)) if scheduler else None
+                atoms = _plan(cfg, obs, counts, todo, min_cells, min_samples, n_bootstrap, warm=cluster is None)
+                if cluster is not None:
+                    if state is not None:
+                        log.info("%s: a checkpoint is continued in one process only; the cluster redoes the pass",
+                                 cfg.name)
+                    state = accumulate_on_cluster(cluster, str(cfg.h5ad), cfg.counts, fingerprint, atoms.cell_atom,
+                                                  atoms.n_atoms, counts.shape[1], batch_size, cfg.name)
+                    start_row = counts.shape[0]
+                else:
+                    state = _local_pass(cfg, counts, atoms, state, start_row, batch_size, threads, t0,
+                                        _Checkpointer(ckpt, identity(todo), checkpoint_every, lock))
         if todo:
             stats = AtlasStats.from_state(state)
             run_uns = {"atlas": cfg.name, "input": fingerprint, "cytoatlas_version": __version__,
@@ -229,6 +238,52 @@ def pseudobulk(
                      f"{len(atoms.cell_atom):,}", f"{state.n_kept:,}", time.perf_counter() - t0, peak_rss_gb(),
                      groups)
     return [paths[lev.name][k] for lev in chosen for k in kinds]
+
+
+def _plan(cfg: AtlasConfig, obs: ObsReader, counts, todo: list[Level], min_cells: int, min_samples: int,
+          n_bootstrap: int, warm: bool) -> AtomTable:
+    """The atoms of the levels to compute, checked before the pass (``warm``: load the kernels meanwhile)."""
+    # numba's start-up (~1 s) runs on a second thread while obs becomes atoms; blocks are read only after
+    # that, since h5py serialises all HDF5 calls and a block read would stall the obs reads
+    loader = threading.Thread(target=AtomState.warm_up, args=(counts.block(0, 0),), daemon=True)
+    if warm:
+        loader.start()
+    atoms = build_atoms(obs, cfg, todo)
+    if len(atoms.cell_atom) != counts.shape[0]:
+        raise CytoatlasError(f"{cfg.h5ad}: obs has {len(atoms.cell_atom)} cells, {cfg.counts} has "
+                             f"{counts.shape[0]} rows")
+    _log_plan(cfg, atoms, counts.shape)
+    _check_groups(cfg, atoms, min_cells)
+    if n_bootstrap and len(atoms.unit_labels) < min_samples:
+        log.warning("%s: only %d %s value(s): a bootstrap needs --min-samples %d units, so the resampled files "
+                    "will have no rows; the other outputs are written", cfg.name, len(atoms.unit_labels),
+                    cfg.unit_col, min_samples)
+    if warm:
+        loader.join()
+    return atoms
+
+
+def _local_pass(cfg: AtlasConfig, counts, atoms: AtomTable, state: AtomState | None, start_row: int,
+                batch_size: int, threads: int, t0: float, checkpoint: _Checkpointer) -> AtomState:
+    """The pass in this process: blocks read ahead on a second thread (their chunks decoded by ``threads``
+    threads) while this one accumulates; checkpoints as it goes."""
+    if state is None:
+        state = AtomState.empty(atoms.n_atoms, counts.shape[1])
+    elif state.atom_sums.shape != (atoms.n_atoms, counts.shape[1]):
+        raise CytoatlasError(f"checkpoint {checkpoint.path} does not fit this atlas' groups; run without --resume")
+    first = min(batch_size, FIRST_BLOCK) if start_row == 0 else None
+    # with threads, a block's atom sums are added on a second thread while this one adds its moments
+    sums_pool = ThreadPoolExecutor(1, thread_name_prefix="cytoatlas-sums") if threads > 1 else None
+    try:
+        with Prefetch(counts.blocks(batch_size, start=start_row, first=first)) as blocks, checkpoint:
+            _stream(cfg, blocks, counts.shape, atoms, state, start_row, t0, checkpoint, sums_pool)
+    finally:
+        if sums_pool is not None:
+            sums_pool.shutdown()
+    state.finish()
+    if time.perf_counter() - t0 >= checkpoint.every and start_row < counts.shape[0]:
+        checkpoint.save(state, counts.shape[0])  # writing the outputs can be redone without a pass
+    return state
 
 
 def _plan_keys(plans) -> list[tuple[str, str]]:
@@ -298,14 +353,14 @@ def _log_plan(cfg: AtlasConfig, atoms, shape) -> None:
 
 
 def _stream(cfg: AtlasConfig, blocks: Prefetch, shape: tuple[int, int], atoms: AtomTable, state: AtomState,
-            start_row: int, t0: float, checkpoint: _Checkpointer) -> None:
+            start_row: int, t0: float, checkpoint: _Checkpointer, pool: ThreadPoolExecutor | None) -> None:
     """The pass: every block of the counts from ``start_row`` on, into ``state``."""
     cell_atom = atoms.cell_atom
     progress = Progress(log, cfg.name, shape[0] - start_row)
     first = True
     for block in blocks:
         crash_point("block")
-        state.add_block(block, cell_atom[block.start:block.stop])
+        state.add_block(block, cell_atom[block.start:block.stop], pool)
         if first:
             log.info("first block processed in %.2fs", time.perf_counter() - t0)
             first = False

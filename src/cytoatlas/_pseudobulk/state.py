@@ -3,19 +3,20 @@
 The same :class:`AtomState` serves the block loop (``add_block``), checkpoints and the map-reduce across
 workers (``merge``). Atom sums are exact integers, so they do not depend on how the cells were split. The
 per-gene moments are floating point, so their rounding would: they are therefore summed per *stripe* of
-``stripe_rows`` consecutive cells (at fixed positions in the file), and the stripes' moments are merged with
+``stripe_rows`` (16,384) consecutive cells (at fixed positions in the file), and the stripes' moments are merged with
 Chan et al.'s formula in stripe order. Every path (any batch size, threads, any number of Dask workers, a
 resumed run) adds the same numbers in the same order, so outputs are bit-identical.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from cytoatlas._faults import crash_point
-from cytoatlas._pseudobulk._kernels import BAD_VALUE, NEEDS_WIDER, accumulate_csr
+from cytoatlas._pseudobulk._kernels import BAD_VALUE, OK, add_atom_sums, add_moments, row_totals
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.h5ad import CSRBlock
 
@@ -58,8 +59,9 @@ class GeneMoments:
         return np.sqrt(self.m2 / (self.n - ddof))
 
 
-# cells per stripe of the moments (see the module docstring); Dask partitions are made of whole stripes
-STRIPE_ROWS = 1 << 16
+# cells per stripe of the moments (see the module docstring): Dask partitions are made of whole stripes, so
+# small enough to balance a few workers on 300 k cells; a stripe costs one merge of per-gene arrays
+STRIPE_ROWS = 1 << 14
 
 
 @dataclass
@@ -69,7 +71,7 @@ class AtomState:
 
     ``moments`` holds stripes ``0 .. folded - 1`` merged in order; ``stripes`` the finished stripes that cannot
     be merged yet (a partition that does not start at row 0 keeps its own until it meets stripe 0); ``open_*``
-    the running sums of the stripe being filled.
+    the running sums of the stripe being filled (``open_acc``: per gene, sum, sum of squares, nonzeros).
     """
 
     atom_sums: np.ndarray
@@ -82,8 +84,7 @@ class AtomState:
     stripes: dict[int, GeneMoments] = field(default_factory=dict)
     open_stripe: int = -1
     open_n: int = 0
-    open_s1: np.ndarray | None = None
-    open_s2: np.ndarray | None = None
+    open_acc: np.ndarray | None = None
 
     @classmethod
     def empty(cls, n_atoms: int, n_genes: int, stripe_rows: int | None = None) -> AtomState:
@@ -98,65 +99,79 @@ class AtomState:
 
     @staticmethod
     def warm_up(probe: CSRBlock) -> None:
-        """Load the compiled kernel for ``probe``'s dtypes (seconds of numba start-up, paid while the first
+        """Load the compiled kernels for ``probe``'s dtypes (seconds of numba start-up, paid while the first
         block is read rather than after). A failure here is left for the real call to raise."""
-        state = AtomState.empty(1, 1)
+        data, indices, indptr, none = probe.data[:0], probe.indices[:0], probe.indptr[:1], np.zeros(0, np.int32)
         try:
-            accumulate_csr(probe.data[:0], probe.indices[:0], probe.indptr[:1], 0, 0, np.zeros(0, np.int32),
-                           state.atom_sums, state.atom_totals, 1.0, np.zeros(1), np.zeros(1), state.gene_nnz)
+            row_totals(data, indptr, 0, 0, none, np.zeros(0))
+            add_moments(data, indices, indptr, 0, 0, none, np.zeros(0), np.zeros((1, 3)))
+            for dtype in _LIMITS:
+                add_atom_sums(data, indices, indptr, np.zeros(0, np.int64), 0, none, np.zeros(0),
+                              np.zeros((1, 1), dtype), np.zeros(1), 1.0)
         except Exception:  # noqa: BLE001
             pass
 
     def _widen(self) -> None:
         self.atom_sums = self.atom_sums.astype(np.int64)
 
-    def add_block(self, block: CSRBlock, cell_atom: np.ndarray) -> None:
-        """Accumulate one CSR row block; ``cell_atom`` holds the block's atom codes (-1 = excluded)."""
+    def add_block(self, block: CSRBlock, cell_atom: np.ndarray, pool: Executor | None = None) -> None:
+        """Accumulate one CSR row block; ``cell_atom`` holds the block's atom codes (-1 = excluded).
+
+        With a ``pool``, the atom sums are added on one of its threads while this one adds the moments.
+        """
         n_genes = self.atom_sums.shape[1]
         if len(block.indices) and (block.indices.min() < 0 or block.indices.max() >= n_genes):
             raise CytoatlasError(f"rows {block.start}-{block.stop}: gene indices out of range (corrupt CSR)")
-        row = 0
         n_rows = block.stop - block.start
+        lib = np.zeros(n_rows)
+        status, pos = row_totals(block.data, block.indptr, 0, n_rows, cell_atom, lib)
+        if status == BAD_VALUE:
+            cell = block.start + int(np.searchsorted(block.indptr, pos, side="right")) - 1
+            raise CytoatlasError(f"counts must be non-negative integers, found {block.data[pos]!r} at cell {cell}; "
+                                 "point `counts` at raw counts (e.g. layers/counts or raw/X)")
+        kept = np.flatnonzero(cell_atom >= 0)
+        rows = kept[np.argsort(cell_atom[kept], kind="stable")]
+        sums = pool.submit(self._add_atom_sums, block, rows, cell_atom, lib) if pool is not None else None
+        row = 0
         while row < n_rows:
             stripe = (block.start + row) // self.stripe_rows
             if stripe != self.open_stripe:
                 self._open(stripe)
             end = min(n_rows, (stripe + 1) * self.stripe_rows - block.start)
-            status, pos = accumulate_csr(
-                block.data, block.indices, block.indptr, row, end, cell_atom, self.atom_sums, self.atom_totals,
-                _LIMITS[self.atom_sums.dtype], self.open_s1, self.open_s2, self.gene_nnz,
-            )
-            if status == NEEDS_WIDER and self.atom_sums.dtype != np.int64:
-                self._widen()
-                self.open_n += int(np.count_nonzero(cell_atom[row:pos] >= 0))
-                row = pos
-                continue
-            if status == BAD_VALUE:
-                cell = block.start + int(np.searchsorted(block.indptr, pos, side="right")) - 1
-                raise CytoatlasError(
-                    f"counts must be non-negative integers, found {block.data[pos]!r} at cell {cell}; "
-                    "point `counts` at raw counts (e.g. layers/counts or raw/X)"
-                )
-            if status == NEEDS_WIDER:
-                raise CytoatlasError("an atom's total count exceeds 2**53; counts cannot be summed exactly")
+            add_moments(block.data, block.indices, block.indptr, row, end, cell_atom, lib, self.open_acc)
             self.open_n += int(np.count_nonzero(cell_atom[row:end] >= 0))
             if block.start + end == (stripe + 1) * self.stripe_rows:
                 self._close()
             row = end
+        if sums is None:
+            self._add_atom_sums(block, rows, cell_atom, lib)
+        else:
+            sums.result()
         crash_point("mid_block")  # the counts of this block are in, its cell counts not yet
-        kept = cell_atom[cell_atom >= 0]
-        self.atom_cells += np.bincount(kept, minlength=len(self.atom_cells))
+        self.atom_cells += np.bincount(cell_atom[kept], minlength=len(self.atom_cells))
+
+    def _add_atom_sums(self, block: CSRBlock, rows: np.ndarray, cell_atom: np.ndarray, lib: np.ndarray) -> None:
+        first = 0
+        while True:
+            status, first = add_atom_sums(block.data, block.indices, block.indptr, rows, first, cell_atom, lib,
+                                          self.atom_sums, self.atom_totals, _LIMITS[self.atom_sums.dtype])
+            if status == OK:
+                return
+            if self.atom_sums.dtype == np.int64:
+                raise CytoatlasError("an atom's total count exceeds 2**53; counts cannot be summed exactly")
+            self._widen()
 
     def _open(self, stripe: int) -> None:
         if self.open_stripe >= 0:
             raise CytoatlasError(f"internal: stripe {self.open_stripe} left open before stripe {stripe}")
-        n_genes = self.atom_sums.shape[1]
         self.open_stripe, self.open_n = stripe, 0
-        self.open_s1, self.open_s2 = np.zeros(n_genes), np.zeros(n_genes)
+        self.open_acc = np.zeros((self.atom_sums.shape[1], 3))
 
     def _close(self) -> None:
-        self.stripes[self.open_stripe] = GeneMoments.from_sums(self.open_n, self.open_s1, self.open_s2)
-        self.open_stripe, self.open_n, self.open_s1, self.open_s2 = -1, 0, None, None
+        acc = self.open_acc
+        self.stripes[self.open_stripe] = GeneMoments.from_sums(self.open_n, acc[:, 0].copy(), acc[:, 1].copy())
+        self.gene_nnz += acc[:, 2].astype(np.int64)
+        self.open_stripe, self.open_n, self.open_acc = -1, 0, None
         self._fold()
 
     def _fold(self) -> None:
@@ -218,8 +233,7 @@ class AtomState:
                 "stripe_mean": np.array([self.stripes[i].mean for i in done]) if done else empty,
                 "stripe_m2": np.array([self.stripes[i].m2 for i in done]) if done else empty,
                 "open_stripe": np.array(self.open_stripe), "open_n": np.array(self.open_n),
-                "open_s1": self.open_s1 if self.open_s1 is not None else np.zeros(0),
-                "open_s2": self.open_s2 if self.open_s2 is not None else np.zeros(0)}
+                "open_acc": self.open_acc if self.open_acc is not None else np.zeros((0, 3))}
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray]) -> AtomState:
@@ -231,5 +245,4 @@ class AtomState:
                    stripes={int(i): GeneMoments(int(n), m, m2) for i, n, m, m2 in
                             zip(a["stripe_index"], a["stripe_n"], a["stripe_mean"], a["stripe_m2"], strict=True)},
                    open_stripe=open_stripe, open_n=int(a["open_n"]),
-                   open_s1=a["open_s1"] if open_stripe >= 0 else None,
-                   open_s2=a["open_s2"] if open_stripe >= 0 else None)
+                   open_acc=a["open_acc"] if open_stripe >= 0 else None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import h5py
@@ -169,9 +170,13 @@ class CSRBlock:
 
 
 class CountsMatrix:
-    """The counts matrix of an `.h5ad` (CSR group or dense dataset), read in row blocks."""
+    """The counts matrix of an `.h5ad` (CSR group or dense dataset), read in row blocks.
 
-    def __init__(self, f: h5py.File, key: str):
+    With ``threads`` > 1 the compressed chunks of a block are decoded by that many threads (see
+    :mod:`cytoatlas.io.chunks`); :meth:`close` (or leaving a ``with`` block) stops them.
+    """
+
+    def __init__(self, f: h5py.File, key: str, threads: int = 1):
         if key not in f:
             have = [k for k in ("X", "raw/X") if k in f] + [f"layers/{k}" for k in f.get("layers", {})]
             where = f"available: {', '.join(have)}" if have else \
@@ -187,7 +192,9 @@ class CountsMatrix:
         elif isinstance(node, h5py.Group) and enc == "csr_matrix":
             self.dense, self.node = False, node
             self.shape = tuple(int(s) for s in node.attrs["shape"])
-            self._data, self._indices = ChunkedArray(node["data"]), ChunkedArray(node["indices"])
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix="cytoatlas-inflate") if threads > 1 else None
+            self._data = ChunkedArray(node["data"], self._pool)
+            self._indices = ChunkedArray(node["indices"], self._pool)
             self._indptr = node["indptr"]
             n_data = node["data"].shape[0]
             if node["indptr"].shape != (self.shape[0] + 1,) or node["indices"].shape[0] != n_data:
@@ -206,6 +213,16 @@ class CountsMatrix:
         else:
             raise CytoatlasError(f"{f.filename}: {key} has unsupported encoding {enc or type(node).__name__!r}")
         self.dtype = node.dtype if self.dense else self._data.dtype
+
+    def close(self) -> None:
+        if getattr(self, "_pool", None) is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def __enter__(self) -> CountsMatrix:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def block(self, start: int, stop: int) -> CSRBlock:
         try:
@@ -245,6 +262,7 @@ class CountsMatrix:
             lo = hi
 
 
-def open_counts(f: h5py.File, key: str = "X") -> CountsMatrix:
-    """The counts matrix at ``key``: ``"X"``, ``"layers/<name>"`` or ``"raw/X"``."""
-    return CountsMatrix(f, key)
+def open_counts(f: h5py.File, key: str = "X", threads: int = 1) -> CountsMatrix:
+    """The counts matrix at ``key``: ``"X"``, ``"layers/<name>"`` or ``"raw/X"``, its chunks decoded by
+    ``threads`` threads."""
+    return CountsMatrix(f, key, threads)
