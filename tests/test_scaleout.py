@@ -141,3 +141,55 @@ def test_slurm_cluster_gives_the_serial_outputs(slurm, atlases, serial, tmp_path
     done = next(r.getMessage() for r in caplog.records if "pass done" in r.getMessage())
     jobs = {part.rsplit(":", 1)[-1] for part in done.split(": ", 2)[-1].split(", ")}
     assert len(jobs) == 2 and all(j.startswith("slurm-job-") for j in jobs), done
+
+
+def test_activity_on_a_local_cluster_gives_the_serial_outputs(serial, tmp_path):
+    """Files (each with its bootstrap file) as Dask tasks: the same activity files, CIs and manifest records.
+
+    Equal to rounding, not bit for bit: Dask workers run BLAS on one thread, and OpenBLAS' matrix products sum
+    in another order on one thread than on two (differences ~1e-15)."""
+    files = sorted(serial["gzip_777"].glob("*.h5ad"))
+    opts = {"signatures": ["cytosig"], "centre": "within:cell_type"}
+    ref = cytoatlas.activity(files, tmp_path / "serial", **opts)
+    got = cytoatlas.activity(files, tmp_path / "dask", scheduler="local:2", **opts)
+    assert sorted(p.name for p in got) == sorted(p.name for p in ref)
+    for p in ref:
+        q = tmp_path / "dask" / p.name
+        if p.suffix == ".csv":
+            pd.testing.assert_frame_equal(pd.read_csv(q), pd.read_csv(p), rtol=1e-12)
+            continue
+        a, b = ad.read_h5ad(q), ad.read_h5ad(p)
+        pd.testing.assert_frame_equal(a.obs, b.obs)
+        np.testing.assert_allclose(a.X, b.X, rtol=1e-12, atol=1e-12)
+        assert set(a.layers) == set(b.layers)
+        for layer in b.layers:
+            np.testing.assert_allclose(a.layers[layer], b.layers[layer], rtol=1e-12, atol=1e-12,
+                                       err_msg=f"{p.name} {layer}")
+    from cytoatlas.io.manifest import read_manifest
+
+    m_ref, m_got = read_manifest(tmp_path / "serial"), read_manifest(tmp_path / "dask")
+    assert set(m_got) == set(m_ref) == {p.name for p in ref}
+    assert all(m_got[k]["parameters"] == m_ref[k]["parameters"] and m_got[k]["inputs"] == m_ref[k]["inputs"]
+               for k in m_ref)
+    status = subprocess.run([str(REPO / ".venv" / "bin" / "cytoatlas"), "activity", *map(str, files), "--out",
+                             str(tmp_path / "dask"), "--signatures", "cytosig", "--centre", "within:cell_type",
+                             "--skip-existing", "--scheduler", "local:1"], capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    assert status.stderr.count("skipped") == len(files)  # all recorded by the driver: nothing redone
+
+
+def test_run_command_uses_one_cluster_for_both_steps(atlases, tmp_path):
+    """`cytoatlas run --scheduler local:2`: pseudobulk and activity on one local cluster; status verifies all."""
+    reg = tmp_path / "reg.toml"
+    reg.write_text(f'[atlas.demo]\nh5ad = "{atlases["gzip_777"]}"\nsample_col = "sample"\ndonor_col = "donor"\n'
+                   '[atlas.demo.exclude]\ncell_type_l1 = ["Doublets"]\n'
+                   '[atlas.demo.levels]\nL1 = "cell_type_l1"\nL4 = "cell_type_l4"\n')
+    cli = str(REPO / ".venv" / "bin" / "cytoatlas")
+    common = ["--registry", str(reg), "--atlas", "demo", "--out", str(tmp_path / "res"), "--n-bootstrap", "4",
+              "--min-samples", "3", "--signatures", "cytosig"]
+    done = subprocess.run([cli, "run", *common, "--batch-size", "700", "--scheduler", "local:2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("Dask: local cluster of 2 worker process(es)") == 1
+    status = subprocess.run([cli, "status", *common, "--verify"], capture_output=True, text=True)
+    assert status.returncode == 0, status.stdout + status.stderr

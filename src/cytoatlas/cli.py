@@ -38,6 +38,8 @@ def _scheduler_args(p: argparse.ArgumentParser) -> None:
 
 
 def _scheduler_options(args: argparse.Namespace) -> dict:
+    if not hasattr(args, "scheduler"):  # a subcommand without scale-out options (status)
+        return {}
     slurm = {k: getattr(args, f"slurm_{k}") for k in ("queue", "account", "cores", "memory", "walltime", "jobs")}
     return {"scheduler": args.scheduler, "slurm": {k: v for k, v in slurm.items() if v is not None}}
 
@@ -83,7 +85,7 @@ def _activity_options(args: argparse.Namespace) -> dict:
     sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
     return {"signatures": sets, "signature_files": args.signature_file or (), "method": args.method,
             "n_rand": args.n_rand, "seed": args.perm_seed, "centre": args.centre,
-            "cell_type_map": _pairs(args.cell_type_map), "lambda_": args.lambda_}
+            "cell_type_map": _pairs(args.cell_type_map), "lambda_": args.lambda_, **_scheduler_options(args)}
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -231,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave outputs that verify and were made from the same inputs with the same options")
     _activity_args(p)
     _registry_args(p)
+    _scheduler_args(p)
     p.set_defaults(func=_activity)
 
     p = sub.add_parser("signatures", help="list the signature sets: size, genes, source")

@@ -5,6 +5,7 @@ A results directory per atlas holds ``pseudobulk/`` and ``activity/``, each with
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -12,8 +13,9 @@ from pathlib import Path
 
 import h5py
 
+from cytoatlas.cluster import check_scheduler, dask_client, slurm_options
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.registry import AtlasConfig, get_atlas, load_registry
+from cytoatlas.registry import AtlasConfig, get_atlas, load_registry, load_slurm_options
 
 log = logging.getLogger("cytoatlas")
 STATES = ("complete", "missing", "stale", "corrupt", "running")
@@ -35,19 +37,30 @@ def run(
     only does what is missing or stale; ``resume`` also continues an interrupted pass from its checkpoint.
 
     ``pseudobulk_options`` go to :func:`cytoatlas.pseudobulk` (batch_size, n_bootstrap, seed, ...),
-    ``activity_options`` to :func:`cytoatlas._activity` (signatures, method, centre, ...).
+    ``activity_options`` to :func:`cytoatlas.activity` (signatures, method, centre, ...). A ``scheduler`` (and
+    ``slurm``) in ``pseudobulk_options`` runs both steps on one Dask cluster (see :mod:`cytoatlas.cluster`).
     """
     from cytoatlas._activity import activity
     from cytoatlas._pseudobulk import pseudobulk
 
     cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
     out = Path(out)
-    paths = pseudobulk(cfg, out / "pseudobulk", levels=levels, skip_existing=True, resume=resume,
-                       **dict(pseudobulk_options or {}))
-    act = dict(activity_options or {})
+    pb, act = dict(pseudobulk_options or {}), dict(activity_options or {})
+    scheduler, slurm = pb.pop("scheduler", None), pb.pop("slurm", None)
+    act.pop("scheduler", None)
+    act.pop("slurm", None)
     act.setdefault("signature_files", cfg.signature_files)
     act["cell_type_map"] = {**dict(cfg.cell_type_map), **dict(act.get("cell_type_map") or {})}
-    return paths + activity([p for p in paths if p.exists()], out / "activity", skip_existing=True, **act)
+    with contextlib.ExitStack() as stack:
+        if scheduler is not None:  # one cluster for both steps: started once, reached by its address
+            check_scheduler(scheduler)
+            slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
+            cluster = stack.enter_context(dask_client(scheduler, slurm))
+            scheduler = cluster.client.scheduler.address
+        paths = pseudobulk(cfg, out / "pseudobulk", levels=levels, skip_existing=True, resume=resume,
+                           scheduler=scheduler, **pb)
+        return paths + activity([p for p in paths if p.exists()], out / "activity", skip_existing=True,
+                                scheduler=scheduler, **act)
 
 
 def _shape(path: Path) -> str:

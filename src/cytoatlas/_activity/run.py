@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -28,6 +29,7 @@ from cytoatlas._activity.outputs import (
 from cytoatlas._activity.ridge import LAMBDA, RidgeModel, exact_test, standardise_columns
 from cytoatlas._activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
 from cytoatlas._faults import crash_point
+from cytoatlas.cluster import check_scheduler, dask_client, slurm_options
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.lock import DirectoryLock
@@ -177,6 +179,8 @@ def activity(
     cell_type_map: Mapping[str, str] | None = None,
     lambda_: float = LAMBDA,
     skip_existing: bool = False,
+    scheduler: str | None = None,
+    slurm: Mapping[str, Any] | None = None,
 ) -> list[Path]:
     """Cytokine and secreted-protein activity (CytoSig, SecAct, LinCytoSig, custom) of pseudobulk files.
 
@@ -211,6 +215,10 @@ def activity(
     skip_existing
         Leave (file, signature set) outputs alone that are current: recorded in ``out/manifest.json``, checksums
         verified, made from the same pseudobulk files (SHA-256) with the same parameters and signature version.
+    scheduler, slurm
+        Compute the files in parallel on a Dask cluster (``"local:N"``, ``"tcp://host:port"``, ``"slurm"``; see
+        :mod:`cytoatlas.cluster`): one task per pseudobulk file, with its bootstrap file when it has one.
+        Workers write the activity files; this process records them in the manifest as tasks finish.
 
     Returns
     -------
@@ -223,6 +231,11 @@ def activity(
         raise CytoatlasError(f"n_rand must be >= 1, got {n_rand}")
     if not lambda_ >= 0:
         raise CytoatlasError(f"lambda must be >= 0, got {lambda_}")
+    check_scheduler(scheduler)
+    if scheduler == "slurm":
+        from cytoatlas.registry import load_slurm_options
+
+        slurm = slurm_options(load_slurm_options(registry), slurm)
     centring = Centring.parse(centre)
     sig_files = [Path(f) for f in signature_files]
     cmap = dict(cell_type_map or {})
@@ -288,17 +301,28 @@ def activity(
                 todo[res_path] = [s for s in sets if s in todo[res_path] or s in todo[main_path]]
         written = []
         start = time.perf_counter()
-        boot: dict[Path, tuple[Pseudobulk, list[SetResult]]] = {}
-        # the inputs' checksums (needed only for the manifest) are computed on a second thread meanwhile
-        with ThreadPoolExecutor(1, thread_name_prefix="cytoatlas-hash") as hasher:
-            for path in order:
-                if not todo[path]:
-                    log.info("%s: activity outputs exist, verify and are current; skipped", path.name)
-                    continue
-                inputs = hasher.submit(inputs_of, path)
-                written += _one_file(path, todo[path], stale[path], out, genes, centring, method, n_rand, seed,
-                                     lambda_, cmap, boot, params, set_params, inputs, targets)
-                lock.touch()
+        job = _Job(out, genes, centring, method, n_rand, seed, lambda_, cmap, params, set_params, targets)
+        # units of work: a file, after its bootstrap file when it has one (whose results give its intervals)
+        units = [[p for p in ([boot_of[path]] if path in boot_of else []) + [path] if todo[p]]
+                 for path in order if kinds[path] != "resampled" or _main_of(path) not in paths]
+        for path in order:
+            if not todo[path]:
+                log.info("%s: activity outputs exist, verify and are current; skipped", path.name)
+        units = [u for u in units if u]
+        if scheduler is not None and units:
+            written = _on_cluster(scheduler, slurm, units, job, sets, todo, stale, inputs_of, lock)
+        else:
+            # the inputs' checksums (needed only for the manifest) are computed on a second thread meanwhile
+            with ThreadPoolExecutor(1, thread_name_prefix="cytoatlas-hash") as hasher:
+                for unit in units:
+                    boot: dict[Path, tuple[Pseudobulk, list[SetResult]]] = {}
+                    for path in unit:
+                        inputs = hasher.submit(inputs_of, path)
+                        files, records = job.one_file(path, todo[path], {s.name for s in stale[path]}, boot,
+                                                      inputs.result)
+                        update_manifest(out, records)
+                        written += files
+                        lock.touch()
     log.info("activity of %d file(s) x %d signature set(s) in %.1f s, peak memory %.2f GB", len(paths), len(sets),
              time.perf_counter() - start, peak_rss_gb())
     return written
@@ -335,11 +359,78 @@ def upstream_fingerprint(path: Path) -> dict:
     return {"name": path.name, "size": st.st_size, "sha256": sha}
 
 
-def _one_file(path: Path, sets: list[SignatureSet], to_write: list[SignatureSet], out: Path, genes: set[str],
+@dataclass
+class _Job:
+    """What every file of an activity run shares (sent once to each Dask worker)."""
+
+    out: Path
+    genes: set[str]
+    centring: Centring
+    method: str
+    n_rand: int
+    seed: int
+    lambda_: float
+    cmap: dict
+    params: dict
+    set_params: Callable
+    targets: Callable
+
+    def unit(self, paths: list[Path], sets: list[SignatureSet], todo: dict[Path, list[str]],
+             stale: dict[Path, set[str]], inputs: dict[Path, list[dict]]) -> tuple[list[Path], dict]:
+        """A Dask task: a pseudobulk file (after its bootstrap file, when it has one), written; the manifest
+        records are returned for the driver to add (one writer of the manifest)."""
+        by_name = {s.name: s for s in sets}
+        boot: dict = {}
+        written, records = [], {}
+        for path in paths:
+            files, recs = self.one_file(path, [by_name[n] for n in todo[path]], stale[path], boot,
+                                        lambda p=path: inputs[p])
+            written += files
+            records.update(recs)
+        return written, records
+
+    def one_file(self, path: Path, sets: list[SignatureSet], to_write: set[str], boot: dict,
+                 inputs: Callable[[], list[dict]]) -> tuple[list[Path], dict]:
+        """Activity of ``sets`` on one pseudobulk file; the sets named in ``to_write`` written and their manifest
+        records returned (a bootstrap file's current outputs are computed again for its main file's intervals,
+        not rewritten)."""
+        return _one_file(path, sets, to_write, self.out, self.genes, self.centring, self.method, self.n_rand,
+                         self.seed, self.lambda_, self.cmap, boot, self.params, self.set_params, inputs,
+                         self.targets)
+
+
+def _on_cluster(scheduler: str, slurm: Mapping[str, Any] | None, units: list[list[Path]], job: _Job,
+                sets: list[SignatureSet], todo: dict, stale: dict, inputs_of: Callable, lock) -> list[Path]:
+    """Units of work as Dask tasks; their manifest records added here as they finish."""
+    from distributed import as_completed
+
+    written = []
+    progress = Progress(log, "activity", len(units), unit="files")
+    with dask_client(scheduler, slurm) as cluster:
+        client = cluster.client
+        shared = client.scatter([job, sets], broadcast=True)
+        futures = [client.submit(_run_unit, shared[0], unit, shared[1], {p: [s.name for s in todo[p]] for p in unit},
+                                 {p: {s.name for s in stale[p]} for p in unit}, {p: inputs_of(p) for p in unit},
+                                 retries=2, pure=False) for unit in units]
+        for fut in as_completed(futures):
+            files, records = fut.result()
+            update_manifest(job.out, records)
+            written += files
+            lock.touch()
+            progress.update(1)
+    return written
+
+
+def _run_unit(job: _Job, *args) -> tuple[list[Path], dict]:
+    return job.unit(*args)
+
+
+def _one_file(path: Path, sets: list[SignatureSet], to_write: set[str], out: Path, genes: set[str],
               centring: Centring, method: str, n_rand: int, seed: int, lambda_: float, cmap: dict, boot: dict,
-              params: dict, set_params, inputs: Future, targets) -> list[Path]:
-    """Activity of ``sets`` on one pseudobulk file; those in ``to_write`` written, then recorded in the manifest
-    (a bootstrap file's current outputs are computed again for its main file's intervals, not rewritten)."""
+              params: dict, set_params, inputs: Callable[[], list[dict]], targets) -> tuple[list[Path], dict]:
+    """Activity of ``sets`` on one pseudobulk file; those named in ``to_write`` written and their manifest
+    records returned (a bootstrap file's current outputs are computed again for its main file's intervals, not
+    rewritten)."""
     t0 = time.perf_counter()
     pb = read_pseudobulk(path, genes)
     if pb.kind == "resampled":
@@ -360,7 +451,7 @@ def _one_file(path: Path, sets: list[SignatureSet], to_write: list[SignatureSet]
     written, records = [], {}
     for res in results:
         sig = res.sig
-        if sig not in to_write:
+        if sig.name not in to_write:
             continue
         names = sig.signatures[sig.output_order]
         layers = expand_groups(res)
@@ -389,12 +480,11 @@ def _one_file(path: Path, sets: list[SignatureSet], to_write: list[SignatureSet]
         written.append(write_activity(files[0], pb, res, layers, uns, obs_extra))
         written += [ci_table] if ci_table else []
         for f in files:
-            records[f.name] = record(f, step="activity", parameters=set_params(sig), inputs=inputs.result(),
+            records[f.name] = record(f, step="activity", parameters=set_params(sig), inputs=inputs(),
                                      file=path.name, signature=sig.name, kind=pb.kind)
         crash_point("activity_set")
-    update_manifest(out, records)
     boot.pop(path, None)
     log.info("%s: %d columns x %s in %.1f s", path.name, pb.values.shape[1],
              ", ".join(f"{r.sig.name} ({len(r.genes_used):,}/{len(r.sig.genes):,} genes)" for r in results),
              time.perf_counter() - t0)
-    return written
+    return written, records
