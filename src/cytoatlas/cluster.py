@@ -89,7 +89,7 @@ def dask_client(scheduler: str, slurm: Mapping[str, Any] | None = None) -> Itera
             logging.getLogger(name).setLevel(logging.WARNING)
     if "://" in scheduler:
         try:
-            client = Client(scheduler, timeout="30s")
+            client = Client(scheduler, timeout="10s")
         except OSError as e:
             raise CytoatlasError(f"cannot reach the Dask scheduler at {scheduler}: {e}") from None
         with client:

@@ -22,7 +22,7 @@ from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, checkpoint_path,
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
 from cytoatlas._pseudobulk.partitions import accumulate_on_cluster
 from cytoatlas._pseudobulk.state import AtomState
-from cytoatlas.cluster import check_scheduler, dask_client, slurm_options, usable_cores
+from cytoatlas.cluster import Cluster, check_scheduler, dask_client, slurm_options, usable_cores
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.h5ad import ObsReader, open_counts, open_h5ad, read_var
@@ -197,10 +197,13 @@ def pseudobulk(
         elif todo and ckpt.exists():
             log.info("%s: ignoring the checkpoint of an earlier run (pass --resume to continue it)", cfg.name)
         if todo:
-            with contextlib.ExitStack() as stack:
-                # a cluster starts (seconds) before obs is read; on it, the pass is a map-reduce of partitions
-                cluster = stack.enter_context(dask_client(scheduler, slurm)) if scheduler else None
-                atoms = _plan(cfg, obs, counts, todo, min_cells, min_samples, n_bootstrap, warm=cluster is None)
+            with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as planner:
+                # obs becomes atoms on a second thread while a cluster starts (seconds: processes, imports,
+                # compiled kernels); on it, the pass is a map-reduce of partitions
+                planning = planner.submit(_plan, cfg, obs, counts, todo, min_cells, min_samples, n_bootstrap,
+                                          warm=not scheduler)
+                cluster = _start_cluster(stack, scheduler, slurm, counts.block(0, 0)) if scheduler else None
+                atoms = planning.result()
                 if cluster is not None:
                     if state is not None:
                         log.info("%s: a checkpoint is continued in one process only; the cluster redoes the pass",
@@ -238,6 +241,13 @@ def pseudobulk(
                      f"{len(atoms.cell_atom):,}", f"{state.n_kept:,}", time.perf_counter() - t0, peak_rss_gb(),
                      groups)
     return [paths[lev.name][k] for lev in chosen for k in kinds]
+
+
+def _start_cluster(stack: contextlib.ExitStack, scheduler: str, slurm: Mapping[str, Any] | None, probe) -> Cluster:
+    """Connect to (or start) the cluster, closed with ``stack``, and load the kernels on its workers."""
+    cluster = stack.enter_context(dask_client(scheduler, slurm))
+    cluster.client.run(AtomState.warm_up, probe)
+    return cluster
 
 
 def _plan(cfg: AtlasConfig, obs: ObsReader, counts, todo: list[Level], min_cells: int, min_samples: int,
