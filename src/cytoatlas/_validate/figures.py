@@ -114,10 +114,10 @@ def top_targets(rho: pd.DataFrame, levels: dict[tuple[str, str], str], directory
         for ax, (atlas, level, sub) in zip(axes, panels, strict=True):
             y = np.arange(len(sub))
             r = sub["rho"].to_numpy()
-            lo, hi = sub["rho_ci_low"].to_numpy(), sub["rho_ci_high"].to_numpy()
-            err = np.vstack([np.where(np.isnan(lo), 0, r - lo), np.where(np.isnan(hi), 0, hi - r)])
-            ax.barh(y, r, color=np.where(r >= 0, "#c0504d", "#4f81bd"), xerr=np.clip(err, 0, None),
-                    error_kw={"lw": 0.8, "capsize": 2})
+            lo, hi = sub["rho_ci_low"].to_numpy(float), sub["rho_ci_high"].to_numpy(float)
+            ax.barh(y, r, color=np.where(r >= 0, "#c0504d", "#4f81bd"))
+            has = ~(np.isnan(lo) | np.isnan(hi))
+            ax.hlines(y[has], lo[has], hi[has], color="black", lw=0.8)
             labels = [t if s in ("all", "") else f"{t} ({s})" for t, s in zip(sub["target"], sub["stratum"],
                                                                              strict=True)]
             ax.set_yticks(y, labels, fontsize=7)

@@ -316,8 +316,8 @@ def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_
         if len(unmatched):
             log.warning("atlas %s: %d cell type label(s) match no shared name (add them to its registry entry, "
                         "harmonise = { label = \"name\" }): %s", a.name, len(unmatched),
-                        ", ".join(f"{lv}:{ct}" for lv, ct in zip(unmatched["level"], unmatched["cell_type"],
-                                                                   strict=True)[:12]))
+                        ", ".join(f"{lv}:{ct}" for lv, ct in list(zip(unmatched["level"], unmatched["cell_type"],
+                                                                        strict=True))[:12]))
     cross = xa.cross_atlas(profiles, min_cell_types=min_cell_types)
     tables = {"rho": rho, "rho_cell_types": cell, "summary": summary(rho), "cytosig_vs_secact": cytosig_vs_secact(rho),
               "cross_atlas": cross, "conservation": xa.conservation(cross), "consistency": xa.consistency(rho),
