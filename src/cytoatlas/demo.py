@@ -70,7 +70,8 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000
     Per atlas NAME (``demo``, ``demo2``): ``out/NAME_atlas.h5ad``, pseudobulk in ``out/NAME/pseudobulk``,
     CytoSig and SecAct activity (sample x cell type files centred within cell type, as the seed did) in
     ``out/NAME/activity``; then ``out/validation`` (tables, figures, ``report.html``). ``kwargs`` go to
-    :func:`cytoatlas.pseudobulk`. Returns the written paths.
+    :func:`cytoatlas.pseudobulk`. Outputs that are current are kept, as by ``cytoatlas run``. Returns the paths
+    (pseudobulk files, activity files written, validation outputs and the report).
     """
     from cytoatlas._activity import activity
     from cytoatlas._pseudobulk import pseudobulk
@@ -82,7 +83,8 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000
     for name, atlas in write_demo_atlases(out, n_cells).items():
         cfg = demo_config(atlas, name)
         configs.append(cfg)
-        pb = pseudobulk(cfg, out / name / "pseudobulk", **kwargs)
-        paths += pb + activity(pb, out / name / "activity", centre="within:cell_type")
+        # as `cytoatlas run`: outputs that are current (same inputs and parameters) are kept
+        pb = pseudobulk(cfg, out / name / "pseudobulk", skip_existing=True, **kwargs)
+        paths += pb + activity(pb, out / name / "activity", centre="within:cell_type", skip_existing=True)
     paths += validate(configs, out / "validation", results={c.name: out / c.name for c in configs})
     return [*paths, report(out / "validation")]
