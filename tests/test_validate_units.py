@@ -274,3 +274,14 @@ def test_consistency_tiers_and_summaries() -> None:
     ref = stats.wilcoxon(a1c, a1s)
     assert vs.loc["a1", "n_shared"] == 3
     np.testing.assert_allclose(vs.loc["a1", ["statistic", "pvalue"]].to_numpy(float), [ref.statistic, ref.pvalue])
+
+
+def test_registry_harmonise_key() -> None:
+    from cytoatlas import CytoatlasError
+    from cytoatlas.registry import atlas_from_mapping
+
+    entry = {"h5ad": "/x.h5ad", "sample_col": "s", "levels": {"L1": "ct"},
+             "harmonise": {"T-unconv": "Unconventional T"}}
+    assert atlas_from_mapping("a", entry).harmonise == (("T-unconv", "Unconventional T"),)
+    with pytest.raises(CytoatlasError, match="harmonise must be a table"):
+        atlas_from_mapping("a", {**entry, "harmonise": {"T-unconv": 3}})

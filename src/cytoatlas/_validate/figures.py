@@ -218,7 +218,8 @@ def agreement(cross: pd.DataFrame, directory: Path) -> list[FigureFile]:
         for i in range(len(atlases)):
             for j in range(len(atlases)):
                 if not np.isnan(mat[i, j]):
-                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=9)
+                    ax.text(j, i, f"{mat[i, j]:.2f}", ha="center", va="center", fontsize=9,
+                            color="white" if abs(mat[i, j]) > 0.6 else "black")
         ax.set_xticks(range(len(atlases)), atlases, rotation=45, ha="right")
         ax.set_yticks(range(len(atlases)), atlases)
         ax.set_title(f"{sig_set}: median r of mean activity over matched cell types", fontsize=10)

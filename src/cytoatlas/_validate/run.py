@@ -271,6 +271,10 @@ def validate(
     from cytoatlas.io.lock import DirectoryLock
 
     with DirectoryLock(out) as lock:
+        for sub in ("parts", "figures"):  # the lock clears the top directory; temporaries of dead runs here too
+            for tmp in (out / sub).glob(".*.tmp-*"):
+                if tmp.name.rsplit("-", 1)[-1] != str(os.getpid()):
+                    tmp.unlink(missing_ok=True)
         entries = {} if force else read_manifest(out)
         rho_parts, ct_parts, part_paths = _parts(inputs, out, entries, min_samples=min_samples,
                                                  n_bootstrap=n_bootstrap, seed=seed, gene_overrides=gene_overrides,
