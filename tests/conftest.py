@@ -50,7 +50,7 @@ def demo_pair(tmp_path_factory) -> dict:
         h5ad = demo_atlas.write_demo_atlas(root / f"{name}_atlas.h5ad", n_cells=6_000, n_donors=20, seed=spec["seed"],
                                            donor_prefix=spec["donor_prefix"], sample_prefix=spec["sample_prefix"],
                                            rename=rename)
-        cfg = demo_config(h5ad, name)
+        cfg = demo_config(h5ad, name, donor_only=True)
         pb = cytoatlas.pseudobulk(cfg, root / name / "pseudobulk", levels=["L2", "L3", "donor_only"], n_bootstrap=20)
         cytoatlas.activity(pb, root / name / "activity", centre="within:cell_type")
         configs.append(cfg)

@@ -24,15 +24,16 @@ DEMO_ATLASES = {
 DEMO_GENERATION = 2
 
 
-def demo_config(h5ad: str | os.PathLike, name: str = "demo") -> AtlasConfig:
-    """The registry entry of the demo atlas ``name`` (``demo`` or ``demo2``) written at ``h5ad``: levels L1-L4
-    and ``donor_only`` (every cell of a donor in one group)."""
+def demo_config(h5ad: str | os.PathLike, name: str = "demo", donor_only: bool = False) -> AtlasConfig:
+    """The registry entry of the demo atlas ``name`` (``demo`` or ``demo2``) written at ``h5ad``: levels L1-L4,
+    and with ``donor_only`` also the level ``donor_only`` (every cell of a donor in one group)."""
     from cytoatlas.demo_atlas import DEMO_EXCLUDE, DEMO_LEVELS
 
     spec = DEMO_ATLASES.get(name, {"harmonise": {}})
+    levels = {**DEMO_LEVELS, **({"donor_only": []} if donor_only else {})}
     return atlas_from_mapping(name, {"h5ad": str(Path(h5ad).resolve()), "sample_col": "sample",
-                                     "donor_col": "donor", "exclude": DEMO_EXCLUDE,
-                                     "levels": {**DEMO_LEVELS, "donor_only": []}, "harmonise": spec["harmonise"]})
+                                     "donor_col": "donor", "exclude": DEMO_EXCLUDE, "levels": levels,
+                                     "harmonise": spec["harmonise"]})
 
 
 def _current(path: Path, n_cells: int, seed: int) -> bool:
@@ -81,7 +82,7 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000
     out.mkdir(parents=True, exist_ok=True)
     paths, configs = [], []
     for name, atlas in write_demo_atlases(out, n_cells).items():
-        cfg = demo_config(atlas, name)
+        cfg = demo_config(atlas, name, donor_only=True)
         configs.append(cfg)
         # as `cytoatlas run`: outputs that are current (same inputs and parameters) are kept
         pb = pseudobulk(cfg, out / name / "pseudobulk", skip_existing=True, **kwargs)
