@@ -32,3 +32,27 @@ def signature_cache(tmp_path_factory) -> Path:
         del os.environ["CYTOATLAS_CACHE"]
     else:
         os.environ["CYTOATLAS_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def demo_pair(tmp_path_factory) -> dict:
+    """The two demo atlases (as `cytoatlas demo` builds them, 6,000 cells, 20 donors each) run through pseudobulk
+    (levels L2, L3 and donor_only, 20 resamples) and CytoSig + SecAct activity: ``{"configs": [...],
+    "results": {name: results directory}, "root": parent}``."""
+    import cytoatlas
+    from cytoatlas import demo_atlas
+    from cytoatlas.demo import DEMO_ATLASES, demo_config
+
+    root = tmp_path_factory.mktemp("demo_pair")
+    configs, results = [], {}
+    for name, spec in DEMO_ATLASES.items():
+        rename = getattr(demo_atlas, spec["rename"]) if spec["rename"] else None
+        h5ad = demo_atlas.write_demo_atlas(root / f"{name}_atlas.h5ad", n_cells=6_000, n_donors=20, seed=spec["seed"],
+                                           donor_prefix=spec["donor_prefix"], sample_prefix=spec["sample_prefix"],
+                                           rename=rename)
+        cfg = demo_config(h5ad, name, donor_only=True)
+        pb = cytoatlas.pseudobulk(cfg, root / name / "pseudobulk", levels=["L2", "L3", "donor_only"], n_bootstrap=20)
+        cytoatlas.activity(pb, root / name / "activity", centre="within:cell_type")
+        configs.append(cfg)
+        results[name] = root / name
+    return {"configs": configs, "results": results, "root": root}

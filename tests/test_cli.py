@@ -11,6 +11,7 @@ from pathlib import Path
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from _atlas_factory import dense, file_ids, read_level, write_atlas, write_registry
 
@@ -276,20 +277,25 @@ def test_console_script_error_exit_code(tmp_path):
     assert proc.stdout == ""
 
 
-def test_demo_builds_the_atlas_and_writes_every_level(tmp_path, capsys):
+def test_demo_builds_two_atlases_validates_and_reports(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--n-cells", "4000", "--n-bootstrap", "5"]) == 0
-    printed = capsys.readouterr().out.split()
-    expected = [str(p) for lev in ("L1", "L2", "L3", "L4") for p in output_paths(out / "demo" / "pseudobulk",
-                                                                                    "demo", lev).values()]
-    assert printed[:12] == expected and all(Path(p).exists() for p in printed)
-    # then activity: CytoSig and SecAct on every pseudobulk file, bootstrap intervals as tables
-    activity = [Path(p) for p in printed[12:]]
-    assert all(p.parent == out / "demo" / "activity" for p in activity)
-    assert sum(p.name.endswith("_activity.h5ad") for p in activity) == 12 * 2
-    assert sum(p.name.endswith("_activity_ci.csv") for p in activity) == 4 * 2
-    l4 = ad.read_h5ad(expected[-3])
-    assert l4.n_obs > 5 and "Doublets" not in set(l4.obs["cell_type"])  # the registry's exclusion applies
-    mtime = (out / "demo_atlas.h5ad").stat().st_mtime_ns
-    assert main(["demo", "--out", str(out), "--n-cells", "4000", "--n-bootstrap", "5"]) == 0
-    assert (out / "demo_atlas.h5ad").stat().st_mtime_ns == mtime  # the atlas is reused, not rebuilt
+    assert main(["-q", "demo", "--out", str(out), "--n-cells", "4000", "--n-bootstrap", "5"]) == 0
+    printed = [Path(p) for p in capsys.readouterr().out.split()]
+    assert all(p.exists() for p in printed)
+    for name in ("demo", "demo2"):
+        expected = [p for lev in ("L1", "L2", "L3", "L4", "donor_only")
+                    for p in output_paths(out / name / "pseudobulk", name, lev).values()]
+        assert [p for p in printed if p.parent == out / name / "pseudobulk"] == expected
+        # then activity: CytoSig and SecAct on every pseudobulk file, bootstrap intervals as tables
+        activity = [p for p in printed if p.parent == out / name / "activity"]
+        assert sum(p.name.endswith("_activity.h5ad") for p in activity) == 15 * 2
+        assert sum(p.name.endswith("_activity_ci.csv") for p in activity) == 5 * 2
+        l4 = ad.read_h5ad(expected[9])
+        assert l4.n_obs > 5 and "Doublets" not in set(l4.obs["cell_type"])  # the registry's exclusion applies
+    # the two atlases validated together, and the report
+    assert out / "validation" / "cross_atlas.parquet" in printed and printed[-1] == out / "validation" / "report.html"
+    matches = pd.read_csv(out / "validation" / "cell_type_matches.csv", keep_default_na=False)
+    assert matches.loc[matches["cell_type"] == "T-unconv", "harmonised"].unique().tolist() == ["Unconventional T"]
+    mtimes = {n: (out / f"{n}_atlas.h5ad").stat().st_mtime_ns for n in ("demo", "demo2")}
+    assert main(["-q", "demo", "--out", str(out), "--n-cells", "4000", "--n-bootstrap", "5"]) == 0
+    assert {n: (out / f"{n}_atlas.h5ad").stat().st_mtime_ns for n in mtimes} == mtimes  # reused, not rebuilt

@@ -9,4 +9,13 @@ from cytoatlas.pipeline import run, status  # noqa: E402
 from cytoatlas.registry import AtlasConfig, get_atlas, load_registry  # noqa: E402
 
 __all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "get_atlas", "load_registry", "load_signatures",
-           "output_paths", "pseudobulk", "run", "status"]
+           "output_paths", "pseudobulk", "report", "run", "status", "validate"]
+
+
+def __getattr__(name: str):
+    # validate / report import scipy.stats, matplotlib and duckdb (~1 s): loaded on first use, not with the package
+    if name in ("validate", "report"):
+        from cytoatlas import _validate
+
+        return getattr(_validate, name)
+    raise AttributeError(f"module 'cytoatlas' has no attribute {name!r}")

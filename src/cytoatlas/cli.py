@@ -137,14 +137,35 @@ def _atlases(args: argparse.Namespace) -> None:
         print(f"{name}\n  file: {where}\n  sample: {entry.get('sample_col')}  levels: {levels}")
 
 
-def _pairs(items: Sequence[str] | None) -> dict[str, str]:
+def _pairs(items: Sequence[str] | None, flag: str = "--cell-type-map", form: str = "LABEL=CELLTYPE") -> dict[str, str]:
     out = {}
     for item in items or []:
         label, sep, target = item.partition("=")
         if not sep or not label or not target:
-            raise CytoatlasError(f"--cell-type-map wants LABEL=CELLTYPE, got {item!r}")
+            raise CytoatlasError(f"{flag} wants {form}, got {item!r}")
         out[label] = target
     return out
+
+
+def _list(value: str | None) -> list[str] | None:
+    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+
+
+def _validate(args: argparse.Namespace) -> None:
+    from cytoatlas._validate import validate
+
+    paths = validate(args.atlas, args.out, results=args.results, registry=args.registry, data_root=args.data_root,
+                     levels=_list(args.levels), signatures=_list(args.signatures), min_samples=args.min_samples,
+                     min_cell_types=args.min_cell_types, n_bootstrap=args.n_bootstrap, seed=args.seed,
+                     target_genes=_pairs(args.target_gene, "--target-gene", "TARGET=GENE"),
+                     scatter_targets=args.scatter, figures=not args.no_figures, force=args.force)
+    print("\n".join(map(str, paths)))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from cytoatlas._validate import report
+
+    print(report(args.out, title=args.title, max_rows=args.max_rows))
 
 
 def _activity(args: argparse.Namespace) -> None:
@@ -242,7 +263,36 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_args(p)
     p.set_defaults(func=_signatures)
 
-    p = sub.add_parser("demo", help="build the demo atlas and run every step on it")
+    p = sub.add_parser("validate", help="activity vs own-gene expression within atlases, agreement across atlases")
+    p.add_argument("--atlas", action="append", required=True, metavar="NAME",
+                   help="atlas to validate (repeat for several: cross-atlas comparisons need two or more)")
+    p.add_argument("--out", required=True, help="output directory for tables, figures and manifest")
+    p.add_argument("--results", default="results",
+                   help="parent of the atlases' results directories, RESULTS/NAME/activity (default: results)")
+    p.add_argument("--levels", help="comma-separated levels (default: every level with activity files)")
+    p.add_argument("--signatures", help="comma-separated signature sets (default: every set found)")
+    p.add_argument("--min-samples", type=int, default=10, help="fewest samples a correlation needs (10)")
+    p.add_argument("--min-cell-types", type=int, default=3,
+                   help="fewest matched cell types a cross-atlas correlation needs (3)")
+    p.add_argument("--n-bootstrap", type=int, default=None,
+                   help="donor resamples per rho interval (default: the level's pseudobulk n_bootstrap; 0: none)")
+    p.add_argument("--seed", type=int, default=None, help="resampling seed (default: the level's pseudobulk seed)")
+    p.add_argument("--target-gene", action="append", metavar="TARGET=GENE",
+                   help="map a target to another gene than the shipped table does, e.g. IFN1=IFNB1; repeatable")
+    p.add_argument("--scatter", action="append", metavar="TARGET",
+                   help="target to draw in the expression vs activity scatters; repeatable (default: top 4)")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--force", action="store_true", help="recompute everything, even what is current")
+    _registry_args(p)
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("report", help="self-contained HTML report of a validation directory")
+    p.add_argument("--out", required=True, help="the directory written by `cytoatlas validate` (gets report.html)")
+    p.add_argument("--title", help="page title")
+    p.add_argument("--max-rows", type=int, default=3000, help="rows shown per table (files hold all; 3000)")
+    p.set_defaults(func=_report)
+
+    p = sub.add_parser("demo", help="build two demo atlases, run every step on each, validate and report")
     p.add_argument("--out", default="cytoatlas_demo", help="directory for the atlas and results")
     p.add_argument("--n-cells", type=int, default=50_000, help="demo atlas size (default 50000)")
     _run_args(p)

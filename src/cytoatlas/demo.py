@@ -1,4 +1,4 @@
-"""`cytoatlas demo`: build the demo atlas and run every step of the pipeline on it."""
+"""`cytoatlas demo`: build two demo atlases, run every step on each, validate them together and report."""
 
 from __future__ import annotations
 
@@ -13,40 +13,79 @@ from cytoatlas.registry import AtlasConfig, atlas_from_mapping
 log = logging.getLogger(__name__)
 
 
-def demo_config(h5ad: str | os.PathLike) -> AtlasConfig:
-    """The registry entry of the demo atlas written at ``h5ad``."""
+# The two demo atlases: the same planted responses in matched cell types, other donors, another seed and the
+# second one's cell types named in another vocabulary (one label mapped for validation in its registry entry).
+DEMO_ATLASES = {
+    "demo": {"seed": 0, "n_donors": 24, "donor_prefix": "D", "sample_prefix": "S", "rename": None, "harmonise": {}},
+    "demo2": {"seed": 1, "n_donors": 20, "donor_prefix": "P", "sample_prefix": "Q", "rename": "DEMO2_RENAME",
+              "harmonise": {"T-unconv": "Unconventional T"}},
+}
+# bump when the generator's output changes, so `cytoatlas demo` rebuilds atlases written by an older one
+DEMO_GENERATION = 2
+
+
+def demo_config(h5ad: str | os.PathLike, name: str = "demo", donor_only: bool = False) -> AtlasConfig:
+    """The registry entry of the demo atlas ``name`` (``demo`` or ``demo2``) written at ``h5ad``: levels L1-L4,
+    and with ``donor_only`` also the level ``donor_only`` (every cell of a donor in one group)."""
     from cytoatlas.demo_atlas import DEMO_EXCLUDE, DEMO_LEVELS
 
-    return atlas_from_mapping("demo", {"h5ad": str(Path(h5ad).resolve()), "sample_col": "sample",
-                                       "donor_col": "donor", "exclude": DEMO_EXCLUDE, "levels": DEMO_LEVELS})
+    spec = DEMO_ATLASES.get(name, {"harmonise": {}})
+    levels = {**DEMO_LEVELS, **({"donor_only": []} if donor_only else {})}
+    return atlas_from_mapping(name, {"h5ad": str(Path(h5ad).resolve()), "sample_col": "sample",
+                                     "donor_col": "donor", "exclude": DEMO_EXCLUDE, "levels": levels,
+                                     "harmonise": spec["harmonise"]})
 
 
-def _current(path: Path, n_cells: int) -> bool:
+def _current(path: Path, n_cells: int, seed: int) -> bool:
     try:
         with h5py.File(path, "r") as f:
-            return int(f["uns/demo_atlas/n_cells"][()]) == n_cells
+            meta = f["uns/demo_atlas"]
+            return (int(meta["n_cells"][()]) == n_cells and int(meta["seed"][()]) == seed
+                    and int(meta["generation"][()]) == DEMO_GENERATION)
     except (OSError, KeyError):
         return False
 
 
-def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000, **kwargs) -> list[Path]:
-    """Write (or reuse) ``out/demo_atlas.h5ad`` and run every step on it.
+def write_demo_atlases(out: Path, n_cells: int) -> dict[str, Path]:
+    """Write (or reuse) ``out/{name}_atlas.h5ad`` for both demo atlases."""
+    from cytoatlas import demo_atlas
 
-    Pseudobulk goes to ``out/demo/pseudobulk``, CytoSig and SecAct activity (sample x cell type files centred
-    within cell type, as the seed did) to ``out/demo/activity``. ``kwargs`` go to :func:`cytoatlas.pseudobulk`.
-    Returns the written paths.
+    paths = {}
+    for name, spec in DEMO_ATLASES.items():
+        path = out / f"{name}_atlas.h5ad"
+        if _current(path, n_cells, spec["seed"]):
+            log.info("reusing demo atlas %s", path)
+        else:
+            log.info("writing demo atlas %s (%s cells, %d donors)", path, f"{n_cells:,}", spec["n_donors"])
+            rename = getattr(demo_atlas, spec["rename"]) if spec["rename"] else None
+            demo_atlas.write_demo_atlas(path, n_cells=n_cells, n_donors=spec["n_donors"], seed=spec["seed"],
+                                        donor_prefix=spec["donor_prefix"], sample_prefix=spec["sample_prefix"],
+                                        rename=rename, generation=DEMO_GENERATION)
+        paths[name] = path
+    return paths
+
+
+def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000, **kwargs) -> list[Path]:
+    """Write (or reuse) the two demo atlases, run every step on each, validate them together and report.
+
+    Per atlas NAME (``demo``, ``demo2``): ``out/NAME_atlas.h5ad``, pseudobulk in ``out/NAME/pseudobulk``,
+    CytoSig and SecAct activity (sample x cell type files centred within cell type, as the seed did) in
+    ``out/NAME/activity``; then ``out/validation`` (tables, figures, ``report.html``). ``kwargs`` go to
+    :func:`cytoatlas.pseudobulk`. Outputs that are current are kept, as by ``cytoatlas run``. Returns the paths
+    (pseudobulk files, activity files written, validation outputs and the report).
     """
     from cytoatlas._activity import activity
     from cytoatlas._pseudobulk import pseudobulk
-    from cytoatlas.demo_atlas import write_demo_atlas
+    from cytoatlas._validate import report, validate
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atlas = out / "demo_atlas.h5ad"
-    if _current(atlas, n_cells):
-        log.info("reusing demo atlas %s", atlas)
-    else:
-        log.info("writing demo atlas %s (%s cells)", atlas, f"{n_cells:,}")
-        write_demo_atlas(atlas, n_cells=n_cells)
-    paths = pseudobulk(demo_config(atlas), out / "demo" / "pseudobulk", **kwargs)
-    return paths + activity(paths, out / "demo" / "activity", centre="within:cell_type")
+    paths, configs = [], []
+    for name, atlas in write_demo_atlases(out, n_cells).items():
+        cfg = demo_config(atlas, name, donor_only=True)
+        configs.append(cfg)
+        # as `cytoatlas run`: outputs that are current (same inputs and parameters) are kept
+        pb = pseudobulk(cfg, out / name / "pseudobulk", skip_existing=True, **kwargs)
+        paths += pb + activity(pb, out / name / "activity", centre="within:cell_type", skip_existing=True)
+    paths += validate(configs, out / "validation", results={c.name: out / c.name for c in configs})
+    return [*paths, report(out / "validation")]

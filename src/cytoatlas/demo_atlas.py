@@ -28,6 +28,30 @@ if TYPE_CHECKING:
 
 DEMO_LEVELS = {"L1": "cell_type_l1", "L2": "cell_type_l2", "L3": "cell_type_l3", "L4": "cell_type_l4"}
 DEMO_EXCLUDE = {"cell_type_l1": ["Doublets"]}
+# The second demo atlas names the same lineages as another consortium would (its L2 "T-unconv" is a label the
+# shipped harmonisation table cannot place: the demo maps it in its registry entry).
+DEMO2_RENAME = {
+    # L1
+    "T cells": "T lymphocytes", "B cells": "B lymphocytes", "Myeloid": "Myeloid cells", "NK cells": "Natural killer",
+    # L2
+    "CD4 T": "CD4-positive T cells", "CD8 T": "CD8-positive T cells", "Unconventional T": "T-unconv",
+    "Proliferating T": "Cycling T cells", "B": "B cells", "Plasma": "Plasma cells", "Monocytes": "Mono",
+    "Dendritic cells": "DCs", "NK": "NK cells", "ILC": "Innate lymphoid cells",
+    # L3
+    "CD4 Naive": "Naive CD4+ T", "CD4 Memory": "Memory CD4+ T", "Treg": "Regulatory T", "CD8 Naive": "Naive CD8+ T",
+    "CD8 Memory": "Memory CD8+ T", "MAIT": "MAIT cells", "gdT": "gamma-delta T", "B naive": "Naive B",
+    "B memory": "Memory B", "Plasmablast": "Plasmablasts", "CD14 Mono": "Classical monocytes",
+    "CD16 Mono": "Non-classical monocytes", "cDC": "Conventional DC", "pDC": "Plasmacytoid DC",
+    "NK CD56dim": "CD56dim NK", "NK CD56bright": "CD56bright NK",
+    # L4
+    "CD4 TCM": "CD4+ central memory T", "CD4 TEM": "CD4+ effector memory T", "CD4 CTL": "Cytotoxic CD4+ T",
+    "Treg Naive": "Naive Treg", "Treg Memory": "Memory Treg", "CD8 TCM": "CD8+ central memory T",
+    "CD8 TEM": "CD8+ effector memory T", "CD8 TEMRA": "CD8+ TEMRA", "gdT Vd2": "Vd2 gamma-delta T",
+    "gdT non-Vd2": "Non-Vd2 gamma-delta T", "T Proliferating": "Proliferating T cells",
+    "B transitional": "Transitional B", "B memory switched": "Switched memory B",
+    "B memory unswitched": "Unswitched memory B", "cDC1": "CLEC9A+ cDC1", "cDC2": "CD1C+ cDC2",
+    "NK adaptive": "Adaptive NK",
+}
 
 # L1 | L2 | L3 | L4 types with relative abundances (some rare on purpose: sample x L4 groups with < 10 cells)
 _HIERARCHY = """
@@ -75,6 +99,17 @@ _SEX_GENES = {"F": "XIST", "M": "RPS4Y1 DDX3Y UTY KDM5D"}
 _PLANTED = [("IFNG", "Monocytes", 8, 0.5), ("IL2", "CD4 T", 6, 0.4), ("TNFA", "NK", 6, 0.45),
             ("IL4", "B", 6, 0.45), ("IFN1", "CD8 T", 7, 0.4), ("TGFB1", "Dendritic cells", 5, 0.5)]
 _N_SECACT_EXTRA, _N_STATES, _MEAN_UMI, _BASE_SD = 1000, 4, 4000.0, 1.9
+# per hierarchy depth (L1..L4): how many random genes a node shifts, and the size of the shifts
+_NODE_GENES, _NODE_SCALE = (120, 60, 40, 20), (1.0, 0.8, 0.6, 0.5)
+# a planted cytokine's own gene: log mean in every cell type, and its rise per unit of strength in responding cells
+# (the responding cells also make the cytokine, as in an autocrine loop: its expression tracks the response)
+_CYTOKINE_BASE, _CYTOKINE_RISE = 1.5, 3.0
+# each affected donor responds with strength x a factor drawn from this range (graded, not all-or-none)
+_DONOR_FACTOR = (0.75, 1.25)
+# donors differ from each other by small effects on every gene (log scale sd), and by a background cytokine
+# milieu: a small shift along every cytokine's own direction (sd in strength units), the same in all their cells
+_DONOR_SD, _MILIEU_SD = 0.1, 0.05
+_DIRECTION_CLIP = 5.0
 
 
 def _signature_file(name: str) -> pathlib.Path:
@@ -103,9 +138,20 @@ def _secact_extra_genes(n: int) -> list[str]:
 
 
 @functools.lru_cache(maxsize=1)
+def cytokine_genes() -> dict[str, str]:
+    """``{CytoSig target: its gene}`` from the table validation uses (TNFA -> TNF, GMCSF -> CSF2, ...)."""
+    from importlib import resources
+
+    with resources.files("cytoatlas").joinpath("_validate/data/cytosig_targets.csv").open() as fh:
+        table = pd.read_csv(fh, dtype=str, keep_default_na=False)
+    return dict(zip(table["target"], table["gene"], strict=True))
+
+
+@functools.lru_cache(maxsize=1)
 def _gene_universe() -> tuple[str, ...]:
     words = " ".join([*_MARKERS.values(), *_SEX_GENES.values(), *_HOUSEKEEPING]).split()
-    return tuple(sorted(set(_cytosig().index) | set(_secact_extra_genes(_N_SECACT_EXTRA)) | set(words)))
+    return tuple(sorted(set(_cytosig().index) | set(_secact_extra_genes(_N_SECACT_EXTRA)) | set(words)
+                        | set(cytokine_genes().values())))
 
 
 def _parse_hierarchy() -> tuple[pd.DataFrame, np.ndarray]:
@@ -130,7 +176,7 @@ def _type_log_profiles(rng: np.random.Generator, genes: list[str], table: pd.Dat
     base[[gidx[g] for g in _HOUSEKEEPING]] = list(_HOUSEKEEPING.values())
     logp = np.tile(base, (len(table), 1))
     for depth, col in enumerate(table.columns):
-        n_random, scale = (120, 60, 40, 20)[depth], (1.0, 0.8, 0.6, 0.5)[depth]
+        n_random, scale = _NODE_GENES[depth], _NODE_SCALE[depth]
         for label in dict.fromkeys(table[col]):
             if label == "Doublets":
                 continue
@@ -183,8 +229,35 @@ def _one_plus_poisson(rng: np.random.Generator, rate: np.ndarray) -> np.ndarray:
     return counts
 
 
-def _make_obs(rng: np.random.Generator, table: pd.DataFrame, weights: np.ndarray,
-              n_cells: int, n_donors: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
+def _response_directions(cytokines: list[str]) -> pd.DataFrame:
+    """Each cytokine's own response direction over the CytoSig genes (see `_directions`)."""
+    return _directions(tuple(cytokines)).copy()
+
+
+@functools.lru_cache(maxsize=8)
+def _directions(cytokines: tuple[str, ...]) -> pd.DataFrame:
+    """Per cytokine, a gene shift that moves its own CytoSig signature as much as its column would, and no other.
+
+    The shift is the part of the cytokine's column (z-scored, clipped at +-3) that the other 42 columns do not
+    explain (least-squares residual r), scaled by 1 / var(r): its covariance with the cytokine's own column is 1,
+    as the column's own variance, and with every other column 0. Planting the column itself would move every
+    correlated signature too (ridge activity over ~4,800 genes picks up correlations of 0.1), so every cytokine
+    would seem to respond where one was planted; this way the demo's truth is exactly what was planted.
+    The few extreme values (highly collinear cytokines: IFN1, IL1B) are clipped at +-5. Returns genes x cytokines.
+    """
+    sig = _cytosig()
+    z = ((sig - sig.mean()) / sig.std()).clip(-3.0, 3.0)
+    out = {}
+    for c in cytokines:
+        others = z.drop(columns=[c]).to_numpy()
+        coef, *_ = np.linalg.lstsq(others, z[c].to_numpy(), rcond=None)
+        resid = z[c].to_numpy() - others @ coef
+        out[c] = (resid / resid.var(ddof=1)).clip(-_DIRECTION_CLIP, _DIRECTION_CLIP)
+    return pd.DataFrame(out, index=sig.index)
+
+
+def _make_obs(rng: np.random.Generator, table: pd.DataFrame, weights: np.ndarray, n_cells: int, n_donors: int,
+              prefixes: tuple[str, str] = ("D", "S")) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, np.ndarray]:
     """Cells ordered by sample (like a concatenated atlas), uneven donor sizes and compositions."""
     width = max(2, len(str(n_donors)))
     size = rng.lognormal(0.0, 0.5, n_donors)
@@ -196,8 +269,8 @@ def _make_obs(rng: np.random.Generator, table: pd.DataFrame, weights: np.ndarray
     sex, age = rng.choice(["F", "M"], n_donors), rng.integers(20, 80, n_donors)
     barcodes = rng.choice(list("ACGT"), (n_cells, 16)).view("<U16").ravel()
     obs = pd.DataFrame({
-        "sample": pd.Categorical.from_codes(donor_idx, [f"S{i + 1:0{width}d}" for i in range(n_donors)]),
-        "donor": pd.Categorical.from_codes(donor_idx, [f"D{i + 1:0{width}d}" for i in range(n_donors)]),
+        "sample": pd.Categorical.from_codes(donor_idx, [f"{prefixes[1]}{i + 1:0{width}d}" for i in range(n_donors)]),
+        "donor": pd.Categorical.from_codes(donor_idx, [f"{prefixes[0]}{i + 1:0{width}d}" for i in range(n_donors)]),
     }, index=pd.Index([f"{b}-{d + 1}" for b, d in zip(barcodes, donor_idx, strict=True)]))
     for col in table.columns:
         obs[col] = pd.Categorical(table[col].to_numpy()[type_idx], categories=list(dict.fromkeys(table[col])))
@@ -210,34 +283,44 @@ def _cell_profiles(rng: np.random.Generator, genes: list[str], table: pd.DataFra
     """Normalised mean profile per (donor, L4 type, state) present, and each cell's row in it."""
     n_types, n_genes = len(table), len(genes)
     logp = _type_log_profiles(rng, genes, table)
+    own = [genes.index(cytokine_genes()[p[0]]) for p in planted]
+    logp[:, own] = _CYTOKINE_BASE
     state = rng.integers(0, _N_STATES, donor_idx.size)
     keys, combo = np.unique((donor_idx * n_types + type_idx) * _N_STATES + state, return_inverse=True)
     d, t, s = keys // (n_types * _N_STATES), keys // _N_STATES % n_types, keys % _N_STATES
     state_eff = rng.normal(0.0, 0.25, (n_types, _N_STATES, n_genes))
-    donor_eff = rng.normal(0.0, 0.1, (sex.size, n_genes))
+    donor_eff = rng.normal(0.0, _DONOR_SD, (sex.size, n_genes))
     for sx, words in _SEX_GENES.items():
         donor_eff[np.ix_(sex == sx, [genes.index(g) for g in words.split()])] += 7.0
+    directions = _response_directions(list(_cytosig().columns)).reindex(genes).fillna(0.0).to_numpy()
+    donor_eff += rng.normal(0.0, _MILIEU_SD, (sex.size, directions.shape[1])) @ directions.T
     log = (logp[t] + state_eff[t, s] + donor_eff[d]).astype(np.float32)
-    # planted response: shift by strength x the clipped z-scored CytoSig column (0 outside CytoSig)
-    sig = _cytosig()[[p[0] for p in planted]]
-    z = (sig / sig.std(axis=0)).clip(-3.0, 3.0).reindex(genes).fillna(0.0).to_numpy(np.float32).T
+    # planted response: shift by strength x the cytokine's own direction (0 outside CytoSig)
+    z = _response_directions([p[0] for p in planted]).reindex(genes).fillna(0.0).to_numpy(np.float32).T
     l2 = table["cell_type_l2"].to_numpy()[t]
-    for (_, cell_type, donors, strength), w in zip(planted, z, strict=True):
-        log[np.isin(d, donors) & (l2 == cell_type)] += np.float32(strength) * w
+    for (_, cell_type, donors, strength, factor), w, gene in zip(planted, z, own, strict=True):
+        rows = np.flatnonzero(np.isin(d, donors) & (l2 == cell_type))
+        scale = (strength * factor[np.searchsorted(donors, d[rows])]).astype(np.float32)[:, None]
+        log[rows] += scale * w
+        log[rows, gene] += _CYTOKINE_RISE * scale[:, 0]
     prof = np.exp(log - log.max(axis=1, keepdims=True))
     return prof / prof.sum(axis=1, keepdims=True), combo.ravel()
 
 
-def _build_adata(n_cells: int, n_donors: int, seed: int) -> anndata.AnnData:
+def _build_adata(n_cells: int, n_donors: int, seed: int, prefixes: tuple[str, str] = ("D", "S"),
+                 rename: dict[str, str] | None = None) -> anndata.AnnData:
     import anndata  # deferred: keeps `import cytoatlas.demo_atlas` cheap
 
     rng = np.random.default_rng(seed)
     genes = list(_gene_universe())
     table, weights = _parse_hierarchy()
-    # (cytokine, L2 type, affected donor indices, strength); at most half of the donors are affected
-    planted = [(cyt, l2, np.sort(rng.choice(n_donors, max(1, min(k, n_donors // 2)), replace=False)), strength)
-               for cyt, l2, k, strength in _PLANTED]
-    obs, donor_idx, type_idx, sex = _make_obs(rng, table, weights, n_cells, n_donors)
+    # (cytokine, L2 type, affected donor indices, strength, each affected donor's factor); at most half of the
+    # donors are affected
+    planted = []
+    for cyt, l2, k, strength in _PLANTED:
+        donors = np.sort(rng.choice(n_donors, max(1, min(k, n_donors // 2)), replace=False))
+        planted.append((cyt, l2, donors, strength, rng.uniform(*_DONOR_FACTOR, donors.size)))
+    obs, donor_idx, type_idx, sex = _make_obs(rng, table, weights, n_cells, n_donors, prefixes)
     prof, combo = _cell_profiles(rng, genes, table, donor_idx, type_idx, sex, planted)
     # sequencing depth varies per sample and per cell; myeloid cells and doublets hold more RNA
     depth = rng.lognormal(0.0, 0.15, n_donors)[donor_idx] * rng.lognormal(np.log(_MEAN_UMI), 0.3, n_cells)
@@ -249,16 +332,22 @@ def _build_adata(n_cells: int, n_donors: int, seed: int) -> anndata.AnnData:
     obs["pct_counts_mt"] = (100 * np.asarray(X[:, mito].sum(axis=1)).ravel() / totals).astype(np.float32)
     ids = np.random.default_rng(0x5EC7).choice(300_000, len(genes), replace=False)  # same for every seed
     var = pd.DataFrame({"gene_ids": [f"ENSG{i:011d}" for i in ids]}, index=pd.Index(genes))
-    cytokines, l2s, donor_sets, strengths = zip(*planted, strict=True)
-    truth = {"cytokine": np.array(cytokines), "cell_type_l2": np.array(l2s), "strength": np.array(strengths),
+    cytokines, l2s, donor_sets, strengths, _ = zip(*planted, strict=True)
+    rename = dict(rename or {})
+    for col in DEMO_LEVELS.values():  # another atlas' vocabulary: the same cells under other names
+        obs[col] = obs[col].cat.rename_categories([rename.get(c, c) for c in obs[col].cat.categories])
+    truth = {"cytokine": np.array(cytokines), "cell_type_l2": np.array([rename.get(x, x) for x in l2s]),
+             "strength": np.array(strengths),
              "donors": np.array([",".join(obs["donor"].cat.categories[d]) for d in donor_sets])}
     uns = {"planted_responses": truth, "demo_atlas": {
-        "seed": seed, "n_cells": n_cells, "n_donors": n_donors, "generator": "cytoatlas.demo_atlas"}}
+        "seed": seed, "n_cells": n_cells, "n_donors": n_donors, "generator": "cytoatlas.demo_atlas",
+        "renamed": bool(rename)}}
     return anndata.AnnData(X=X, obs=obs, var=var, uns=uns)
 
 
-def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = 50_000, n_donors: int = 24,
-                     seed: int = 0) -> pathlib.Path:
+def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = 50_000, n_donors: int = 24, seed: int = 0,
+                     donor_prefix: str = "D", sample_prefix: str = "S",
+                     rename: dict[str, str] | None = None, generation: int | None = None) -> pathlib.Path:
     """Write a deterministic synthetic immune atlas with planted cytokine responses to ``.h5ad``.
 
     Parameters
@@ -273,6 +362,13 @@ def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = 50_000, n_donors
     seed
         Seed of the single ``numpy.random.default_rng`` stream. Same arguments give identical
         ``X``, ``obs`` and ``var``.
+    donor_prefix, sample_prefix
+        Donor and sample names are the prefix and a number (``D01``, ``S01``).
+    rename
+        ``{label: new label}`` for the cell-type labels of every level, as another atlas would name the same
+        cells (e.g. `DEMO2_RENAME`); planted responses and all counts are unchanged by it.
+    generation
+        Recorded as ``uns["demo_atlas"]["generation"]`` (``cytoatlas demo`` rebuilds older generations).
 
     Returns
     -------
@@ -286,7 +382,9 @@ def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = 50_000, n_donors
         raise ValueError(f"need n_donors >= 2 and n_cells >= 10 * n_donors, got {n_cells=}, {n_donors=}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    adata = _build_adata(int(n_cells), int(n_donors), int(seed))
+    adata = _build_adata(int(n_cells), int(n_donors), int(seed), (donor_prefix, sample_prefix), rename)
+    if generation is not None:
+        adata.uns["demo_atlas"]["generation"] = int(generation)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         # gzip level 1: ~35 % faster to write than the default level 4 for ~15 % larger files

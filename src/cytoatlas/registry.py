@@ -19,7 +19,7 @@ from cytoatlas.errors import CytoatlasError
 
 DATA_ROOT_ENV = "CYTOATLAS_DATA_ROOT"
 _KEYS = {"h5ad", "sample_col", "donor_col", "gene_symbols", "counts", "exclude", "levels", "signature_files",
-         "cell_type_map"}
+         "cell_type_map", "harmonise"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,7 @@ class AtlasConfig:
     exclude: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
     signature_files: tuple[Path, ...] = ()
     cell_type_map: tuple[tuple[str, str], ...] = ()
+    harmonise: tuple[tuple[str, str], ...] = ()  # validation: cell-type label -> shared name across atlases
 
     @property
     def unit_col(self) -> str:
@@ -123,6 +124,9 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
     cmap = entry.get("cell_type_map", {})
     if not isinstance(cmap, dict) or not all(isinstance(v, str) for v in cmap.values()):
         raise CytoatlasError(f"atlas {name!r}: cell_type_map must be a table of label = \"CellType\", got {cmap!r}")
+    harm = entry.get("harmonise", {})
+    if not isinstance(harm, dict) or not all(isinstance(v, str) for v in harm.values()):
+        raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"shared name\", got {harm!r}")
     return AtlasConfig(
         name=name,
         h5ad=resolve(entry["h5ad"]),
@@ -134,6 +138,7 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
         exclude=_label_sets(name, "exclude", entry.get("exclude", {})),
         signature_files=tuple(resolve(x) for x in files),
         cell_type_map=tuple((str(k), v) for k, v in cmap.items()),
+        harmonise=tuple((str(k), v) for k, v in harm.items()),
     )
 
 

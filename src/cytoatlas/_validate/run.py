@@ -1,0 +1,350 @@
+"""`cytoatlas.validate`: within-atlas correlations, cross-atlas agreement, tables and figures in one directory.
+
+Work is done in two stages, both recorded in ``OUT/manifest.json`` (step ``validate``):
+
+1. per (atlas, level, signature set), the correlations (``parts/*.parquet``), the expensive part; a part is
+   reused when its inputs (the activity and pseudobulk files, by checksum) and parameters are unchanged;
+2. the tables, cross-atlas comparisons and figures, made from the parts and the cell-type activity files;
+   skipped when all of them are current.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import pandas as pd
+
+from cytoatlas._validate import cross_atlas as xa
+from cytoatlas._validate import figures as fg
+from cytoatlas._validate.inputs import LevelSet, discover, read_activity
+from cytoatlas._validate.summaries import cytosig_vs_secact, summary
+from cytoatlas._validate.tables import read_parquet, write_parquet, write_table
+from cytoatlas._validate.within import CELL_TYPE_COLUMNS, RHO_COLUMNS, across_cell_types, within_atlas
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest
+from cytoatlas.registry import AtlasConfig, load_registry
+
+log = logging.getLogger("cytoatlas.validate")
+TABLES = ("rho", "rho_cell_types", "summary", "cytosig_vs_secact", "cross_atlas", "conservation", "consistency",
+          "cell_type_matches")
+STEP = "validate"
+
+
+@dataclass
+class AtlasInput:
+    """One atlas to validate: its results directory, its (level, set) file groups and label overrides."""
+
+    name: str
+    results: Path
+    groups: list[LevelSet]
+    harmonise: dict[str, str] = field(default_factory=dict)
+
+
+def _registry_entry(name: str, registry, data_root) -> dict | None:
+    entries = load_registry(registry, data_root)
+    if name in entries:
+        return entries[name]["entry"]
+    lowered = {k.lower(): k for k in entries}
+    return entries[lowered[name.lower()]]["entry"] if name.lower() in lowered else None
+
+
+def _harmonise_of(name: str, entry: dict | None) -> dict[str, str]:
+    table = (entry or {}).get("harmonise", {})
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"shared name\", got {table!r}")
+    return {str(k): v for k, v in table.items()}
+
+
+def resolve_atlases(atlases, results, registry, data_root, levels, signatures) -> list[AtlasInput]:
+    """The atlases to validate with their result directories (``results/NAME``, or a mapping name -> dir)."""
+    if isinstance(atlases, (str, AtlasConfig)):
+        atlases = [atlases]
+    if not atlases:
+        raise CytoatlasError("name at least one atlas to validate (--atlas)")
+    out = []
+    for item in atlases:
+        if isinstance(item, AtlasConfig):
+            name, overrides, order = item.name, dict(item.harmonise), [lv.name for lv in item.levels]
+        else:
+            name = str(item)
+            entry = _registry_entry(name, registry, data_root)
+            overrides = _harmonise_of(name, entry)
+            order = list((entry or {}).get("levels", {}))
+            if entry is None:
+                log.info("atlas %s is not in the registry: no harmonise overrides, levels in name order", name)
+        if isinstance(results, Mapping):
+            if name not in results:
+                raise CytoatlasError(f"no results directory given for atlas {name!r}")
+            root = Path(results[name])
+        else:
+            root = Path(results) / name
+            if not root.is_dir() and len(atlases) == 1 and (Path(results) / "activity").is_dir():
+                root = Path(results)  # the atlas' own results directory
+        if not root.is_dir():
+            raise CytoatlasError(f"atlas {name!r}: no results directory {root} (expected {root}/activity from "
+                                 f"`cytoatlas run --atlas {name} --out {root}`); point --results at their parent")
+        groups = discover(name, root, order, levels, signatures)
+        out.append(AtlasInput(name, root, groups, overrides))
+    names = [a.name for a in out]
+    if len(set(names)) != len(names):
+        raise CytoatlasError(f"an atlas is named twice: {', '.join(names)}")
+    return out
+
+
+def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
+    """(n_bootstrap, seed) the level's pseudobulk was made with (100, 42 if not recorded)."""
+    try:
+        with h5py.File(group.pseudobulk["samples"], "r") as f:
+            p = f["uns/parameters"]
+            return int(p["n_bootstrap"][()]), int(p["seed"][()])
+    except (OSError, KeyError):
+        return 100, 42
+
+
+def _fingerprints(paths: Sequence[Path]) -> list[dict]:
+    from cytoatlas._activity.run import upstream_fingerprint
+
+    return [upstream_fingerprint(p) for p in paths]
+
+
+def _parts(inputs: list[AtlasInput], out: Path, entries: dict, *, min_samples: int, n_bootstrap: int | None,
+           seed: int | None, gene_overrides: dict[str, str], force: bool) -> tuple[list[pd.DataFrame], ...]:
+    """The correlations of every (atlas, level, set): reused when current, else computed and recorded."""
+    parts_dir = out / "parts"
+    parts_dir.mkdir(exist_ok=True)
+    rho_parts, ct_parts, used = [], [], []
+    groups = [g for a in inputs for g in a.groups if "samples" in g.activity]
+    t0 = time.perf_counter()
+    for k, g in enumerate(groups, 1):
+        level_boot, level_seed = _level_bootstrap(g)
+        params = {"min_samples": min_samples, "n_bootstrap": level_boot if n_bootstrap is None else n_bootstrap,
+                  "seed": level_seed if seed is None else seed, "target_genes": dict(sorted(gene_overrides.items())),
+                  "atlas": g.atlas, "level": g.level, "signature_set": g.signature_set}
+        stem = f"{fg.safe(g.atlas)}__{fg.safe(g.level)}__{fg.safe(g.signature_set)}"
+        paths = {"rho": parts_dir / f"{stem}_rho.parquet", "ct": parts_dir / f"{stem}_rho_cell_types.parquet"}
+        fps = _fingerprints(g.files())
+        current = not force and all(check_output(p, entries.get(f"parts/{p.name}"), params, fps, verify=False)[0]
+                                    == "complete" for p in paths.values())
+        if current:
+            log.info("[%d/%d] %s %s %s: correlations are current; reused", k, len(groups), g.atlas, g.level,
+                     g.signature_set)
+            rho, ct = read_parquet(paths["rho"]), read_parquet(paths["ct"])
+        else:
+            log.info("[%d/%d] %s %s %s: correlating", k, len(groups), g.atlas, g.level, g.signature_set)
+            rho = within_atlas(g, min_samples=min_samples, n_boot=params["n_bootstrap"], seed=params["seed"],
+                               gene_overrides=gene_overrides)
+            ct = across_cell_types(g, min_samples=min_samples, gene_overrides=gene_overrides)
+            write_parquet(rho, paths["rho"])
+            write_parquet(ct, paths["ct"])
+            update_manifest(out, {f"parts/{p.name}": record(p, step=STEP, parameters=params, inputs=fps,
+                                                            kind="part") for p in paths.values()})
+            entries.update(read_manifest(out))
+        rho_parts.append(rho.astype({"representative": bool}))
+        ct_parts.append(ct)
+        used += list(paths.values())
+    log.info("correlations of %d (atlas, level, set) groups in %.1f s", len(groups), time.perf_counter() - t0)
+    return rho_parts, ct_parts, used
+
+
+def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
+def _chosen_scatters(rho: pd.DataFrame, levels: dict, targets: Sequence[str] | None, n: int = 4) -> dict:
+    rep = rho[rho["representative"]]
+    chosen = {}
+    for atlas in dict.fromkeys(rep["atlas"]):
+        sub = rep[rep["atlas"] == atlas]
+        sub = sub[[levels.get((atlas, s)) == lv for s, lv in zip(sub["signature_set"], sub["level"], strict=True)]]
+        if targets:
+            picked = sub[sub["target"].isin(list(targets))].drop_duplicates("target")
+        else:
+            first = "cytosig" if (sub["signature_set"] == "cytosig").any() else next(iter(sub["signature_set"]), None)
+            picked = sub[sub["signature_set"] == first].sort_values("rho", ascending=False).head(n)
+        if len(picked):
+            chosen[atlas] = picked.to_dict("records")
+    return chosen
+
+
+def _loader(inputs: list[AtlasInput]):
+    from cytoatlas._activity.expression import read_pseudobulk
+
+    groups = {(g.atlas, g.level, g.signature_set): g for a in inputs for g in a.groups}
+    activities: dict[Path, object] = {}
+
+    def load(row: dict):
+        g = groups.get((row["atlas"], row["level"], row["signature_set"]))
+        if g is None or "samples" not in g.activity:
+            return None
+        path = g.activity["samples"]
+        act = activities[path] if path in activities else activities.setdefault(path, read_activity(path))
+        pb = read_pseudobulk(g.pseudobulk["samples"], {row["gene"]})
+        if row["gene"] not in set(pb.genes) or row["target"] not in set(act.names):
+            return None
+        rows = (act.obs["cell_type"].astype(str) == row["stratum"]).to_numpy()
+        x = pb.values[list(pb.genes).index(row["gene"]), rows].astype(float)
+        y = act.z[rows, list(act.names).index(row["target"])]
+        return x, y
+
+    return load
+
+
+def validate(
+    atlases: str | AtlasConfig | Sequence[str | AtlasConfig],
+    out: str | os.PathLike,
+    *,
+    results: str | os.PathLike | Mapping[str, str | os.PathLike] = "results",
+    registry: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    levels: Sequence[str] | None = None,
+    signatures: Sequence[str] | None = None,
+    min_samples: int = 10,
+    min_cell_types: int = 3,
+    n_bootstrap: int | None = None,
+    seed: int | None = None,
+    target_genes: Mapping[str, str] | None = None,
+    scatter_targets: Sequence[str] | None = None,
+    figures: bool = True,
+    force: bool = False,
+) -> list[Path]:
+    """Validate activity within and across atlases: tables (CSV and Parquet) and figures (PNG and SVG).
+
+    Parameters
+    ----------
+    atlases
+        Registry names (or :class:`~cytoatlas.AtlasConfig` objects) of the atlases to validate.
+    out
+        Output directory: ``rho``, ``rho_cell_types``, ``summary``, ``cytosig_vs_secact``, ``cross_atlas``,
+        ``conservation``, ``consistency`` and ``cell_type_matches`` as ``.csv`` and ``.parquet``,
+        ``figures/*.png|svg``, ``parts/`` (per-level correlations, reused by reruns) and ``manifest.json``.
+    results
+        Parent of the atlases' results directories (``results/NAME/activity`` and ``results/NAME/pseudobulk``,
+        as written by ``cytoatlas run --out results/NAME``), or a mapping ``{name: results directory}``.
+    registry, data_root
+        Registry whose entries give each atlas' level order and ``harmonise`` overrides (cell-type label ->
+        shared name, applied before the shipped table).
+    levels, signatures
+        Restrict to these levels and signature sets (default: every activity file found).
+    min_samples
+        Fewest samples (or cell types) a correlation needs (10).
+    min_cell_types
+        Fewest matched cell types a cross-atlas correlation needs (3).
+    n_bootstrap, seed
+        Donor resamples per stratum for the rho intervals, and their seed; default: each level's pseudobulk
+        ``n_bootstrap`` and ``seed`` (100 and 42 unless changed). 0 disables the intervals.
+    target_genes
+        ``{target: gene}`` overriding the shipped CytoSig target -> gene table (e.g. ``{"IFN1": "IFNB1"}``).
+    scatter_targets
+        Targets drawn in the expression vs activity scatters (default: each atlas' four highest rhos).
+    figures
+        Draw the figures (False: tables only).
+    force
+        Recompute everything, even what is current.
+
+    Returns
+    -------
+    list of Path
+        The tables and figures written (or found current).
+    """
+    if min_samples < 3:
+        raise CytoatlasError(f"min_samples must be >= 3, got {min_samples}")
+    if min_cell_types < 2:
+        raise CytoatlasError(f"min_cell_types must be >= 2, got {min_cell_types}")
+    if n_bootstrap is not None and n_bootstrap < 0:
+        raise CytoatlasError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CytoatlasError(f"output directory {out} is a file")
+    t0 = time.perf_counter()
+    inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
+                             list(signatures or []) or None)
+    gene_overrides = dict(target_genes or {})
+    for a in inputs:
+        log.info("atlas %s: %d (level, signature set) groups in %s", a.name, len(a.groups), a.results)
+    from cytoatlas.io.lock import DirectoryLock
+
+    with DirectoryLock(out) as lock:
+        for sub in ("parts", "figures"):  # the lock clears the top directory; temporaries of dead runs here too
+            for tmp in (out / sub).glob(".*.tmp-*"):
+                if tmp.name.rsplit("-", 1)[-1] != str(os.getpid()):
+                    tmp.unlink(missing_ok=True)
+        entries = {} if force else read_manifest(out)
+        rho_parts, ct_parts, part_paths = _parts(inputs, out, entries, min_samples=min_samples,
+                                                 n_bootstrap=n_bootstrap, seed=seed, gene_overrides=gene_overrides,
+                                                 force=force)
+        lock.touch()
+        entries = read_manifest(out)
+        params = {"atlases": [a.name for a in inputs], "min_samples": min_samples, "min_cell_types": min_cell_types,
+                  "n_bootstrap": n_bootstrap, "seed": seed, "target_genes": dict(sorted(gene_overrides.items())),
+                  "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs},
+                  "levels": list(levels or []), "signatures": list(signatures or []), "figures": figures,
+                  "scatter_targets": list(scatter_targets or [])}
+        cell_files = [g.activity["celltype"] for a in inputs for g in a.groups if "celltype" in g.activity]
+        fps = [{"name": f"parts/{p.name}", "sha256": entries[f"parts/{p.name}"]["sha256"]} for p in part_paths]
+        fps += _fingerprints(cell_files)
+        previous = {k: v for k, v in entries.items() if v.get("step") == STEP and v.get("kind") in ("table", "figure")}
+        tables = [out / f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")]
+        recorded = [out / k for k in previous]
+        if not force and previous and all(p in recorded for p in tables) and all(
+                check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
+            log.info("validation tables and figures in %s are current; nothing to do", out)
+            return sorted(recorded)
+        written = _aggregate(inputs, out, rho_parts, ct_parts, min_cell_types=min_cell_types, figures=figures,
+                             scatter_targets=scatter_targets, params=params, fps=fps)
+        stale = [k for k in previous if out / k not in written]
+        for k in stale:
+            (out / k).unlink(missing_ok=True)
+        update_manifest(out, {}, remove=stale)
+    log.info("validation of %d atlas(es) written to %s in %.1f s", len(inputs), out, time.perf_counter() - t0)
+    return written
+
+
+def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_cell_types: int, figures: bool,
+               scatter_targets, params: dict, fps: list[dict]) -> list[Path]:
+    t0 = time.perf_counter()
+    rho = _concat(rho_parts, RHO_COLUMNS)
+    rho["representative"] = rho["representative"].astype(bool)
+    cell = _concat(ct_parts, CELL_TYPE_COLUMNS)
+    profiles, matches = {}, []
+    for a in inputs:
+        profiles[a.name], m = xa.level_profiles(a.groups, a.harmonise)
+        matches.append(m)
+        unmatched = m[(m["harmonised"] == "") & (m["source"] != "unstratified level")]
+        if len(unmatched):
+            log.warning("atlas %s: %d cell type label(s) match no shared name (add them to its registry entry, "
+                        "harmonise = { label = \"name\" }): %s", a.name, len(unmatched),
+                        ", ".join(f"{lv}:{ct}" for lv, ct in list(zip(unmatched["level"], unmatched["cell_type"],
+                                                                        strict=True))[:12]))
+    cross = xa.cross_atlas(profiles, min_cell_types=min_cell_types)
+    tables = {"rho": rho, "rho_cell_types": cell, "summary": summary(rho), "cytosig_vs_secact": cytosig_vs_secact(rho),
+              "cross_atlas": cross, "conservation": xa.conservation(cross), "consistency": xa.consistency(rho),
+              "cell_type_matches": _concat(matches, xa.MATCH_COLUMNS)}
+    written, records = [], {}
+    for name, df in tables.items():
+        for p in write_table(df, out, name):
+            written.append(p)
+            records[p.name] = record(p, step=STEP, parameters=params, inputs=fps, kind="table", table=name)
+    log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
+    if figures:
+        fig_dir = out / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        levels = xa.consistency_levels(rho) if len(rho) else {}
+        figs = [fg.rho_distribution(rho, fig_dir), *fg.top_targets(rho, levels, fig_dir),
+                *fg.scatters(_chosen_scatters(rho, levels, scatter_targets), _loader(inputs), fig_dir),
+                *fg.heatmaps(profiles, cross, fig_dir), *fg.agreement(cross, fig_dir)]
+        for f in filter(None, figs):
+            for p in f.paths:
+                written.append(p)
+                records[f"figures/{p.name}"] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
+                                                      figure=f.stem, title=f.title, caption=f.caption)
+        log.info("%d figures (PNG and SVG) in %s", len(list(filter(None, figs))), fig_dir)
+    update_manifest(out, records)
+    log.info("tables and figures in %.1f s", time.perf_counter() - t0)
+    return written
