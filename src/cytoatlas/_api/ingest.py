@@ -1,9 +1,9 @@
 """Reading one results file into the store: its small tables (groups, genes, signatures) as data frames and its
 matrix as a Parquet part, written column band by column band so memory does not grow with the file.
 
-A part is tidy and self-describing: the leading columns name the atlas, level, row kind (and signature set),
-then one row per (file row, gene or signature) with integer indices into the ``groups`` / ``genes`` /
-``signatures`` tables of its source. Integer indices keep writing fast (~10 M values/s) and the parts small;
+A part holds one row per (file row, gene or signature): integer indices into the ``groups`` / ``genes`` /
+``signatures`` tables of its source (``sources.part`` names the part), then the values. Integer indices and no
+repeated strings keep writing fast (~6 M values/s) and the parts small;
 rows are in column-band order (gene- or signature-major), so a filter on one gene or signature reads only the
 row groups that hold it (Parquet min/max statistics).
 """
@@ -27,10 +27,9 @@ BAND = 1024  # columns per block: the writers' HDF5 chunks are (256, 1024), so a
 ACTIVITY_LAYERS = ("z", "beta", "se", "pvalue", "z_ci_low", "z_ci_high", "z_boot_mean", "z_boot_sd")
 # step of the source file -> columns of its part (pseudobulk files give the expression parts)
 PART_COLUMNS = {
-    "activity": "atlas VARCHAR, level VARCHAR, kind VARCHAR, signature_set VARCHAR, row INTEGER, sig INTEGER, "
-                + ", ".join(f"{c} DOUBLE" for c in ACTIVITY_LAYERS) + ", matched BOOLEAN",
-    "pseudobulk": "atlas VARCHAR, level VARCHAR, kind VARCHAR, row INTEGER, gene INTEGER, value FLOAT, "
-                  "zscore FLOAT",
+    "activity": '"row" INTEGER, sig INTEGER, ' + ", ".join(f"{c} DOUBLE" for c in ACTIVITY_LAYERS)
+                + ", matched BOOLEAN",
+    "pseudobulk": '"row" INTEGER, gene INTEGER, value FLOAT, zscore FLOAT',
 }
 
 
@@ -132,7 +131,7 @@ def bands(path: Path, content: FileContent, step: str) -> Iterator[pd.DataFrame]
             yield pd.DataFrame(block)
 
 
-def write_part(con, path: Path, step: str, content: FileContent, source: Path, signature_set: str | None) -> int:
+def write_part(con, path: Path, step: str, content: FileContent, source: Path) -> int:
     """Write the part of ``source`` to ``path`` (under a temporary name, renamed when complete); its row count.
 
     ``con`` is a scratch DuckDB connection (in memory, spilling to disk past its memory limit).
@@ -140,14 +139,12 @@ def write_part(con, path: Path, step: str, content: FileContent, source: Path, s
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     con.execute("DROP TABLE IF EXISTS part")
     con.execute(f"CREATE TABLE part ({PART_COLUMNS[step]})")
-    consts = [content.atlas, content.level, content.kind] + ([signature_set] if step == "activity" else [])
-    marks = ", ".join("?" for _ in consts)
     try:
         for block in bands(source, content, step):
             con.register("block", block)
-            con.execute(f"INSERT INTO part SELECT {marks}, * FROM block", consts)
+            con.execute("INSERT INTO part SELECT * FROM block")
             con.unregister("block")
-        con.execute(f"COPY part TO '{_sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+        con.execute(f"COPY part TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -157,7 +154,7 @@ def write_part(con, path: Path, step: str, content: FileContent, source: Path, s
     return content.shape[0] * content.shape[1]
 
 
-def _sql_path(path: Path) -> str:
+def sql_path(path: Path) -> str:
     """A path of the store's own making as a SQL string literal (COPY takes no parameters)."""
     text = str(path)
     if "'" in text:

@@ -106,8 +106,8 @@ _FILTERS = """
   AND (len(CAST($samples AS VARCHAR[])) = 0 OR list_contains(CAST($samples AS VARCHAR[]), g.sample))"""
 
 ACTIVITY = """
-SELECT a.atlas, a.level, a.signature_set, g.cell_type, g.sample, sg.signature, g.n_cells,
-       a.z, a.beta, a.se, a.pvalue, a.z_ci_low, a.z_ci_high, a.z_boot_sd, a.matched
+SELECT $atlas AS atlas, $level AS level, $signature_set AS signature_set, g.cell_type, g.sample, sg.signature,
+       g.n_cells, a.z, a.beta, a.se, a.pvalue, a.z_ci_low, a.z_ci_high, a.z_boot_sd, a.matched
 FROM read_parquet($part) a
 JOIN groups g ON g.source_id = $sid AND g."row" = a."row"
 JOIN signatures sg ON sg.source_id = $sid AND sg.idx = a.sig
@@ -118,21 +118,22 @@ ACTIVITY_ORDER = "g.cell_type, g.sample NULLS FIRST, sg.signature"
 
 # one signature in every atlas and level: parts of several files, each joined to its own source's names
 SIGNATURE_ACROSS = """
-SELECT a.atlas, a.level, a.signature_set, g.cell_type, g.sample, sg.signature, g.n_cells,
+SELECT s.atlas, s.level, s.signature_set, g.cell_type, g.sample, sg.signature, g.n_cells,
        a.z, a.beta, a.se, a.pvalue, a.z_ci_low, a.z_ci_high, a.z_boot_sd, a.matched
-FROM read_parquet($parts) a
-JOIN sources s ON s.step = 'activity' AND s.atlas = a.atlas AND s.level = a.level AND s.kind = a.kind
-     AND s.signature_set = a.signature_set
+FROM read_parquet($parts, filename = true) a
+JOIN sources s ON $root || s.part = a.filename
 JOIN signatures sg ON sg.source_id = s.source_id AND sg.idx = a.sig
 JOIN groups g ON g.source_id = s.source_id AND g."row" = a."row"
 WHERE sg.signature = $signature""" + _FILTERS
 
-SIGNATURE_ACROSS_ORDER = "a.atlas, a.level, g.cell_type, g.sample NULLS FIRST"
+SIGNATURE_ACROSS_ORDER = "s.atlas, s.level, g.cell_type, g.sample NULLS FIRST"
 
 
-def activity(cur, part: str, sid: int, signatures: list[str], cell_types: list[str], samples: list[str],
-             limit: int, offset: int) -> Table:
-    params = {"part": part, "sid": sid, "signatures": signatures, "cell_types": cell_types, "samples": samples}
+def activity(cur, name: tuple[str, str, str], part: str, sid: int, signatures: list[str], cell_types: list[str],
+             samples: list[str], limit: int, offset: int) -> Table:
+    """``name``: (atlas, level, signature set) of the part, echoed in every row."""
+    params = {"part": part, "sid": sid, "signatures": signatures, "cell_types": cell_types, "samples": samples,
+              **dict(zip(("atlas", "level", "signature_set"), name, strict=True))}
     return page(cur, ACTIVITY, ACTIVITY_ORDER, params, limit, offset)
 
 
@@ -150,9 +151,10 @@ ORDER BY g.cell_type, sg.signature"""
     return Table(["cell_type", "signature", "value"], rows, len(rows))
 
 
-def signature_across(cur, parts: list[str], signature: str, cell_types: list[str], limit: int,
+def signature_across(cur, root: str, parts: list[str], signature: str, cell_types: list[str], limit: int,
                      offset: int) -> Table:
-    params = {"parts": parts, "signature": signature, "cell_types": cell_types, "samples": []}
+    """``parts``: absolute paths, each ``root`` + its ``sources.part``."""
+    params = {"root": root, "parts": parts, "signature": signature, "cell_types": cell_types, "samples": []}
     return page(cur, SIGNATURE_ACROSS, SIGNATURE_ACROSS_ORDER, params, limit, offset)
 
 
@@ -163,7 +165,7 @@ SELECT gene, idx FROM genes WHERE source_id = $sid AND list_contains(CAST($genes
 
 # the idx range lets DuckDB skip the Parquet row groups of other genes (parts are gene-major)
 EXPRESSION = """
-SELECT e.atlas, e.level, gn.gene, g.cell_type, g.sample, g.n_cells, e.value, e.zscore
+SELECT $atlas AS atlas, $level AS level, gn.gene, g.cell_type, g.sample, g.n_cells, e.value, e.zscore
 FROM read_parquet($part) e
 JOIN genes gn ON gn.source_id = $sid AND gn.idx = e.gene
 JOIN groups g ON g.source_id = $sid AND g."row" = e."row"
@@ -176,10 +178,11 @@ def gene_index(cur, sid: int, genes: list[str]) -> dict[str, int]:
     return dict(cur.execute(GENE_INDEX, {"sid": sid, "genes": genes}).fetchall())
 
 
-def expression(cur, part: str, sid: int, idx: list[int], cell_types: list[str], samples: list[str], limit: int,
-               offset: int) -> Table:
+def expression(cur, name: tuple[str, str], part: str, sid: int, idx: list[int], cell_types: list[str],
+               samples: list[str], limit: int, offset: int) -> Table:
+    """``name``: (atlas, level) of the part, echoed in every row."""
     params = {"part": part, "sid": sid, "idx": idx, "lo": min(idx), "hi": max(idx), "cell_types": cell_types,
-              "samples": samples}
+              "samples": samples, "atlas": name[0], "level": name[1]}
     return page(cur, EXPRESSION, EXPRESSION_ORDER, params, limit, offset)
 
 

@@ -38,6 +38,7 @@ class Catalog:
     """Names that exist in one generation of the store."""
 
     meta: dict[str, str]
+    parts: Path                                      # the store's Parquet directory
     # (step, atlas, level, kind, signature_set or "") -> Source
     sources: dict[tuple[str, str, str, str, str], Source]
     atlases: list[str]
@@ -78,7 +79,7 @@ def load_catalog(con, parts: Path) -> Catalog:
         cell_types.setdefault((atlas, level), set()).add(ct)
     tables = {r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     return Catalog(
-        meta=meta, sources=sources, atlases=sorted(levels, key=natural_key),
+        meta=meta, parts=parts, sources=sources, atlases=sorted(levels, key=natural_key),
         levels={a: sorted(v, key=natural_key) for a, v in levels.items()},
         sets={k: sorted(v) for k, v in sets.items()}, all_sets=sorted({s for v in sets.values() for s in v}),
         signatures=signatures, genes=genes, cell_types=cell_types,

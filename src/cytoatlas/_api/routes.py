@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Annotated, Literal
 
@@ -159,7 +160,8 @@ def build_router(run: Callable) -> APIRouter:
                       f" (see /api/v1/signature-sets/{signature_set}/signatures)")
             for c in cell_type:
                 check("cell type", c, cat.cell_types.get((atlas, level), ()), f" in atlas {atlas!r} {level}")
-            return queries.activity(cur, str(src.part), src.source_id, signature, cell_type, sample, limit, offset)
+            return queries.activity(cur, (atlas, level, signature_set), str(src.part), src.source_id, signature,
+                                    cell_type, sample, limit, offset)
         return respond(run(go), format, limit, offset, f"{atlas}_{level}_{signature_set}_activity")
 
     @api.get("/activity/{atlas}/{level}/{signature_set}/matrix", response_model=ActivityMatrix,
@@ -211,12 +213,13 @@ def build_router(run: Callable) -> APIRouter:
                 check("atlas", a, cat.atlases)
             for lev in level:
                 check("level", lev, {x for a in cat.atlases for x in cat.levels[a]})
+            root = str(cat.parts) + os.sep
             parts = sorted(str(s.part) for (step, a, lev, kind, sset), s in cat.sources.items()
                            if step == "activity" and sset == signature_set and kind == _kind(by) and s.part
                            and (not atlas or a in atlas) and (not level or lev in level))
             if not parts:
                 return queries.Table([], [], 0)
-            return queries.signature_across(cur, parts, signature, cell_type, limit, offset)
+            return queries.signature_across(cur, root, parts, signature, cell_type, limit, offset)
         table = run(go)
         if not table.columns:
             table.columns = list(ActivityRow.model_fields)
@@ -235,7 +238,8 @@ def build_router(run: Callable) -> APIRouter:
             idx = sorted(queries.gene_index(cur, src.source_id, gene).values())
             if not idx:
                 return queries.Table(list(ExpressionRow.model_fields), [], 0)
-            return queries.expression(cur, str(src.part), src.source_id, idx, cell_type, sample, limit, offset)
+            return queries.expression(cur, (atlas, level), str(src.part), src.source_id, idx, cell_type, sample, limit,
+                                      offset)
         return respond(run(go), format, limit, offset, f"{atlas}_{level}_expression")
 
     @api.get("/validation/scatter/{atlas}/{level}/{signature_set}/{target}", **_table(ScatterPoint),

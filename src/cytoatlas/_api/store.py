@@ -296,7 +296,7 @@ def _ingest(con, todo: list[Candidate], parts: Path, next_id: int, expression: S
                 if part is not None:
                     (parts / part).parent.mkdir(parents=True, exist_ok=True)
                     if force or not (parts / part).is_file():
-                        write_part(scratch, parts / part, c.step, content, c.path, c.signature_set)
+                        write_part(scratch, parts / part, c.step, content, c.path)
                         written += 1
                 groups = content.groups.assign(source_id=sid)
                 con.register("frame", groups)
@@ -366,26 +366,26 @@ def _convenience_views(con, parts: Path) -> None:
         con.execute(f"DROP VIEW IF EXISTS {step}")
     files = dict(con.execute("SELECT step, list(part ORDER BY part) FROM sources WHERE part IS NOT NULL "
                              "GROUP BY step").fetchall())
-    from .ingest import ACTIVITY_LAYERS, _sql_path
+    from .ingest import ACTIVITY_LAYERS, sql_path
 
     def paths(step: str) -> str:
-        return "[" + ", ".join(f"'{_sql_path(parts / p)}'" for p in files[step]) + "]"
+        return "[" + ", ".join(f"'{sql_path(parts / p)}'" for p in files[step]) + "]"
 
+    root = sql_path(parts) + os.sep
     if files.get("activity"):
         con.execute(f"""CREATE VIEW activity AS
-            SELECT a.atlas, a.level, a.kind, a.signature_set, g.cell_type, g.sample, sg.signature,
+            SELECT s.atlas, s.level, s.kind, s.signature_set, g.cell_type, g.sample, sg.signature,
                    {', '.join('a.' + c for c in ACTIVITY_LAYERS)}, a.matched
-            FROM read_parquet({paths('activity')}) a
-            JOIN sources s ON s.step = 'activity' AND s.atlas = a.atlas AND s.level = a.level AND s.kind = a.kind
-                 AND s.signature_set = a.signature_set
-            JOIN groups g ON g.source_id = s.source_id AND g.row = a.row
+            FROM read_parquet({paths('activity')}, filename = true) a
+            JOIN sources s ON '{root}' || s.part = a.filename
+            JOIN groups g ON g.source_id = s.source_id AND g."row" = a."row"
             JOIN signatures sg ON sg.source_id = s.source_id AND sg.idx = a.sig""")
     if files.get("pseudobulk"):
         con.execute(f"""CREATE VIEW expression AS
-            SELECT e.atlas, e.level, e.kind, g.cell_type, g.sample, gn.gene, e.value, e.zscore
-            FROM read_parquet({paths('pseudobulk')}) e
-            JOIN sources s ON s.step = 'pseudobulk' AND s.atlas = e.atlas AND s.level = e.level AND s.kind = e.kind
-            JOIN groups g ON g.source_id = s.source_id AND g.row = e.row
+            SELECT s.atlas, s.level, s.kind, g.cell_type, g.sample, gn.gene, e.value, e.zscore
+            FROM read_parquet({paths('pseudobulk')}, filename = true) e
+            JOIN sources s ON '{root}' || s.part = e.filename
+            JOIN groups g ON g.source_id = s.source_id AND g."row" = e."row"
             JOIN genes gn ON gn.source_id = s.source_id AND gn.idx = e.gene""")
 
 
