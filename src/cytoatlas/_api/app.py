@@ -102,6 +102,46 @@ class Guard:
         return await self.app(scope, receive, send_with_headers)
 
 
+def _examples(catalog) -> dict[str, str]:
+    """A real name for each parameter, from the store (OpenAPI examples: documentation, and property-based tests
+    start from names that exist)."""
+    if not catalog.atlases:
+        return {}
+    atlas = catalog.atlases[0]
+    level = catalog.levels[atlas][0]
+    ex = {"atlas": atlas, "level": level}
+    sets = catalog.sets.get((atlas, level)) or catalog.all_sets
+    if sets:
+        ex["signature_set"] = sets[0]
+        names = sorted(catalog.signatures.get(sets[0], ()))
+        if names:
+            ex["signature"] = ex["target"] = names[0]
+    genes = sorted(catalog.genes.get(atlas, ()))
+    if genes:
+        ex["gene"] = ex["q"] = genes[len(genes) // 2]
+    cell_types = sorted(catalog.cell_types.get((atlas, level), ()))
+    if cell_types:
+        ex["cell_type"] = cell_types[0]
+    return ex
+
+
+def _openapi_with_examples(app: FastAPI, reader: StoreReader) -> dict:
+    from fastapi.openapi.utils import get_openapi
+
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        examples = _examples(reader.catalog)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                for param in operation.get("parameters", []):
+                    if param["name"] in examples:
+                        value = examples[param["name"]]
+                        is_list = param.get("schema", {}).get("type") == "array"
+                        param["example"] = [value] if is_list else value
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
 def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
     """The API and web page over the store ``db`` (read-only); every route needs ``token`` if given."""
     import duckdb
@@ -136,6 +176,7 @@ def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
     app.include_router(build_router(run))
+    app.openapi = lambda: _openapi_with_examples(app, reader)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
