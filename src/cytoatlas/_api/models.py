@@ -108,6 +108,7 @@ class ActivityMatrix(BaseModel):
     level: str
     signature_set: str
     value: str
+    n_signatures: int = Field(description="signatures before `top` kept the most variable ones")
     rows: list[str]
     columns: list[str]
     values: list[list[float | None]]

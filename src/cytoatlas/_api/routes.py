@@ -183,6 +183,7 @@ def build_router(run: Callable) -> APIRouter:
         table = run(go)
         rows = sorted({r[0] for r in table.rows})
         columns = sorted({r[1] for r in table.rows})
+        n_signatures = len(columns)
         values = np.full((len(rows), len(columns)), np.nan)
         ri, ci = {r: i for i, r in enumerate(rows)}, {c: j for j, c in enumerate(columns)}
         for r, c, v in table.rows:
@@ -195,7 +196,7 @@ def build_router(run: Callable) -> APIRouter:
         if format == "json":
             cells = [[None if not np.isfinite(v) else float(v) for v in row] for row in values]
             return json_response({"atlas": atlas, "level": level, "signature_set": signature_set, "value": value,
-                                  "rows": rows, "columns": columns, "values": cells})
+                                  "n_signatures": n_signatures, "rows": rows, "columns": columns, "values": cells})
         wide = [(r, *(None if not np.isfinite(v) else float(v) for v in values[i])) for i, r in enumerate(rows)]
         return file_response(["cell_type", *columns], wide, format, f"{atlas}_{level}_{signature_set}_{value}")
 

@@ -6,6 +6,7 @@ const $ = (id) => document.getElementById(id);
 const VIEWS = ["heatmap", "signature", "validation", "gene"];
 const COLORS = ["#2f5fb3", "#d1495b", "#00798c", "#edae49", "#66a182", "#8d6a9f", "#e07a5f", "#3d405b"];
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
+const DIVERGING = [[0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1, "#b2182b"]];
 
 const state = { view: "heatmap", atlas: "", level: "", set: "", value: "z", top: "60", signature: "", gene: "",
                 target: "", targetGene: "", signatureLevel: "current" };
@@ -106,8 +107,9 @@ async function drawHeatmap(token) {
                       { value: state.value, top: state.top });
   if (stale(token)) return;
   const centred = ["z", "beta", "z_ci_low", "z_ci_high"].includes(state.value);
-  const trace = { type: "heatmap", z: m.values, x: m.columns, y: m.rows, colorscale: "RdBu", reversescale: true,
-                  zmid: centred ? 0 : undefined, colorbar: { title: { text: state.value } },
+  const trace = { type: "heatmap", z: m.values, x: m.columns, y: m.rows, colorscale: centred ? DIVERGING : "Viridis",
+                  reversescale: state.value === "pvalue", zmid: centred ? 0 : undefined,
+                  colorbar: { title: { text: state.value } },
                   hovertemplate: "%{y}<br>%{x}<br>" + state.value + " = %{z:.3g}<extra></extra>" };
   const layout = { margin: { l: 160, r: 20, t: 30, b: 120 }, height: Math.max(420, 22 * m.rows.length + 200),
                    xaxis: { tickangle: -60, automargin: true }, yaxis: { automargin: true, autorange: "reversed" },
@@ -122,19 +124,26 @@ async function drawHeatmap(token) {
       render();
     });
   }
-  status(`${m.atlas} · ${m.level} · ${m.signature_set}: ${m.rows.length} cell types × ${m.columns.length} signatures` +
-         (state.top ? ` (the ${state.top} most variable shown)` : ""));
+  status(`${m.atlas} · ${m.level} · ${m.signature_set}: ${m.rows.length} cell types × ${m.n_signatures} signatures` +
+         (m.columns.length < m.n_signatures ? ` (the ${m.columns.length} most variable shown)` : ""));
 }
 
 async function signatureNames() {
   return (await all(`/signature-sets/${enc(state.set)}/signatures`)).map((r) => r.signature);
 }
 
-function errorBars(rows) {
-  const ok = rows.some((r) => r.z_ci_low !== null && r.z !== null);
-  if (!ok) return undefined;
-  return { type: "data", symmetric: false, array: rows.map((r) => (r.z_ci_high ?? r.z) - r.z),
-           arrayminus: rows.map((r) => r.z - (r.z_ci_low ?? r.z)), thickness: 1.2, width: 3 };
+function intervals(rows, name, color) {
+  // the bootstrap interval as a segment per row (it need not contain z, so not as error bars around it)
+  const x = [];
+  const y = [];
+  for (const r of rows) {
+    if (r.z_ci_low === null || r.z_ci_high === null) continue;
+    x.push(r.cell_type, r.cell_type, null);
+    y.push(r.z_ci_low, r.z_ci_high, null);
+  }
+  return { type: "scatter", mode: "lines", x, y, name: name + " 95 % CI", legendgroup: name, offsetgroup: name,
+           showlegend: false,
+           line: { color, width: 2 }, opacity: 0.45, hoverinfo: "skip" };
 }
 
 async function drawSignature(token) {
@@ -148,14 +157,18 @@ async function drawSignature(token) {
   if (stale(token)) return;
   const shown = state.signatureLevel === "all" ? rows : rows.filter((r) => r.level === state.level);
   const groups = [...new Set(shown.map((r) => `${r.atlas} · ${r.level}`))];
-  const traces = groups.map((g, i) => {
+  const traces = groups.flatMap((g, i) => {
     const part = shown.filter((r) => `${r.atlas} · ${r.level}` === g);
-    return { type: "scatter", mode: "markers", name: g, x: part.map((r) => r.cell_type), y: part.map((r) => r.z),
-             error_y: errorBars(part), marker: { size: 9, color: COLORS[i % COLORS.length] },
-             customdata: part.map((r) => [r.pvalue, r.n_cells]),
-             hovertemplate: "%{x}<br>z = %{y:.3g}<br>p = %{customdata[0]:.2g}, %{customdata[1]} cells<extra>" + g + "</extra>" };
+    const color = COLORS[i % COLORS.length];
+    return [intervals(part, g, color),
+            { type: "scatter", mode: "markers", name: g, legendgroup: g, offsetgroup: g, x: part.map((r) => r.cell_type),
+              y: part.map((r) => r.z), marker: { size: 9, color },
+              customdata: part.map((r) => [r.pvalue, r.n_cells, r.z_ci_low ?? NaN, r.z_ci_high ?? NaN]),
+              hovertemplate: "%{x}<br>z = %{y:.3g} (CI %{customdata[2]:.3g} to %{customdata[3]:.3g})<br>" +
+                             "p = %{customdata[0]:.2g}, %{customdata[1]} cells<extra>" + g + "</extra>" }];
   });
   const layout = { margin: { l: 60, r: 20, t: 40, b: 140 }, height: 480, xaxis: { tickangle: -45, automargin: true },
+                   scattermode: "group", scattergap: 0.6,
                    yaxis: { title: { text: "activity z (95 % bootstrap CI)" }, zeroline: true },
                    title: { text: `${state.signature} (${state.set}) across atlases`, font: { size: 14 } } };
   await Plotly.react($("signature-plot"), traces, layout, PLOT_CONFIG);
@@ -181,22 +194,22 @@ async function drawValidation(token) {
   if (!state.set) return;
   const names = await signatureNames();
   if (stale(token)) return;
-  state.target = fill($("target"), names, state.target);
-  $("target-gene").value = state.targetGene;
-  writeHash();
   let note = "";
+  let rows = [];
   try {
     const rho = await all("/validation/rho", { atlas: state.atlas, level: state.level, signature_set: state.set });
     if (stale(token)) return;
     const rep = rho.filter((r) => r.representative);
-    const rows = (rep.length ? rep : rho).filter((r) => r.rho !== null).sort((a, b) => b.rho - a.rho);
+    rows = (rep.length ? rep : rho).filter((r) => r.rho !== null).sort((a, b) => b.rho - a.rho);
     const trace = { type: "bar", x: rows.map((r) => r.target), y: rows.map((r) => r.rho),
                     marker: { color: rows.map((r) => (r.fdr !== null && r.fdr < 0.05 ? "#2f5fb3" : "#9aa7bd")) },
-                    error_y: { type: "data", symmetric: false, array: rows.map((r) => (r.rho_ci_high ?? r.rho) - r.rho),
-                               arrayminus: rows.map((r) => r.rho - (r.rho_ci_low ?? r.rho)), thickness: 1 },
+                    error_y: { type: "data", symmetric: false, thickness: 1,
+                               array: rows.map((r) => Math.max(0, (r.rho_ci_high ?? r.rho) - r.rho)),
+                               arrayminus: rows.map((r) => Math.max(0, r.rho - (r.rho_ci_low ?? r.rho))) },
                     customdata: rows.map((r) => [r.gene, r.n_samples, r.fdr]),
                     hovertemplate: "%{x} (gene %{customdata[0]})<br>rho = %{y:.3f}<br>n = %{customdata[1]}, " +
                                    "FDR = %{customdata[2]:.2g}<extra></extra>" };
+    $("rho-plot").hidden = false;
     await Plotly.react($("rho-plot"), [trace], {
       margin: { l: 60, r: 20, t: 40, b: 120 }, height: 380, xaxis: { tickangle: -60, automargin: true },
       yaxis: { title: { text: "Spearman rho (activity vs expression)" }, range: [-1, 1] },
@@ -207,13 +220,19 @@ async function drawValidation(token) {
       div.dataset.clicks = "1";
       div.on("plotly_click", (ev) => { state.target = ev.points[0].x; state.targetGene = ""; render(); });
     }
-    note = `${rows.length} targets; click a bar for its scatter.`;
+    $("rho-plot").dataset.drawn = `${state.atlas}|${state.level}|${state.set}`;
+    note = `${rows.length} targets with a rho; click a bar for its scatter.`;
   } catch (error) {
     if (error.status !== 404) throw error;
     Plotly.purge($("rho-plot"));
+    $("rho-plot").hidden = true;
     note = error.message;
   }
   $("validation-note").textContent = note;
+  if (!names.includes(state.target) && rows.length) state.target = rows[0].target;
+  state.target = fill($("target"), names, state.target);
+  $("target-gene").value = state.targetGene;
+  writeHash();
   try {
     const points = await all(`/validation/scatter/${enc(state.atlas)}/${enc(state.level)}/${enc(state.set)}/${enc(state.target)}`,
                              { gene: state.targetGene || undefined });
@@ -221,20 +240,23 @@ async function drawValidation(token) {
     const types = [...new Set(points.map((p) => p.cell_type))];
     const traces = types.map((t, i) => {
       const part = points.filter((p) => p.cell_type === t);
-      return { type: "scattergl", mode: "markers", name: t, x: part.map((p) => p.expression), y: part.map((p) => p.activity),
+      return { type: points.length > 5000 ? "scattergl" : "scatter", mode: "markers", name: t, x: part.map((p) => p.expression), y: part.map((p) => p.activity),
                text: part.map((p) => p.sample), marker: { size: 7, opacity: 0.8, color: COLORS[i % COLORS.length] },
                hovertemplate: "%{text} · " + t + "<br>expression %{x:.3g}<br>activity %{y:.3g}<extra></extra>" };
     });
+    $("scatter-plot").hidden = false;
     await Plotly.react($("scatter-plot"), traces, {
       margin: { l: 60, r: 20, t: 40, b: 50 }, height: 420,
       xaxis: { title: { text: `${state.targetGene || "gene"} expression (log1p CPM)` } },
       yaxis: { title: { text: `${state.target} activity (z)` } },
       title: { text: `${state.target}: per sample × cell type`, font: { size: 14 } },
     }, PLOT_CONFIG);
+    $("scatter-plot").dataset.drawn = `${state.atlas}|${state.level}|${state.set}|${state.target}`;
     status(`${state.target}: ${points.length} sample × cell type points`);
   } catch (error) {
     if (error.status !== 404) throw error;
     Plotly.purge($("scatter-plot"));
+    $("scatter-plot").hidden = true;
     status(error.message, true);
   }
 }
@@ -263,6 +285,7 @@ async function drawGene(token) {
     yaxis: { title: { text: "log1p CPM" } }, boxmode: "overlay",
     title: { text: `${state.gene} in ${state.atlas} · ${state.level}`, font: { size: 14 } },
   }, PLOT_CONFIG);
+  $("gene-plot").dataset.drawn = `${state.atlas}|${state.level}|${state.gene}`;
   status(`${state.gene}: ${types.length} cell types, ${samples.length} sample × cell type rows`);
 }
 
