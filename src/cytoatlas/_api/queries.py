@@ -22,40 +22,25 @@ class Table:
 
 
 def page(cur, base: str, order: str, params: dict, limit: int, offset: int) -> Table:
-    """Rows ``offset .. offset + limit`` of ``base`` sorted by ``order``, and how many rows there are in all."""
-    total = cur.execute(f"SELECT count(*) FROM ({base})", params).fetchall()[0][0]
+    """Rows ``offset .. offset + limit`` of ``base`` sorted by ``order``, and how many rows there are in all
+    (counted by a second query only when this page does not tell: it is full or not the first)."""
     result = cur.execute(f"{base} ORDER BY {order} LIMIT $limit OFFSET $offset",
                          {**params, "limit": limit, "offset": offset})
     columns = [d[0] for d in result.description]
-    return Table(columns, result.fetchall(), total)
+    rows = result.fetchall()
+    if offset == 0 and len(rows) < limit:
+        return Table(columns, rows, len(rows))
+    total = cur.execute(f"SELECT count(*) FROM ({base})", params).fetchall()[0][0]
+    return Table(columns, rows, total)
 
 
 # ---- atlases, levels, groups, signatures ---------------------------------------------------------------------
 
 ATLASES = """
-SELECT s.atlas,
-       list(DISTINCT s.level ORDER BY s.level) AS levels,
-       coalesce(list(DISTINCT s.signature_set ORDER BY s.signature_set) FILTER (s.step = 'activity'),
-                CAST([] AS VARCHAR[])) AS signature_sets,
-       (SELECT max(total) FROM (SELECT sum(g.n_cells) AS total FROM groups g JOIN sources t USING (source_id)
-            WHERE t.atlas = s.atlas AND t.kind = 'celltype' AND t.step = 'pseudobulk' GROUP BY t.level)) AS n_cells,
-       (SELECT count(DISTINCT g.sample) FROM groups g JOIN sources t USING (source_id)
-            WHERE t.atlas = s.atlas AND t.kind = 'samples') AS n_samples,
-       (SELECT count(DISTINCT gn.gene) FROM genes gn JOIN sources t USING (source_id)
-            WHERE t.atlas = s.atlas) AS n_genes
-FROM sources s WHERE s.step IN ('pseudobulk', 'activity') GROUP BY s.atlas"""
+SELECT atlas, levels, signature_sets, n_cells, n_samples, n_genes FROM atlas_summary"""
 
 LEVELS = """
-SELECT s.level,
-       (SELECT count(*) FROM cell_types c WHERE c.atlas = s.atlas AND c.level = s.level) AS n_cell_types,
-       (SELECT count(DISTINCT g.sample) FROM groups g JOIN sources t USING (source_id)
-            WHERE t.atlas = s.atlas AND t.level = s.level AND t.kind = 'samples') AS n_samples,
-       (SELECT sum(c.n_cells) FROM cell_types c WHERE c.atlas = s.atlas AND c.level = s.level) AS n_cells,
-       coalesce(list(DISTINCT s.signature_set ORDER BY s.signature_set) FILTER (s.step = 'activity'),
-                CAST([] AS VARCHAR[])) AS signature_sets,
-       coalesce(list(DISTINCT s.kind ORDER BY s.kind) FILTER (s.step = 'pseudobulk' AND s.part IS NOT NULL),
-                CAST([] AS VARCHAR[])) AS expression
-FROM sources s WHERE s.atlas = $atlas AND s.step IN ('pseudobulk', 'activity') GROUP BY s.atlas, s.level"""
+SELECT level, n_cell_types, n_samples, n_cells, signature_sets, expression FROM level_summary WHERE atlas = $atlas"""
 
 CELL_TYPES = """
 SELECT cell_type, n_cells, n_samples FROM cell_types WHERE atlas = $atlas AND level = $level"""
@@ -270,8 +255,10 @@ SEARCH_ORDER = ("lower(name) = lower($q) DESC, starts_with(lower(name), lower($q
 
 def search(cur, q: str, limit: int, offset: int) -> Table:
     escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    params = {"pattern": f"%{escaped}%", "q": q}
-    total = cur.execute(f"SELECT count(*) FROM ({SEARCH})", {"pattern": params["pattern"]}).fetchall()[0][0]
     result = cur.execute(f"{SEARCH} ORDER BY {SEARCH_ORDER} LIMIT $limit OFFSET $offset",
-                         {**params, "limit": limit, "offset": offset})
-    return Table([d[0] for d in result.description], result.fetchall(), total)
+                         {"pattern": f"%{escaped}%", "q": q, "limit": limit, "offset": offset})
+    columns, rows = [d[0] for d in result.description], result.fetchall()
+    if offset == 0 and len(rows) < limit:
+        return Table(columns, rows, len(rows))
+    total = cur.execute(f"SELECT count(*) FROM ({SEARCH})", {"pattern": f"%{escaped}%"}).fetchall()[0][0]
+    return Table(columns, rows, total)

@@ -114,6 +114,7 @@ class StoreReader:
         try:
             allowed = str(self.parts) + os.sep
             con.execute(f"SET allowed_directories = ['{allowed}']" if "'" not in allowed else "SELECT 1")
+            con.execute("SET parquet_metadata_cache = true")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 
 from fastapi import Response
@@ -98,15 +99,24 @@ def file_response(columns: list[str], rows: list[tuple], fmt: str, name: str, he
     return Response(_parquet(frame), media_type=MEDIA["parquet"], headers=headers)
 
 
+_LOCAL = threading.local()
+
+
 def _parquet(frame) -> bytes:
-    """Parquet bytes of a data frame, written by an in-memory DuckDB (no pyarrow needed)."""
+    """Parquet bytes of a data frame, written by an in-memory DuckDB of this thread's (no pyarrow needed)."""
     import duckdb
 
-    with tempfile.TemporaryDirectory(prefix="cytoatlas-") as tmp, duckdb.connect() as con:
+    con = getattr(_LOCAL, "con", None)
+    if con is None:
+        con = _LOCAL.con = duckdb.connect()
+    if len(frame) == 0:  # an empty object column has no type: write the header as strings
+        frame = frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object})
+    with tempfile.TemporaryDirectory(prefix="cytoatlas-") as tmp:
         path = os.path.join(tmp, "page.parquet")
-        if len(frame) == 0:  # an empty object column has no type: write the header as strings
-            frame = frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object})
         con.register("page", frame)
-        con.execute(f"COPY page TO '{path}' (FORMAT parquet)")
+        try:
+            con.execute(f"COPY page TO '{path}' (FORMAT parquet)")
+        finally:
+            con.unregister("page")
         with open(path, "rb") as fh:
             return fh.read()

@@ -27,16 +27,35 @@ CREATE OR REPLACE TABLE gene_names AS
     FROM genes g JOIN sources s USING (source_id) GROUP BY gene;
 CREATE OR REPLACE TABLE signature_names AS
     SELECT DISTINCT s.signature_set, g.signature FROM signatures g JOIN sources s USING (source_id);
-CREATE OR REPLACE VIEW atlases AS
-    SELECT atlas, list(DISTINCT level ORDER BY level) AS levels,
-           list(DISTINCT signature_set ORDER BY signature_set) FILTER (signature_set IS NOT NULL) AS signature_sets
-    FROM sources WHERE step IN ('pseudobulk', 'activity') GROUP BY atlas;
-CREATE OR REPLACE VIEW cell_types AS
+CREATE OR REPLACE TABLE cell_types AS
     WITH g AS (SELECT DISTINCT s.atlas, s.level, s.kind, g.cell_type, g.sample, g.n_cells
                FROM groups g JOIN sources s USING (source_id) WHERE s.step IN ('pseudobulk', 'activity'))
     SELECT atlas, level, cell_type, max(n_cells) FILTER (kind = 'celltype') AS n_cells,
            count(DISTINCT sample) FILTER (kind = 'samples') AS n_samples
     FROM g GROUP BY atlas, level, cell_type;
+CREATE OR REPLACE TABLE level_summary AS
+SELECT s.atlas, s.level,
+       (SELECT count(*) FROM cell_types c WHERE c.atlas = s.atlas AND c.level = s.level) AS n_cell_types,
+       (SELECT count(DISTINCT g.sample) FROM groups g JOIN sources t USING (source_id)
+            WHERE t.atlas = s.atlas AND t.level = s.level AND t.kind = 'samples') AS n_samples,
+       (SELECT sum(c.n_cells) FROM cell_types c WHERE c.atlas = s.atlas AND c.level = s.level) AS n_cells,
+       coalesce(list(DISTINCT s.signature_set ORDER BY s.signature_set) FILTER (s.step = 'activity'),
+                CAST([] AS VARCHAR[])) AS signature_sets,
+       coalesce(list(DISTINCT s.kind ORDER BY s.kind) FILTER (s.step = 'pseudobulk' AND s.part IS NOT NULL),
+                CAST([] AS VARCHAR[])) AS expression
+FROM sources s WHERE s.step IN ('pseudobulk', 'activity') GROUP BY s.atlas, s.level;
+CREATE OR REPLACE TABLE atlas_summary AS
+SELECT s.atlas,
+       list(DISTINCT s.level ORDER BY s.level) AS levels,
+       coalesce(list(DISTINCT s.signature_set ORDER BY s.signature_set) FILTER (s.step = 'activity'),
+                CAST([] AS VARCHAR[])) AS signature_sets,
+       (SELECT max(total) FROM (SELECT sum(g.n_cells) AS total FROM groups g JOIN sources t USING (source_id)
+            WHERE t.atlas = s.atlas AND t.kind = 'celltype' AND t.step = 'pseudobulk' GROUP BY t.level)) AS n_cells,
+       (SELECT count(DISTINCT g.sample) FROM groups g JOIN sources t USING (source_id)
+            WHERE t.atlas = s.atlas AND t.kind = 'samples') AS n_samples,
+       (SELECT count(DISTINCT gn.gene) FROM genes gn JOIN sources t USING (source_id)
+            WHERE t.atlas = s.atlas) AS n_genes
+FROM sources s WHERE s.step IN ('pseudobulk', 'activity') GROUP BY s.atlas;
 """
 
 # name -> ({column: DuckDB type}, ORDER BY columns). Columns are the contract of `cytoatlas validate`; files may
