@@ -38,10 +38,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _server(db: Path, token_file: str | None):
+def _server(db: Path, token_file: str | None, workers: int = 1):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(HERE.parent / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "cytoatlas", "-q", "serve", "--db", str(db), "--port", str(port), "--no-access-log"]
+    cmd = [sys.executable, "-m", "cytoatlas", "-q", "serve", "--db", str(db), "--port", str(port), "--no-access-log",
+           "--workers", str(workers)]
     if token_file:
         cmd += ["--token-file", token_file]
     proc = subprocess.Popen(cmd, env=env)
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--url", help="a running server on 127.0.0.1")
     p.add_argument("--demo-cells", type=int, default=50_000, help="demo atlas size (default 50000)")
     p.add_argument("--token-file", help="bearer token (for --url, or to start the server with one)")
+    p.add_argument("--workers", type=int, default=1, help="server processes to start (default 1)")
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     p.add_argument("--requests", type=int, default=5_000, help="requests in all (default 5000)")
     p.add_argument("--time-limit", type=float, default=300.0, help="stop after this many seconds (default 300)")
@@ -208,9 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         summary = run(args.url, token, args.clients, args.requests, args.time_limit, args.seed)
     else:
         db = _demo_store(args.demo_cells) if args.demo else Path(args.db)
-        with _server(db, args.token_file) as url:
+        with _server(db, args.token_file, args.workers) as url:
             summary = run(url, token, args.clients, args.requests, args.time_limit, args.seed)
-        summary["db"] = str(db)
+        summary["db"], summary["workers"] = str(db), args.workers
     text = json.dumps(summary, indent=1)
     print(text)
     if args.json:

@@ -27,3 +27,16 @@ def test_load_eight_clients_five_thousand_requests(api_db: Path, tmp_path: Path)
     overall = summary["overall"]
     assert 0 < overall["p50_ms"] <= overall["p99_ms"] <= overall["max_ms"]
     print(f"\nload: {summary['requests_per_s']} req/s, p50 {overall['p50_ms']} ms, p99 {overall['p99_ms']} ms")
+
+
+def test_serve_with_two_workers_and_a_token(api_db: Path, tmp_path: Path) -> None:
+    import httpx
+    from _api_helpers import running_server
+
+    token = tmp_path / "token"
+    token.write_text("two-workers-token-0123456789\n")
+    with running_server(api_db, "--workers", "2", "--token-file", str(token)) as url:
+        assert httpx.get(url + "/api/v1/atlases").status_code == 401
+        auth = {"Authorization": "Bearer two-workers-token-0123456789"}
+        answers = {httpx.get(url + "/api/v1/atlases", headers=auth).json()["total"] for _ in range(20)}
+        assert answers == {2}

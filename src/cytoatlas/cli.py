@@ -170,7 +170,7 @@ def _serve(args: argparse.Namespace) -> None:
     from cytoatlas._api import serve
 
     serve(args.db, host=args.host, port=args.port, token_file=args.token_file, access_log=not args.no_access_log,
-          log_level="warning" if args.quiet else "info")
+          log_level="warning" if args.quiet else "info", workers=args.workers)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -246,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--token-file", help="file holding a bearer token required by every route")
+    p.add_argument("--workers", type=int, default=1, help="server processes (default 1; about one core each)")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
     p.set_defaults(func=_serve)
 

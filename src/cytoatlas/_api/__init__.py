@@ -6,6 +6,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 from cytoatlas._api.store import EXPRESSION_KINDS, IndexSummary, store_dir
 
@@ -72,6 +73,7 @@ def serve(
     token_file: str | os.PathLike | None = None,
     access_log: bool = True,
     log_level: str = "info",
+    workers: int = 1,
 ) -> None:
     """Serve the API (``/api/v1``, OpenAPI schema at ``/api/v1/openapi.json``) and the web page (``/``) over a
     store built by :func:`index`, until interrupted.
@@ -90,6 +92,9 @@ def serve(
         Log every request (uvicorn's access log).
     log_level
         uvicorn's log level.
+    workers
+        Server processes (uvicorn's workers), each with its own read-only connection: one process uses about one
+        core (Python holds a lock while it encodes answers), so more workers serve more requests at once.
 
     Raises
     ------
@@ -107,13 +112,25 @@ def serve(
         token = read_token(token_file)
     elif token is not None and len(token) < 16:
         raise CytoatlasError("the token must be at least 16 characters")
-    app = create_app(db, token=token)
+    if workers < 1:
+        raise CytoatlasError(f"workers must be at least 1, got {workers}")
+    app = create_app(db, token=token)  # opened here too, so a bad store fails now with one line
     if token is None and not _loopback(host):
         log.warning("serving on %s without a token: anyone who can reach port %d can read the results "
                     "(use --token-file)", host, port)
     log.info("serving %s on http://%s:%d/ (API under /api/v1)%s", db, host, port,
              ", bearer token required" if token else "")
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level=log_level)
+    if workers == 1:
+        uvicorn.run(app, host=host, port=port, access_log=access_log, log_level=log_level)
+        return
+    app.state.reader.close()
+    os.environ["CYTOATLAS_SERVE_DB"] = str(app.state.reader.db)
+    if token_file is not None:
+        os.environ["CYTOATLAS_SERVE_TOKEN_FILE"] = str(Path(token_file).resolve())
+    elif token is not None:
+        os.environ["CYTOATLAS_SERVE_TOKEN"] = token
+    uvicorn.run("cytoatlas._api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                access_log=access_log, log_level=log_level)
 
 
 def _loopback(host: str) -> bool:

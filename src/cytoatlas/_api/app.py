@@ -195,3 +195,11 @@ def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.add_middleware(Guard, token=token)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one ``serve --workers N`` worker process: the store and token come from the environment
+    (``CYTOATLAS_SERVE_DB``, and ``CYTOATLAS_SERVE_TOKEN_FILE`` or ``CYTOATLAS_SERVE_TOKEN``)."""
+    token_file = os.environ.get("CYTOATLAS_SERVE_TOKEN_FILE")
+    token = read_token(token_file) if token_file else os.environ.get("CYTOATLAS_SERVE_TOKEN") or None
+    return create_app(os.environ["CYTOATLAS_SERVE_DB"], token=token)

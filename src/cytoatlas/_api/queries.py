@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .ingest import ACTIVITY_LAYERS
 from .schema import VALIDATION_TABLES, validation_order, validation_table
 
@@ -96,8 +98,8 @@ SELECT $atlas AS atlas, $level AS level, $signature_set AS signature_set, g.cell
 FROM read_parquet($part) a
 JOIN groups g ON g.source_id = $sid AND g."row" = a."row"
 JOIN signatures sg ON sg.source_id = $sid AND sg.idx = a.sig
-WHERE (len(CAST($signatures AS VARCHAR[])) = 0 OR list_contains(CAST($signatures AS VARCHAR[]), sg.signature))""" \
-    + _FILTERS
+WHERE a.sig BETWEEN $lo AND $hi
+  AND (len(CAST($idx AS INTEGER[])) = 0 OR list_contains(CAST($idx AS INTEGER[]), a.sig))""" + _FILTERS
 
 ACTIVITY_ORDER = "g.cell_type, g.sample NULLS FIRST, sg.signature"
 
@@ -109,37 +111,70 @@ FROM read_parquet($parts, filename = true) a
 JOIN sources s ON $root || s.part = a.filename
 JOIN signatures sg ON sg.source_id = s.source_id AND sg.idx = a.sig
 JOIN groups g ON g.source_id = s.source_id AND g."row" = a."row"
-WHERE sg.signature = $signature""" + _FILTERS
+WHERE a.sig BETWEEN $lo AND $hi AND sg.signature = $signature""" + _FILTERS
+
+SIGNATURE_INDEXES = """
+SELECT DISTINCT sg.idx FROM signatures sg JOIN sources s USING (source_id)
+WHERE s.signature_set = $signature_set AND sg.signature = $signature"""
+
+# the idx range lets DuckDB skip the row groups of other signatures (parts are signature-major)
+INDEXES = """
+SELECT idx FROM signatures WHERE source_id = $sid AND list_contains(CAST($signatures AS VARCHAR[]), signature)"""
+
 
 SIGNATURE_ACROSS_ORDER = "s.atlas, s.level, g.cell_type, g.sample NULLS FIRST"
+
+
+def _sig_range(cur, sid: int, signatures: list[str]) -> dict:
+    """``idx``, ``lo``, ``hi`` parameters selecting ``signatures`` of a source (all when none is named)."""
+    if not signatures:
+        return {"idx": [], "lo": 0, "hi": 2**31 - 1}
+    idx = sorted(r[0] for r in cur.execute(INDEXES, {"sid": sid, "signatures": signatures}).fetchall())
+    return {"idx": idx or [-1], "lo": idx[0] if idx else -1, "hi": idx[-1] if idx else -1}
 
 
 def activity(cur, name: tuple[str, str, str], part: str, sid: int, signatures: list[str], cell_types: list[str],
              samples: list[str], limit: int, offset: int) -> Table:
     """``name``: (atlas, level, signature set) of the part, echoed in every row."""
-    params = {"part": part, "sid": sid, "signatures": signatures, "cell_types": cell_types, "samples": samples,
-              **dict(zip(("atlas", "level", "signature_set"), name, strict=True))}
+    params = {"part": part, "sid": sid, "cell_types": cell_types, "samples": samples,
+              **dict(zip(("atlas", "level", "signature_set"), name, strict=True)), **_sig_range(cur, sid, signatures)}
     return page(cur, ACTIVITY, ACTIVITY_ORDER, params, limit, offset)
 
 
-def activity_matrix(cur, part: str, sid: int, value: str, signatures: list[str], cell_types: list[str]) -> Table:
+def activity_matrix(cur, part: str, sid: int, value: str, signatures: list[str],
+                    cell_types: list[str]) -> tuple[list[str], list[str], np.ndarray]:
+    """Row names (cell types), column names (signatures), both sorted, and the values (NaN where missing)."""
     column = {c: c for c in ACTIVITY_LAYERS}[value]  # a fixed column name, chosen by a validated enum
-    sql = f"""SELECT g.cell_type, sg.signature, a.{column} AS value
-FROM read_parquet($part) a
-JOIN groups g ON g.source_id = $sid AND g."row" = a."row"
-JOIN signatures sg ON sg.source_id = $sid AND sg.idx = a.sig
-WHERE (len(CAST($signatures AS VARCHAR[])) = 0 OR list_contains(CAST($signatures AS VARCHAR[]), sg.signature))
-  AND (len(CAST($cell_types AS VARCHAR[])) = 0 OR list_contains(CAST($cell_types AS VARCHAR[]), g.cell_type))
-ORDER BY g.cell_type, sg.signature"""
-    result = cur.execute(sql, {"part": part, "sid": sid, "signatures": signatures, "cell_types": cell_types})
-    rows = result.fetchall()
-    return Table(["cell_type", "signature", "value"], rows, len(rows))
+    groups = cur.execute('SELECT "row", cell_type FROM groups WHERE source_id = $sid AND (len(CAST($cell_types AS '
+                         'VARCHAR[])) = 0 OR list_contains(CAST($cell_types AS VARCHAR[]), cell_type)) ORDER BY '
+                         'cell_type', {"sid": sid, "cell_types": cell_types}).fetchall()
+    sigs = cur.execute("SELECT idx, signature FROM signatures WHERE source_id = $sid AND (len(CAST($signatures AS "
+                       "VARCHAR[])) = 0 OR list_contains(CAST($signatures AS VARCHAR[]), signature)) ORDER BY "
+                       "signature", {"sid": sid, "signatures": signatures}).fetchall()
+    rng = _sig_range(cur, sid, signatures)
+    got = cur.execute(f"""SELECT "row", sig, {column} AS value FROM read_parquet($part)
+        WHERE sig BETWEEN $lo AND $hi AND (len(CAST($idx AS INTEGER[])) = 0 OR list_contains(CAST($idx AS INTEGER[]),
+        sig)) AND list_contains(CAST($rows AS INTEGER[]), "row")""",
+                      {"part": part, "rows": [r for r, _ in groups], **rng}).fetchnumpy()
+    row_at = np.full(max([r for r, _ in groups], default=-1) + 1, -1)
+    row_at[[r for r, _ in groups]] = np.arange(len(groups))
+    col_at = np.full(max([i for i, _ in sigs], default=-1) + 1, -1)
+    col_at[[i for i, _ in sigs]] = np.arange(len(sigs))
+    values = np.full((len(groups), len(sigs)), np.nan)
+    v = np.ma.filled(np.ma.asarray(got["value"], dtype=float), np.nan)
+    i, j = row_at[np.asarray(got["row"])], col_at[np.asarray(got["sig"])]
+    ok = (i >= 0) & (j >= 0)
+    values[i[ok], j[ok]] = v[ok]
+    return [c for _, c in groups], [s for _, s in sigs], values
 
 
-def signature_across(cur, root: str, parts: list[str], signature: str, cell_types: list[str], limit: int,
-                     offset: int) -> Table:
+def signature_across(cur, root: str, parts: list[str], signature_set: str, signature: str, cell_types: list[str],
+                     limit: int, offset: int) -> Table:
     """``parts``: absolute paths, each ``root`` + its ``sources.part``."""
-    params = {"root": root, "parts": parts, "signature": signature, "cell_types": cell_types, "samples": []}
+    idx = [r[0] for r in cur.execute(SIGNATURE_INDEXES, {"signature_set": signature_set,
+                                                         "signature": signature}).fetchall()] or [-1]
+    params = {"root": root, "parts": parts, "signature": signature, "cell_types": cell_types, "samples": [],
+              "lo": min(idx), "hi": max(idx)}
     return page(cur, SIGNATURE_ACROSS, SIGNATURE_ACROSS_ORDER, params, limit, offset)
 
 

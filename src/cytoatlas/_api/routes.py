@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from typing import Annotated, Literal
@@ -180,24 +181,19 @@ def build_router(run: Callable) -> APIRouter:
             for c in cell_type:
                 check("cell type", c, cat.cell_types.get((atlas, level), ()), f" in atlas {atlas!r} {level}")
             return queries.activity_matrix(cur, str(src.part), src.source_id, value, signature, cell_type)
-        table = run(go)
-        rows = sorted({r[0] for r in table.rows})
-        columns = sorted({r[1] for r in table.rows})
+        rows, columns, values = run(go)
         n_signatures = len(columns)
-        values = np.full((len(rows), len(columns)), np.nan)
-        ri, ci = {r: i for i, r in enumerate(rows)}, {c: j for j, c in enumerate(columns)}
-        for r, c, v in table.rows:
-            values[ri[r], ci[c]] = np.nan if v is None else v
         if top is not None and len(columns) > top:
             with np.errstate(all="ignore"):
                 spread = np.nan_to_num(np.nanvar(values, axis=0), nan=-1.0) if len(rows) else np.zeros(len(columns))
             keep = np.sort(np.argsort(-spread, kind="stable")[:top])
             columns, values = [columns[j] for j in keep], values[:, keep]
         if format == "json":
-            cells = [[None if not np.isfinite(v) else float(v) for v in row] for row in values]
+            cells = [[v if math.isfinite(v) else None for v in row] for row in values.tolist()]
             return json_response({"atlas": atlas, "level": level, "signature_set": signature_set, "value": value,
                                   "n_signatures": n_signatures, "rows": rows, "columns": columns, "values": cells})
-        wide = [(r, *(None if not np.isfinite(v) else float(v) for v in values[i])) for i, r in enumerate(rows)]
+        wide = [(r, *(v if math.isfinite(v) else None for v in row))
+                for r, row in zip(rows, values.tolist(), strict=True)]
         return file_response(["cell_type", *columns], wide, format, f"{atlas}_{level}_{signature_set}_{value}")
 
     @api.get("/signatures/{signature_set}/{signature}", **_table(ActivityRow), tags=["activity"])
@@ -220,7 +216,7 @@ def build_router(run: Callable) -> APIRouter:
                            and (not atlas or a in atlas) and (not level or lev in level))
             if not parts:
                 return queries.Table([], [], 0)
-            return queries.signature_across(cur, root, parts, signature, cell_type, limit, offset)
+            return queries.signature_across(cur, root, parts, signature_set, signature, cell_type, limit, offset)
         table = run(go)
         if not table.columns:
             table.columns = list(ActivityRow.model_fields)
