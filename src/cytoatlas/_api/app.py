@@ -192,7 +192,7 @@ def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
         return FileResponse(plotly, media_type="text/javascript", headers={"Cache-Control": "max-age=86400"})
 
     app.mount("/static", StaticFiles(directory=WEB), name="static")
-    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=1)  # 5x faster than 9, 20 % larger
     app.add_middleware(Guard, token=token)
     return app
 
