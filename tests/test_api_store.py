@@ -198,3 +198,62 @@ def test_cli_index_and_serve_errors(api_results: Path, tmp_path: Path, capsys) -
     (tmp_path / "empty").mkdir()
     assert main(["-q", "index", "--out", str(tmp_path / "empty")]) == 2  # no manifest below it
     assert "no pseudobulk, activity or validation outputs" in capsys.readouterr().err
+
+
+def test_a_running_server_keeps_answering_while_the_store_is_rebuilt(api_results: Path, tmp_path: Path) -> None:
+    import threading
+
+    import httpx
+    from _api_helpers import running_server
+
+    out = _copy(api_results, tmp_path / "results", "alpha")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    statuses: list[int] = []
+    stop = threading.Event()
+    with running_server(db) as url:
+        def hammer() -> None:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                while not stop.is_set():
+                    for path in ("/api/v1/activity/alpha/L1/cytosig?signature=IFNG", "/api/v1/atlases",
+                                 "/api/v1/signatures/cytosig/IL4", "/api/v1/expression/alpha/L2?gene=IFNGR1"):
+                        statuses.append(client.get(path).status_code)
+
+        threads = [threading.Thread(target=hammer) for _ in range(2)]
+        for t in threads:
+            t.start()
+        _copy(api_results, out, "beta")
+        update_manifest(out / "alpha" / "activity", {}, remove=["alpha_pseudobulk_l1_cytosig_activity.h5ad"])
+        summary = cytoatlas.index(out, db)  # a new atlas and a removed file (its part deleted) under load
+        assert summary.parts_deleted == 1
+        atlases = httpx.get(url + "/api/v1/atlases").json()["rows"]
+        stop.set()
+        for t in threads:
+            t.join()
+    assert [a["atlas"] for a in atlases] == ["alpha", "beta"]  # the server follows the new file
+    assert len(statuses) > 20
+    # answers before the rebuild (200) and after it (404: alpha L1 CytoSig is gone); never a server error
+    assert set(statuses) <= {200, 404} and 404 in statuses and statuses.count(200) > 10
+
+
+def test_two_index_runs_do_not_overlap(api_results: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from _api_helpers import SRC
+
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from cytoatlas.io.lock import DirectoryLock\n"
+                               "with DirectoryLock(sys.argv[1]):\n print('held', flush=True); time.sleep(60)",
+                               str(store_dir(db))], env={"PYTHONPATH": str(SRC)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CytoatlasError, match="in use by another cytoatlas run"):
+            cytoatlas.index(out, db)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert cytoatlas.index(out, db).read  # a dead holder's lock is taken over
