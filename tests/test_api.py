@@ -341,12 +341,12 @@ def test_the_servers_connection_is_read_only_and_confined(api_db: Path) -> None:
     from cytoatlas._api.reader import StoreReader
 
     reader = StoreReader(api_db)
-    cur, catalog = reader.session()
-    assert catalog.atlases == ["alpha", "beta"]
-    for sql in ("CREATE TABLE x (a INTEGER)", "DELETE FROM sources", "SELECT * FROM read_csv('/etc/passwd')",
-                "SET enable_external_access = true", f"ATTACH '{api_db.parent / 'other.duckdb'}'"):
-        with pytest.raises(duckdb.Error):
-            cur.execute(sql).fetchall()
+    with reader.session() as (cur, catalog):
+        assert catalog.atlases == ["alpha", "beta"]
+        for sql in ("CREATE TABLE x (a INTEGER)", "DELETE FROM sources", "SELECT * FROM read_csv('/etc/passwd')",
+                    "SET enable_external_access = true", f"ATTACH '{api_db.parent / 'other.duckdb'}'"):
+            with pytest.raises(duckdb.Error):
+                cur.execute(sql).fetchall()
     reader.close()
 
 

@@ -151,9 +151,9 @@ def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
     def run(fn):
         reader.refresh()
         for attempt in range(2):
-            cur, catalog = reader.session()
             try:
-                return fn(cur, catalog)
+                with reader.session() as (cur, catalog):
+                    return fn(cur, catalog)
             except duckdb.IOException as e:  # a part removed by a concurrent rebuild: the new file knows better
                 if attempt:
                     raise Unavailable(f"the store cannot be read right now ({str(e).splitlines()[0]}); if this "

@@ -7,8 +7,10 @@ configuration locked), and runs no SQL but the fixed, parameterised statements o
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import queue
 import re
 import threading
 from dataclasses import dataclass, field
@@ -93,7 +95,6 @@ class StoreReader:
         self.db = Path(db).resolve()
         self.parts = store_dir(self.db)
         self._lock = threading.Lock()
-        self._local = threading.local()
         self._stat: tuple | None = None
         self._state: tuple | None = None  # (generation, connection, catalog), replaced as a whole
         self._open()
@@ -129,6 +130,12 @@ class StoreReader:
             con.close()
             raise
         self._state = (self._state[0] + 1 if self._state else 1, con, catalog)
+        old, self._pool = getattr(self, "_pool", None), queue.SimpleQueue()
+        while old is not None:  # idle cursors of the previous generation
+            try:
+                old.get_nowait().close()
+            except queue.Empty:
+                break
         self._stat = stat
         log.info("opened %s (generation %d): %d files, atlases %s", self.db, self._state[0], catalog.n_files,
                  ", ".join(catalog.atlases))
@@ -152,19 +159,34 @@ class StoreReader:
     def catalog(self) -> Catalog:
         return self._state[2]
 
-    def session(self) -> tuple:
-        """This thread's cursor on the current generation, and that generation's catalog.
+    @contextlib.contextmanager
+    def session(self):
+        """A cursor on the current generation and that generation's catalog, for one request.
 
-        An older generation's connection is left to the garbage collector, not closed: a request still running
-        on it finishes on the file it started with.
+        Cursors are pooled by the reader, never kept by the threads that borrow them (a DuckDB object destroyed
+        in a worker thread while Python shuts down aborts the process). An older generation's connection is left
+        to the garbage collector, not closed: a request still running on it finishes on the file it started
+        with; its cursors are closed as they come back.
         """
         generation, con, catalog = self._state
-        local = self._local
-        if getattr(local, "generation", None) != generation:
-            local.cursor = con.cursor()
-            local.cursor.execute("USE store")
-            local.generation = generation
-        return local.cursor, catalog
+        try:
+            cur = self._pool.get_nowait()
+        except queue.Empty:
+            cur = con.cursor()
+            cur.execute("USE store")
+        try:
+            yield cur, catalog
+        finally:
+            if generation == self._state[0]:
+                self._pool.put(cur)
+            else:
+                cur.close()
 
     def close(self) -> None:
+        """Close every pooled cursor and the connection."""
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                break
         self._state[1].close()

@@ -99,24 +99,27 @@ def file_response(columns: list[str], rows: list[tuple], fmt: str, name: str, he
     return Response(_parquet(frame), media_type=MEDIA["parquet"], headers=headers)
 
 
-_LOCAL = threading.local()
+_EXPORT: list = []
+_EXPORT_LOCK = threading.Lock()
 
 
 def _parquet(frame) -> bytes:
-    """Parquet bytes of a data frame, written by an in-memory DuckDB of this thread's (no pyarrow needed)."""
+    """Parquet bytes of a data frame, written by an in-memory DuckDB (no pyarrow needed).
+
+    One connection for the process, a cursor per call, closed before returning: no DuckDB object is left in a
+    worker thread (one destroyed there while Python shuts down aborts the process).
+    """
     import duckdb
 
-    con = getattr(_LOCAL, "con", None)
-    if con is None:
-        con = _LOCAL.con = duckdb.connect()
+    with _EXPORT_LOCK:
+        if not _EXPORT:
+            _EXPORT.append(duckdb.connect())
+        con = _EXPORT[0]
     if len(frame) == 0:  # an empty object column has no type: write the header as strings
         frame = frame.astype({c: "string" for c in frame.columns if frame[c].dtype == object})
-    with tempfile.TemporaryDirectory(prefix="cytoatlas-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cytoatlas-") as tmp, con.cursor() as cur:
         path = os.path.join(tmp, "page.parquet")
-        con.register("page", frame)
-        try:
-            con.execute(f"COPY page TO '{path}' (FORMAT parquet)")
-        finally:
-            con.unregister("page")
+        cur.register("page", frame)
+        cur.execute(f"COPY page TO '{path}' (FORMAT parquet)")
         with open(path, "rb") as fh:
             return fh.read()
