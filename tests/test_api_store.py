@@ -202,6 +202,7 @@ def test_cli_index_and_serve_errors(api_results: Path, tmp_path: Path, capsys) -
 
 def test_a_running_server_keeps_answering_while_the_store_is_rebuilt(api_results: Path, tmp_path: Path) -> None:
     import threading
+    import time
 
     import httpx
     from _api_helpers import running_server
@@ -227,6 +228,9 @@ def test_a_running_server_keeps_answering_while_the_store_is_rebuilt(api_results
         summary = cytoatlas.index(out, db)  # a new atlas and a removed file (its part deleted) under load
         assert summary.parts_deleted == 1
         atlases = httpx.get(url + "/api/v1/atlases").json()["rows"]
+        deadline = time.monotonic() + 20
+        while 404 not in statuses and time.monotonic() < deadline:  # the clients' requests after the rebuild
+            time.sleep(0.05)
         stop.set()
         for t in threads:
             t.join()
