@@ -79,7 +79,8 @@ def validation_frames(targets: list[str], atlases: list[str], levels: list[str],
               "n_cell_types": int(rng.integers(3, 9)), "r": float(rng.uniform(-1, 1)), "reason": ""}
              for t in targets for lev in levels]
     conservation = [{"signature_set": "cytosig", "signature": t, "n_pairs": 1, "n_pairs_r07": int(rng.integers(0, 2)),
-                     "n_pairs_r05": 1, "conservation": float(rng.uniform())} for t in targets]
+                     "n_pairs_r05": 1, "conservation": str(rng.choice(["conserved", "moderate", "not conserved"]))}
+                    for t in targets]
     consistency = [{"signature_set": "cytosig", "target": t, "n_atlases": len(atlases),
                     "n_positive": int(rng.integers(0, 3)), "tier": str(rng.choice(["high", "medium", "low"]))}
                    for t in targets]

@@ -77,7 +77,7 @@ VALIDATION_TABLES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
                      "atlas_b": "VARCHAR", "n_cell_types": "BIGINT", "r": "DOUBLE", "reason": "VARCHAR"},
                     ("signature_set", "signature", "level", "atlas_a", "atlas_b")),
     "conservation": ({"signature_set": "VARCHAR", "signature": "VARCHAR", "n_pairs": "BIGINT",
-                      "n_pairs_r07": "BIGINT", "n_pairs_r05": "BIGINT", "conservation": "DOUBLE"},
+                      "n_pairs_r07": "BIGINT", "n_pairs_r05": "BIGINT", "conservation": "VARCHAR"},
                      ("signature_set", "signature")),
     "consistency": ({"signature_set": "VARCHAR", "target": "VARCHAR", "n_atlases": "BIGINT",
                      "n_positive": "BIGINT", "tier": "VARCHAR"},
