@@ -56,3 +56,33 @@ def demo_pair(tmp_path_factory) -> dict:
         configs.append(cfg)
         results[name] = root / name
     return {"configs": configs, "results": results, "root": root}
+
+
+@pytest.fixture(scope="session")
+def api_results(demo_h5ad: Path, tmp_path_factory) -> Path:
+    """A results tree of two atlases for the store / API / web tests: `alpha` (the demo atlas, levels L1-L3) and
+    `beta` (another demo atlas: other seed, fewer cells and donors; levels L1-L2), each with pseudobulk and
+    CytoSig + LinCytoSig-like activity, and `validation/` tables of known values. Not to be modified: tests that
+    change files copy it."""
+    from _api_helpers import build_atlas, lincytosig_like, validation_frames, write_validation
+
+    from cytoatlas.demo_atlas import write_demo_atlas
+
+    out = tmp_path_factory.mktemp("api_results")
+    sig = lincytosig_like(out.parent / "LinCytoSig.tsv")
+    build_atlas("alpha", demo_h5ad, out, ["L1", "L2", "L3"], sig)
+    beta = write_demo_atlas(out.parent / "beta_atlas.h5ad", n_cells=3_000, n_donors=12, seed=1)
+    build_atlas("beta", beta, out, ["L1", "L2"], sig)
+    targets = ["IFNG", "IL4", "TNFA", "VEGFA", "TGFB3", "IL2"]
+    write_validation(out / "validation", validation_frames(targets, ["alpha", "beta"], ["L1", "L2"]))
+    return out
+
+
+@pytest.fixture(scope="session")
+def api_db(api_results: Path, tmp_path_factory) -> Path:
+    """The store of `api_results` (indexed once per session, into a directory of its own)."""
+    import cytoatlas
+
+    db = tmp_path_factory.mktemp("api_store") / "store.duckdb"
+    cytoatlas.index(api_results, db)
+    return db

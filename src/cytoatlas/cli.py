@@ -201,6 +201,20 @@ def _demo(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _index(args: argparse.Namespace) -> None:
+    from cytoatlas._api import index
+
+    kinds = [] if args.expression == "none" else [s.strip() for s in args.expression.split(",") if s.strip()]
+    print(index(args.out, args.db, expression=kinds, force=args.force, verify=args.verify))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from cytoatlas._api import serve
+
+    serve(args.db, host=args.host, port=args.port, token_file=args.token_file, access_log=not args.no_access_log,
+          log_level="warning" if args.quiet else "info", workers=args.workers)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cytoatlas", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -291,6 +305,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="page title")
     p.add_argument("--max-rows", type=int, default=3000, help="rows shown per table (files hold all; 3000)")
     p.set_defaults(func=_report)
+
+    p = sub.add_parser("index", help="build or update the results store (DuckDB + Parquet) from the manifests")
+    p.add_argument("--out", required=True, help="results directory to index (every manifest.json below it)")
+    p.add_argument("--db", help="store file to write (default OUT/cytoatlas.duckdb; matrices in DB_parquet/)")
+    p.add_argument("--expression", default="celltype,samples", metavar="KINDS",
+                   help="pseudobulk rows whose expression is stored: celltype,samples (default), celltype, none")
+    p.add_argument("--force", action="store_true", help="re-read every file")
+    p.add_argument("--verify", action="store_true", help="check every new file's SHA-256 against its manifest")
+    p.set_defaults(func=_index)
+
+    p = sub.add_parser("serve", help="serve the HTTP API and the web page over a store")
+    p.add_argument("--db", required=True, help="store built by `cytoatlas index`")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--token-file", help="file holding a bearer token required by every route")
+    p.add_argument("--workers", type=int, default=1, help="server processes (default 1; about one core each)")
+    p.add_argument("--no-access-log", action="store_true", help="do not log every request")
+    p.set_defaults(func=_serve)
 
     p = sub.add_parser("demo", help="build two demo atlases, run every step on each, validate and report")
     p.add_argument("--out", default="cytoatlas_demo", help="directory for the atlas and results")

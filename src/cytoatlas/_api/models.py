@@ -1,0 +1,149 @@
+"""Typed response models of the API (its OpenAPI schema); the rows of every table endpoint."""
+
+from __future__ import annotations
+
+from typing import Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from .schema import VALIDATION_TABLES
+
+T = TypeVar("T")
+
+_PY_TYPES = {"VARCHAR": str, "BIGINT": int, "DOUBLE": float, "BOOLEAN": bool}
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a table, in a stable order; ``next_offset`` is null on the last page."""
+
+    total: int = Field(description="rows matching the query, over all pages")
+    limit: int
+    offset: int
+    next_offset: int | None
+    rows: list[T]
+
+
+class Problem(BaseModel):
+    """An error: what is wrong, and for an unknown name the valid values (or the closest ones)."""
+
+    detail: str
+    valid: list[str] | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    schema_version: str
+    built: str
+    files: int
+    atlases: list[str]
+
+
+class AtlasRow(BaseModel):
+    atlas: str
+    levels: list[str]
+    signature_sets: list[str]
+    n_cells: int | None = Field(description="cells in the cell-type pseudobulk of the first level")
+    n_samples: int
+    n_genes: int
+
+
+class LevelRow(BaseModel):
+    level: str
+    n_cell_types: int
+    n_samples: int
+    n_cells: int | None
+    signature_sets: list[str]
+    expression: list[str] = Field(description="pseudobulk rows with stored expression: celltype, samples")
+
+
+class CellTypeRow(BaseModel):
+    cell_type: str
+    n_cells: int | None
+    n_samples: int
+
+
+class SampleRow(BaseModel):
+    sample: str
+    cell_type: str
+    donor: str | None
+    n_cells: int | None
+
+
+class SignatureSetRow(BaseModel):
+    signature_set: str
+    n_signatures: int
+    atlases: list[str]
+
+
+class SignatureRow(BaseModel):
+    signature: str
+    group: str | None = Field(description="regression group (identical signatures share one)")
+    cell_type: str | None = Field(description="cell type of a cell-type-specific signature (LinCytoSig)")
+    cytokine: str | None
+
+
+class ActivityRow(BaseModel):
+    atlas: str
+    level: str
+    signature_set: str
+    cell_type: str
+    sample: str | None = Field(description="null for cell-type rows")
+    signature: str
+    n_cells: int | None
+    z: float | None = Field(description="activity z-score")
+    beta: float | None
+    se: float | None
+    pvalue: float | None
+    z_ci_low: float | None = Field(description="2.5 % quantile of z over the donor bootstrap (cell-type rows)")
+    z_ci_high: float | None = Field(description="97.5 % quantile of z over the donor bootstrap")
+    z_boot_sd: float | None
+    matched: bool | None = Field(description="cell-type-specific sets: the signature is this row's cell type's")
+
+
+class ActivityMatrix(BaseModel):
+    """Cell types x signatures; ``values[i][j]`` is row ``rows[i]``, column ``columns[j]`` (null = NaN)."""
+
+    atlas: str
+    level: str
+    signature_set: str
+    value: str
+    n_signatures: int = Field(description="signatures before `top` kept the most variable ones")
+    rows: list[str]
+    columns: list[str]
+    values: list[list[float | None]]
+
+
+class ExpressionRow(BaseModel):
+    atlas: str
+    level: str
+    gene: str
+    cell_type: str
+    sample: str | None
+    n_cells: int | None
+    value: float | None = Field(description="log1p CPM")
+    zscore: float | None = Field(description="(log1p CPM - atlas gene mean) / atlas gene std")
+
+
+class ScatterPoint(BaseModel):
+    sample: str
+    cell_type: str
+    expression: float | None = Field(description="log1p CPM of the gene in this sample x cell type")
+    activity: float | None = Field(description="activity z-score of the target in this sample x cell type")
+
+
+class SearchHit(BaseModel):
+    kind: Literal["gene", "signature"]
+    name: str
+    signature_set: str | None
+    atlases: list[str]
+
+
+def _validation_model(name: str) -> type[BaseModel]:
+    columns, _ = VALIDATION_TABLES[name]
+    fields = {c: (_PY_TYPES[t] | None, ...) for c, t in columns.items()}
+    title = "".join(p.capitalize() for p in name.split("_")) + "Row"
+    return create_model(title, __config__=ConfigDict(extra="allow"), **fields)
+
+
+VALIDATION_MODELS: dict[str, type[BaseModel]] = {name: _validation_model(name) for name in VALIDATION_TABLES}

@@ -1,0 +1,373 @@
+// cytoatlas results page: talks only to this server's /api/v1 (no CDN), draws with the bundled plotly.js.
+"use strict";
+
+const API = "/api/v1";
+const $ = (id) => document.getElementById(id);
+const VIEWS = ["heatmap", "signature", "validation", "gene"];
+const COLORS = ["#2f5fb3", "#d1495b", "#00798c", "#edae49", "#66a182", "#8d6a9f", "#e07a5f", "#3d405b"];
+const PLOT_CONFIG = { responsive: true, displaylogo: false };
+const DIVERGING = [[0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1, "#b2182b"]];
+
+const state = { view: "heatmap", atlas: "", level: "", set: "", value: "z", top: "60", signature: "", gene: "",
+                target: "", targetGene: "", signatureLevel: "current" };
+let atlases = [];
+let levels = [];
+let renderCount = 0;
+
+// ---- API ------------------------------------------------------------------------------------------------------
+async function get(path, params = {}) {
+  const qs = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v === undefined || v === null || v === "") continue;
+    for (const item of Array.isArray(v) ? v : [v]) qs.append(k, item);
+  }
+  const url = API + path + (qs.toString() ? "?" + qs : "");
+  const response = await fetch(url, { credentials: "same-origin" });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) {
+    const error = new Error(typeof body.detail === "string" ? body.detail : `${response.status} ${url}`);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+const enc = encodeURIComponent;
+
+async function all(path, params = {}) {  // every page of a table
+  let rows = [];
+  let offset = 0;
+  for (;;) {
+    const page = await get(path, { ...params, limit: 50000, offset });
+    rows = rows.concat(page.rows);
+    if (page.next_offset === null) return rows;
+    offset = page.next_offset;
+  }
+}
+
+// ---- state in the address bar -----------------------------------------------------------------------------------
+function readHash() {
+  const h = new URLSearchParams(location.hash.slice(1));
+  for (const k of Object.keys(state)) if (h.has(k)) state[k] = h.get(k);
+  if (!VIEWS.includes(state.view)) state.view = "heatmap";
+}
+function writeHash() {
+  const h = new URLSearchParams();
+  for (const [k, v] of Object.entries(state)) if (v) h.set(k, v);
+  history.replaceState(null, "", "#" + h);
+}
+
+function status(text, error = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", error);
+}
+
+function fill(select, values, current, label = (v) => v) {
+  select.replaceChildren(...values.map((v) => new Option(label(v), v)));
+  const value = values.includes(current) ? current : (values[0] ?? "");
+  select.value = value;
+  return value;
+}
+
+// ---- pickers ----------------------------------------------------------------------------------------------------
+async function chooseAtlas() {
+  state.atlas = fill($("atlas"), atlases.map((a) => a.atlas), state.atlas);
+  levels = (await get(`/atlases/${enc(state.atlas)}/levels`)).rows;
+  chooseLevel();
+}
+function chooseLevel() {
+  state.level = fill($("level"), levels.map((l) => l.level), state.level);
+  const level = levels.find((l) => l.level === state.level);
+  state.set = fill($("set"), level ? level.signature_sets : [], state.set);
+}
+
+// ---- views ------------------------------------------------------------------------------------------------------
+async function render() {
+  const token = ++renderCount;
+  writeHash();
+  for (const v of VIEWS) {
+    $("view-" + v).hidden = v !== state.view;
+    document.querySelector(`nav button[data-view="${v}"]`).classList.toggle("active", v === state.view);
+  }
+  try {
+    await { heatmap: drawHeatmap, signature: drawSignature, validation: drawValidation, gene: drawGene }[state.view](token);
+  } catch (error) {
+    if (token === renderCount) status(error.message, true);
+  }
+}
+const stale = (token) => token !== renderCount;
+
+async function drawHeatmap(token) {
+  const div = $("heatmap");
+  if (!state.set) {
+    Plotly.purge(div);
+    status(`${state.atlas} ${state.level}: no activity in the store`, true);
+    return;
+  }
+  const m = await get(`/activity/${enc(state.atlas)}/${enc(state.level)}/${enc(state.set)}/matrix`,
+                      { value: state.value, top: state.top });
+  if (stale(token)) return;
+  const centred = ["z", "beta", "z_ci_low", "z_ci_high"].includes(state.value);
+  const trace = { type: "heatmap", z: m.values, x: m.columns, y: m.rows, colorscale: centred ? DIVERGING : "Viridis",
+                  reversescale: state.value === "pvalue", zmid: centred ? 0 : undefined,
+                  colorbar: { title: { text: state.value } },
+                  hovertemplate: "%{y}<br>%{x}<br>" + state.value + " = %{z:.3g}<extra></extra>" };
+  const layout = { margin: { l: 160, r: 20, t: 30, b: 120 }, height: Math.max(420, 22 * m.rows.length + 200),
+                   xaxis: { tickangle: -60, automargin: true }, yaxis: { automargin: true, autorange: "reversed" },
+                   title: { text: `${m.atlas} · ${m.level} · ${m.signature_set}`, font: { size: 14 } } };
+  await Plotly.react(div, [trace], layout, PLOT_CONFIG);
+  div.dataset.drawn = `${m.atlas}|${m.level}|${m.signature_set}`;
+  if (!div.dataset.clicks) {
+    div.dataset.clicks = "1";
+    div.on("plotly_click", (ev) => {
+      state.signature = ev.points[0].x;
+      state.view = "signature";
+      render();
+    });
+  }
+  status(`${m.atlas} · ${m.level} · ${m.signature_set}: ${m.rows.length} cell types × ${m.n_signatures} signatures` +
+         (m.columns.length < m.n_signatures ? ` (the ${m.columns.length} most variable shown)` : ""));
+}
+
+async function signatureNames() {
+  return (await all(`/signature-sets/${enc(state.set)}/signatures`)).map((r) => r.signature);
+}
+
+function intervals(rows, name, color) {
+  // the bootstrap interval as a segment per row (it need not contain z, so not as error bars around it)
+  const x = [];
+  const y = [];
+  for (const r of rows) {
+    if (r.z_ci_low === null || r.z_ci_high === null) continue;
+    x.push(r.cell_type, r.cell_type, null);
+    y.push(r.z_ci_low, r.z_ci_high, null);
+  }
+  return { type: "scatter", mode: "lines", x, y, name: name + " 95 % CI", legendgroup: name, offsetgroup: name,
+           showlegend: false,
+           line: { color, width: 2 }, opacity: 0.45, hoverinfo: "skip" };
+}
+
+async function drawSignature(token) {
+  if (!state.set) return;
+  const names = await signatureNames();
+  if (stale(token)) return;
+  state.signature = fill($("signature"), names, state.signature);
+  $("signature-level").value = state.signatureLevel;
+  writeHash();
+  const rows = await all(`/signatures/${enc(state.set)}/${enc(state.signature)}`);
+  if (stale(token)) return;
+  const shown = state.signatureLevel === "all" ? rows : rows.filter((r) => r.level === state.level);
+  const groups = [...new Set(shown.map((r) => `${r.atlas} · ${r.level}`))];
+  const traces = groups.flatMap((g, i) => {
+    const part = shown.filter((r) => `${r.atlas} · ${r.level}` === g);
+    const color = COLORS[i % COLORS.length];
+    return [intervals(part, g, color),
+            { type: "scatter", mode: "markers", name: g, legendgroup: g, offsetgroup: g, x: part.map((r) => r.cell_type),
+              y: part.map((r) => r.z), marker: { size: 9, color },
+              customdata: part.map((r) => [r.pvalue, r.n_cells, r.z_ci_low ?? NaN, r.z_ci_high ?? NaN]),
+              hovertemplate: "%{x}<br>z = %{y:.3g} (CI %{customdata[2]:.3g} to %{customdata[3]:.3g})<br>" +
+                             "p = %{customdata[0]:.2g}, %{customdata[1]} cells<extra>" + g + "</extra>" }];
+  });
+  const layout = { margin: { l: 60, r: 20, t: 40, b: 140 }, height: 480, xaxis: { tickangle: -45, automargin: true },
+                   scattermode: "group", scattergap: 0.6,
+                   yaxis: { title: { text: "activity z (95 % bootstrap CI)" }, zeroline: true },
+                   title: { text: `${state.signature} (${state.set}) across atlases`, font: { size: 14 } } };
+  await Plotly.react($("signature-plot"), traces, layout, PLOT_CONFIG);
+  $("signature-plot").dataset.drawn = `${state.set}|${state.signature}`;
+  const table = $("signature-table");
+  const head = ["atlas", "level", "cell type", "z", "CI low", "CI high", "p", "cells"];
+  const fmt = (v) => (v === null || v === undefined ? "–" : typeof v === "number" ? +v.toPrecision(3) : v);
+  table.replaceChildren(
+    Object.assign(document.createElement("thead"), { innerHTML: "<tr>" + head.map((h) => `<th>${h}</th>`).join("") + "</tr>" }),
+    ...[document.createElement("tbody")].map((body) => {
+      for (const r of shown) {
+        const tr = body.insertRow();
+        for (const v of [r.atlas, r.level, r.cell_type, r.z, r.z_ci_low, r.z_ci_high, r.pvalue, r.n_cells]) {
+          tr.insertCell().textContent = fmt(v);
+        }
+      }
+      return body;
+    }));
+  status(`${state.signature}: ${rows.length} cell-type rows in ${new Set(rows.map((r) => r.atlas)).size} atlas(es)`);
+}
+
+async function drawValidation(token) {
+  if (!state.set) return;
+  const names = await signatureNames();
+  if (stale(token)) return;
+  let note = "";
+  let rows = [];
+  try {
+    const rho = await all("/validation/rho", { atlas: state.atlas, level: state.level, signature_set: state.set });
+    if (stale(token)) return;
+    const rep = rho.filter((r) => r.representative);
+    rows = (rep.length ? rep : rho).filter((r) => r.rho !== null).sort((a, b) => b.rho - a.rho);
+    const trace = { type: "bar", x: rows.map((r) => r.target), y: rows.map((r) => r.rho),
+                    marker: { color: rows.map((r) => (r.fdr !== null && r.fdr < 0.05 ? "#2f5fb3" : "#9aa7bd")) },
+                    error_y: { type: "data", symmetric: false, thickness: 1,
+                               array: rows.map((r) => Math.max(0, (r.rho_ci_high ?? r.rho) - r.rho)),
+                               arrayminus: rows.map((r) => Math.max(0, r.rho - (r.rho_ci_low ?? r.rho))) },
+                    customdata: rows.map((r) => [r.gene, r.n_samples, r.fdr]),
+                    hovertemplate: "%{x} (gene %{customdata[0]})<br>rho = %{y:.3f}<br>n = %{customdata[1]}, " +
+                                   "FDR = %{customdata[2]:.2g}<extra></extra>" };
+    $("rho-plot").hidden = false;
+    await Plotly.react($("rho-plot"), [trace], {
+      margin: { l: 60, r: 20, t: 40, b: 120 }, height: 380, xaxis: { tickangle: -60, automargin: true },
+      yaxis: { title: { text: "Spearman rho (activity vs expression)" }, range: [-1, 1] },
+      title: { text: `Validation: ${state.atlas} · ${state.level} · ${state.set} (dark: FDR < 0.05)`, font: { size: 14 } },
+    }, PLOT_CONFIG);
+    const div = $("rho-plot");
+    if (!div.dataset.clicks) {
+      div.dataset.clicks = "1";
+      div.on("plotly_click", (ev) => { state.target = ev.points[0].x; state.targetGene = ""; render(); });
+    }
+    $("rho-plot").dataset.drawn = `${state.atlas}|${state.level}|${state.set}`;
+    note = `${rows.length} targets with a rho; click a bar for its scatter.`;
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    Plotly.purge($("rho-plot"));
+    $("rho-plot").hidden = true;
+    note = error.message;
+  }
+  $("validation-note").textContent = note;
+  if (!names.includes(state.target) && rows.length) state.target = rows[0].target;
+  state.target = fill($("target"), names, state.target);
+  $("target-gene").value = state.targetGene;
+  writeHash();
+  try {
+    const points = await all(`/validation/scatter/${enc(state.atlas)}/${enc(state.level)}/${enc(state.set)}/${enc(state.target)}`,
+                             { gene: state.targetGene || undefined });
+    if (stale(token)) return;
+    const types = [...new Set(points.map((p) => p.cell_type))];
+    const traces = types.map((t, i) => {
+      const part = points.filter((p) => p.cell_type === t);
+      return { type: points.length > 5000 ? "scattergl" : "scatter", mode: "markers", name: t, x: part.map((p) => p.expression), y: part.map((p) => p.activity),
+               text: part.map((p) => p.sample), marker: { size: 7, opacity: 0.8, color: COLORS[i % COLORS.length] },
+               hovertemplate: "%{text} · " + t + "<br>expression %{x:.3g}<br>activity %{y:.3g}<extra></extra>" };
+    });
+    $("scatter-plot").hidden = false;
+    await Plotly.react($("scatter-plot"), traces, {
+      margin: { l: 60, r: 20, t: 40, b: 50 }, height: 420,
+      xaxis: { title: { text: `${state.targetGene || "gene"} expression (log1p CPM)` } },
+      yaxis: { title: { text: `${state.target} activity (z)` } },
+      title: { text: `${state.target}: per sample × cell type`, font: { size: 14 } },
+    }, PLOT_CONFIG);
+    $("scatter-plot").dataset.drawn = `${state.atlas}|${state.level}|${state.set}|${state.target}`;
+    status(`${state.target}: ${points.length} sample × cell type points`);
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    Plotly.purge($("scatter-plot"));
+    $("scatter-plot").hidden = true;
+    status(error.message, true);
+  }
+}
+
+async function drawGene(token) {
+  if (!state.gene) {
+    status("Search a gene to see its expression.");
+    return;
+  }
+  const path = `/expression/${enc(state.atlas)}/${enc(state.level)}`;
+  const types = await all(path, { gene: state.gene });
+  let samples = [];
+  try {
+    samples = await all(path, { gene: state.gene, by: "sample" });
+  } catch (error) {
+    if (error.status !== 404) throw error;
+  }
+  if (stale(token)) return;
+  const traces = [{ type: "box", name: "samples", x: samples.map((r) => r.cell_type), y: samples.map((r) => r.value),
+                    boxpoints: "all", jitter: 0.4, pointpos: 0, marker: { size: 4, color: "#9aa7bd" },
+                    line: { color: "#5b6475" }, text: samples.map((r) => r.sample) },
+                  { type: "scatter", mode: "markers", name: "cell-type pseudobulk", x: types.map((r) => r.cell_type),
+                    y: types.map((r) => r.value), marker: { size: 11, symbol: "diamond", color: "#d1495b" } }];
+  await Plotly.react($("gene-plot"), traces, {
+    margin: { l: 60, r: 20, t: 40, b: 140 }, height: 480, xaxis: { tickangle: -45, automargin: true },
+    yaxis: { title: { text: "log1p CPM" } }, boxmode: "overlay",
+    title: { text: `${state.gene} in ${state.atlas} · ${state.level}`, font: { size: 14 } },
+  }, PLOT_CONFIG);
+  $("gene-plot").dataset.drawn = `${state.atlas}|${state.level}|${state.gene}`;
+  status(`${state.gene}: ${types.length} cell types, ${samples.length} sample × cell type rows`);
+}
+
+// ---- search -----------------------------------------------------------------------------------------------------
+let searchTimer = null;
+let hits = [];
+function onSearchInput() {
+  clearTimeout(searchTimer);
+  const q = $("search").value.trim();
+  if (!q) return;
+  searchTimer = setTimeout(async () => {
+    try {
+      hits = (await get("/search", { q, limit: 30 })).rows;
+      $("search-hits").replaceChildren(...hits.map((h) => {
+        const o = new Option(h.kind === "gene" ? `gene · ${h.atlases.join(", ")}` : `signature · ${h.signature_set}`, h.name);
+        o.value = h.name;
+        return o;
+      }));
+    } catch (error) {
+      status(error.message, true);
+    }
+  }, 200);
+}
+async function onSearchSubmit(event) {
+  event.preventDefault();
+  const q = $("search").value.trim();
+  if (!q) return;
+  let hit = hits.find((h) => h.name === q);
+  if (!hit) {
+    const found = (await get("/search", { q, limit: 30 })).rows;
+    hit = found.find((h) => h.name.toLowerCase() === q.toLowerCase()) || found[0];
+  }
+  if (!hit) {
+    status(`nothing matches "${q}"`, true);
+    return;
+  }
+  if (hit.kind === "gene") {
+    state.gene = hit.name;
+    state.view = "gene";
+  } else {
+    const level = levels.find((l) => l.level === state.level);
+    if (level && level.signature_sets.includes(hit.signature_set)) {
+      state.set = hit.signature_set;
+      $("set").value = state.set;
+    }
+    state.signature = hit.name;
+    state.view = "signature";
+  }
+  render();
+}
+
+// ---- wiring -----------------------------------------------------------------------------------------------------
+async function main() {
+  readHash();
+  $("value").value = state.value;
+  $("top").value = state.top;
+  try {
+    atlases = (await get("/atlases")).rows;
+    if (!atlases.length) {
+      status("The store holds no atlas yet: run `cytoatlas index`.", true);
+      return;
+    }
+    await chooseAtlas();
+  } catch (error) {
+    status(error.message, true);
+    return;
+  }
+  $("atlas").addEventListener("change", async () => { state.atlas = $("atlas").value; await chooseAtlas(); render(); });
+  $("level").addEventListener("change", () => { state.level = $("level").value; chooseLevel(); render(); });
+  $("set").addEventListener("change", () => { state.set = $("set").value; render(); });
+  $("value").addEventListener("change", () => { state.value = $("value").value; render(); });
+  $("top").addEventListener("change", () => { state.top = $("top").value; render(); });
+  $("signature").addEventListener("change", () => { state.signature = $("signature").value; render(); });
+  $("signature-level").addEventListener("change", () => { state.signatureLevel = $("signature-level").value; render(); });
+  $("target").addEventListener("change", () => { state.target = $("target").value; state.targetGene = ""; render(); });
+  $("target-gene").addEventListener("change", () => { state.targetGene = $("target-gene").value.trim(); render(); });
+  $("search").addEventListener("input", onSearchInput);
+  $("search-form").addEventListener("submit", (e) => onSearchSubmit(e).catch((err) => status(err.message, true)));
+  for (const b of document.querySelectorAll("nav button")) {
+    b.addEventListener("click", () => { state.view = b.dataset.view; render(); });
+  }
+  render();
+}
+
+main();

@@ -1,0 +1,263 @@
+"""`cytoatlas index`: incremental from the manifests (a second run does no work; a new atlas is read alone;
+changed, removed and damaged files are handled), atomic (a failed run leaves the old store), and a running
+server follows a rebuilt store."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from _api_helpers import validation_frames, write_validation
+from fastapi.testclient import TestClient
+
+import cytoatlas
+from cytoatlas._api.app import create_app
+from cytoatlas._api.store import store_dir
+from cytoatlas.cli import main
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.manifest import read_manifest, update_manifest
+
+
+def _copy(api_results: Path, dest: Path, *names: str) -> Path:
+    for name in names:
+        shutil.copytree(api_results / name, dest / name, copy_function=shutil.copy2)
+    return dest
+
+
+def _parts(db: Path) -> dict[str, int]:
+    """Every Parquet part of a store and its mtime."""
+    return {p.relative_to(store_dir(db)).as_posix(): p.stat().st_mtime_ns for p in store_dir(db).rglob("*.parquet")}
+
+
+def _indexable(out: Path) -> set[str]:
+    files = set()
+    for manifest in out.rglob("manifest.json"):
+        for name, rec in read_manifest(manifest.parent).items():
+            if (rec["step"] in ("pseudobulk", "activity") and rec.get("kind") in ("celltype", "samples")
+                    and name.endswith(".h5ad")):
+                files.add((manifest.parent / name).relative_to(out).as_posix())
+            elif rec["step"] == "validate" and name.endswith(".parquet"):
+                files.add((manifest.parent / name).relative_to(out).as_posix())
+    return files
+
+
+def test_index_twice_the_second_does_no_work(api_results: Path, tmp_path: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "alpha", "validation")
+    db = tmp_path / "store.duckdb"
+    first = cytoatlas.index(out, db)
+    assert set(first.read) == _indexable(out) and first.unchanged == 0 and first.parts_written > 0
+    st, parts = db.stat(), _parts(db)
+    second = cytoatlas.index(out, db)
+    assert second.read == [] and second.removed == [] and not second.changed
+    assert second.unchanged == len(first.read) and second.parts_written == second.parts_deleted == 0
+    assert (db.stat().st_ino, db.stat().st_mtime_ns) == (st.st_ino, st.st_mtime_ns)  # not even rewritten
+    assert _parts(db) == parts
+
+
+def test_a_new_atlas_is_read_alone(api_results: Path, tmp_path: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "alpha")
+    db = tmp_path / "store.duckdb"
+    first = cytoatlas.index(out, db)
+    parts = _parts(db)
+    _copy(api_results, out, "beta")
+    second = cytoatlas.index(out, db)
+    assert second.read and all(p.startswith("beta/") for p in second.read)
+    assert set(second.read) == {p for p in _indexable(out) if p.startswith("beta/")}
+    assert second.unchanged == len(first.read) and second.parts_deleted == 0
+    after = _parts(db)
+    assert {k: after[k] for k in parts} == parts  # alpha's parts untouched
+    client = TestClient(create_app(db))
+    assert [a["atlas"] for a in client.get("/api/v1/atlases").json()["rows"]] == ["alpha", "beta"]
+
+
+def test_changed_removed_and_damaged_files(api_results: Path, tmp_path: Path, caplog) -> None:
+    out = _copy(api_results, tmp_path / "results", "alpha", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    client = TestClient(create_app(db))
+    before = client.get("/api/v1/activity/beta/L1/cytosig", params={"signature": "IFNG"}).json()["rows"]
+    # changed: beta L1 activity recomputed with another lambda (new records in the manifest)
+    pb = out / "beta" / "pseudobulk"
+    cytoatlas.activity([pb / f"beta_pseudobulk_l1{s}.h5ad" for s in ("", "_samples", "_resampled")],
+                       out / "beta" / "activity", signatures=["cytosig"], lambda_=1e4, centre="within:cell_type")
+    # removed: alpha L3 cell-type activity of LinCytoSig leaves the manifest
+    act = out / "alpha" / "activity"
+    update_manifest(act, {}, remove=["alpha_pseudobulk_l3_lincytosig_activity.h5ad"])
+    # damaged: a file rewritten behind its manifest's back (its mtime no longer matches)
+    damaged = out / "alpha" / "pseudobulk" / "alpha_pseudobulk_l2.h5ad"
+    os.utime(damaged, ns=(damaged.stat().st_atime_ns, damaged.stat().st_mtime_ns + 10**9))
+    with caplog.at_level(logging.WARNING, logger="cytoatlas.index"):
+        summary = cytoatlas.index(out, db)
+    assert sorted(summary.read) == ["beta/activity/beta_pseudobulk_l1_cytosig_activity.h5ad",
+                                    "beta/activity/beta_pseudobulk_l1_samples_cytosig_activity.h5ad"]
+    assert sorted(summary.removed) == ["alpha/activity/alpha_pseudobulk_l3_lincytosig_activity.h5ad",
+                                       "alpha/pseudobulk/alpha_pseudobulk_l2.h5ad"]
+    assert summary.skipped == ["alpha/pseudobulk/alpha_pseudobulk_l2.h5ad: differs from its manifest record "
+                               "(size or mtime)"]
+    assert "alpha_pseudobulk_l2.h5ad: differs from its manifest record" in caplog.text
+    assert summary.parts_deleted == 4  # two old beta L1 activity parts, alpha L3 LinCytoSig, alpha L2 expression
+    after = client.get("/api/v1/activity/beta/L1/cytosig", params={"signature": "IFNG"}).json()["rows"]
+    assert [r["cell_type"] for r in after] == [r["cell_type"] for r in before]
+    assert [r["z"] for r in after] != [r["z"] for r in before]  # the server reopened the new store
+    import anndata as ad
+
+    new = ad.read_h5ad(out / "beta" / "activity" / "beta_pseudobulk_l1_cytosig_activity.h5ad")
+    j = new.var_names.get_loc("IFNG")
+    assert [r["z"] for r in after] == [float(new.X[list(new.obs["cell_type"]).index(r["cell_type"]), j])
+                                       for r in after]
+    assert client.get("/api/v1/activity/alpha/L3/lincytosig").status_code == 404
+    r = client.get("/api/v1/expression/alpha/L2", params={"gene": "IFNGR1"})
+    assert r.status_code == 404 and "no celltype expression" in r.json()["detail"]
+
+
+def test_a_failed_index_leaves_the_old_store(api_results: Path, tmp_path: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "alpha")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    st, parts = db.stat(), _parts(db)
+    _copy(api_results, out, "beta")
+    # a damaged file that still matches its manifest's size and mtime: the index fails reading it
+    bad = out / "beta" / "activity" / "beta_pseudobulk_l2_cytosig_activity.h5ad"
+    times = (bad.stat().st_atime_ns, bad.stat().st_mtime_ns)
+    with open(bad, "r+b") as fh:
+        fh.write(b"\0" * 4096)
+    os.utime(bad, ns=times)
+    with pytest.raises(CytoatlasError, match="beta_pseudobulk_l2_cytosig_activity.h5ad"):
+        cytoatlas.index(out, db)
+    assert (db.stat().st_ino, db.stat().st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+    assert not [p for p in store_dir(db).iterdir() if ".tmp-" in p.name or p.name.startswith("spill")]
+    assert [a["atlas"] for a in TestClient(create_app(db)).get("/api/v1/atlases").json()["rows"]] == ["alpha"]
+    # --verify catches it by checksum and skips it instead
+    summary = cytoatlas.index(out, db, verify=True)
+    assert summary.skipped == ["beta/activity/beta_pseudobulk_l2_cytosig_activity.h5ad: checksum differs from its "
+                               "manifest record"]
+    assert all(p.startswith("beta/") for p in summary.read) and set(_parts(db)) >= set(parts)
+
+
+def test_the_same_result_twice_is_refused(api_results: Path, tmp_path: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "beta")
+    shutil.copytree(out / "beta", out / "beta_copy")
+    with pytest.raises(CytoatlasError, match=r"activity of atlas 'beta' level 'L1' .* is in 2 files"):
+        cytoatlas.index(out, tmp_path / "store.duckdb")
+    assert not (tmp_path / "store.duckdb").exists()
+
+
+def test_validation_tables_must_have_their_contract_columns(tmp_path: Path, api_results: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "beta")
+    tables = validation_frames(["IFNG"], ["beta", "beta"], ["L1"])
+    for row in tables["summary"]:
+        del row["median_rho"]
+    write_validation(out / "validation", tables)
+    with pytest.raises(CytoatlasError, match="validation table 'summary' lacks column.* median_rho"):
+        cytoatlas.index(out, tmp_path / "store.duckdb")
+
+
+def test_expression_kinds_and_a_missing_part(api_results: Path, tmp_path: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db, expression=["celltype"])
+    client = TestClient(create_app(db))
+    assert client.get("/api/v1/expression/beta/L1", params={"gene": "IFNGR1"}).status_code == 200
+    r = client.get("/api/v1/expression/beta/L1", params={"gene": "IFNGR1", "by": "sample"})
+    assert r.status_code == 404 and "--expression celltype,samples" in r.json()["detail"]
+    assert cytoatlas.index(out, db, expression=["celltype", "samples"]).read  # another setting: rebuilt
+    assert client.get("/api/v1/expression/beta/L1", params={"gene": "IFNGR1", "by": "sample"}).status_code == 200
+    # a part deleted under the server: a clear 503, not a 500
+    with duckdb.connect() as con:
+        con.execute("ATTACH ? AS s (READ_ONLY)", [str(db)])
+        part = con.execute("SELECT part FROM s.sources WHERE atlas = 'beta' AND level = 'L2' AND step = 'activity' "
+                           "AND kind = 'celltype' AND signature_set = 'cytosig'").fetchall()[0][0]
+    (store_dir(db) / part).unlink()
+    r = client.get("/api/v1/activity/beta/L2/cytosig")
+    assert r.status_code == 503 and "cytoatlas index" in r.json()["detail"] and r.headers["retry-after"] == "1"
+    assert cytoatlas.index(out, db).read == ["beta/activity/beta_pseudobulk_l2_cytosig_activity.h5ad"]
+    assert client.get("/api/v1/activity/beta/L2/cytosig").status_code == 200
+
+
+def test_cli_index_and_serve_errors(api_results: Path, tmp_path: Path, capsys) -> None:
+    out = _copy(api_results, tmp_path / "results", "beta")
+    assert main(["-q", "index", "--out", str(out)]) == 0
+    assert "0 unchanged" in capsys.readouterr().out and (out / "cytoatlas.duckdb").is_file()
+    assert main(["-q", "index", "--out", str(out)]) == 0
+    assert "0 file(s) read" in capsys.readouterr().out
+    assert main(["-q", "index", "--out", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["-q", "index", "--out", str(out), "--expression", "counts"]) == 2
+    assert "expression kinds must be among celltype, samples" in capsys.readouterr().err
+    assert main(["-q", "serve", "--db", str(tmp_path / "missing.duckdb")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cytoatlas: error: cannot open the store") and err.count("\n") == 1
+    short = tmp_path / "token"
+    short.write_text("abc\n")
+    assert main(["-q", "serve", "--db", str(out / "cytoatlas.duckdb"), "--token-file", str(short)]) == 2
+    assert "at least 16 characters" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["-q", "index", "--out", str(tmp_path / "empty")]) == 2  # no manifest below it
+    assert "no pseudobulk, activity or validation outputs" in capsys.readouterr().err
+
+
+def test_a_running_server_keeps_answering_while_the_store_is_rebuilt(api_results: Path, tmp_path: Path) -> None:
+    import threading
+    import time
+
+    import httpx
+    from _api_helpers import running_server
+
+    out = _copy(api_results, tmp_path / "results", "alpha")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    statuses: list[int] = []
+    stop = threading.Event()
+    with running_server(db) as url:
+        def hammer() -> None:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                while not stop.is_set():
+                    for path in ("/api/v1/activity/alpha/L1/cytosig?signature=IFNG", "/api/v1/atlases",
+                                 "/api/v1/signatures/cytosig/IL4", "/api/v1/expression/alpha/L2?gene=IFNGR1"):
+                        statuses.append(client.get(path).status_code)
+
+        threads = [threading.Thread(target=hammer) for _ in range(2)]
+        for t in threads:
+            t.start()
+        _copy(api_results, out, "beta")
+        update_manifest(out / "alpha" / "activity", {}, remove=["alpha_pseudobulk_l1_cytosig_activity.h5ad"])
+        summary = cytoatlas.index(out, db)  # a new atlas and a removed file (its part deleted) under load
+        assert summary.parts_deleted == 1
+        atlases = httpx.get(url + "/api/v1/atlases").json()["rows"]
+        deadline = time.monotonic() + 20
+        while 404 not in statuses and time.monotonic() < deadline:  # the clients' requests after the rebuild
+            time.sleep(0.05)
+        stop.set()
+        for t in threads:
+            t.join()
+    assert [a["atlas"] for a in atlases] == ["alpha", "beta"]  # the server follows the new file
+    assert len(statuses) > 20
+    # answers before the rebuild (200) and after it (404: alpha L1 CytoSig is gone); never a server error
+    assert set(statuses) <= {200, 404} and 404 in statuses and statuses.count(200) > 10
+
+
+def test_two_index_runs_do_not_overlap(api_results: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from _api_helpers import SRC
+
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from cytoatlas.io.lock import DirectoryLock\n"
+                               "with DirectoryLock(sys.argv[1]):\n print('held', flush=True); time.sleep(60)",
+                               str(store_dir(db))], env={"PYTHONPATH": str(SRC)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(CytoatlasError, match="in use by another cytoatlas run"):
+            cytoatlas.index(out, db)
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+    assert cytoatlas.index(out, db).read  # a dead holder's lock is taken over
