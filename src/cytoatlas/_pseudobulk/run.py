@@ -20,7 +20,7 @@ from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
 from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, checkpoint_path, load_checkpoint, save_checkpoint
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
-from cytoatlas._pseudobulk.partitions import accumulate_on_cluster
+from cytoatlas._pseudobulk.partitions import accumulate_on_cluster, prepare_worker
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.cluster import Cluster, check_scheduler, dask_client, slurm_options, usable_cores
 from cytoatlas.errors import CytoatlasError
@@ -246,7 +246,7 @@ def pseudobulk(
 def _start_cluster(stack: contextlib.ExitStack, scheduler: str, slurm: Mapping[str, Any] | None, probe) -> Cluster:
     """Connect to (or start) the cluster, closed with ``stack``, and load the kernels on its workers."""
     cluster = stack.enter_context(dask_client(scheduler, slurm))
-    cluster.client.run(AtomState.warm_up, probe)
+    cluster.client.run(prepare_worker, probe)
     return cluster
 
 
