@@ -240,3 +240,33 @@ def test_cli_validate_and_report(demo_pair, tmp_path: Path, capsys) -> None:
     assert err.startswith("cytoatlas: error: atlas 'nope': no results directory") and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
     assert main(["report", "--out", str(tmp_path / "missing")]) == 2
+
+
+def test_the_api_serves_what_validate_wrote(validated: Path, demo_pair, tmp_path: Path) -> None:
+    """Issue 7 on real validation output: the two demo atlases and their validation indexed together, every
+    validation table served with all its rows, and the rho values equal to the written ones."""
+    from fastapi.testclient import TestClient
+
+    from cytoatlas._api.app import create_app
+
+    root = tmp_path / "results"
+    for name, results in demo_pair["results"].items():
+        shutil.copytree(results, root / name)
+    shutil.copytree(validated, root / "validation")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(root, db)
+    client = TestClient(create_app(db))
+    assert {a["atlas"] for a in client.get("/api/v1/atlases").json()["rows"]} == set(demo_pair["results"])
+    routes = {"summary": "/api/v1/validation/summary", "rho": "/api/v1/validation/rho",
+              "cytosig_vs_secact": "/api/v1/validation/cytosig-vs-secact",
+              "cell_type_matches": "/api/v1/validation/cell-type-matches", "cross_atlas": "/api/v1/cross-atlas",
+              "conservation": "/api/v1/cross-atlas/conservation", "consistency": "/api/v1/cross-atlas/consistency"}
+    for name, route in routes.items():
+        frame = _table(validated, name)
+        page = client.get(route, params={"limit": 50_000}).json()
+        assert page["total"] == len(frame) > 0, name
+        assert list(page["rows"][0])[:len(CONTRACT[name])] == CONTRACT[name]
+    served = client.get(routes["rho"], params={"limit": 50_000}).json()["rows"]
+    got = np.sort([r["rho"] for r in served if r["rho"] is not None])
+    want = np.sort(_table(validated, "rho")["rho"].dropna().to_numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-12)
