@@ -313,10 +313,15 @@ async function onSearchSubmit(event) {
   event.preventDefault();
   const q = $("search").value.trim();
   if (!q) return;
-  let hit = hits.find((h) => h.name === q);
+  // a name that is both a gene and a signature (IFNG) opens the signature; the gene is in the suggestions
+  const exact = (list) => {
+    const same = list.filter((h) => h.name.toLowerCase() === q.toLowerCase());
+    return same.find((h) => h.kind !== "gene") || same[0];
+  };
+  let hit = exact(hits);
   if (!hit) {
     const found = (await get("/search", { q, limit: 30 })).rows;
-    hit = found.find((h) => h.name.toLowerCase() === q.toLowerCase()) || found[0];
+    hit = exact(found) || found[0];
   }
   if (!hit) {
     status(`nothing matches "${q}"`, true);
