@@ -1,0 +1,225 @@
+"""Activity of one pseudobulk file: centring, every signature set's regression, the files written.
+
+A Dask task runs :meth:`_Job.unit` (a file after its bootstrap file); one process runs :meth:`_Job.one_file`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cytoatlas import __version__
+from cytoatlas._activity.expression import Pseudobulk, read_pseudobulk
+from cytoatlas._activity.outputs import (
+    CI_QUANTILES,
+    SetResult,
+    bootstrap_ci,
+    cell_type_matches,
+    expand_groups,
+    write_activity,
+    write_ci_table,
+)
+from cytoatlas._activity.ridge import RidgeModel, exact_test, standardise_columns
+from cytoatlas._activity.signatures import SignatureSet
+from cytoatlas._faults import crash_point
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.fingerprint import file_fingerprint
+from cytoatlas.io.manifest import record
+from cytoatlas.progress import Progress
+
+log = logging.getLogger("cytoatlas.activity")
+# responses are standardised and regressed this many float64 values at a time (64 MB per temporary)
+_BATCH_VALUES = 1 << 23
+
+
+@dataclass(frozen=True)
+class Centring:
+    """How each gene is centred before the regression: across all columns, or within groups of ``column``."""
+
+    column: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Centring:
+        if spec in ("across", "", None):
+            return cls()
+        if spec.startswith("within:") and spec[len("within:"):]:
+            return cls(spec[len("within:"):])
+        raise CytoatlasError(f"centre must be 'across' or 'within:COLUMN', got {spec!r}")
+
+    def __str__(self) -> str:
+        return f"within:{self.column}" if self.column else "across"
+
+def _main_of(resampled: Path) -> Path:
+    return resampled.with_name(resampled.name.replace("_resampled.h5ad", ".h5ad"))
+
+def _centres(pb: Pseudobulk, centring: Centring) -> tuple[np.ndarray, np.ndarray, str]:
+    """Per-gene centres (genes x groups, float64), each column's group, and what was done.
+
+    Centring within a column whose groups are all single columns (``within:cell_type`` on a cell-type file)
+    would zero every profile; such a file is centred across its columns instead, and says so.
+    """
+    across = (pb.values.mean(axis=1, dtype=np.float64)[:, None], np.zeros(pb.values.shape[1], dtype=np.intp),
+              "across")
+    if centring.column is None:
+        return across
+    if centring.column not in pb.obs:
+        raise CytoatlasError(f"{pb.path.name}: cannot centre within {centring.column!r}: no such obs column; "
+                             f"available: {', '.join(map(str, pb.obs.columns))}")
+    codes, uniques = pd.factorize(pb.obs[centring.column].astype(str), sort=True)
+    if len(uniques) == len(codes) and len(codes) > 1:
+        log.info("%s: every %s has one column; centred across columns instead", pb.path.name, centring.column)
+        return across
+    centres = np.empty((pb.values.shape[0], len(uniques)))
+    for g in range(len(uniques)):
+        centres[:, g] = pb.values[:, codes == g].mean(axis=1, dtype=np.float64)
+    return centres, codes.astype(np.intp), str(centring)
+
+
+def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.ndarray, method: str,
+             n_rand: int, seed: int, lambda_: float) -> SetResult:
+    wanted = {g: i for i, g in enumerate(sig.genes)}
+    rows = np.flatnonzero([g in wanted for g in pb.genes])  # expression order, as secactpy intersects
+    if len(rows) < 2:
+        raise CytoatlasError(
+            f"{pb.path.name}: {len(rows)} of the {len(sig.genes):,} {sig.name} genes are among its "
+            f"{pb.n_symbols:,} gene symbols (e.g. {', '.join(map(str, pb.genes[:3])) or 'none'}); signatures are "
+            "matched on symbols: if the atlas' var_names are Ensembl ids, set `gene_symbols` in its registry entry")
+    frac = len(rows) / len(sig.genes)
+    if frac < 0.5:
+        log.warning("%s: only %d of %d %s genes (%.0f%%) are in the file; activities rest on few genes",
+                    pb.path.name, len(rows), len(sig.genes), sig.name, 100 * frac)
+    model = RidgeModel.fit(standardise_columns(sig.design[[wanted[g] for g in pb.genes[rows]]]), lambda_)
+    t = model.projection() if method == "permutation" else None
+    n_cols = pb.values.shape[1]
+    out = {k: np.empty((model.design.shape[1], n_cols)) for k in ("beta", "se", "zscore", "pvalue")}
+    step = max(1, _BATCH_VALUES // len(rows))
+    progress = Progress(log, f"{pb.path.name} {sig.name} {method}", n_cols, unit="columns")
+    if method == "permutation":
+        from cytoatlas._activity.permutation import permutation_test
+    for start in range(0, n_cols, step):
+        cols = slice(start, min(start + step, n_cols))
+        values = pb.values[:, cols] if len(rows) == len(pb.genes) else pb.values[rows, cols]
+        # one centre per gene (centring across) broadcasts; groups need each column's own centre
+        centre = centres[rows] if centres.shape[1] == 1 else centres[rows][:, group[cols]]
+        y = standardise_columns(values - centre)
+        if method == "exact":
+            res = exact_test(model, y)
+        else:
+            beta = t @ y
+            res = {"beta": beta, **permutation_test(t, y, beta, n_rand=n_rand, seed=seed)}
+        for k in out:
+            out[k][:, cols] = res[k]
+        progress.update(cols.stop - cols.start)
+    return SetResult(sig, out, pb.genes[rows])
+
+@dataclass
+class _Job:
+    """What every file of an activity run shares (sent once to each Dask worker)."""
+
+    out: Path
+    genes: set[str]
+    centring: Centring
+    method: str
+    n_rand: int
+    seed: int
+    lambda_: float
+    cmap: dict
+    params: dict
+    set_params: Callable
+    targets: Callable
+
+    def unit(self, paths: list[Path], sets: list[SignatureSet], todo: dict[Path, list[str]],
+             stale: dict[Path, set[str]], inputs: dict[Path, list[dict]]) -> tuple[list[Path], dict]:
+        """A Dask task: a pseudobulk file (after its bootstrap file, when it has one), written; the manifest
+        records are returned for the driver to add (one writer of the manifest)."""
+        by_name = {s.name: s for s in sets}
+        boot: dict = {}
+        written, records = [], {}
+        for path in paths:
+            files, recs = self.one_file(path, [by_name[n] for n in todo[path]], stale[path], boot,
+                                        lambda p=path: inputs[p])
+            written += files
+            records.update(recs)
+        return written, records
+
+    def one_file(self, path: Path, sets: list[SignatureSet], to_write: set[str], boot: dict,
+                 inputs: Callable[[], list[dict]]) -> tuple[list[Path], dict]:
+        """Activity of ``sets`` on one pseudobulk file; the sets named in ``to_write`` written and their manifest
+        records returned (a bootstrap file's current outputs are computed again for its main file's intervals,
+        not rewritten)."""
+        return _one_file(path, sets, to_write, self.out, self.genes, self.centring, self.method, self.n_rand,
+                         self.seed, self.lambda_, self.cmap, boot, self.params, self.set_params, inputs,
+                         self.targets)
+
+def _run_unit(job: _Job, *args) -> tuple[list[Path], dict]:
+    return job.unit(*args)
+
+def _one_file(path: Path, sets: list[SignatureSet], to_write: set[str], out: Path, genes: set[str],
+              centring: Centring, method: str, n_rand: int, seed: int, lambda_: float, cmap: dict, boot: dict,
+              params: dict, set_params, inputs: Callable[[], list[dict]], targets) -> tuple[list[Path], dict]:
+    """Activity of ``sets`` on one pseudobulk file; those named in ``to_write`` written and their manifest
+    records returned (a bootstrap file's current outputs are computed again for its main file's intervals, not
+    rewritten)."""
+    t0 = time.perf_counter()
+    pb = read_pseudobulk(path, genes)
+    if pb.kind == "resampled":
+        main_path = _main_of(path)
+        if not main_path.is_file():
+            raise CytoatlasError(f"{path.name}: its main file {main_path.name} is missing; bootstrap activity is "
+                                 "centred with the main file's gene means")
+        main = read_pseudobulk(main_path, genes)
+        if not np.array_equal(main.genes, pb.genes):
+            raise CytoatlasError(f"{path.name} and {main_path.name} have different genes")
+        centres, group = _centres(main, Centring())[0], np.zeros(pb.values.shape[1], dtype=np.intp)
+        file_centring = f"across, with the gene means of {main_path.name}"
+    else:
+        centres, group, file_centring = _centres(pb, centring)
+    results = [_run_set(pb, s, centres, group, method, n_rand, seed, lambda_) for s in sets]
+    if pb.kind == "resampled":
+        boot[_main_of(path)] = (pb, results)
+    written, records = [], {}
+    for res in results:
+        sig = res.sig
+        if sig.name not in to_write:
+            continue
+        names = sig.signatures[sig.output_order]
+        layers = expand_groups(res)
+        obs_extra: dict[str, np.ndarray] = {}
+        uns = {
+            **params, "centre": file_centring, "genes_used": res.genes_used.astype(str),
+            "n_genes_used": len(res.genes_used), "overlap_fraction": len(res.genes_used) / len(sig.genes),
+            "signature": sig.describe(), "input": file_fingerprint(path),
+            "pseudobulk": {k: v for k, v in pb.uns.items() if k in ("atlas", "level", "kind", "separator")},
+            "cytoatlas_version": __version__,
+        }
+        if sig.cell_type_specific:
+            matched, row_type, uns["cell_types"] = cell_type_matches(pb, sig, names, cmap)
+            layers["matched"] = matched
+            obs_extra["signature_cell_type"] = row_type.astype(str)
+        files = targets(path, sig)
+        ci_table = None
+        if len(files) > 1:
+            bpb, bres = boot[path]
+            b = next(r for r in bres if r.sig is sig)
+            ci = bootstrap_ci(pb.obs, bpb.obs, expand_groups(b)["zscore"])
+            layers.update({k: v for k, v in ci.items() if k != "n_boot"})
+            obs_extra["n_boot"] = ci["n_boot"]
+            uns["bootstrap"] = {"file": bpb.path.name, "quantiles": np.array(CI_QUANTILES)}
+            ci_table = write_ci_table(files[1], pb.obs, names, layers["zscore"], ci)
+        written.append(write_activity(files[0], pb, res, layers, uns, obs_extra))
+        written += [ci_table] if ci_table else []
+        for f in files:
+            records[f.name] = record(f, step="activity", parameters=set_params(sig), inputs=inputs(),
+                                     file=path.name, signature=sig.name, kind=pb.kind)
+        crash_point("activity_set")
+    boot.pop(path, None)
+    log.info("%s: %d columns x %s in %.1f s", path.name, pb.values.shape[1],
+             ", ".join(f"{r.sig.name} ({len(r.genes_used):,}/{len(r.sig.genes):,} genes)" for r in results),
+             time.perf_counter() - t0)
+    return written, records
