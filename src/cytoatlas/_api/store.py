@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import MANIFEST_NAME, file_sha256, read_manifest
+from cytoatlas.io.manifest import MANIFEST_NAME, file_sha256, read_manifest, replace_durably
 
 from .schema import DDL, DERIVED, SCHEMA_VERSION, VALIDATION_TABLES, validation_table
 
@@ -240,9 +240,7 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
                 con.execute("CHECKPOINT")
             finally:
                 con.close()
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, db)
+            replace_durably(tmp, db)
         finally:
             tmp.unlink(missing_ok=True)
             Path(f"{tmp}.wal").unlink(missing_ok=True)

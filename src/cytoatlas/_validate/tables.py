@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cytoatlas.io.manifest import write_text_atomic
+from cytoatlas.io.manifest import replace_durably, write_text_atomic
 
 
 def _tmp(path: Path) -> Path:
@@ -29,9 +29,7 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
             con.execute(f"COPY frame TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
         finally:
             con.close()
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

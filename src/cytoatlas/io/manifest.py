@@ -73,6 +73,15 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Put a finished temporary file in place: fsync it, rename it over ``path``, fsync the directory. Readers
+    see the old file or the new one, never a part, and after a crash the new one is whole or absent."""
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write, fsync and rename into place: readers see the old file or the new one, never a part."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
