@@ -19,12 +19,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cytoatlas._faults import crash_point
-from cytoatlas._pseudobulk._kernels import log_scaled_zscore, sum_atom_rows
+from cytoatlas._pseudobulk._kernels import log_scaled_zscore, mix_rows, sum_atom_rows
 from cytoatlas._pseudobulk.atoms import AtomTable, LevelGroups
 from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm_scale, inverse_std
 from cytoatlas._pseudobulk.state import AtomState
-from cytoatlas.io.writer import ColumnWriter, Writeback
+from cytoatlas.io.manifest import file_sha256
+from cytoatlas.io.writer import ColumnWriter, Writeback, fsync_file
 
 log = logging.getLogger(__name__)
 GENE_BLOCK = 1024  # genes per output block
@@ -193,7 +194,11 @@ def _block(plan: FilePlan, atom_sums: np.ndarray, cols: slice, totals: np.ndarra
         values = counts
     else:  # resamples: means of unit CPM profiles, already per million
         unit_cpm = (counts * scale[:, None]).astype(np.float32)
-        values = np.concatenate([w @ unit_cpm[m] for w, m in plan.mixes] or [unit_cpm[:0]])
+        values = np.empty((sum(len(w) for w, _ in plan.mixes), counts.shape[1]), dtype=np.float32)
+        row = 0
+        for w, m in plan.mixes:
+            mix_rows(w, m, unit_cpm, values[row:row + len(w)])
+            row += len(w)
         scale = np.ones(len(values))
     x = np.empty(values.shape, dtype=np.float32)
     z = np.empty_like(x)
@@ -204,8 +209,15 @@ def _block(plan: FilePlan, atom_sums: np.ndarray, cols: slice, totals: np.ndarra
     return out
 
 
-def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var: pd.DataFrame) -> list[Path]:
-    """Write every planned file in one sweep over gene blocks; all files appear only once all are complete."""
+def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats,
+                var: pd.DataFrame) -> list[tuple[Path, str]]:
+    """Write every planned file; return each one's path and SHA-256, in the order of ``plans``.
+
+    Files are filled one after another in gene blocks, the largest first: each finished file is flushed to
+    disk and hashed for the manifest on background threads while the next ones are computed, so neither
+    waits until the end (they were ~4 s of a 300 k-cell run's 13 s write phase). All files appear, renamed
+    into place, only once all are complete.
+    """
     mean32, inv32 = stats.mean.astype(np.float32), inverse_std(stats.std).astype(np.float32)
     totals = [p.rows @ state.atom_totals for p in plans]
     for p, t in zip(plans, totals, strict=True):
@@ -223,32 +235,47 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var:
         return writers[k]
 
     n_genes = state.atom_sums.shape[1]
-    tasks = ((k, slice(lo, min(lo + GENE_BLOCK, n_genes))) for lo in range(0, n_genes, GENE_BLOCK)
-             for k in range(len(plans)))
+    order = sorted(range(len(plans)), key=lambda k: -len(plans[k].obs) * (3 if plans[k].with_counts else 2))
+    tasks = [(k, slice(lo, min(lo + GENE_BLOCK, n_genes))) for k in order for lo in range(0, n_genes, GENE_BLOCK)]
+    last_block = {k: i for i, (k, _) in enumerate(tasks)}
+    synced, digests = {}, {}
     writeback = Writeback()
+    finisher = ThreadPoolExecutor(2, thread_name_prefix="cytoatlas-finish")
+
+    def store(i: int, k: int, cols: slice, arrays: dict) -> None:
+        w = writer(k)
+        w.write(cols, arrays)
+        if i == last_block[k]:
+            tmp = w.close()
+            synced[k], digests[k] = finisher.submit(fsync_file, tmp), finisher.submit(file_sha256, tmp)
+        else:
+            writeback.poke([w.tmp_path])
+        crash_point("output_block")
+
     try:
-        # (gene block, file) tasks run on two threads (the kernels and BLAS release the GIL) while this
-        # one writes finished ones in order; at most IN_FLIGHT results exist at a time
+        # (file, gene block) tasks run on two threads (the kernels release the GIL) while this one stores
+        # finished ones in order; at most IN_FLIGHT results exist at a time
         with ThreadPoolExecutor(2, thread_name_prefix="cytoatlas-outputs") as pool:
             inflight: deque = deque()
-            for k, cols in tasks:
-                inflight.append((k, cols, pool.submit(_block, plans[k], state.atom_sums, cols, totals[k],
-                                                      mean32[cols], inv32[cols], dtypes[k])))
+            for i, (k, cols) in enumerate(tasks):
+                inflight.append((i, k, cols, pool.submit(_block, plans[k], state.atom_sums, cols, totals[k],
+                                                         mean32[cols], inv32[cols], dtypes[k])))
                 if len(inflight) > IN_FLIGHT:
-                    k0, cols0, done = inflight.popleft()
-                    writer(k0).write(cols0, done.result())
-                    writeback.poke(w.tmp_path for w in writers.values())
-                    crash_point("output_block")
-            for k, cols, done in inflight:
-                writer(k).write(cols, done.result())
+                    i0, k0, cols0, done = inflight.popleft()
+                    store(i0, k0, cols0, done.result())
+            for i, k, cols, done in inflight:
+                store(i, k, cols, done.result())
+        for k in range(len(plans)):
+            synced[k].result()
+        committed = []
+        for k in range(len(plans)):
+            committed.append((writers[k].put_in_place(), digests[k].result()))
+            crash_point("commit")
     except BaseException:
         for w in writers.values():
             w.abort()
         raise
     finally:
         writeback.close()
-    committed = []
-    for k in range(len(plans)):
-        committed.append(writer(k).commit())
-        crash_point("commit")
+        finisher.shutdown(wait=True)
     return committed

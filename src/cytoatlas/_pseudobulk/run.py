@@ -227,14 +227,10 @@ def pseudobulk(
                           if p.uns["kind"] in stale[lev.name]]
             out.mkdir(parents=True, exist_ok=True)
             written = write_plans(plans, state, stats, var)
-            def file_record(item: tuple[Path, tuple[str, str]]) -> tuple[str, dict]:
-                p, (lev, kind) = item
-                return p.name, record(p, step="pseudobulk", parameters={**params[lev], "kind": kind},
-                                      inputs=[fingerprint], atlas=cfg.name, level=lev, kind=kind)
-
-            # hashing GBs of outputs: two threads (hashlib releases the GIL), files still in the page cache
-            with ThreadPoolExecutor(2) as pool:
-                update_manifest(out, dict(pool.map(file_record, zip(written, _plan_keys(plans), strict=True))))
+            update_manifest(out, {
+                p.name: record(p, step="pseudobulk", parameters={**params[lev], "kind": kind}, inputs=[fingerprint],
+                               sha256=sha, atlas=cfg.name, level=lev, kind=kind)
+                for (p, sha), (lev, kind) in zip(written, _plan_keys(plans), strict=True)})
             ckpt.unlink(missing_ok=True)
             groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)
             log.info("%s: %s cells (%s kept) in %.1fs, peak memory %.2f GB; rows per file: %s", cfg.name,

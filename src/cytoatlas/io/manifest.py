@@ -97,13 +97,14 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def record(path: str | os.PathLike, *, step: str, parameters: Mapping, inputs: Iterable[Mapping],
-           **extra) -> dict:
-    """The manifest record of a finished output (its checksum computed now)."""
+           sha256: str | None = None, **extra) -> dict:
+    """The manifest record of a finished output; its checksum is computed now unless the writer already
+    hashed the file (``sha256``)."""
     from cytoatlas import __version__
 
     path = Path(path)
     st = path.stat()
-    return {"step": step, "sha256": file_sha256(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+    return {"step": step, "sha256": sha256 or file_sha256(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "parameters": json.loads(canonical(parameters)), "inputs": json.loads(canonical(list(inputs))),
             "version": __version__, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
 

@@ -69,17 +69,23 @@ class ColumnWriter:
     def write(self, cols: slice, arrays: Mapping[str, np.ndarray]) -> None:
         """Fill columns ``cols`` of the named matrices."""
         for name, values in arrays.items():
-            self._matrices[name][:, cols] = values
+            ds = self._matrices[name]
+            if not _write_chunks(ds, cols, values):
+                ds[:, cols] = values
+
+    def close(self) -> Path:
+        """Close the file, still under its temporary name (:meth:`commit` does the rest)."""
+        self._file.close()
+        return self._tmp
 
     def commit(self) -> Path:
         """Close the file, flush it to disk and move it into place (the directory entry is made durable with
         the manifest, written last)."""
-        self._file.close()
-        fd = os.open(self._tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(self.close())
+        return self.put_in_place()
+
+    def put_in_place(self) -> Path:
+        """Rename the closed file, already fsynced by the caller, to its target path."""
         os.replace(self._tmp, self.path)
         return self.path
 
@@ -88,6 +94,38 @@ class ColumnWriter:
         with contextlib.suppress(Exception):
             self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+def _write_chunks(ds: h5py.Dataset, cols: slice, values: np.ndarray) -> bool:
+    """Store a column block whose columns are exactly one chunk column, chunk by chunk, as raw chunk bytes.
+
+    Outputs are unfiltered, so a chunk's bytes are the values themselves: handing them to HDF5 as they are
+    skips its selection machinery and chunk cache, ~3x faster than ``ds[:, cols] = values`` (GBs per run).
+    Returns False, having written nothing, for any other block (the caller then assigns it).
+    """
+    rows, width = ds.chunks or (0, 0)
+    if (not rows or ds.compression or ds._filters or cols.start % width or values.dtype != ds.dtype
+            or values.shape != (ds.shape[0], cols.stop - cols.start)
+            or not (values.shape[1] == width or (values.shape[1] < width and cols.stop == ds.shape[1]))):
+        return False
+    values = np.ascontiguousarray(values)
+    for r in range(0, values.shape[0], rows):
+        part = values[r:r + rows]
+        if part.shape != (rows, width):  # an edge chunk is stored whole; what lies past the edge is ignored
+            padded = np.zeros((rows, width), dtype=values.dtype)
+            padded[:part.shape[0], :part.shape[1]] = part
+            part = padded
+        ds.id.write_direct_chunk((r, cols.start), part)
+    return True
+
+
+def fsync_file(path: Path) -> None:
+    """Wait until ``path``'s data is on disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Writeback:
