@@ -193,3 +193,19 @@ def test_run_command_uses_one_cluster_for_both_steps(atlases, tmp_path):
     assert done.stderr.count("Dask: local cluster of 2 worker process(es)") == 1
     status = subprocess.run([cli, "status", *common, "--verify"], capture_output=True, text=True)
     assert status.returncode == 0, status.stdout + status.stderr
+
+
+@pytest.mark.parametrize(("n_rows", "stripe", "parts"), [(300_000, 16_384, 2), (300_000, 16_384, 4),
+                                                         (100_000, 1_000, 7), (16_385, 16_384, 2), (10, 16_384, 3),
+                                                         (50_000, 16_384, 50)])
+def test_partitions_are_whole_stripes_of_even_size(n_rows, stripe, parts):
+    from cytoatlas._pseudobulk.partitions import partition_bounds
+
+    bounds = partition_bounds(n_rows, stripe, parts)
+    assert bounds[0][0] == 0 and bounds[-1][1] == n_rows
+    assert all(hi == lo2 for (_, hi), (lo2, _) in zip(bounds[:-1], bounds[1:], strict=True))
+    assert all(lo % stripe == 0 and hi > lo for lo, hi in bounds)
+    assert len(bounds) in (min(parts, -(-n_rows // stripe)), min(parts, n_rows // stripe))  # a short last stripe
+    # each edge is the stripe edge nearest to an even cut: 300 k rows in 2 are 147,456 + 152,544, not 163,840 + ...
+    even = n_rows / len(bounds)
+    assert all(abs(lo - k * even) <= stripe / 2 for k, (lo, _) in enumerate(bounds))
