@@ -188,6 +188,32 @@ def test_one_sample_still_writes_the_main_outputs(tmp_path: Path, capsys, caplog
     assert ad.read_h5ad(out / "x_pseudobulk_l1_resampled.h5ad").n_obs == 0
 
 
+def test_failed_flush_places_no_output(tmp_path: Path, capsys, monkeypatch) -> None:
+    """Files are fsynced on a background thread as each one is complete; if one flush fails (EIO), no new
+    file is renamed into place, the previous outputs and manifest stay, and no temporary file is left."""
+    good = write_atlas(tmp_path / "good.h5ad", "csr").path
+    args = ["pseudobulk", "--registry", str(_registry(tmp_path, good)), "--atlas", "x", "--out", str(tmp_path / "o")]
+    assert main(args) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()}
+    from cytoatlas._pseudobulk import outputs
+
+    real, flushed = outputs.fsync_file, []
+
+    def flaky(path):
+        flushed.append(path)
+        if len(flushed) == 2:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        real(path)
+
+    monkeypatch.setattr(outputs, "fsync_file", flaky)
+    capsys.readouterr()
+    assert main([*args, "--seed", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Input/output error" in err and "\n" not in err
+    assert len(flushed) == 3  # every file was flushed (one failed), none renamed
+    assert {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()} == before
+
+
 def test_full_disk_keeps_previous_outputs(tmp_path: Path, capsys, monkeypatch) -> None:
     """A write error (ENOSPC) ends the run with one line; the outputs of the previous run stay intact."""
     good = write_atlas(tmp_path / "good.h5ad", "csr").path
