@@ -24,8 +24,8 @@ from cytoatlas._pseudobulk.atoms import AtomTable, LevelGroups
 from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm_scale, inverse_std
 from cytoatlas._pseudobulk.state import AtomState
-from cytoatlas.io.manifest import file_sha256
-from cytoatlas.io.writer import ColumnWriter, Writeback, fsync_file
+from cytoatlas.io.manifest import file_sha256, fsync_file
+from cytoatlas.io.writer import ColumnWriter, Writeback
 
 log = logging.getLogger(__name__)
 GENE_BLOCK = 1024  # genes per output block

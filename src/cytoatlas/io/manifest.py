@@ -73,11 +73,19 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def fsync_file(path: str | os.PathLike) -> None:
+    """Wait until ``path``'s data is on disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def replace_durably(tmp: Path, path: Path) -> None:
     """Put a finished temporary file in place: fsync it, rename it over ``path``, fsync the directory. Readers
     see the old file or the new one, never a part, and after a crash the new one is whole or absent."""
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
+    fsync_file(tmp)
     os.replace(tmp, path)
     _fsync_dir(path.parent)
 

@@ -17,6 +17,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from cytoatlas.io.manifest import fsync_file
+
 
 def _tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
@@ -104,7 +106,7 @@ def _write_chunks(ds: h5py.Dataset, cols: slice, values: np.ndarray) -> bool:
     Returns False, having written nothing, for any other block (the caller then assigns it).
     """
     rows, width = ds.chunks or (0, 0)
-    if (not rows or ds.compression or ds._filters or cols.start % width or values.dtype != ds.dtype
+    if (not rows or ds.id.get_create_plist().get_nfilters() or cols.start % width or values.dtype != ds.dtype
             or values.shape != (ds.shape[0], cols.stop - cols.start)
             or not (values.shape[1] == width or (values.shape[1] < width and cols.stop == ds.shape[1]))):
         return False
@@ -117,15 +119,6 @@ def _write_chunks(ds: h5py.Dataset, cols: slice, values: np.ndarray) -> bool:
             part = padded
         ds.id.write_direct_chunk((r, cols.start), part)
     return True
-
-
-def fsync_file(path: Path) -> None:
-    """Wait until ``path``'s data is on disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Writeback:
