@@ -20,6 +20,7 @@ import numpy as np
 from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.chunks import tune_allocator
 from cytoatlas.io.prefetch import Prefetch
 from cytoatlas.progress import Progress
 
@@ -54,21 +55,10 @@ def merge_partials(a: PartialState, b: PartialState) -> PartialState:
 
 
 def prepare_worker(probe) -> None:
-    """Run once on every worker before the pass: glibc's allocator settings, then the compiled kernels.
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also turns off glibc's adaptive
-    mmap threshold: every array of a block (hundreds of MB, every chunk decoded) then comes from fresh mmap'd,
-    zero-filled pages, and the pass runs ~40 % slower. Arrays up to 64 MB come from the heap again here, and
-    freed memory goes back to the system once 256 MB of it is free at the top of the heap.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
+    """Run once on every worker before the pass: glibc's allocator settings (see
+    :func:`~cytoatlas.io.chunks.tune_allocator`; Dask's nanny sets ``MALLOC_TRIM_THRESHOLD_=65536``, which made
+    the pass ~40 % slower), then the compiled kernels."""
+    tune_allocator()
     AtomState.warm_up(probe)
 
 
@@ -145,6 +135,8 @@ def accumulate_on_cluster(cluster, h5ad: str, counts_key: str, fingerprint: dict
                for lo, hi in bounds]
     pending = as_completed(futures)
     ready = []
+    merged: AtomState | None = None
+    workers: frozenset[str] = frozenset()
     first = True
     for fut in pending:
         if fut.status == "error":
@@ -155,12 +147,22 @@ def accumulate_on_cluster(cluster, h5ad: str, counts_key: str, fingerprint: dict
                 first = False
             progress.update(1)
         ready.append(fut)
-        while len(ready) >= 2:
+        # pairs of states merge on the workers while more results are to come; the last two come here as each
+        # finishes and are added in place (a merge task would ship both to a worker and the result back here)
+        while len(ready) >= 2 and pending.count() + len(ready) > 2:
             a, b = ready.pop(), ready.pop()
             pending.add(client.submit(merge_partials, a, b, retries=2, pure=False))
-    merged: PartialState = ready[0].result()
+        if ready and pending.count() + len(ready) <= 2:
+            for f in ready:
+                part: PartialState = f.result()
+                workers |= part.workers
+                if merged is None:
+                    merged = part.expand(np.arange(n_atoms))
+                else:
+                    merged.absorb(part.state, None if len(part.atom_ids) == n_atoms else part.atom_ids)
+            ready.clear()
     log.info("%s: pass done in %.2fs on %d worker process(es): %s", label, time.perf_counter() - t0,
-             len(merged.workers), ", ".join(sorted(merged.workers)))
-    if merged.state.stripes or merged.state.open_stripe >= 0:
+             len(workers), ", ".join(sorted(workers)))
+    if merged is None or merged.stripes or merged.open_stripe >= 0:
         raise CytoatlasError("internal: partitions did not cover every stripe")
-    return merged.expand(np.arange(n_atoms))  # the state itself when every atom was met
+    return merged

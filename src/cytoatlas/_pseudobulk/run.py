@@ -22,8 +22,9 @@ from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, checkpoint_path,
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
 from cytoatlas._pseudobulk.partitions import accumulate_on_cluster, prepare_worker
 from cytoatlas._pseudobulk.state import AtomState
-from cytoatlas.cluster import Cluster, check_scheduler, dask_client, slurm_options, usable_cores
+from cytoatlas.cluster import check_scheduler, dask_client, slurm_options, usable_cores
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.chunks import tune_allocator
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.h5ad import ObsReader, open_counts, open_h5ad, read_var
 from cytoatlas.io.lock import DirectoryLock
@@ -198,11 +199,14 @@ def pseudobulk(
             log.info("%s: ignoring the checkpoint of an earlier run (pass --resume to continue it)", cfg.name)
         if todo:
             with contextlib.ExitStack() as stack, ThreadPoolExecutor(1) as planner:
-                # obs becomes atoms on a second thread while a cluster starts (seconds: processes, imports,
-                # compiled kernels); on it, the pass is a map-reduce of partitions
+                # a cluster starts first: local workers are forked from this process, which must not be inside
+                # an HDF5 call on another thread then; obs becomes atoms on a second thread while the workers
+                # load the compiled kernels. On a cluster, the pass is a map-reduce of partitions
+                cluster = stack.enter_context(dask_client(scheduler, slurm)) if scheduler else None
                 planning = planner.submit(_plan, cfg, obs, counts, todo, min_cells, min_samples, n_bootstrap,
                                           warm=not scheduler)
-                cluster = _start_cluster(stack, scheduler, slurm, counts.block(0, 0)) if scheduler else None
+                if cluster is not None:
+                    cluster.client.run(prepare_worker, counts.block(0, 0))
                 atoms = planning.result()
                 if cluster is not None:
                     if state is not None:
@@ -239,13 +243,6 @@ def pseudobulk(
     return [paths[lev.name][k] for lev in chosen for k in kinds]
 
 
-def _start_cluster(stack: contextlib.ExitStack, scheduler: str, slurm: Mapping[str, Any] | None, probe) -> Cluster:
-    """Connect to (or start) the cluster, closed with ``stack``, and load the kernels on its workers."""
-    cluster = stack.enter_context(dask_client(scheduler, slurm))
-    cluster.client.run(prepare_worker, probe)
-    return cluster
-
-
 def _plan(cfg: AtlasConfig, obs: ObsReader, counts, todo: list[Level], min_cells: int, min_samples: int,
           n_bootstrap: int, warm: bool) -> AtomTable:
     """The atoms of the levels to compute, checked before the pass (``warm``: load the kernels meanwhile)."""
@@ -273,6 +270,7 @@ def _local_pass(cfg: AtlasConfig, counts, atoms: AtomTable, state: AtomState | N
                 batch_size: int, threads: int, t0: float, checkpoint: _Checkpointer) -> AtomState:
     """The pass in this process: blocks read ahead on a second thread (their chunks decoded by ``threads``
     threads) while this one accumulates; checkpoints as it goes."""
+    tune_allocator()
     if state is None:
         state = AtomState.empty(atoms.n_atoms, counts.shape[1])
     elif state.atom_sums.shape != (atoms.n_atoms, counts.shape[1]):

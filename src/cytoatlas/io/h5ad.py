@@ -18,7 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.chunks import ChunkedArray
+from cytoatlas.io.chunks import BufferPool, ChunkedArray
 
 
 def open_h5ad(path: str | os.PathLike) -> h5py.File:
@@ -224,7 +224,8 @@ class CountsMatrix:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def block(self, start: int, stop: int) -> CSRBlock:
+    def block(self, start: int, stop: int, buffers: BufferPool | None = None) -> CSRBlock:
+        """Rows ``start:stop``; their values in arrays from ``buffers`` when given."""
         try:
             if self.dense:
                 m = sp.csr_matrix(self.node[start:stop])
@@ -235,7 +236,8 @@ class CountsMatrix:
                 bad = start + int(np.flatnonzero(np.diff(ptr) < 0)[0])
                 raise CytoatlasError(f"{self.filename}: {self.key} is not a valid CSR matrix: indptr decreases at "
                                      f"row {bad:,}")
-            return CSRBlock(start, stop, self._data[lo:hi], self._indices[lo:hi], ptr - ptr[0])
+            return CSRBlock(start, stop, self._data.read(lo, hi, buffers), self._indices.read(lo, hi, buffers),
+                            ptr - ptr[0])
         except CytoatlasError:
             raise
         except Exception as e:  # h5py, zlib/isal and numpy each raise their own kinds for a damaged file
@@ -249,6 +251,9 @@ class CountsMatrix:
         for dense X), so memory stays bounded however dense the cells are; ``first`` rows in the first block if
         given (a small first block makes a run report progress, or fail on bad data, within a second)."""
         stop = self.shape[0] if stop is None else stop
+        # a block, the one read ahead and one being read: their arrays are reused from block to block (and
+        # freed with this generator)
+        buffers = BufferPool(3)
         lo = start
         while lo < stop:
             hi = min(lo + (first if lo == start and first else batch_size), stop)
@@ -258,7 +263,7 @@ class CountsMatrix:
                 ptr = self._indptr[lo: hi + 1]
                 within = int(np.searchsorted(ptr - ptr[0], max_values, side="right")) - 1  # rows that fit
                 hi = lo + max(1, min(hi - lo, within))
-            yield self.block(lo, hi)
+            yield self.block(lo, hi, buffers)
             lo = hi
 
 
