@@ -361,3 +361,13 @@ def test_pseudobulk_failing_midway_leaves_no_partial_file(tmp_path, monkeypatch)
         cytoatlas.pseudobulk(tiny_config(atlas.path), out, **RUN)
     assert len(calls) >= 2  # at least one file had data written before the crash
     assert not out.exists() or list(out.iterdir()) == []  # a directory it created is removed again
+
+
+@pytest.mark.parametrize(("n", "most", "want"), [(600, 256, 200), (7300, 256, 252), (20000, 1024, 1000),
+                                                 (6, 256, 6), (1024, 1024, 1024), (1025, 1024, 513), (1, 256, 1)])
+def test_output_chunks_split_matrices_into_equal_parts(n, most, want):
+    """HDF5 stores edge chunks whole: chunks of equal parts waste less than one row per chunk on disk."""
+    got = writer.even_chunk(n, most)
+    assert got == want
+    n_chunks = -(-n // got)
+    assert got <= most and n_chunks * got - n < n_chunks

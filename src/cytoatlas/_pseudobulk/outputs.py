@@ -25,10 +25,9 @@ from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm_scale, inverse_std
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.io.manifest import file_sha256, fsync_file
-from cytoatlas.io.writer import ColumnWriter, Writeback
+from cytoatlas.io.writer import COLUMN_BLOCK, ColumnWriter, Writeback, even_chunk
 
 log = logging.getLogger(__name__)
-GENE_BLOCK = 1024  # genes per output block
 IN_FLIGHT = 6  # output blocks computed or waiting to be written at any time
 
 
@@ -236,7 +235,8 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats,
 
     n_genes = state.atom_sums.shape[1]
     order = sorted(range(len(plans)), key=lambda k: -len(plans[k].obs) * (3 if plans[k].with_counts else 2))
-    tasks = [(k, slice(lo, min(lo + GENE_BLOCK, n_genes))) for k in order for lo in range(0, n_genes, GENE_BLOCK)]
+    width = even_chunk(n_genes, COLUMN_BLOCK)  # a block is a column of the files' chunks: stored as raw chunks
+    tasks = [(k, slice(lo, min(lo + width, n_genes))) for k in order for lo in range(0, n_genes, width)]
     last_block = {k: i for i, (k, _) in enumerate(tasks)}
     synced, digests = {}, {}
     writeback = Writeback()

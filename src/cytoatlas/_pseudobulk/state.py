@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from cytoatlas._faults import crash_point
-from cytoatlas._pseudobulk._kernels import BAD_VALUE, OK, add_atom_sums, add_moments, row_totals
+from cytoatlas._pseudobulk._kernels import BAD_VALUE, OK, add_atom_sums, add_moments
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.h5ad import CSRBlock
 
@@ -103,11 +103,10 @@ class AtomState:
         block is read rather than after). A failure here is left for the real call to raise."""
         data, indices, indptr, none = probe.data[:0], probe.indices[:0], probe.indptr[:1], np.zeros(0, np.int32)
         try:
-            row_totals(data, indptr, 0, 0, none, np.zeros(0))
-            add_moments(data, indices, indptr, 0, 0, none, np.zeros(0), np.zeros((1, 3)))
+            add_moments(data, indices, indptr, 0, 0, none, np.zeros((1, 3)))
             for dtype in _LIMITS:
-                add_atom_sums(data, indices, indptr, np.zeros(0, np.int64), 0, none, np.zeros(0),
-                              np.zeros((1, 1), dtype), np.zeros(1), 1.0)
+                add_atom_sums(data, indices, indptr, np.zeros(0, np.int64), 0, none, np.zeros((1, 1), dtype),
+                              np.zeros(1), 1.0)
         except Exception:  # noqa: BLE001
             pass
 
@@ -123,37 +122,41 @@ class AtomState:
         if len(block.indices) and (block.indices.min() < 0 or block.indices.max() >= n_genes):
             raise CytoatlasError(f"rows {block.start}-{block.stop}: gene indices out of range (corrupt CSR)")
         n_rows = block.stop - block.start
-        lib = np.zeros(n_rows)
-        status, pos = row_totals(block.data, block.indptr, 0, n_rows, cell_atom, lib)
-        if status == BAD_VALUE:
-            cell = block.start + int(np.searchsorted(block.indptr, pos, side="right")) - 1
-            raise CytoatlasError(f"counts must be non-negative integers, found {block.data[pos]!r} at cell {cell}; "
-                                 "point `counts` at raw counts (e.g. layers/counts or raw/X)")
         kept = np.flatnonzero(cell_atom >= 0)
         rows = kept[np.argsort(cell_atom[kept], kind="stable")]
-        sums = pool.submit(self._add_atom_sums, block, rows, cell_atom, lib) if pool is not None else None
+        sums = pool.submit(self._add_atom_sums, block, rows, cell_atom) if pool is not None else None
         row = 0
-        while row < n_rows:
-            stripe = (block.start + row) // self.stripe_rows
-            if stripe != self.open_stripe:
-                self._open(stripe)
-            end = min(n_rows, (stripe + 1) * self.stripe_rows - block.start)
-            add_moments(block.data, block.indices, block.indptr, row, end, cell_atom, lib, self.open_acc)
-            self.open_n += int(np.count_nonzero(cell_atom[row:end] >= 0))
-            if block.start + end == (stripe + 1) * self.stripe_rows:
-                self._close()
-            row = end
+        try:
+            while row < n_rows:
+                stripe = (block.start + row) // self.stripe_rows
+                if stripe != self.open_stripe:
+                    self._open(stripe)
+                end = min(n_rows, (stripe + 1) * self.stripe_rows - block.start)
+                status, pos = add_moments(block.data, block.indices, block.indptr, row, end, cell_atom,
+                                          self.open_acc)
+                if status == BAD_VALUE:
+                    cell = block.start + int(np.searchsorted(block.indptr, pos, side="right")) - 1
+                    raise CytoatlasError(f"counts must be non-negative integers, found {block.data[pos]!r} at cell "
+                                         f"{cell}; point `counts` at raw counts (e.g. layers/counts or raw/X)")
+                self.open_n += int(np.count_nonzero(cell_atom[row:end] >= 0))
+                if block.start + end == (stripe + 1) * self.stripe_rows:
+                    self._close()
+                row = end
+        except BaseException:
+            if sums is not None:  # it writes into this state: let it finish before the error goes up
+                sums.exception()
+            raise
         if sums is None:
-            self._add_atom_sums(block, rows, cell_atom, lib)
+            self._add_atom_sums(block, rows, cell_atom)
         else:
             sums.result()
         crash_point("mid_block")  # the counts of this block are in, its cell counts not yet
         self.atom_cells += np.bincount(cell_atom[kept], minlength=len(self.atom_cells))
 
-    def _add_atom_sums(self, block: CSRBlock, rows: np.ndarray, cell_atom: np.ndarray, lib: np.ndarray) -> None:
+    def _add_atom_sums(self, block: CSRBlock, rows: np.ndarray, cell_atom: np.ndarray) -> None:
         first = 0
         while True:
-            status, first = add_atom_sums(block.data, block.indices, block.indptr, rows, first, cell_atom, lib,
+            status, first = add_atom_sums(block.data, block.indices, block.indptr, rows, first, cell_atom,
                                           self.atom_sums, self.atom_totals, _LIMITS[self.atom_sums.dtype])
             if status == OK:
                 return
