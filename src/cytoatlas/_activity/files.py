@@ -109,7 +109,7 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
         values = pb.values[:, cols] if len(rows) == len(pb.genes) else pb.values[rows, cols]
         # one centre per gene (centring across) broadcasts; groups need each column's own centre
         centre = centres[rows] if centres.shape[1] == 1 else centres[rows][:, group[cols]]
-        y = standardise_columns(values - centre)
+        y = standardise_columns(values - centre, overwrite=True)  # float64: a temporary of its own
         if method == "exact":
             res = exact_test(model, y)
         else:
