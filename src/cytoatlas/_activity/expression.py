@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.h5ad import open_h5ad, read_strings
+from cytoatlas.io.h5ad import open_h5ad, read_dataframe, read_strings
 
 KINDS = ("celltype", "samples", "resampled")
 _ROW_BLOCK = 512
+# values per row block of X (8 MB of float32)
+_BLOCK_VALUES = 1 << 21
 
 
 @dataclass
@@ -84,8 +86,6 @@ def read_pseudobulk(path: str | os.PathLike, genes: Iterable[str] | None = None)
     CytoatlasError
         If the file is missing, unreadable, or not a pseudobulk output (no ``uns['kind']`` or no dense X).
     """
-    from anndata.io import read_elem
-
     path = Path(path)
     with open_h5ad(path) as f:
         uns = _scalar_uns(f)
@@ -94,7 +94,7 @@ def read_pseudobulk(path: str | os.PathLike, genes: Iterable[str] | None = None)
                 f"{path}: not a cytoatlas pseudobulk file (activity reads the outputs of `cytoatlas pseudobulk`: "
                 f"dense log1p CPM in X and uns['kind'] one of {', '.join(KINDS)})")
         try:
-            obs = read_elem(f["obs"])
+            obs = read_dataframe(f["obs"])
             var = f["var"]
             # only the symbol column of var: a gene table can carry dozens of columns
             column = "gene_symbol" if "gene_symbol" in var else var.attrs.get("_index", "_index")
@@ -112,10 +112,16 @@ def read_pseudobulk(path: str | os.PathLike, genes: Iterable[str] | None = None)
             wanted = set(genes)
             keep = keep[np.fromiter((s in wanted for s in symbols[keep]), bool, len(keep))]
         values = np.empty((len(keep), len(obs)), dtype=np.float32)
+        # one block buffer, reused: a fresh array per block costs more in page faults than the read itself, and a
+        # block of ~8 MB stays in cache while its columns are picked
+        block = np.empty((max(1, min(_ROW_BLOCK, len(obs), _BLOCK_VALUES // max(1, len(symbols)))), len(symbols)),
+                         dtype=x.dtype)
         try:
-            for start in range(0, len(obs), _ROW_BLOCK):
-                stop = min(start + _ROW_BLOCK, len(obs))
-                values[:, start:stop] = x[start:stop][:, keep].T
+            for start in range(0, len(obs) if len(keep) else 0, len(block)):
+                stop = min(start + len(block), len(obs))
+                part = block[:stop - start]
+                x.read_direct(part, np.s_[start:stop], np.s_[:stop - start])
+                values[:, start:stop] = part[:, keep].T
         except OSError as e:
             raise CytoatlasError(f"{path}: X cannot be read (corrupt or truncated?): {e}") from None
     return Pseudobulk(path=path, kind=uns["kind"], obs=obs, genes=symbols[keep], values=values, uns=uns,

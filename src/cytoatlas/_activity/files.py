@@ -16,6 +16,7 @@ import pandas as pd
 
 from cytoatlas import __version__
 from cytoatlas._activity.expression import Pseudobulk, read_pseudobulk
+from cytoatlas._activity.model_cache import fitted_model
 from cytoatlas._activity.outputs import (
     CI_QUANTILES,
     SetResult,
@@ -25,7 +26,7 @@ from cytoatlas._activity.outputs import (
     write_activity,
     write_ci_table,
 )
-from cytoatlas._activity.ridge import RidgeModel, exact_test, standardise_columns
+from cytoatlas._activity.ridge import exact_test, standardise_columns
 from cytoatlas._activity.signatures import SignatureSet
 from cytoatlas._faults import crash_point
 from cytoatlas.errors import CytoatlasError
@@ -94,7 +95,8 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
     if frac < 0.5:
         log.warning("%s: only %d of %d %s genes (%.0f%%) are in the file; activities rest on few genes",
                     pb.path.name, len(rows), len(sig.genes), sig.name, 100 * frac)
-    model = RidgeModel.fit(standardise_columns(sig.design[[wanted[g] for g in pb.genes[rows]]]), lambda_)
+    genes_used = pb.genes[rows]
+    model = fitted_model(sig, np.array([wanted[g] for g in genes_used], dtype=np.intp), genes_used, lambda_)
     t = model.projection() if method == "permutation" else None
     n_cols = pb.values.shape[1]
     out = {k: np.empty((model.design.shape[1], n_cols)) for k in ("beta", "se", "zscore", "pvalue")}
@@ -107,7 +109,7 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
         values = pb.values[:, cols] if len(rows) == len(pb.genes) else pb.values[rows, cols]
         # one centre per gene (centring across) broadcasts; groups need each column's own centre
         centre = centres[rows] if centres.shape[1] == 1 else centres[rows][:, group[cols]]
-        y = standardise_columns(values - centre)
+        y = standardise_columns(values - centre, overwrite=True)  # float64: a temporary of its own
         if method == "exact":
             res = exact_test(model, y)
         else:
@@ -116,7 +118,7 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
         for k in out:
             out[k][:, cols] = res[k]
         progress.update(cols.stop - cols.start)
-    return SetResult(sig, out, pb.genes[rows])
+    return SetResult(sig, out, genes_used)
 
 @dataclass
 class _Job:

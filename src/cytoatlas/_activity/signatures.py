@@ -64,6 +64,9 @@ class SignatureSet:
     source: str
     version: str
     group_design: np.ndarray | None = None  # the group means, when loaded from the cache
+    # the source file's identity (path, size, mtime) when loaded through the cache: fitted models are cached
+    # under it (see :mod:`cytoatlas._activity.model_cache`); empty for a set made otherwise, whose fits are not
+    cache_key: str = ""
 
     @property
     def grouped(self) -> bool:
@@ -189,9 +192,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cytoatlas"
 
 
-def _cache_path(name: str, path: Path, grouped: bool) -> Path:
+def _cache_key(path: Path, grouped: bool) -> str:
     st = path.stat()
-    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{grouped}|{_CACHE_FORMAT}"
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{grouped}|{_CACHE_FORMAT}"
+
+
+def _cache_path(name: str, key: str) -> Path:
     return cache_dir() / "signatures" / f"{name}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
@@ -257,7 +263,8 @@ def load_signatures(source: str | os.PathLike) -> SignatureSet:
                                  "and not an existing file")
         name, strict = set_name(path), True
     grouped = name not in UNGROUPED
-    cache = _cache_path(name, path, grouped)
+    key = _cache_key(path, grouped)
+    cache = _cache_path(name, key)
     arrays = _read_cache(cache)
     if arrays is None:
         log.info("parsing signature set %s from %s (cached afterwards)", name, path)
@@ -271,4 +278,5 @@ def load_signatures(source: str | os.PathLike) -> SignatureSet:
         _write_cache(cache, arrays)
     return SignatureSet(name=name, genes=arrays["genes"].astype(object), signatures=arrays["signatures"].astype(object),
                         matrix=arrays["matrix"], group_of=arrays["group_of"], source=str(path),
-                        version=str(arrays["version"]), group_design=arrays["design"] if grouped else None)
+                        version=str(arrays["version"]), group_design=arrays["design"] if grouped else None,
+                        cache_key=key)
