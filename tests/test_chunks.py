@@ -97,3 +97,39 @@ def test_blocks_are_capped_by_stored_values(tmp_path, dense):
         assert all(len(b.data) <= 1000 for b in blocks)  # 1000 values ~ 50 sparse rows or 25 dense ones
         got = sp.vstack([sp.csr_matrix((b.data, b.indices, b.indptr), shape=(b.stop - b.start, 40)) for b in blocks])
         np.testing.assert_array_equal(got.toarray(), x.toarray())
+
+
+def test_buffer_pool_reuses_only_arrays_nobody_holds():
+    """A block's arrays are handed out again once the caller let go of the block, never while it (or a view of
+    it) is alive: a caller that keeps its blocks gets new arrays with the right values."""
+    from cytoatlas.io.chunks import BufferPool
+
+    pool = BufferPool(2)
+    a = pool.take(100, np.dtype(np.int32))
+    first = a.__array_interface__["data"][0]
+    a[:] = 1
+    kept = a[10:20]  # a view keeps the array busy
+    del a
+    b = pool.take(90, np.dtype(np.int32))
+    assert b.__array_interface__["data"][0] != first
+    b[:] = 2
+    assert (kept == 1).all()
+    del kept
+    c = pool.take(90, np.dtype(np.int32))
+    assert c.__array_interface__["data"][0] == first  # free again: reused, no new pages
+    assert pool.take(10, np.dtype(np.float64)).dtype == np.float64  # another dtype is never a reinterpretation
+
+
+def test_kept_blocks_keep_their_values(tmp_path):
+    """Blocks from one ``blocks()`` pass, all kept by the caller, each hold their own rows."""
+    rng = np.random.default_rng(1)
+    x = (rng.random((300, 50)) < 0.2) * rng.integers(1, 9, (300, 50))
+    import anndata as ad
+    import scipy.sparse as sp
+
+    ad.AnnData(sp.csr_matrix(x.astype(np.float32))).write_h5ad(tmp_path / "a.h5ad", compression="gzip")
+    with open_h5ad(tmp_path / "a.h5ad") as f:
+        blocks = list(open_counts(f).blocks(40))
+    for b in blocks:
+        got = sp.csr_matrix((b.data, b.indices, b.indptr), shape=(b.stop - b.start, 50)).toarray()
+        np.testing.assert_array_equal(got, x[b.start:b.stop])

@@ -108,3 +108,38 @@ def test_counts_widen_instead_of_overflowing():
     state.add_block(block, np.zeros(3, dtype=np.int32))
     assert state.atom_sums.dtype == np.int64
     assert int(state.atom_sums[0, 0]) == 2**32 + 7
+
+
+def test_in_place_absorb_of_a_partial_state_equals_merge():
+    """The driver adds a partition's state over a subset of the atoms in place (``absorb`` with rows): the same
+    state as expanding it and merging; the uint16 form states travel in restores the counts exactly."""
+    import pickle
+
+    from cytoatlas._pseudobulk.partitions import PartialState
+
+    with open_h5ad(ONEK1K) as f:
+        atoms = build_atoms(ObsReader(f), CFG, list(CFG.levels))
+        counts = open_counts(f)
+        parts = []
+        for lo, hi in ((0, 3000), (3000, 7811)):
+            s = AtomState.empty(atoms.n_atoms, counts.shape[1], stripe_rows=1000)
+            for block in counts.blocks(700, lo, hi):
+                s.add_block(block, atoms.cell_atom[block.start:block.stop])
+            parts.append(s.finish())
+    # the second partition as a partial state over the atoms its cells belong to
+    ids = np.unique(atoms.cell_atom[3000:][atoms.cell_atom[3000:] >= 0]).astype(np.int64)
+    assert 0 < len(ids) < atoms.n_atoms
+    b = parts[1]
+    partial = PartialState(ids, AtomState(b.atom_sums[ids], b.atom_cells[ids], b.atom_totals[ids], b.gene_nnz,
+                                          b.moments, b.stripe_rows, b.folded, dict(b.stripes)))
+    assert partial.__getstate__()["state"].atom_sums.dtype == np.uint16  # these counts fit: half the bytes
+    travelled = pickle.loads(pickle.dumps(partial, protocol=5))
+    assert travelled.state.atom_sums.dtype == np.uint32
+    np.testing.assert_array_equal(travelled.state.atom_sums, partial.state.atom_sums)
+    want = parts[0].merge(parts[1])
+    got = AtomState(parts[0].atom_sums.copy(), parts[0].atom_cells.copy(), parts[0].atom_totals.copy(),
+                    parts[0].gene_nnz.copy(), parts[0].moments, 1000, parts[0].folded, dict(parts[0].stripes))
+    got.absorb(travelled.state, ids)
+    for k in ("atom_sums", "atom_cells", "atom_totals", "gene_nnz"):
+        np.testing.assert_array_equal(getattr(got, k), getattr(want, k))
+    np.testing.assert_array_equal(got.final_moments().m2, want.final_moments().m2)
