@@ -32,6 +32,12 @@ def open_h5ad(path: str | os.PathLike) -> h5py.File:
         raise CytoatlasError(f"{path}: not a readable HDF5/.h5ad file (corrupt or truncated?): {e}") from None
 
 
+def _attr(node: h5py.HLObject, name: str, default=None):
+    """An HDF5 attribute, ``str`` where h5py hands over bytes."""
+    value = node.attrs.get(name, default)
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _decode(values: np.ndarray) -> np.ndarray:
     """Strings as ``str`` objects (HDF5 hands variable-length strings over as bytes)."""
     if values.dtype.kind not in "SO":
@@ -70,8 +76,7 @@ class Labels:
 
 def read_labels(node: h5py.Group | h5py.Dataset, name: str) -> Labels:
     """A 1-D annotation column (categorical, nullable, string or numeric) as :class:`Labels`."""
-    enc = node.attrs.get("encoding-type", "")
-    enc = enc.decode() if isinstance(enc, bytes) else enc
+    enc = _attr(node, "encoding-type", "")
     if isinstance(node, h5py.Group) and enc == "categorical":
         codes = node["codes"][()].astype(np.int32)
         return Labels(codes, _label_strings(node["categories"][()]))
@@ -184,8 +189,7 @@ class CountsMatrix:
             raise CytoatlasError(f"{f.filename}: no counts matrix {key!r}; {where}")
         node = f[key]
         self.key, self.filename = key, f.filename
-        enc = node.attrs.get("encoding-type", "")
-        enc = enc.decode() if isinstance(enc, bytes) else enc
+        enc = _attr(node, "encoding-type", "")
         if isinstance(node, h5py.Dataset) and node.ndim == 2:
             self.dense, self.node = True, node
             self.shape = tuple(node.shape)
@@ -271,11 +275,6 @@ def open_counts(f: h5py.File, key: str = "X", threads: int = 1) -> CountsMatrix:
     """The counts matrix at ``key``: ``"X"``, ``"layers/<name>"`` or ``"raw/X"``, its chunks decoded by
     ``threads`` threads."""
     return CountsMatrix(f, key, threads)
-
-
-def _attr(node: h5py.HLObject, name: str, default=None):
-    value = node.attrs.get(name, default)
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _read_element(node: h5py.HLObject):
