@@ -115,7 +115,7 @@ def test_in_place_absorb_of_a_partial_state_equals_merge():
     state as expanding it and merging; the uint16 form states travel in restores the counts exactly."""
     import pickle
 
-    from cytoatlas._pseudobulk.partitions import PartialState
+    from cytoatlas._pseudobulk.partitions import PartialState, merge_partials
 
     with open_h5ad(ONEK1K) as f:
         atoms = build_atoms(ObsReader(f), CFG, list(CFG.levels))
@@ -134,12 +134,18 @@ def test_in_place_absorb_of_a_partial_state_equals_merge():
                                           b.moments, b.stripe_rows, b.folded, dict(b.stripes)))
     assert partial.__getstate__()["state"].atom_sums.dtype == np.uint16  # these counts fit: half the bytes
     travelled = pickle.loads(pickle.dumps(partial, protocol=5))
-    assert travelled.state.atom_sums.dtype == np.uint32
+    assert travelled.state.atom_sums.dtype == np.uint16  # added as it is: no widened copy on arrival
     np.testing.assert_array_equal(travelled.state.atom_sums, partial.state.atom_sums)
     want = parts[0].merge(parts[1])
     got = AtomState(parts[0].atom_sums.copy(), parts[0].atom_cells.copy(), parts[0].atom_totals.copy(),
                     parts[0].gene_nnz.copy(), parts[0].moments, 1000, parts[0].folded, dict(parts[0].stripes))
     got.absorb(travelled.state, ids)
+    assert got.atom_sums.dtype == np.uint32
     for k in ("atom_sums", "atom_cells", "atom_totals", "gene_nnz"):
         np.testing.assert_array_equal(getattr(got, k), getattr(want, k))
     np.testing.assert_array_equal(got.final_moments().m2, want.final_moments().m2)
+    # two narrow states merged on a worker add at uint32 (a uint16 sum could wrap)
+    first = PartialState(np.arange(atoms.n_atoms), parts[0])
+    both = merge_partials(pickle.loads(pickle.dumps(first, protocol=5)), travelled)
+    assert both.state.atom_sums.dtype == np.uint32
+    np.testing.assert_array_equal(both.state.atom_sums, want.atom_sums)

@@ -211,7 +211,8 @@ class AtomState:
         at = slice(None) if rows is None else rows
         totals = self.atom_totals.copy()
         totals[at] += other.atom_totals
-        dtype = np.promote_types(self.atom_sums.dtype, other.atom_sums.dtype)
+        # uint16 sums (a partial state as it travels between processes) are added at uint32 or wider
+        dtype = np.promote_types(np.promote_types(self.atom_sums.dtype, other.atom_sums.dtype), np.uint32)
         if dtype != np.int64 and totals.max(initial=0) >= _LIMITS[dtype]:
             dtype = np.dtype(np.int64)
         if self.atom_sums.dtype != dtype:
