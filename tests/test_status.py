@@ -89,6 +89,40 @@ def test_verify_detects_silent_corruption(tree, capsys) -> None:
     assert _status(results, reg, capsys, "--verify")[1]["demo_pseudobulk_l1.h5ad"]["state"] == "corrupt"
 
 
+def test_manifests_of_sha256_days_still_verify_and_keep_outputs_current(tree, capsys) -> None:
+    """Records and input fingerprints written with SHA-256 (before XXH3) verify as such: nothing is stale or
+    recomputed after the upgrade, and a flipped byte is still caught."""
+    import hashlib
+
+    results, reg = tree
+    for manifest in results.rglob("manifest.json"):
+        doc = json.loads(manifest.read_text())
+        for name, rec in doc["outputs"].items():
+            assert rec.pop("checksum").startswith("xxh3_128:")
+            rec["sha256"] = hashlib.sha256((manifest.parent / name).read_bytes()).hexdigest()
+            for fp in rec["inputs"]:
+                if "checksum" in fp:
+                    fp.pop("checksum")
+                    upstream = results / "demo" / "pseudobulk" / fp["name"]
+                    fp["sha256"] = hashlib.sha256(upstream.read_bytes()).hexdigest()
+        manifest.write_text(json.dumps(doc))
+    before = _ids(results)
+    code, rows = _status(results, reg, capsys, "--verify")
+    assert code == 0 and all(r["state"] == "complete" for r in rows.values())
+    assert main(["-q", "run", "--registry", str(reg), "--atlas", "demo", "--out", str(results / "demo"), *OPTS]) == 0
+    capsys.readouterr()
+    assert _ids(results) == before  # nothing rewritten
+    path = results / "demo" / "activity" / "demo_pseudobulk_l1_cytosig_activity.h5ad"
+    stat = path.stat()
+    with open(path, "r+b") as fh:
+        fh.seek(stat.st_size // 2)
+        byte = fh.read(1)
+        fh.seek(stat.st_size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _status(results, reg, capsys, "--verify")[1][path.name]["state"] == "corrupt"
+
+
 def test_changed_level_recomputes_only_its_outputs(tree, capsys) -> None:
     results, reg = tree
     before = _ids(results)

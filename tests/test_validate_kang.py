@@ -90,11 +90,12 @@ def test_eight_donors_are_too_few_at_the_default_threshold(kang_runs) -> None:
 
 def test_pseudobulk_inputs_are_fingerprinted(kang_runs) -> None:
     import json
+    import re
 
     manifest = json.loads((kang_runs["root"] / "val" / "manifest.json").read_text())["outputs"]
     part = manifest["parts/kang__ct__cytosig_rho.parquet"]
     names = {i["name"] for i in part["inputs"]}
     assert {"kang_pseudobulk_ct_samples.h5ad", "kang_pseudobulk_ct_samples_cytosig_activity.h5ad",
             "kang_pseudobulk_ct_resampled_cytosig_activity.h5ad"} <= names
-    assert all(len(i["sha256"]) == 64 for i in part["inputs"])
+    assert all(re.fullmatch(r"xxh3_128:[0-9a-f]{32}", i["checksum"]) for i in part["inputs"])
     assert part["parameters"]["min_samples"] == 5 and part["parameters"]["n_bootstrap"] == 20

@@ -22,7 +22,7 @@ from cytoatlas._activity.signatures import BUILT_IN, SignatureSet, load_signatur
 from cytoatlas.cluster import check_scheduler, dask_client, slurm_options
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import check_output, file_sha256, read_manifest, update_manifest
+from cytoatlas.io.manifest import check_output, file_checksum, read_manifest, recorded_checksum, update_manifest
 from cytoatlas.progress import Progress, peak_rss_gb
 
 log = logging.getLogger("cytoatlas.activity")
@@ -253,14 +253,13 @@ def activity_targets(out: Path, pseudobulk_file: Path, signature: str, with_ci: 
 
 
 def upstream_fingerprint(path: Path) -> dict:
-    """An input pseudobulk file's name, size and SHA-256 (taken from its manifest if size and mtime agree)."""
+    """An input pseudobulk file's name, size and checksum (taken from its manifest if size and mtime agree)."""
     st = path.stat()
     entry = read_manifest(path.parent).get(path.name)
+    checksum = None
     if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
-        sha = entry["sha256"]
-    else:
-        sha = file_sha256(path)
-    return {"name": path.name, "size": st.st_size, "sha256": sha}
+        checksum = recorded_checksum(entry)
+    return {"name": path.name, "size": st.st_size, "checksum": checksum or file_checksum(path)}
 
 
 def _on_cluster(scheduler: str, slurm: Mapping[str, Any] | None, units: list[list[Path]], job: _Job,

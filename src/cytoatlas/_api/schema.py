@@ -3,14 +3,14 @@ contract (their columns and types, as `cytoatlas validate` writes them)."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 -- one row per indexed file: where it is (relative to the indexed directory), its manifest record, its part
 CREATE TABLE sources (
     source_id INTEGER PRIMARY KEY, path VARCHAR NOT NULL UNIQUE, step VARCHAR NOT NULL, kind VARCHAR,
-    atlas VARCHAR, level VARCHAR, signature_set VARCHAR, size BIGINT, mtime_ns BIGINT, sha256 VARCHAR,
+    atlas VARCHAR, level VARCHAR, signature_set VARCHAR, size BIGINT, mtime_ns BIGINT, checksum VARCHAR,
     n_rows BIGINT, n_cols BIGINT, part VARCHAR, indexed VARCHAR);
 -- the rows of a pseudobulk or activity file: a cell type, or a sample x cell type
 CREATE TABLE groups (source_id INTEGER NOT NULL, "row" INTEGER NOT NULL, name VARCHAR, cell_type VARCHAR,

@@ -2,8 +2,8 @@
 
 ``DB`` (e.g. ``results/cytoatlas.duckdb``) holds the small tables (sources, groups, genes, signatures, the
 validation tables); the matrices go to Parquet parts in ``DB_parquet/`` beside it, one per pseudobulk or
-activity file, named by the file's SHA-256. An index run compares every manifest record (size, mtime_ns,
-sha256) with the one stored at the last run: unchanged files are not opened, new or changed ones are read,
+activity file, named by the file's checksum. An index run compares every manifest record (size, mtime_ns,
+checksum) with the one stored at the last run: unchanged files are not opened, new or changed ones are read,
 vanished ones dropped. The new database is built under a temporary name (a copy of the old one, then the
 changes) and renamed over the old one; only then are parts no longer referenced deleted. A server holding the
 old file keeps reading it, and reopens the new one on its next request (see :mod:`cytoatlas._api.app`).
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import MANIFEST_NAME, file_sha256, read_manifest, replace_durably
+from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, read_manifest, recorded_checksum, replace_durably
 
 from .schema import DDL, DERIVED, SCHEMA_VERSION, VALIDATION_TABLES, validation_table
 
@@ -70,16 +70,16 @@ class Candidate:
     signature_set: str | None
     size: int
     mtime_ns: int
-    sha256: str
+    checksum: str       # "<algorithm>:<hex>", as its manifest records it
 
     @property
     def record(self) -> tuple:
-        return self.size, self.mtime_ns, self.sha256
+        return self.size, self.mtime_ns, self.checksum
 
     def part_name(self) -> str | None:
         if self.step == "validate":
             return None
-        return f"{self.step}/{self.sha256[:32]}.parquet"
+        return f"{self.step}/{self.checksum.partition(':')[2][:32]}.parquet"
 
 
 def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidate], list[str]]:
@@ -123,16 +123,17 @@ def _candidate(out: Path, path: Path, step: str, kind: str, signature_set: str |
         skipped.append(f"{rel}: in its manifest but missing")
         log.warning("%s: in its manifest but missing; not indexed", rel)
         return None
-    if st.st_size != rec.get("size") or st.st_mtime_ns != rec.get("mtime_ns") or not rec.get("sha256"):
+    checksum = recorded_checksum(rec)
+    if st.st_size != rec.get("size") or st.st_mtime_ns != rec.get("mtime_ns") or not checksum:
         skipped.append(f"{rel}: differs from its manifest record (size or mtime)")
         log.warning("%s: differs from its manifest record (rewritten or damaged since?); not indexed "
                     "(`cytoatlas status` tells which)", rel)
         return None
-    if verify and file_sha256(path) != rec["sha256"]:
+    if verify and not checksum_matches(path, checksum):
         skipped.append(f"{rel}: checksum differs from its manifest record")
         log.warning("%s: checksum differs from its manifest record; not indexed", rel)
         return None
-    return Candidate(rel, path, step, kind, signature_set, st.st_size, st.st_mtime_ns, rec["sha256"])
+    return Candidate(rel, path, step, kind, signature_set, st.st_size, st.st_mtime_ns, checksum)
 
 
 def open_readonly(db: str | os.PathLike):
@@ -159,7 +160,7 @@ def _settings(expression: Sequence[str]) -> dict[str, str]:
 
 
 def _previous(db: Path, settings: dict[str, str]) -> dict[str, tuple] | None:
-    """``{path: (source_id, size, mtime_ns, sha256, part)}`` of the existing store, or None if it cannot be
+    """``{path: (source_id, size, mtime_ns, checksum, part)}`` of the existing store, or None if it cannot be
     updated in place (missing, unreadable, or built with another schema or other options)."""
     import duckdb
 
@@ -172,7 +173,7 @@ def _previous(db: Path, settings: dict[str, str]) -> dict[str, tuple] | None:
                 log.info("%s was built with other settings (%s); rebuilding it", db,
                          ", ".join(f"{k}={meta.get(k)}" for k in settings))
                 return None
-            rows = con.execute("SELECT path, source_id, size, mtime_ns, sha256, part FROM sources").fetchall()
+            rows = con.execute("SELECT path, source_id, size, mtime_ns, checksum, part FROM sources").fetchall()
     except duckdb.Error as e:
         log.warning("%s cannot be read (%s); rebuilding it", db, str(e).splitlines()[0])
         return None
@@ -309,7 +310,7 @@ def _ingest(con, todo: list[Candidate], parts: Path, next_id: int, expression: S
                                 "cytokine FROM frame")
                 con.unregister("frame")
             con.execute("INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [sid, c.rel, c.step, c.kind, atlas, level, c.signature_set, c.size, c.mtime_ns, c.sha256,
+                        [sid, c.rel, c.step, c.kind, atlas, level, c.signature_set, c.size, c.mtime_ns, c.checksum,
                          n_rows, n_cols, part, time.strftime("%Y-%m-%dT%H:%M:%S%z")])
             log.info("[%d/%d] %s: %s x %s in %.1f s", i + 1, len(todo), c.rel, f"{n_rows:,}", f"{n_cols:,}",
                      time.perf_counter() - t)

@@ -24,7 +24,7 @@ from cytoatlas._pseudobulk.atoms import AtomTable, LevelGroups
 from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm_scale, inverse_std
 from cytoatlas._pseudobulk.state import AtomState
-from cytoatlas.io.manifest import file_sha256, fsync_file
+from cytoatlas.io.manifest import file_checksum, fsync_file
 from cytoatlas.io.writer import COLUMN_BLOCK, ColumnWriter, Writeback, even_chunk
 
 log = logging.getLogger(__name__)
@@ -210,7 +210,7 @@ def _block(plan: FilePlan, atom_sums: np.ndarray, cols: slice, totals: np.ndarra
 
 def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats,
                 var: pd.DataFrame) -> list[tuple[Path, str]]:
-    """Write every planned file; return each one's path and SHA-256, in the order of ``plans``.
+    """Write every planned file; return each one's path and checksum, in the order of ``plans``.
 
     Files are filled one after another in gene blocks, the largest first: each finished file is flushed to
     disk and hashed for the manifest on background threads while the next ones are computed, so neither
@@ -247,7 +247,7 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats,
         w.write(cols, arrays)
         if i == last_block[k]:
             tmp = w.close()
-            synced[k], digests[k] = finisher.submit(fsync_file, tmp), finisher.submit(file_sha256, tmp)
+            synced[k], digests[k] = finisher.submit(fsync_file, tmp), finisher.submit(file_checksum, tmp)
         else:
             writeback.poke([w.tmp_path])
         crash_point("output_block")

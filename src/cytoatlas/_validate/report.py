@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.manifest import read_manifest, record, update_manifest, write_text_atomic
+from cytoatlas.io.manifest import read_manifest, record, recorded_checksum, update_manifest, write_text_atomic
 
 log = logging.getLogger("cytoatlas.validate")
 REPORT_NAME = "report.html"
@@ -232,7 +232,7 @@ of mean activity over the cell types the atlases share.</p>"""),
             f"</p></header><nav>{nav}</nav><main>{body}</main><script>{_JS}</script></body></html>")
     path = out / REPORT_NAME
     write_text_atomic(path, page)
-    inputs = [{"name": k, "sha256": e["sha256"]} for k, e in sorted(entries.items())
+    inputs = [{"name": k, "checksum": recorded_checksum(e)} for k, e in sorted(entries.items())
               if e.get("kind") in ("table", "figure")]
     update_manifest(out, {REPORT_NAME: record(path, step="report", parameters={"title": title, "max_rows": max_rows},
                                               inputs=inputs, kind="report")})

@@ -27,7 +27,7 @@ from cytoatlas._validate.summaries import cytosig_vs_secact, summary
 from cytoatlas._validate.tables import read_parquet, write_parquet, write_table
 from cytoatlas._validate.within import CELL_TYPE_COLUMNS, RHO_COLUMNS, across_cell_types, within_atlas
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest
+from cytoatlas.io.manifest import check_output, read_manifest, record, recorded_checksum, update_manifest
 from cytoatlas.registry import AtlasConfig, load_registry
 
 log = logging.getLogger("cytoatlas.validate")
@@ -287,7 +287,8 @@ def validate(
                   "levels": list(levels or []), "signatures": list(signatures or []), "figures": figures,
                   "scatter_targets": list(scatter_targets or [])}
         cell_files = [g.activity["celltype"] for a in inputs for g in a.groups if "celltype" in g.activity]
-        fps = [{"name": f"parts/{p.name}", "sha256": entries[f"parts/{p.name}"]["sha256"]} for p in part_paths]
+        fps = [{"name": f"parts/{p.name}", "checksum": recorded_checksum(entries[f"parts/{p.name}"])}
+               for p in part_paths]
         fps += _fingerprints(cell_files)
         previous = {k: v for k, v in entries.items() if v.get("step") == STEP and v.get("kind") in ("table", "figure")}
         tables = [out / f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")]

@@ -1,11 +1,15 @@
 """Run manifests: what every output was made from, and a checksum that says it is still what was written.
 
-Each output directory holds ``manifest.json``: per file, its SHA-256 and size, the fingerprints of its inputs
-(the atlas' size, mtime and edge hash; an upstream output's SHA-256), the parameters that shaped it and the
-package version. An output is *current* when it exists, its checksum verifies, and its inputs and parameters
-are the ones a new run would use; anything else is recomputed, and only that. The manifest is rewritten
-atomically, after the files it describes are in place, so a crash can lose a record but never vouch for a
-half-written file.
+Each output directory holds ``manifest.json``: per file, its checksum and size, the fingerprints of its inputs
+(the atlas' size, mtime and edge hash; an upstream output's checksum), the parameters that shaped it and the
+package version. Checksums are ``"xxh3_128:<hex>"``: they detect damage and tell files apart, they do not guard
+against forgery, and XXH3 hashes ~7x faster than SHA-256 (~11 vs ~1.5 GB/s here), which is what a 300 k-cell
+run's 3.3 GB of outputs and ``status --verify`` over an atlas' results pay. Records written before carry a
+``sha256`` instead, and verify as such.
+
+An output is *current* when it exists, its checksum verifies, and its inputs and parameters are the ones a new
+run would use; anything else is recomputed, and only that. The manifest is rewritten atomically, after the
+files it describes are in place, so a crash can lose a record but never vouch for a half-written file.
 """
 
 from __future__ import annotations
@@ -23,15 +27,46 @@ MANIFEST_NAME = "manifest.json"
 _CHUNK = 4 << 20
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a whole file, read in 4 MiB chunks (~1 GB/s: outputs, not atlases)."""
-    h = hashlib.sha256()
+CHECKSUM = "xxh3_128"
+
+
+def _hasher(algorithm: str):
+    if algorithm == "xxh3_128":
+        import xxhash
+
+        return xxhash.xxh3_128()
+    if algorithm == "sha256":  # records written before XXH3 was adopted
+        return hashlib.sha256()
+    raise ValueError(f"unknown checksum algorithm {algorithm!r}")
+
+
+def file_checksum(path: str | os.PathLike, algorithm: str = CHECKSUM) -> str:
+    """``"<algorithm>:<hex digest>"`` of a whole file, read in 4 MiB chunks."""
+    h = _hasher(algorithm)
     with open(path, "rb", buffering=0) as fh:
         buf = bytearray(_CHUNK)
         view = memoryview(buf)
         while n := fh.readinto(buf):
             h.update(view[:n])
-    return h.hexdigest()
+    return f"{algorithm}:{h.hexdigest()}"
+
+
+def recorded_checksum(entry: Mapping | None) -> str | None:
+    """The checksum a manifest record (or an input fingerprint) holds, as ``"<algorithm>:<hex>"``."""
+    if not entry:
+        return None
+    if entry.get("checksum"):
+        return str(entry["checksum"])
+    return f"sha256:{entry['sha256']}" if entry.get("sha256") else None
+
+
+def checksum_matches(path: str | os.PathLike, recorded: str | None) -> bool:
+    """Whether ``path`` still has the ``recorded`` checksum (computed with the algorithm it names)."""
+    algorithm, _, digest = (recorded or "").partition(":")
+    try:
+        return bool(digest) and file_checksum(path, algorithm) == recorded
+    except ValueError:  # an algorithm this version does not know: it cannot vouch for the file
+        return False
 
 
 def canonical(obj) -> str:
@@ -105,14 +140,14 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def record(path: str | os.PathLike, *, step: str, parameters: Mapping, inputs: Iterable[Mapping],
-           sha256: str | None = None, **extra) -> dict:
+           checksum: str | None = None, **extra) -> dict:
     """The manifest record of a finished output; its checksum is computed now unless the writer already
-    hashed the file (``sha256``)."""
+    hashed the file (``checksum``, from :func:`file_checksum`)."""
     from cytoatlas import __version__
 
     path = Path(path)
     st = path.stat()
-    return {"step": step, "sha256": sha256 or file_sha256(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+    return {"step": step, "checksum": checksum or file_checksum(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
             "parameters": json.loads(canonical(parameters)), "inputs": json.loads(canonical(list(inputs))),
             "version": __version__, "written": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
 
@@ -129,9 +164,14 @@ def update_manifest(directory: str | os.PathLike, records: Mapping[str, dict],
 
 
 def same_inputs(old: Iterable[Mapping], new: Iterable[Mapping]) -> bool:
-    """Inputs match on everything but their path: size, mtime and content hashes (a touched atlas is stale)."""
+    """Inputs match on everything but their path: size, mtime and content hashes (a touched atlas is stale).
+    An earlier version's ``sha256`` of an input is the checksum ``sha256:<hex>``."""
     def key(fp: Mapping) -> tuple:
-        return tuple(sorted((k, str(v)) for k, v in fp.items() if k != "path"))
+        fp = {k: v for k, v in fp.items() if k != "path"}
+        if "sha256" in fp:
+            fp["checksum"] = recorded_checksum(fp)
+            del fp["sha256"]
+        return tuple(sorted((k, str(v)) for k, v in fp.items()))
     return sorted(map(key, old)) == sorted(map(key, new))
 
 
@@ -151,7 +191,7 @@ def check_output(path: str | os.PathLike, entry: dict | None, parameters: Mappin
     size = path.stat().st_size
     if size != entry.get("size"):
         return "corrupt", f"size {size:,} bytes, {entry.get('size', 0):,} when written"
-    if verify and file_sha256(path) != entry.get("sha256"):
+    if verify and not checksum_matches(path, recorded_checksum(entry)):
         return "corrupt", "checksum differs from the one recorded when written"
     if parameters is not None and canonical(parameters) != canonical(entry.get("parameters", {})):
         old, new = json.loads(canonical(entry.get("parameters", {}))), json.loads(canonical(parameters))
