@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from cytoatlas.io.manifest import fsync_file
+from cytoatlas.io.manifest import file_checksum, fsync_file
 
 COLUMN_BLOCK = 1024  # most columns per chunk of the dense matrices (and per block written)
 
@@ -131,6 +131,26 @@ def _write_chunks(ds: h5py.Dataset, cols: slice, values: np.ndarray) -> bool:
             part = padded
         ds.id.write_direct_chunk((r, cols.start), part)
     return True
+
+
+def seal_file(path: str | os.PathLike) -> str:
+    """Checksum a closed file, flush it to disk, then drop it from the page cache; returns the checksum.
+
+    Dropping written outputs is for the files written next: their pages then come from the ones just freed.
+    On a VM, page-cache pages the guest has not used lately are backed by the host at first touch, and writing
+    into them ran at ~0.6 GB/s of kernel time here, against ~3.8 GB/s into recycled ones (800 MB files written
+    one after another, each fsynced and dropped before the next). The file is read once more, from the cache,
+    for its checksum before it is dropped.
+    """
+    digest = file_checksum(path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        if hasattr(os, "posix_fadvise"):  # not on macOS: the pages stay cached, nothing else changes
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    return digest
 
 
 class Writeback:
