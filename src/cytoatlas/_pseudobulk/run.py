@@ -233,8 +233,8 @@ def pseudobulk(
             written = write_plans(plans, state, stats, var)
             update_manifest(out, {
                 p.name: record(p, step="pseudobulk", parameters={**params[lev], "kind": kind}, inputs=[fingerprint],
-                               checksum=sha, atlas=cfg.name, level=lev, kind=kind)
-                for (p, sha), (lev, kind) in zip(written, _plan_keys(plans), strict=True)})
+                               checksum=checksum, atlas=cfg.name, level=lev, kind=kind)
+                for (p, checksum), (lev, kind) in zip(written, _plan_keys(plans), strict=True)})
             ckpt.unlink(missing_ok=True)
             groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)
             log.info("%s: %s cells (%s kept) in %.1fs, peak memory %.2f GB; rows per file: %s", cfg.name,
