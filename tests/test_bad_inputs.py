@@ -195,9 +195,9 @@ def test_failed_flush_places_no_output(tmp_path: Path, capsys, monkeypatch) -> N
     args = ["pseudobulk", "--registry", str(_registry(tmp_path, good)), "--atlas", "x", "--out", str(tmp_path / "o")]
     assert main(args) == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "o").iterdir()}
-    from cytoatlas._pseudobulk import outputs
+    from cytoatlas.io import writer
 
-    real, flushed = outputs.fsync_file, []
+    real, flushed = writer.fsync_file, []
 
     def flaky(path):
         flushed.append(path)
@@ -205,7 +205,7 @@ def test_failed_flush_places_no_output(tmp_path: Path, capsys, monkeypatch) -> N
             raise OSError(errno.EIO, "Input/output error", str(path))
         real(path)
 
-    monkeypatch.setattr(outputs, "fsync_file", flaky)
+    monkeypatch.setattr(writer, "fsync_file", flaky)
     capsys.readouterr()
     assert main([*args, "--seed", "3"]) == 2
     err = capsys.readouterr().err.strip()

@@ -143,13 +143,13 @@ def seal_file(path: str | os.PathLike) -> str:
     for its checksum before it is dropped.
     """
     digest = file_checksum(path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        if hasattr(os, "posix_fadvise"):  # not on macOS: the pages stay cached, nothing else changes
+    fsync_file(path)
+    if hasattr(os, "posix_fadvise"):  # not on macOS: the pages stay cached, nothing else changes
+        fd = os.open(path, os.O_RDONLY)
+        try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
+        finally:
+            os.close(fd)
     return digest
 
 
