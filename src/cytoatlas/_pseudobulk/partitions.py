@@ -171,15 +171,12 @@ def accumulate_on_cluster(cluster, h5ad: str, counts_key: str, fingerprint: dict
             for f in ready:
                 part: PartialState = f.result()
                 workers |= part.workers
-                if merged is None:
-                    merged = part.expand(np.arange(n_atoms))
-                else:
-                    merged.absorb(part.state, None if len(part.atom_ids) == n_atoms else part.atom_ids)
+                if merged is None:  # uint32 from the start: states arrive as uint16 when their counts fit
+                    merged = AtomState.empty(n_atoms, part.state.atom_sums.shape[1], part.state.stripe_rows)
+                merged.absorb(part.state, None if len(part.atom_ids) == n_atoms else part.atom_ids)
             ready.clear()
     log.info("%s: pass done in %.2fs on %d worker process(es): %s", label, time.perf_counter() - t0,
              len(workers), ", ".join(sorted(workers)))
     if merged is None or merged.stripes or merged.open_stripe >= 0:
         raise CytoatlasError("internal: partitions did not cover every stripe")
-    if merged.atom_sums.dtype == np.uint16:  # one partition, shipped narrow: the pass keeps uint32 or wider
-        merged.atom_sums = merged.atom_sums.astype(np.uint32)
     return merged
