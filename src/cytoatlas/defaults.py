@@ -1,0 +1,24 @@
+"""The defaults of every step, in one place: the CLI, the Python API, the pipeline, status and validation all
+read them from here (the pseudobulk ones are the seed's contract)."""
+
+# pseudobulk (the seed's: B = 100, min cells per group 10, min units for a bootstrap 5, seed 42, 50 k cells per block)
+BATCH_SIZE = 50_000
+N_BOOTSTRAP = 100
+SEED = 42
+MIN_CELLS = 10
+MIN_SAMPLES = 5
+CHECKPOINT_EVERY = 300.0
+
+# activity (secactpy's: lambda 5e5, 1000 permutations, seed 0)
+LAMBDA = 5e5
+METHOD = "exact"
+N_RAND = 1000
+PERM_SEED = 0
+CENTRE = "across"
+
+# validation
+VALIDATE_MIN_SAMPLES = 10
+VALIDATE_MIN_CELL_TYPES = 3
+
+# demo
+DEMO_N_CELLS = 50_000

@@ -1,0 +1,202 @@
+"""The results layout: every path of every kind of result file, which file is whose input, and the way back
+from a path to what it holds.
+
+An atlas' results directory (``cytoatlas run --atlas A --out ROOT``) holds::
+
+    ROOT/pseudobulk/{atlas}_pseudobulk_{level}.h5ad              cell types x genes         (kind celltype)
+    ROOT/pseudobulk/{atlas}_pseudobulk_{level}_samples.h5ad      sample x cell type x genes (kind samples)
+    ROOT/pseudobulk/{atlas}_pseudobulk_{level}_resampled.h5ad    donor bootstrap            (kind resampled)
+    ROOT/activity/{pseudobulk stem}_{set}_activity.h5ad          rows of that file x signatures
+    ROOT/activity/{pseudobulk stem}_{set}_activity_ci.csv        bootstrap intervals of a celltype file's activity
+
+(names lower-case, as the seed's contract), each directory with its ``manifest.json`` (:mod:`.manifest`).
+Validation writes its tables, parts and figures into a directory of its own (:func:`validation_table_paths`).
+
+Every module that names, finds or matches result files does it through this module, and nothing else spells
+a result file name: a new kind of result is added here once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+PSEUDOBULK_DIR = "pseudobulk"
+ACTIVITY_DIR = "activity"
+
+# the pseudobulk kinds, in the order a level's files are listed (and written)
+PSEUDOBULK_KINDS = ("celltype", "samples", "resampled")
+# the kinds with one row per group (the bootstrap file holds resamples of the celltype rows)
+GROUP_KINDS = ("celltype", "samples")
+_KIND_SUFFIX = {"celltype": "", "samples": "_samples", "resampled": "_resampled"}
+_PSEUDOBULK = "_pseudobulk_"
+_ACTIVITY = "_activity"
+ACTIVITY_SUFFIX = f"{_ACTIVITY}.h5ad"
+CI_SUFFIX = f"{_ACTIVITY}_ci.csv"
+
+
+def pseudobulk_kinds(n_bootstrap: int) -> tuple[str, ...]:
+    """The kinds a pseudobulk run writes: all three, or no ``resampled`` file when ``n_bootstrap`` is 0."""
+    return PSEUDOBULK_KINDS if n_bootstrap > 0 else GROUP_KINDS
+
+
+def pseudobulk_dir(root: str | os.PathLike) -> Path:
+    """``ROOT/pseudobulk`` of an atlas' results directory."""
+    return Path(root) / PSEUDOBULK_DIR
+
+
+def activity_dir(root: str | os.PathLike) -> Path:
+    """``ROOT/activity`` of an atlas' results directory."""
+    return Path(root) / ACTIVITY_DIR
+
+
+def _stem(atlas: str, level: str) -> str:
+    return f"{atlas}{_PSEUDOBULK}{level}".lower()
+
+
+def pseudobulk_path(directory: str | os.PathLike, atlas: str, level: str, kind: str) -> Path:
+    """A level's pseudobulk file of ``kind`` in ``directory`` (a ``pseudobulk/`` directory)."""
+    if kind not in _KIND_SUFFIX:
+        raise ValueError(f"pseudobulk kind must be one of {', '.join(PSEUDOBULK_KINDS)}, got {kind!r}")
+    return Path(directory) / f"{_stem(atlas, level)}{_KIND_SUFFIX[kind]}.h5ad"
+
+
+def pseudobulk_paths(directory: str | os.PathLike, atlas: str, level: str,
+                     kinds: Sequence[str] = PSEUDOBULK_KINDS) -> dict[str, Path]:
+    """``{kind: path}`` of a level's pseudobulk files."""
+    return {k: pseudobulk_path(directory, atlas, level, k) for k in kinds}
+
+
+def pseudobulk_glob(atlas: str) -> str:
+    """The glob of every pseudobulk file of ``atlas`` (all levels and kinds)."""
+    return f"{atlas.lower()}{_PSEUDOBULK}*.h5ad"
+
+
+def find_pseudobulk(directory: str | os.PathLike, atlas: str) -> list[Path]:
+    """Every pseudobulk file of ``atlas`` in ``directory``, in name order."""
+    return sorted(Path(directory).glob(pseudobulk_glob(atlas)))
+
+
+def main_of(resampled: str | os.PathLike) -> Path:
+    """The celltype file whose bootstrap ``resampled`` holds (its activity is centred with that file's means)."""
+    resampled = Path(resampled)
+    suffix = _KIND_SUFFIX["resampled"] + ".h5ad"
+    if not resampled.name.endswith(suffix):
+        raise ValueError(f"{resampled.name} is not a resampled pseudobulk file name")
+    return resampled.with_name(resampled.name[: -len(suffix)] + ".h5ad")
+
+
+def resampled_of(main: str | os.PathLike) -> Path:
+    """The bootstrap file of a celltype pseudobulk file."""
+    main = Path(main)
+    return main.with_name(f"{main.stem}{_KIND_SUFFIX['resampled']}.h5ad")
+
+
+def activity_path(directory: str | os.PathLike, pseudobulk_file: str | os.PathLike, signature: str) -> Path:
+    """``{directory}/{stem}_{signature}_activity.h5ad`` for a pseudobulk file ``{stem}.h5ad``."""
+    return Path(directory) / f"{Path(pseudobulk_file).stem}_{signature}{ACTIVITY_SUFFIX}"
+
+
+def activity_ci_path(activity_file: str | os.PathLike) -> Path:
+    """The bootstrap interval table beside an activity file."""
+    activity_file = Path(activity_file)
+    return activity_file.with_name(activity_file.name[: -len(ACTIVITY_SUFFIX)] + CI_SUFFIX)
+
+
+def activity_targets(directory: str | os.PathLike, pseudobulk_file: str | os.PathLike, signature: str,
+                     with_ci: bool) -> list[Path]:
+    """The activity file of (pseudobulk file, set) and, for a main file with a bootstrap file, its interval
+    table."""
+    main = activity_path(directory, pseudobulk_file, signature)
+    return [main, activity_ci_path(main)] if with_ci else [main]
+
+
+def activity_glob(atlas: str) -> str:
+    """The glob of every activity file of ``atlas``' pseudobulk files."""
+    return f"{atlas.lower()}{_PSEUDOBULK}*{ACTIVITY_SUFFIX}"
+
+
+def find_activity(directory: str | os.PathLike, atlas: str) -> list[Path]:
+    """Every activity file of ``atlas`` in ``directory``, in name order."""
+    return sorted(Path(directory).glob(activity_glob(atlas)))
+
+
+def is_activity_file(path: str | os.PathLike) -> bool:
+    """Whether a name is an activity file's (not its interval table)."""
+    return Path(path).name.endswith(ACTIVITY_SUFFIX)
+
+
+def pseudobulk_of(activity_file: str | os.PathLike, signature: str, directory: str | os.PathLike) -> Path:
+    """The pseudobulk file in ``directory`` an activity file of set ``signature`` was made from."""
+    name = Path(activity_file).name
+    suffix = f"_{signature}{ACTIVITY_SUFFIX}"
+    if not name.endswith(suffix):
+        raise ValueError(f"{name} is not an activity file of signature set {signature!r}")
+    return Path(directory) / (name[: -len(suffix)] + ".h5ad")
+
+
+def activity_inputs(pseudobulk_file: str | os.PathLike, kinds: Iterable[str]) -> list[Path]:
+    """The pseudobulk files an activity output of ``pseudobulk_file`` is made from, given the ``kinds`` of the
+    level present: the file itself; for a celltype file with a bootstrap, its resampled file (the intervals);
+    for a resampled file, its main file (the centring)."""
+    path = Path(pseudobulk_file)
+    kinds = set(kinds)
+    if path.name.endswith(_KIND_SUFFIX["resampled"] + ".h5ad"):
+        return [path, main_of(path)]
+    if not path.name.endswith(_KIND_SUFFIX["samples"] + ".h5ad") and "resampled" in kinds:
+        return [path, resampled_of(path)]
+    return [path]
+
+
+def checkpoint_path(directory: str | os.PathLike, atlas: str) -> Path:
+    """The pseudobulk pass' checkpoint of ``atlas`` in its output directory."""
+    return Path(directory) / f".{atlas.lower()}_pseudobulk.checkpoint.npz"
+
+
+VALIDATION_PARTS_DIR = "parts"
+VALIDATION_FIGURES_DIR = "figures"
+TABLE_FORMATS = ("csv", "parquet")
+
+
+def validation_table_paths(directory: str | os.PathLike, name: str) -> list[Path]:
+    """``directory/NAME.csv`` and ``directory/NAME.parquet`` of a validation table."""
+    return [Path(directory) / f"{name}.{ext}" for ext in TABLE_FORMATS]
+
+
+@dataclass(frozen=True)
+class ResultName:
+    """What a result file's name says. ``step``: ``pseudobulk``, ``activity``, ``activity_ci`` or
+    ``checkpoint``; ``stem`` the pseudobulk file's stem (``{atlas}_pseudobulk_{level}[_kind]``), and for activity
+    files ``rest`` the ``{set}`` part (split from the stem only where the set is known, see :func:`pseudobulk_of`)."""
+
+    step: str
+    stem: str
+    kind: str | None = None
+    rest: str = ""
+
+
+def parse(path: str | os.PathLike) -> ResultName | None:
+    """What a file name in a results directory is, or None for a name the layout does not make.
+
+    Pseudobulk names give their kind; activity names give their step (the signature set and pseudobulk stem
+    cannot be told apart by name alone when names hold underscores: they are recorded in the file and in its
+    manifest record).
+    """
+    name = Path(path).name
+    if name.startswith(".") and name.endswith(".checkpoint.npz") and _PSEUDOBULK.rstrip("_") in name:
+        return ResultName("checkpoint", name[1: -len(".checkpoint.npz")])
+    if _PSEUDOBULK not in name:
+        return None
+    if name.endswith(CI_SUFFIX):
+        return ResultName("activity_ci", name[: -len(CI_SUFFIX)])
+    if name.endswith(ACTIVITY_SUFFIX):
+        return ResultName("activity", name[: -len(ACTIVITY_SUFFIX)])
+    if name.endswith(".h5ad"):
+        stem = name[: -len(".h5ad")]
+        for kind in ("samples", "resampled"):
+            if stem.endswith(_KIND_SUFFIX[kind]):
+                return ResultName("pseudobulk", stem, kind)
+        return ResultName("pseudobulk", stem, "celltype")
+    return None
