@@ -56,7 +56,7 @@ def add_gene_sums(data, indices, indptr, row_start, row_stop, kept, slot, y_sums
     return OK, 0
 
 
-@numba.njit(nogil=True, cache=True, parallel=True)
+@numba.njit(nogil=True, cache=True)
 def score_rows(data, indices, indptr, rows, pos, tt, n, sum_m, sum_m2, m, tm, t1, out):
     """Ridge activity ``beta`` of each row in ``rows`` (indices into the block), into ``out[i]``.
 
@@ -64,10 +64,11 @@ def score_rows(data, indices, indptr, rows, pos, tt, n, sum_m, sum_m2, m, tm, t1
     it), centred by the gene means ``m`` and z-scored over ``G`` (ddof 1), ``beta = T ytilde`` is
     ``(T y - T m - mu T 1) / sigma`` with ``mu = (sum y - sum m) / n`` and ``sigma^2 = (sum y^2 - 2 y.m +
     sum m^2 - n mu^2) / (n - 1)``: one pass over the cell's nonzeros, ``tt`` being ``T'`` (genes x groups).
-    Rows are independent (``prange``); each one's sums run in file order, so any thread gives the same bits.
+    Rows are independent (callers split them over threads: the kernel releases the GIL); each one's sums run in
+    file order, so any split gives the same bits.
     """
     k = tt.shape[1]
-    for r in numba.prange(len(rows)):
+    for r in range(len(rows)):
         i = rows[r]
         lo, hi = indptr[i], indptr[i + 1]
         lib, _ = _library(data, lo, hi)

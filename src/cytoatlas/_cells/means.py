@@ -41,8 +41,8 @@ class GeneSums:
     fold: bool = True  # fold finished stripes into y_sums as they come (the driver's pass from row 0)
 
     @classmethod
-    def empty(cls, n_slots: int, stripe_rows: int = STRIPE_ROWS, fold: bool = True) -> GeneSums:
-        return cls(np.zeros(n_slots), np.zeros(n_slots), stripe_rows=stripe_rows, fold=fold)
+    def empty(cls, n_slots: int, stripe_rows: int | None = None, fold: bool = True) -> GeneSums:
+        return cls(np.zeros(n_slots), np.zeros(n_slots), stripe_rows=stripe_rows or STRIPE_ROWS, fold=fold)
 
     def add_block(self, block: CSRBlock, kept: np.ndarray, slot: np.ndarray) -> None:
         """Add one CSR row block; ``kept`` is the block's rows' keep mask, ``slot`` the gene -> slot map."""

@@ -13,7 +13,7 @@ import pandas as pd
 from cytoatlas import defaults
 from cytoatlas._activity.run import signature_sets
 from cytoatlas._cells.plan import plan_cells
-from cytoatlas._cells.run import fit_models, gene_sums, set_kernel_threads
+from cytoatlas._cells.run import fit_models, gene_sums
 from cytoatlas._cells.scoring import score_block
 from cytoatlas.io.h5ad import open_counts, open_h5ad
 from cytoatlas.registry import AtlasConfig, get_atlas
@@ -22,14 +22,13 @@ from cytoatlas.registry import AtlasConfig, get_atlas
 def cell_activity(atlas: str | AtlasConfig, *, signatures: Sequence[str] | None = None,
                   signature_files: Sequence[str | os.PathLike] = (), registry: str | os.PathLike | None = None,
                   data_root: str | os.PathLike | None = None, lambda_: float = defaults.LAMBDA,
-                  batch_size: int = defaults.BATCH_SIZE, threads: int = 1) -> dict[str, dict[str, pd.DataFrame]]:
+                  batch_size: int = defaults.BATCH_SIZE) -> dict[str, dict[str, pd.DataFrame]]:
     """``{set: {"beta": cells x signatures, "zscore": ..., "pvalue": ...}}`` (float64) of every kept cell.
 
     The same passes as :func:`cytoatlas.cells`, held in memory: for atlases of thousands of cells, not millions.
     """
     cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
     sets = signature_sets(signatures, [*cfg.signature_files, *map(Path, signature_files)])
-    set_kernel_threads(threads)
     with open_h5ad(cfg.h5ad) as f, open_counts(f, cfg.counts) as counts:
         plan = plan_cells(f, cfg, counts.shape[0], counts.shape[1], sets, None)
         sums = gene_sums(None, cfg, counts, plan, batch_size, None, None)

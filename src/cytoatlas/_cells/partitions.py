@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 
-from cytoatlas._cells.means import STRIPE_ROWS, GeneSums
+from cytoatlas._cells import means
+from cytoatlas._cells.means import GeneSums
 from cytoatlas._cells.scoring import score_block
 from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk.partitions import partition_bounds
@@ -51,9 +52,6 @@ def sums_partition(h5ad: str, counts_key: str, expected: dict, lo: int, hi: int,
 def score_partition(h5ad: str, counts_key: str, expected: dict, lo: int, hi: int, kept: np.ndarray, models,
                     layers: tuple[str, ...], batch_size: int) -> list[dict[str, np.ndarray]]:
     """The results of rows ``lo:hi``'s kept cells, per model ``{matrix: cells x signatures}`` (a task)."""
-    import numba
-
-    numba.set_num_threads(1)  # one worker thread per task; results do not depend on it
     f, counts = _open(h5ad, counts_key, expected)
     parts: list[list[dict]] = [[] for _ in models]
     with f, counts:
@@ -70,7 +68,7 @@ def sums_on_cluster(cluster, h5ad: str, counts_key: str, fingerprint: dict, plan
     """Pass 1 on the cluster: stripe sums from every partition, folded in order."""
     client = cluster.client
     n_rows = len(plan.kept)
-    bounds = partition_bounds(n_rows, STRIPE_ROWS, cluster.threads())
+    bounds = partition_bounds(n_rows, means.STRIPE_ROWS, cluster.threads())
     slot = client.scatter(plan.slot, broadcast=True)
     t0 = time.perf_counter()
     futures = [client.submit(sums_partition, h5ad, counts_key, fingerprint, lo, hi, plan.kept[lo:hi], slot,
@@ -91,7 +89,7 @@ def score_on_cluster(cluster, h5ad: str, counts_key: str, fingerprint: dict, pla
 
     client = cluster.client
     n_rows = len(plan.kept)
-    rows = SCORE_STRIPES * STRIPE_ROWS
+    rows = SCORE_STRIPES * means.STRIPE_ROWS
     first = -(-start_row // rows) * rows if start_row % rows else start_row
     bounds = ([(start_row, min(first, n_rows))] if first > start_row else []) + \
         [(lo, min(lo + rows, n_rows)) for lo in range(first, n_rows, rows)]

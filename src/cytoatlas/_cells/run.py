@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from cytoatlas import defaults
 from cytoatlas._activity.expression import unique_symbols
 from cytoatlas._activity.run import signature_sets
 from cytoatlas._cells import checkpoint as ckpt_io
-from cytoatlas._cells.means import STRIPE_ROWS, GeneSums
+from cytoatlas._cells import means
+from cytoatlas._cells.means import GeneSums
 from cytoatlas._cells.model import CellModel, cell_model, overlap_genes
 from cytoatlas._cells.outputs import CellsWriter, cells_obs, cells_var
 from cytoatlas._cells.plan import CellsPlan, plan_cells
@@ -138,32 +140,40 @@ def cells(
                     "sets": [[s.name, s.version] for s in sets], "version": __version__}
         log.info("%s: %s cells (%s kept) x %s genes; %s", cfg.name, f"{counts.shape[0]:,}", f"{plan.n_kept:,}",
                  f"{counts.shape[1]:,}", ", ".join(s.name for s in sets))
-        with DirectoryLock(directory) as lock, contextlib.ExitStack() as stack:
+        created = not out.exists()  # a run that fails before writing leaves no empty directories behind
+        with _removed_if_empty(out if created else None), DirectoryLock(directory) as lock, \
+                contextlib.ExitStack() as stack:
             cluster = stack.enter_context(dask_client(scheduler, slurm)) if scheduler else None
-            set_kernel_threads(threads)  # after local workers are forked: numba's thread pool does not survive it
             ckpt = layout.cells_checkpoint_path(directory, cfg.name)
             saved = ckpt_io.load_checkpoint(ckpt, identity) if resume else None
             if saved is None and ckpt.exists():
                 log.info("%s: ignoring the checkpoint of an earlier run (pass --resume to continue it)", cfg.name)
             sums = gene_sums(saved, cfg, counts, plan, batch_size, cluster, fingerprint)
             models = fit_models(sets, plan, sums, lambda_, cfg.name)
+            pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="cytoatlas-score")) \
+                if threads > 1 and cluster is None else None
             paths = _score(cfg, counts, plan, models, layers, sums, saved, identity, ckpt, directory, lock,
-                           batch_size, checkpoint_every, cluster, fingerprint, params, t0)
+                           batch_size, checkpoint_every, cluster, fingerprint, params, (pool, threads))
     log.info("%s: %s cells x %s in %.1f s, peak memory %.2f GB", cfg.name, f"{plan.n_kept:,}",
              ", ".join(f"{m.sig.name} ({m.n:,}/{len(m.sig.genes):,} genes)" for m in models),
              time.perf_counter() - t0, peak_rss_gb())
     return paths
 
 
-def set_kernel_threads(threads: int) -> None:
-    import numba
-
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+@contextlib.contextmanager
+def _removed_if_empty(directory: Path | None):
+    try:
+        yield
+    except BaseException:
+        if directory is not None:
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        raise
 
 
 def gene_sums(saved, cfg: AtlasConfig, counts, plan: CellsPlan, batch_size: int, cluster, fingerprint) -> GeneSums:
     """Pass 1 (or its result from the checkpoint)."""
-    n_stripes = -(-counts.shape[0] // STRIPE_ROWS)
+    n_stripes = -(-counts.shape[0] // means.STRIPE_ROWS)
     if saved is not None:
         sums = GeneSums(saved["y_sums"], saved["count_sums"], int(saved["n_cells"]), folded=n_stripes)
         log.info("%s: gene means from the checkpoint", cfg.name)
@@ -201,7 +211,7 @@ def fit_models(sets, plan: CellsPlan, sums: GeneSums, lambda_: float, atlas: str
 
 
 def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: GeneSums, saved, identity, ckpt,
-           directory: Path, lock, batch_size: int, every: float, cluster, fingerprint, params, t0) -> list[Path]:
+           directory: Path, lock, batch_size: int, every: float, cluster, fingerprint, params, workers) -> list[Path]:
     """Pass 2: score, write, summarise; then the tables, the manifest, and the checkpoint removed."""
     sampled, per_label = quantile_sample(plan.levels)
     start_row = int(saved["next_row"]) if saved is not None else 0
@@ -235,7 +245,7 @@ def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: 
             parts = score_on_cluster(cluster, str(cfg.h5ad), cfg.counts, fingerprint, plan, models, layers,
                                      batch_size, start_row, cfg.name)
         else:
-            parts = _score_local(counts, plan, models, layers, batch_size, start_row)
+            parts = _score_local(counts, plan, models, layers, batch_size, start_row, *workers)
         with checkpointer:
             for start, stop, offset, outs, last in parts:
                 base = kept_before[start] + offset
@@ -269,14 +279,15 @@ def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: 
     return paths
 
 
-def _score_local(counts, plan: CellsPlan, models, layers, batch_size: int, start_row: int):
+def _score_local(counts, plan: CellsPlan, models, layers, batch_size: int, start_row: int, pool, n_threads: int):
     """``(block start, block stop, kept offset, outputs, last piece of the block)`` of every scored piece of the
     rows from ``start_row``, in file order."""
     with Prefetch(counts.blocks(batch_size, start=start_row)) as blocks:
         for block in blocks:
             # one piece held back to tell the block's last one (pieces are scored lazily: bounded memory)
             held = (0, [{} for _ in models])
-            for j, piece in enumerate(score_block(block, plan.kept[block.start:block.stop], models, layers)):
+            for j, piece in enumerate(score_block(block, plan.kept[block.start:block.stop], models, layers,
+                                                        pool=pool, n_threads=n_threads)):
                 if j:
                     yield block.start, block.stop, *held, False
                 held = piece
@@ -289,7 +300,7 @@ def _uns(m: CellModel, cfg: AtlasConfig, plan: CellsPlan, sums: GeneSums, finger
         "atlas": cfg.name, "signature_set": m.sig.name, "method": METHOD, "normalisation": NORMALISATION,
         "lambda": params["lambda"], "signature": m.sig.describe(),
         "gene_means": {"source": "first pass over the scored cells (per-gene sums of y, fixed stripes of "
-                                 f"{STRIPE_ROWS} rows added in order)", "n_cells": int(sums.n_cells),
+                                 f"{means.STRIPE_ROWS} rows added in order)", "n_cells": int(sums.n_cells),
                        "duplicates": "highest mean count per symbol kept", "values": m.means},
         "genes_used": m.symbols.astype(str), "n_genes_used": m.n, "overlap_fraction": m.overlap,
         "input": fingerprint, "parameters": params, "cytoatlas_version": __version__,
