@@ -11,7 +11,8 @@ __all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", 
 
 # the other steps are loaded on first use, not with the package: a `cytoatlas pseudobulk` process then never
 # imports the activity, API and validation code (scipy.stats, matplotlib, duckdb, fastapi: ~0.3-1 s)
-_LAZY = {"activity": "cytoatlas._activity", "cells": "cytoatlas._cells", "load_signatures": "cytoatlas._activity", "index": "cytoatlas._api",
+_LAZY = {"activity": "cytoatlas._activity", "cells": "cytoatlas._cells", "load_signatures": "cytoatlas._activity",
+         "index": "cytoatlas._api",
          "serve": "cytoatlas._api", "run": "cytoatlas.pipeline", "status": "cytoatlas.pipeline",
          "validate": "cytoatlas._validate", "report": "cytoatlas._validate"}
 

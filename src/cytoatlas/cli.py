@@ -88,13 +88,22 @@ def _activity_options(args: argparse.Namespace) -> dict:
             "cell_type_map": _pairs(args.cell_type_map), "lambda_": args.lambda_, **_scheduler_options(args)}
 
 
+def _cells_options(args: argparse.Namespace) -> dict | None:
+    """``cytoatlas run --cells``: the per-cell step with the run's signature sets and lambda."""
+    if not getattr(args, "cells", False):
+        return None
+    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
+    return {"signatures": sets, "signature_files": args.signature_file or (), "lambda_": args.lambda_,
+            "batch_size": args.batch_size, "threads": args.threads}
+
+
 def _run(args: argparse.Namespace) -> None:
     from cytoatlas.pipeline import run
 
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
     paths = run(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
                 resume=args.resume, pseudobulk_options=_pseudobulk_options(args),
-                activity_options=_activity_options(args))
+                activity_options=_activity_options(args), cells_options=_cells_options(args))
     print("\n".join(map(str, paths)))
 
 
@@ -253,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p)
     _checkpoint_args(p)
     _activity_args(p, seed_flag="--perm-seed")
+    p.add_argument("--cells", action="store_true", help="also per-cell activity (cytoatlas cells; off by default)")
     _scheduler_args(p)
     p.set_defaults(func=_run)
 
