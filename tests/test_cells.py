@@ -242,3 +242,50 @@ def test_layout_names_round_trip(tmp_path):
     assert layout.parse(layout.cells_checkpoint_path(d, "cima")).step == "cells_checkpoint"
     assert layout.parse(layout.cells_partial_path(d, "cima", "cytosig")).step == "cells_partial"
     assert layout.find_cells(d) == []
+
+
+def test_store_and_api_serve_the_summary_and_embedding(synth, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from cytoatlas._api.app import create_app
+
+    path, _ = synth
+    root = tmp_path / "results"
+    cytoatlas.cells(tiny_config(path), root / "tiny", signatures=["cytosig"])
+    summary = cytoatlas.index(root)
+    assert any("cells_cytosig_summary" in r for r in summary.read)
+    client = TestClient(create_app(summary.db))
+    d = layout.cells_dir(root / "tiny")
+    table = pd.read_csv(layout.cells_summary_path(d, "tiny", "cytosig"))
+    r = client.get("/api/v1/cells/tiny/cytosig/summary", params={"signature": "IFNG", "level": "L1"})
+    assert r.status_code == 200, r.text
+    rows = pd.DataFrame(r.json()["rows"])
+    want = table[(table.signature == "IFNG") & (table.level == "L1")].sort_values("label")
+    assert list(rows.label) == list(want.label)
+    np.testing.assert_allclose(rows["mean"], want["mean"], rtol=1e-12)
+    np.testing.assert_allclose(rows["q95"], want["q95"], rtol=1e-12)
+    emb = pd.read_csv(layout.cells_embedding_path(d, "tiny", "cytosig"))
+    r = client.get("/api/v1/cells/tiny/cytosig/embedding", params={"signature": "IFNG"})
+    assert r.status_code == 200, r.text
+    points = pd.DataFrame(r.json()["rows"])
+    assert list(points.cell) == list(emb.cell)
+    np.testing.assert_allclose(points.z, emb["z:IFNG"], rtol=1e-6)
+    assert client.get("/api/v1/cells/tiny/secact/summary").status_code == 404
+    assert client.get("/api/v1/cells/nosuch/cytosig/summary").status_code == 404
+
+
+def test_status_lists_the_cells_outputs(synth, tmp_path):
+    from cytoatlas.pipeline import atlas_status
+
+    path, _ = synth
+    cfg = tiny_config(path)
+    cytoatlas.cells(cfg, tmp_path, signatures=["cytosig"])
+    rows = [r for r in atlas_status(cfg, tmp_path, signatures=["cytosig"]) if r["step"].startswith("cells:")]
+    assert {r["step"] for r in rows} == {"cells:activity:cytosig", "cells:summary:cytosig", "cells:embedding:cytosig"}
+    assert all(r["state"] == "complete" for r in rows)
+    f = layout.cells_activity_path(layout.cells_dir(tmp_path), "tiny", "cytosig")
+    with open(f, "r+b") as fh:  # damage the file: status says so
+        fh.seek(-10, 2)
+        fh.write(b"0123456789")
+    rows = atlas_status(cfg, tmp_path, signatures=["cytosig"], verify=True)
+    assert next(r for r in rows if r["step"] == "cells:activity:cytosig")["state"] == "corrupt"

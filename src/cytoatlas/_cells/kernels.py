@@ -14,6 +14,22 @@ import numpy as np
 OK, BAD_VALUE = 0, 1
 SCALE = 1e5  # secactpy's per-cell library size (counts per 100 k)
 EPS = 1e-12  # secactpy's cut-off: a cell with a smaller sd over the genes is divided by 1 instead
+# Most counts are small: log2(1 + c * scale) for c <= SMALL comes from a per-cell table made with the same
+# expression, so the same bits as a libm call per nonzero, at a fraction of its cost
+SMALL = 16
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _fill_table(table, scale):
+    table[0] = 0.0  # an explicitly stored zero
+    for k in range(1, SMALL + 1):
+        table[k] = math.log2(1.0 + np.float64(k) * scale)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _y(table, c, scale):
+    k = np.int64(c)
+    return table[k] if k <= SMALL else math.log2(1.0 + c * scale)
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -38,6 +54,7 @@ def add_gene_sums(data, indices, indptr, row_start, row_stop, kept, slot, y_sums
     Returns ``(status, position)``: ``OK``, or ``BAD_VALUE`` and the first nonzero that is negative or not an
     integer (nothing after it is added).
     """
+    table = np.empty(SMALL + 1)
     for i in range(row_start, row_stop):
         if not kept[i]:
             continue
@@ -47,11 +64,12 @@ def add_gene_sums(data, indices, indptr, row_start, row_stop, kept, slot, y_sums
                 if data[p] < 0 or data[p] != np.int64(data[p]):
                     return BAD_VALUE, p
         scale = SCALE / lib
+        _fill_table(table, scale)
         for p in range(indptr[i], indptr[i + 1]):
             s = slot[indices[p]]
             if s >= 0:
                 c = np.float64(data[p])
-                y_sums[s] += math.log2(1.0 + c * scale)
+                y_sums[s] += _y(table, c, scale)
                 count_sums[s] += c
     return OK, 0
 
@@ -68,11 +86,13 @@ def score_rows(data, indices, indptr, rows, pos, tt, n, sum_m, sum_m2, m, tm, t1
     file order, so any split gives the same bits.
     """
     k = tt.shape[1]
+    table = np.empty(SMALL + 1)
     for r in range(len(rows)):
         i = rows[r]
         lo, hi = indptr[i], indptr[i + 1]
         lib, _ = _library(data, lo, hi)
         scale = SCALE / lib
+        _fill_table(table, scale)
         acc = out[r]
         for j in range(k):
             acc[j] = 0.0
@@ -83,7 +103,7 @@ def score_rows(data, indices, indptr, rows, pos, tt, n, sum_m, sum_m2, m, tm, t1
             g = pos[indices[p]]
             if g < 0:
                 continue
-            y = math.log2(1.0 + np.float64(data[p]) * scale)
+            y = _y(table, np.float64(data[p]), scale)
             sy += y
             syy += y * y
             sym += y * m[g]
