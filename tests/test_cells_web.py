@@ -43,12 +43,17 @@ def test_the_cells_view_draws_the_embedding_and_summary(cells_db: Path, tmp_path
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + f"/?token={TOKEN}")
         page.goto(url + "/#view=cells&atlas=tiny&level=L1&set=cytosig&cellsSignature=IFNG")
-        page.wait_for_selector('#cells-embedding[data-drawn="cytosig|IFNG|1200"] .main-svg', timeout=30_000)
+        page.reload()  # a change of the hash alone is no new page: the state is read on load
+        try:
+            page.wait_for_selector('#cells-embedding[data-drawn="cytosig|IFNG|1200"] .main-svg', timeout=30_000)
+        except Exception:
+            raise AssertionError(f"not drawn; status {page.inner_text('#status')!r}, errors {errors}") from None
         api = httpx.get(url + "/api/v1/cells/tiny/cytosig/embedding", params={"signature": "IFNG", "limit": 50000},
                         headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()["rows"]
         drawn = page.evaluate("() => { const d = document.getElementById('cells-embedding').data[0]; "
                               "return {x: d.x, c: d.marker.color}; }")
         assert drawn["x"] == [r["x"] for r in api] and drawn["c"] == [r["z"] for r in api]
+        assert page.evaluate("() => document.getElementById('cells-embedding').data[0].type") == "scatter"
         box = page.evaluate("() => document.getElementById('cells-summary').data[0].x")
         assert sorted(box) == ["T0", "T1", "T2", "T3"]
         ARTIFACTS.mkdir(exist_ok=True)

@@ -344,6 +344,8 @@ async function onSearchSubmit(event) {
 }
 
 // ---- per-cell activity: the embedding subsample coloured by z, and each label's cells summarised ---------------
+// SVG markers, not scattergl: WebGL fails in headless and software-GL browsers (plotly then draws nothing), and
+// the subsample is at most 50 k cells, which SVG draws in seconds
 async function drawCells(token) {
   const sets = (await get("/cells")).rows.filter((r) => r.atlas === state.atlas);
   if (stale(token)) return;
@@ -365,7 +367,7 @@ async function drawCells(token) {
     const lim = Math.max(2, ...points.map((p) => Math.abs(p.z)).filter(Number.isFinite).sort((a, b) => a - b)
       .slice(Math.floor(points.length * 0.99)));
     await Plotly.react($("cells-embedding"), [{
-      type: "scattergl", mode: "markers", x: points.map((p) => p.x), y: points.map((p) => p.y),
+      type: "scatter", mode: "markers", x: points.map((p) => p.x), y: points.map((p) => p.y),
       text: points.map((p) => `${p.cell} (${p.label ?? ""})`), customdata: points.map((p) => p.z),
       hovertemplate: "%{text}<br>z = %{customdata:.3g}<extra></extra>",
       marker: { size: 3, color: points.map((p) => p.z), colorscale: DIVERGING, cmin: -lim, cmax: lim,
