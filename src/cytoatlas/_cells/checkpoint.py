@@ -9,7 +9,11 @@ results depend on (input, parameters, sets, version): a checkpoint of another ru
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,8 @@ import numpy as np
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import durable
 from cytoatlas.io.manifest import canonical
+
+log = logging.getLogger("cytoatlas.cells")
 
 
 def save_checkpoint(path: Path, identity: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -52,3 +58,41 @@ def load_checkpoint(path: Path, identity: dict) -> dict[str, np.ndarray] | None:
 def remove(paths: list[os.PathLike]) -> None:
     for p in paths:
         Path(p).unlink(missing_ok=True)
+
+
+class Stopped(Exception):
+    """SIGTERM arrived; the checkpoint is saved."""
+
+
+class Checkpointer:
+    """Checkpoints every ``every`` seconds and on SIGTERM (then stops): partial files flushed first."""
+
+    def __init__(self, path: Path, identity: dict, every: float, lock, writers, state):
+        self.path, self.identity, self.every, self.lock, self.writers, self.state = (path, identity, every, lock,
+                                                                                   writers, state)
+        self.last = time.perf_counter()
+        self.terminated = False
+        self._old = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGTERM, self._on_term)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+    def _on_term(self, signum, frame) -> None:
+        self.terminated = True  # acted on between blocks, where the files and sums agree
+
+    def after_block(self, next_row: int) -> None:
+        self.lock.touch()
+        if self.terminated or time.perf_counter() - self.last >= self.every:
+            for w in self.writers:
+                w.flush()
+            save_checkpoint(self.path, self.identity, {**self.state(), "next_row": np.int64(next_row)})
+            self.last = time.perf_counter()
+            log.info("checkpoint at row %s", f"{next_row:,}")
+            if self.terminated:
+                raise Stopped

@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -237,7 +235,7 @@ def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: 
             return {"y_sums": sums.y_sums, "count_sums": sums.count_sums, "n_cells": np.int64(sums.n_cells),
                     **{k: v for i, s in enumerate(summaries) for k, v in s.arrays(f"s{i}_").items()}}
 
-        checkpointer = _Checkpointer(ckpt, identity, every, lock, writers, state)
+        checkpointer = ckpt_io.Checkpointer(ckpt, identity, every, lock, writers, state)
         progress = Progress(log, f"{cfg.name} cells", counts.shape[0] - start_row)
         if cluster is not None:
             from cytoatlas._cells.partitions import score_on_cluster
@@ -258,15 +256,16 @@ def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: 
                     crash_point("cells_block")
                     checkpointer.after_block(stop)
         paths = [w.commit() for w in writers]
-    except (_Stopped, KeyboardInterrupt) as e:
+    except (ckpt_io.Stopped, KeyboardInterrupt) as e:
         for w in writers:  # left for --resume, beside the checkpoint just saved
             w.close()
-        if isinstance(e, _Stopped):
+        if isinstance(e, ckpt_io.Stopped):
             raise CytoatlasError(f"stopped by SIGTERM; state saved in {ckpt}; continue with --resume") from None
         raise
     except BaseException:
         for w in writers:  # an error, not an interruption: no output left behind
             w.abort()
+        ckpt.unlink(missing_ok=True)  # its partial files are gone
         raise
     records = {}
     for m, path, s in zip(models, paths, summaries, strict=True):
@@ -306,41 +305,3 @@ def _uns(m: CellModel, cfg: AtlasConfig, plan: CellsPlan, sums: GeneSums, finger
         "input": fingerprint, "parameters": params, "cytoatlas_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-
-
-class _Stopped(Exception):
-    pass
-
-
-class _Checkpointer:
-    """Checkpoints every ``every`` seconds and on SIGTERM (then stops): partial files flushed first."""
-
-    def __init__(self, path: Path, identity: dict, every: float, lock, writers, state):
-        self.path, self.identity, self.every, self.lock, self.writers, self.state = (path, identity, every, lock,
-                                                                                   writers, state)
-        self.last = time.perf_counter()
-        self.terminated = False
-        self._old = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGTERM, self._on_term)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
-
-    def _on_term(self, signum, frame) -> None:
-        self.terminated = True  # acted on between blocks, where the files and sums agree
-
-    def after_block(self, next_row: int) -> None:
-        self.lock.touch()
-        if self.terminated or time.perf_counter() - self.last >= self.every:
-            for w in self.writers:
-                w.flush()
-            ckpt_io.save_checkpoint(self.path, self.identity, {**self.state(), "next_row": np.int64(next_row)})
-            self.last = time.perf_counter()
-            log.info("checkpoint at row %s", f"{next_row:,}")
-            if self.terminated:
-                raise _Stopped
