@@ -14,11 +14,11 @@ import secactpy
 
 import cytoatlas
 from cytoatlas._activity import activity, activity_path, load_signatures
-from cytoatlas._activity.expression import unique_symbols
 from cytoatlas._activity.ridge import RidgeModel, exact_test, standardise_columns
 from cytoatlas.cli import main
 from cytoatlas.demo import demo_config
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.results import unique_symbols
 
 
 @pytest.fixture(scope="module")

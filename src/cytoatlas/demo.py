@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 
+from cytoatlas.io import layout
 from cytoatlas.registry import AtlasConfig, atlas_from_mapping
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000
         cfg = demo_config(atlas, name, donor_only=True)
         configs.append(cfg)
         # as `cytoatlas run`: outputs that are current (same inputs and parameters) are kept
-        pb = pseudobulk(cfg, out / name / "pseudobulk", skip_existing=True, **kwargs)
-        paths += pb + activity(pb, out / name / "activity", centre="within:cell_type", skip_existing=True)
+        pb = pseudobulk(cfg, layout.pseudobulk_dir(out / name), skip_existing=True, **kwargs)
+        paths += pb + activity(pb, layout.activity_dir(out / name), centre="within:cell_type", skip_existing=True)
     paths += validate(configs, out / "validation", results={c.name: out / c.name for c in configs})
     return [*paths, report(out / "validation")]

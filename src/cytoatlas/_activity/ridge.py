@@ -21,7 +21,8 @@ import numpy as np
 from scipy import linalg
 from scipy.special import ndtr
 
-LAMBDA = 5e5
+from cytoatlas import defaults
+
 # secactpy's cut-off below which a standard error counts as zero (its z is then 0)
 EPS = 1e-12
 
@@ -60,7 +61,7 @@ class RidgeModel:
     row_sq: np.ndarray
 
     @classmethod
-    def fit(cls, design: np.ndarray, lambda_: float = LAMBDA) -> RidgeModel:
+    def fit(cls, design: np.ndarray, lambda_: float = defaults.LAMBDA) -> RidgeModel:
         x = np.asarray(design, dtype=np.float64)
         k = x.shape[1]
         # X'X from the symmetric rank-k update (half a GEMM); only its upper triangle is filled

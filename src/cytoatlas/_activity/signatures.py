@@ -9,7 +9,6 @@ the parsed matrix and its grouping are cached on disk, keyed by the source file'
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.durable import atomic_path
 
 log = logging.getLogger("cytoatlas.activity")
 
@@ -210,16 +210,13 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        # no fsync: a cache file cut short by a crash fails to load and is parsed again
+        with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
     except OSError as e:  # a read-only home is no reason to fail: the next run parses again
         log.warning("could not cache signatures at %s: %s", path, e)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def _file_version(path: Path) -> str:

@@ -17,8 +17,6 @@ from concurrent.futures import Executor
 import h5py
 import numpy as np
 
-from cytoatlas.io._lzf import lzf_decompress
-
 try:
     from isal.isal_zlib import decompress as _inflate
 except ImportError:  # pragma: no cover - isal is a dependency; zlib gives the same bytes, slower
@@ -81,6 +79,8 @@ class ChunkedArray:
                 buf = np.frombuffer(_inflate(buf), np.uint8)
             elif f == _LZF:
                 dst = np.empty(size, np.uint8)
+                from cytoatlas.io._lzf import lzf_decompress  # numba: loaded only for lzf files
+
                 if lzf_decompress(buf, dst) != size:
                     raise ValueError("lzf chunk does not decompress to the chunk size")
                 buf = dst

@@ -19,6 +19,7 @@ a result file name: a new kind of result is added here once.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,14 +156,38 @@ def checkpoint_path(directory: str | os.PathLike, atlas: str) -> Path:
     return Path(directory) / f".{atlas.lower()}_pseudobulk.checkpoint.npz"
 
 
+# a validation directory (``cytoatlas validate --out DIR``): tables, their per-(atlas, level, set) parts and figures
 VALIDATION_PARTS_DIR = "parts"
 VALIDATION_FIGURES_DIR = "figures"
 TABLE_FORMATS = ("csv", "parquet")
+FIGURE_FORMATS = ("png", "svg")
 
 
-def validation_table_paths(directory: str | os.PathLike, name: str) -> list[Path]:
-    """``directory/NAME.csv`` and ``directory/NAME.parquet`` of a validation table."""
+def safe_name(name: str) -> str:
+    """A file-name-safe version of an atlas, level or set name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "x"
+
+
+def table_paths(directory: str | os.PathLike, name: str) -> list[Path]:
+    """``directory/NAME.csv`` and ``directory/NAME.parquet`` of a table (validation and later steps)."""
     return [Path(directory) / f"{name}.{ext}" for ext in TABLE_FORMATS]
+
+
+def validation_part_paths(directory: str | os.PathLike, atlas: str, level: str, signature_set: str) -> dict[str, Path]:
+    """The within-atlas correlation parts of one (atlas, level, set): ``{"rho": ..., "ct": ...}``."""
+    stem = f"{safe_name(atlas)}__{safe_name(level)}__{safe_name(signature_set)}"
+    parts = Path(directory) / VALIDATION_PARTS_DIR
+    return {"rho": parts / f"{stem}_rho.parquet", "ct": parts / f"{stem}_rho_cell_types.parquet"}
+
+
+def figure_paths(directory: str | os.PathLike, stem: str) -> list[Path]:
+    """A figure's PNG and SVG files in ``directory``."""
+    return [Path(directory) / f"{stem}.{fmt}" for fmt in FIGURE_FORMATS]
+
+
+def manifest_key(path: str | os.PathLike, directory: str | os.PathLike) -> str:
+    """The name a file is recorded under in ``directory``'s manifest (its path below the directory)."""
+    return Path(path).relative_to(directory).as_posix()
 
 
 @dataclass(frozen=True)

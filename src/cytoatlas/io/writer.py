@@ -17,7 +17,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from cytoatlas.io.manifest import file_checksum, fsync_file
+from cytoatlas.io.durable import fsync_file, replace_durably, temporary_path
+from cytoatlas.io.manifest import file_checksum
 
 COLUMN_BLOCK = 1024  # most columns per chunk of the dense matrices (and per block written)
 
@@ -30,10 +31,6 @@ def even_chunk(n: int, most: int) -> int:
     fewer bytes, on a disk that bounds its output phase.
     """
     return max(1, -(-n // -(-n // most))) if n > 0 else 1
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 class ColumnWriter:
@@ -54,7 +51,7 @@ class ColumnWriter:
         from anndata.io import write_elem  # anndata costs ~1 s to import; only writing needs it
 
         self.path = Path(path)
-        self._tmp = _tmp_name(self.path)
+        self._tmp = temporary_path(self.path)
         self._file = h5py.File(self._tmp, "w")
         try:
             f = self._file
@@ -93,15 +90,12 @@ class ColumnWriter:
         return self._tmp
 
     def commit(self) -> Path:
-        """Close the file, flush it to disk and move it into place (the directory entry is made durable with
-        the manifest, written last)."""
-        fsync_file(self.close())
-        return self.put_in_place()
+        """Close the file, flush it to disk and move it into place (:func:`cytoatlas.io.durable.replace_durably`)."""
+        return replace_durably(self.close(), self.path)
 
     def put_in_place(self) -> Path:
-        """Rename the closed file, already fsynced by the caller, to its target path."""
-        os.replace(self._tmp, self.path)
-        return self.path
+        """Move the closed file, already flushed to disk by the caller (:func:`seal_file`), into place."""
+        return replace_durably(self._tmp, self.path, synced=True)
 
     def abort(self) -> None:
         """Close and delete the unfinished file; the target path is left as it was."""
