@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expression", default="celltype,samples", metavar="KINDS",
                    help="pseudobulk rows whose expression is stored: celltype,samples (default), celltype, none")
     p.add_argument("--force", action="store_true", help="re-read every file")
-    p.add_argument("--verify", action="store_true", help="check every new file's SHA-256 against its manifest")
+    p.add_argument("--verify", action="store_true", help="check every new file's checksum (XXH3) against its manifest")
     p.set_defaults(func=_index)
 
     p = sub.add_parser("serve", help="serve the HTTP API and the web page over a store")

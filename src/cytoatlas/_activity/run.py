@@ -108,7 +108,7 @@ def activity(
         Ridge penalty (secactpy's 5e5).
     skip_existing
         Leave (file, signature set) outputs alone that are current: recorded in ``out/manifest.json``, checksums
-        verified, made from the same pseudobulk files (SHA-256) with the same parameters and signature version.
+        verified, made from the same pseudobulk files (checksums) with the same parameters and signature version.
     scheduler, slurm
         Compute the files in parallel on a Dask cluster (``"local:N"``, ``"tcp://host:port"``, ``"slurm"``; see
         :mod:`cytoatlas.cluster`): one task per pseudobulk file, with its bootstrap file when it has one.

@@ -33,9 +33,8 @@ PSEUDOBULK_KINDS = ("celltype", "samples", "resampled")
 GROUP_KINDS = ("celltype", "samples")
 _KIND_SUFFIX = {"celltype": "", "samples": "_samples", "resampled": "_resampled"}
 _PSEUDOBULK = "_pseudobulk_"
-_ACTIVITY = "_activity"
-ACTIVITY_SUFFIX = f"{_ACTIVITY}.h5ad"
-CI_SUFFIX = f"{_ACTIVITY}_ci.csv"
+ACTIVITY_SUFFIX = "_activity.h5ad"
+CI_SUFFIX = "_activity_ci.csv"
 
 
 def pseudobulk_kinds(n_bootstrap: int) -> tuple[str, ...]:
