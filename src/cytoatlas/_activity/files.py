@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from cytoatlas._activity.ridge import exact_test, standardise_columns
 from cytoatlas._activity.signatures import SignatureSet
 from cytoatlas._faults import crash_point
 from cytoatlas._version import __version__
+from cytoatlas.cluster import usable_cores
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.layout import main_of
@@ -99,11 +101,15 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
     t = model.projection() if method == "permutation" else None
     n_cols = pb.values.shape[1]
     out = {k: np.empty((model.design.shape[1], n_cols)) for k in ("beta", "se", "zscore", "pvalue")}
-    step = max(1, _BATCH_VALUES // len(rows))
+    threads = usable_cores() if method == "exact" else 1
+    # every column's numbers are its own (column-wise operations): batches are sized for memory, and exact ones
+    # are regressed on all cores at once (numpy and BLAS release the GIL)
+    step = max(1, min(_BATCH_VALUES // len(rows), -(-n_cols // threads)))
     progress = Progress(log, f"{pb.path.name} {sig.name} {method}", n_cols, unit="columns")
     if method == "permutation":
         from cytoatlas._activity.permutation import permutation_test
-    for start in range(0, n_cols, step):
+
+    def batch(start: int) -> None:
         cols = slice(start, min(start + step, n_cols))
         values = pb.values[:, cols] if len(rows) == len(pb.genes) else pb.values[rows, cols]
         # one centre per gene (centring across) broadcasts; groups need each column's own centre
@@ -117,6 +123,14 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
         for k in out:
             out[k][:, cols] = res[k]
         progress.update(cols.stop - cols.start)
+
+    starts = range(0, n_cols, step)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(threads, len(starts)), thread_name_prefix="cytoatlas-ridge") as pool:
+            list(pool.map(batch, starts))
+    else:
+        for start in starts:
+            batch(start)
     return SetResult(sig, out, genes_used)
 
 @dataclass
