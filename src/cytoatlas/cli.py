@@ -188,7 +188,7 @@ def _activity(args: argparse.Namespace) -> None:
 
 
 def _signatures(args: argparse.Namespace) -> None:
-    from cytoatlas._activity.signatures import BUILT_IN, load_signatures
+    from cytoatlas._activity import BUILT_IN, load_signatures
 
     files = list(args.signature_file or [])
     if args.atlas:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 
+from cytoatlas import defaults
 from cytoatlas.io import layout
 from cytoatlas.registry import AtlasConfig, atlas_from_mapping
 
@@ -66,7 +67,8 @@ def write_demo_atlases(out: Path, n_cells: int) -> dict[str, Path]:
     return paths
 
 
-def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000, **kwargs) -> list[Path]:
+def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = defaults.DEMO_N_CELLS,
+             **kwargs) -> list[Path]:
     """Write (or reuse) the two demo atlases, run every step on each, validate them together and report.
 
     Per atlas NAME (``demo``, ``demo2``): ``out/NAME_atlas.h5ad``, pseudobulk in ``out/NAME/pseudobulk``,

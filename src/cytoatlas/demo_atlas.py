@@ -23,6 +23,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from cytoatlas import defaults
+
 if TYPE_CHECKING:
     import anndata
 
@@ -345,8 +347,8 @@ def _build_adata(n_cells: int, n_donors: int, seed: int, prefixes: tuple[str, st
     return anndata.AnnData(X=X, obs=obs, var=var, uns=uns)
 
 
-def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = 50_000, n_donors: int = 24, seed: int = 0,
-                     donor_prefix: str = "D", sample_prefix: str = "S",
+def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = defaults.DEMO_N_CELLS, n_donors: int = 24,
+                     seed: int = 0, donor_prefix: str = "D", sample_prefix: str = "S",
                      rename: dict[str, str] | None = None, generation: int | None = None) -> pathlib.Path:
     """Write a deterministic synthetic immune atlas with planted cytokine responses to ``.h5ad``.
 
