@@ -66,7 +66,7 @@ def run(
 
 def _shape(path: Path) -> str:
     try:
-        return " x ".join(map(str, read_header(path).shape))
+        return " x ".join(map(str, read_header(path, var_columns=()).shape))
     except CytoatlasError:
         return ""
 

@@ -48,7 +48,7 @@ def discover(atlas: str, results: Path, level_order: list[str] | None = None,
     groups: dict[tuple[str, str], LevelSet] = {}
     for path in find_activity(act_dir, atlas):
         try:
-            head = read_header(path, "activity")
+            head = read_header(path, "activity", var_columns=())
         except CytoatlasError as e:
             log.warning("%s; left out", e)
             continue

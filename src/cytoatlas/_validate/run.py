@@ -117,7 +117,7 @@ def resolve_atlases(atlases, results, registry, data_root, levels, signatures) -
 def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
     """(n_bootstrap, seed) the level's pseudobulk was made with (the pseudobulk defaults if not recorded)."""
     try:
-        p = read_header(group.pseudobulk["samples"], "pseudobulk").parameters
+        p = read_header(group.pseudobulk["samples"], "pseudobulk", var_columns=()).parameters
     except CytoatlasError:
         p = {}
     return int(p.get("n_bootstrap", defaults.N_BOOTSTRAP)), int(p.get("seed", defaults.SEED))

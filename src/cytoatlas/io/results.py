@@ -105,8 +105,9 @@ def _header(f: h5py.File, path: Path, step: str | None, var_columns: tuple[str, 
         index = var_group.attrs.get("_index", "_index")
         wanted = [c for c in (_VAR_COLUMNS[step] if var_columns is None else var_columns) if c in var_group]
         n_var = len(var_group[index]) if isinstance(var_group[index], h5py.Dataset) else len(var_group[index]["codes"])
-        # the index (36 k strings for CIMA) is decoded only when asked for, or when no column says more
-        names = read_strings(var_group[index], "var index") if var_columns is None or not wanted else None
+        # the index (36 k strings for CIMA) is decoded by default, or when none of the columns asked for is there
+        names = read_strings(var_group[index], "var index") \
+            if var_columns is None or (var_columns and not wanted) else None
         var = pd.DataFrame({c: read_strings(var_group[c], c) for c in wanted},
                            index=pd.Index(names, dtype=object) if names is not None else pd.RangeIndex(n_var))
     except (KeyError, OSError, ValueError) as e:
@@ -122,8 +123,12 @@ def _header(f: h5py.File, path: Path, step: str | None, var_columns: tuple[str, 
                         {**pb_uns, **uns}, _scalar_uns(f.get("uns/parameters")))
 
 
-def read_header(path: str | os.PathLike, step: str | None = None) -> ResultHeader:
+def read_header(path: str | os.PathLike, step: str | None = None, var_columns: tuple[str, ...] | None = None
+                ) -> ResultHeader:
     """The header of a pseudobulk or activity output (``step`` checks which it must be; default: either).
+
+    ``var_columns``: the var columns to read (default: the index and those that describe the columns; ``()``:
+    none, for a caller that needs only the shape and annotations of the rows).
 
     Raises
     ------
@@ -132,7 +137,7 @@ def read_header(path: str | os.PathLike, step: str | None = None) -> ResultHeade
     """
     path = Path(path)
     with open_h5ad(path) as f:
-        return _header(f, path, step)
+        return _header(f, path, step, var_columns)
 
 
 def read_rows(x: h5py.Dataset, columns: np.ndarray | None = None, *, dtype=None, transposed: bool = False,
