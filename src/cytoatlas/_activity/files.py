@@ -101,10 +101,11 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
     t = model.projection() if method == "permutation" else None
     n_cols = pb.values.shape[1]
     out = {k: np.empty((model.design.shape[1], n_cols)) for k in ("beta", "se", "zscore", "pvalue")}
+    # batches are sized for memory, and their bounds are part of the numbers: BLAS picks its kernels by shape, so a
+    # column regressed in a batch of another width can differ in the last bits. Exact batches are regressed on all
+    # cores at once (numpy and BLAS release the GIL), each as it would be alone
+    step = max(1, _BATCH_VALUES // len(rows))
     threads = usable_cores() if method == "exact" else 1
-    # every column's numbers are its own (column-wise operations): batches are sized for memory, and exact ones
-    # are regressed on all cores at once (numpy and BLAS release the GIL)
-    step = max(1, min(_BATCH_VALUES // len(rows), -(-n_cols // threads)))
     progress = Progress(log, f"{pb.path.name} {sig.name} {method}", n_cols, unit="columns")
     if method == "permutation":
         from cytoatlas._activity.permutation import permutation_test
