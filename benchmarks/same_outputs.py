@@ -40,7 +40,7 @@ def _files(root: Path) -> set[str]:
 
 def _h5_diff(a: h5py.Group, b: h5py.Group, where: str, out: list[str]) -> None:
     if set(a.attrs) != set(b.attrs) or any(not np.array_equal(np.asarray(a.attrs[k]), np.asarray(b.attrs[k]))
-                                           for k in a.attrs):
+                                           or a.attrs.get_id(k).dtype != b.attrs.get_id(k).dtype for k in a.attrs):
         out.append(f"{where}: attributes differ")
     if set(a) != set(b):
         out.append(f"{where}: members differ: {sorted(set(a) ^ set(b))}")

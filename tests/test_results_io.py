@@ -42,3 +42,48 @@ def test_direct_read_is_used_only_for_unfiltered_chunks(tmp_path):
         assert read_matrix_direct(f["plain"], None, out, False) and (out == 1).all()
         for name in ("gzip", "contiguous", "sparse"):
             assert not read_matrix_direct(f[name], None, np.zeros((9, 9)), False)
+
+
+def _elements(group: h5py.Group) -> dict:
+    """Every element below ``group``: (kind, dtype, values, attributes with their dtypes)."""
+    found = {}
+
+    def visit(name, obj):
+        attrs = {k: (str(obj.attrs.get_id(k).dtype), np.asarray(obj.attrs[k]).tolist()) for k in obj.attrs}
+        if isinstance(obj, h5py.Dataset):
+            values = np.asarray(obj[()])
+            values = np.where(np.isnan(values), None, values) if values.dtype.kind == "f" else values  # NaN == NaN
+            data = (str(obj.dtype), obj.chunks, obj.compression, values.tolist())
+        else:
+            data = "group"
+        found[name] = (data, attrs)
+
+    visit("", group)
+    group.visititems(visit)
+    return found
+
+
+@pytest.mark.parametrize("index_name", [None, "cell"])
+def test_data_frames_are_written_as_anndata_writes_them(tmp_path, index_name):
+    import anndata.io
+    import pandas as pd
+
+    from cytoatlas.io.writer import _write_dataframe
+
+    df = pd.DataFrame({"cell_type": pd.Categorical(["T", "B", "T"]), "sample": np.array(["s1", "s2", "s3"], object),
+                       "n_cells": np.array([10, 20, 30]), "score": [0.5, np.nan, 2.0], "flag": [True, False, True],
+                       "small": np.array([1, 2, 3], np.uint16)}, index=pd.Index(["a", "b", "ü"], dtype=object))
+    df.index.name = index_name
+    with h5py.File(tmp_path / "ref.h5", "w") as f:
+        anndata.io.write_elem(f, "obs", df)
+    with h5py.File(tmp_path / "ours.h5", "w") as f:
+        assert _write_dataframe(f, "obs", df)
+    assert (tmp_path / "ref.h5").read_bytes() == (tmp_path / "ours.h5").read_bytes()  # the same calls, in order
+    with h5py.File(tmp_path / "ref.h5") as a, h5py.File(tmp_path / "ours.h5") as b:
+        assert _elements(a["obs"]) == _elements(b["obs"])
+        pd.testing.assert_frame_equal(anndata.io.read_elem(b["obs"]), df)
+    # anything else is left to anndata
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        assert not _write_dataframe(f, "obs", pd.DataFrame({"x": pd.array([1, None], dtype="Int64")}))
+        assert not _write_dataframe(f, "obs", pd.DataFrame({"x": ["a", None]}))
+        assert "obs" not in f
