@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from concurrent.futures import Executor
 
 import h5py
@@ -175,11 +176,17 @@ def read_matrix_direct(ds: h5py.Dataset, columns: np.ndarray | None, out: np.nda
     wanted = {j: (pos, cols[pos] - j * c) for j in np.unique(block) for pos in [np.flatnonzero(block == j)]}
     dtype = ds.dtype
     fd = os.open(ds.file.filename, os.O_RDONLY)
+    # one chunk buffer per thread, reused: a fresh ~1 MB buffer per chunk is fresh pages the kernel zeroes first
+    local_buffers = threading.local()
 
     def place(info) -> None:
         r0, c0 = info.chunk_offset
         pos, local = wanted[c0 // c]
-        values = np.frombuffer(os.pread(fd, info.size, info.byte_offset), dtype=dtype).reshape(r, c)
+        values = getattr(local_buffers, "values", None)
+        if values is None:
+            values = local_buffers.values = np.empty((r, c), dtype=dtype)
+        if os.preadv(fd, [memoryview(values).cast("B")], info.byte_offset) != info.size:
+            raise ValueError(f"chunk at byte {info.byte_offset} is cut short (truncated file?)")
         rows = min(r, n - r0)
         part = values[:rows, local]
         if transposed:
