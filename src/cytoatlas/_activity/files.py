@@ -117,7 +117,7 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
         centre = centres[rows] if centres.shape[1] == 1 else centres[rows][:, group[cols]]
         y = standardise_columns(values - centre, overwrite=True)  # float64: a temporary of its own
         if method == "exact":
-            res = exact_test(model, y)
+            res = exact_test(model, y, overwrite=True)
         else:
             beta = t @ y
             res = {"beta": beta, **permutation_test(t, y, beta, n_rand=n_rand, seed=seed)}

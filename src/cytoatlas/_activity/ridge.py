@@ -86,7 +86,7 @@ class RidgeModel:
         return np.ascontiguousarray(self.inverse @ self.design.T)
 
 
-def exact_test(model: RidgeModel, y: np.ndarray) -> dict[str, np.ndarray]:
+def exact_test(model: RidgeModel, y: np.ndarray, *, overwrite: bool = False) -> dict[str, np.ndarray]:
     """Activity and its exact permutation z-score for every column of ``y``.
 
     Parameters
@@ -95,6 +95,8 @@ def exact_test(model: RidgeModel, y: np.ndarray) -> dict[str, np.ndarray]:
         The fitted regression (:meth:`RidgeModel.fit`).
     y
         Responses (genes x columns), usually standardised with :func:`standardise_columns`.
+    overwrite
+        ``y`` is a temporary of the caller's (float64): its deviations are formed in place, not in a copy.
 
     Returns
     -------
@@ -111,7 +113,7 @@ def exact_test(model: RidgeModel, y: np.ndarray) -> dict[str, np.ndarray]:
     # column sums made once instead of twice
     y_mean = np.add.reduce(y, axis=0) / n if n else np.full(y.shape[1], np.nan)
     if n > 1:
-        dev = y - y_mean
+        dev = np.subtract(y, y_mean, out=y if overwrite and y.dtype == np.float64 else None)
         np.multiply(dev, dev, out=dev)
         y_var = np.add.reduce(dev, axis=0) / (n - 1)
         del dev
