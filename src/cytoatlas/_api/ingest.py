@@ -23,7 +23,7 @@ from cytoatlas.io.h5ad import open_h5ad
 from cytoatlas.io.layout import GROUP_KINDS
 from cytoatlas.io.results import read_header
 
-BAND = 1024  # columns per block: the writers' HDF5 chunks are (256, 1024), so a band reads whole chunks
+BAND = 1024  # columns per block, at most (rounded down to whole chunk columns)
 
 ACTIVITY_LAYERS = ("z", "beta", "se", "pvalue", "z_ci_low", "z_ci_high", "z_boot_mean", "z_boot_sd")
 # step of the source file -> columns of its part (pseudobulk files give the expression parts)
@@ -85,8 +85,11 @@ def bands(path: Path, content: FileContent, step: str) -> Iterator[pd.DataFrame]
     n, k = content.shape
     names = (*ACTIVITY_LAYERS, "matched") if step == "activity" else ("value", "zscore")
     with open_h5ad(path) as f:
-        for j0 in range(0, k, BAND):
-            j1 = min(k, j0 + BAND)
+        # bands of whole chunk columns, so that no chunk is read for two bands
+        width = f["X"].chunks[1] if f["X"].chunks else BAND
+        band = max(width, BAND // width * width)
+        for j0 in range(0, k, band):
+            j1 = min(k, j0 + band)
             block = {"row": np.tile(np.arange(n, dtype=np.int32), j1 - j0),
                      "col": np.repeat(np.arange(j0, j1, dtype=np.int32), n)}
             for name in names:
