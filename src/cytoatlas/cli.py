@@ -309,8 +309,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("signatures", help="list the signature sets: size, genes, source; or fetch CytoSig/SecAct")
     p.add_argument("action", nargs="?", choices=("list", "fetch"), default="list",
-                   help="list (default), or fetch: download secactpy 0.3.1's wheel with pip once and keep its "
-                   "CytoSig and SecAct files (in --signature-dir if given, else the cache)")
+                   help="list (default), or fetch: unless the files are already found, download secactpy 0.3.1's "
+                   "wheel with pip once and keep its CytoSig and SecAct files (in --signature-dir if given, else "
+                   "the cache)")
     p.add_argument("--force", action="store_true", help="fetch even if the files are there")
     _signature_dir_args(p)
     p.add_argument("--signature-file", action="append", metavar="TSV", help="also describe this file; repeatable")

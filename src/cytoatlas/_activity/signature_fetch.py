@@ -4,7 +4,7 @@ pip (this interpreter's, with the user's own configuration: index, proxy, certif
 (``pip download --no-deps --only-binary :all:``, ~82 MB); only ``secactpy/data/CytoSig.tsv.gz`` and
 ``SecAct.tsv.gz`` are extracted, checked against the recorded SHA-256 sums and put in place atomically, and the
 wheel is deleted. Both files are verified before either is renamed into place, so a failure leaves what was
-there before.
+there before. Nothing is downloaded when the files are already available.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from cytoatlas._activity.signature_data import (
     SIGNATURE_DIR_ENV,
     data_cache_dir,
     matches_release,
+    signature_data_file,
 )
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.manifest import replace_durably
@@ -104,25 +105,35 @@ def _download_wheel(into: Path) -> Path:
 
 
 def fetch_signature_data(dest: str | Path | None = None, *, force: bool = False) -> list[Path]:
-    """Download secactpy 0.3.1's wheel with pip, keep its two signature files in ``dest``, delete the wheel.
+    """Make secactpy 0.3.1's two signature files available, downloading its wheel with pip only if needed.
 
     Parameters
     ----------
     dest
-        Directory for the files (default: ``$CYTOATLAS_CACHE/signature_data``, where they are looked for).
+        Directory for the files. Default: ``$CYTOATLAS_SIGNATURE_DIR`` if set, else the cache
+        (``$CYTOATLAS_CACHE/signature_data``); without ``force``, nothing is downloaded when the files are
+        already found there (or, with neither set, in an installed secactpy).
     force
-        Download even when ``dest`` already holds both files, verified.
+        Download even when the files are already there.
 
     Returns
     -------
     list of Path
-        ``dest/CytoSig.tsv.gz`` and ``dest/SecAct.tsv.gz``.
+        The verified CytoSig and SecAct files (in ``dest`` when they were downloaded).
     """
-    dest = Path(dest) if dest is not None else data_cache_dir()
+    named = dest if dest is not None else os.environ.get(SIGNATURE_DIR_ENV) or None
+    dest = Path(named) if named is not None else data_cache_dir()
     present = [dest / f for f in SHA256]
-    if not force and all(p.is_file() and matches_release(p, p.name) for p in present):
-        log.info("secactpy %s's signature files are already in %s", SECACTPY_VERSION, dest)
-        return present
+    if not force:
+        if named is None:  # any source will do: an installed secactpy's files, or the cache's
+            with contextlib.suppress(CytoatlasError):  # e.g. a damaged cached file: fetched again below
+                found = [signature_data_file(f) for f in SHA256]
+                log.info("secactpy %s's signature files are already available: %s", SECACTPY_VERSION,
+                         ", ".join(map(str, found)))
+                return found
+        elif all(p.is_file() and matches_release(p, p.name) for p in present):
+            log.info("secactpy %s's signature files are already in %s", SECACTPY_VERSION, dest)
+            return present
     dest.mkdir(parents=True, exist_ok=True)
     # the wheel is downloaded beside its destination (same file system, no large /tmp needed) and removed after
     with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
