@@ -3,7 +3,8 @@
 # wheels only (no dependency compiled), numpy >= 2 and no secactpy, the CytoSig / SecAct files fetched into a
 # cache of its own, then the test suite less the parity tests (they need secactpy 0.3.1, hence numpy < 2).
 # Extra arguments go to pytest (e.g. -x). Python 3.13: $PYTHON313, else pyenv's, else python3.13 on PATH, else
-# Debian's python3.13 package (Debian 13 and later; as root).
+# Debian's python3.13 package (Debian 13 and later; as root). Also checks that installing into an environment
+# that has numpy 2 already would keep its numpy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +41,18 @@ assert importlib.util.find_spec("secactpy") is None, "secactpy was installed: it
 print(f"py313: Python {sys.version.split()[0]}, numpy {numpy.__version__}, no secactpy; installed from wheels "
       f"in {sys.argv[1]} s")
 PY
+# an environment that already has numpy 2 (the oldest with 3.13 wheels) keeps it: pip's plan installs no numpy
+"$PY" -m venv "$work/keep"
+"$work/keep/bin/python" -m pip install --quiet --only-binary :all: numpy==2.1.3
+"$work/keep/bin/python" -m pip install --quiet --dry-run --only-binary :all: --report "$work/plan.json" '.[test]'
+"$V" - "$work/plan.json" <<'PY'
+import json, sys
+plan = {i["metadata"]["name"].lower(): i["metadata"]["version"] for i in json.load(open(sys.argv[1]))["install"]}
+assert "numpy" not in plan, f"installing cytoatlas would change numpy 2.1.3 to {plan['numpy']}"
+assert "secactpy" not in plan and "cytoatlas" in plan
+print(f"py313: into a venv with numpy 2.1.3, pip would install {len(plan)} packages and keep numpy as it is")
+PY
+rm -rf "$work/keep"
 export CYTOATLAS_CACHE="$work/cache"  # tests/conftest.py takes the fetched files from here
 "$work/venv/bin/cytoatlas" -q signatures fetch >/dev/null
 "$V" -m pytest -m "not parity" -p no:cacheprovider "$@"
