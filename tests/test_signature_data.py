@@ -124,6 +124,16 @@ def test_no_source_at_all_is_one_line_naming_every_option(nowhere: Path, tmp_pat
     assert not (tmp_path / "demo").exists()
 
 
+def test_run_says_so_before_the_pass(demo_h5ad: Path, nowhere: Path, tmp_path: Path, capsys) -> None:
+    reg = tmp_path / "reg.toml"
+    reg.write_text(f'[atlas.demo]\nh5ad = "{demo_h5ad}"\nsample_col = "sample"\n'
+                   '[atlas.demo.levels]\nL1 = "cell_type_l1"\n')
+    out = tmp_path / "results"
+    assert main(["run", "--registry", str(reg), "--atlas", "demo", "--out", str(out), "--signatures", "cytosig"]) == 2
+    assert "secactpy 0.3.1's CytoSig.tsv.gz" in capsys.readouterr().err
+    assert not out.exists()  # no pseudobulk pass was started
+
+
 def test_extract_from_a_wheel_keeps_only_the_verified_files(tmp_path: Path) -> None:
     wheel = _fake_wheel(tmp_path / "secactpy-0.3.1-py3-none-any.whl", FAKE)
     dest = tmp_path / "sig"

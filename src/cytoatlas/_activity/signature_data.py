@@ -78,8 +78,8 @@ def matches_release(path: Path, filename: str) -> bool:
 def _options() -> str:
     return (f"run `{FETCH_COMMAND}` (pip downloads secactpy {SECACTPY_VERSION}'s wheel once and keeps only its "
             f"two data files, in {data_cache_dir()}), or point --signature-dir or ${SIGNATURE_DIR_ENV} at a "
-            f"directory holding {' and '.join(SHA256)} copied from secactpy {SECACTPY_VERSION}, or pip install "
-            f"secactpy=={SECACTPY_VERSION}")
+            f"directory holding {' and '.join(SHA256)} copied from secactpy {SECACTPY_VERSION}, or (Python <= 3.12, "
+            f"numpy < 2) pip install secactpy=={SECACTPY_VERSION}")
 
 
 def signature_data_file(filename: str) -> Path:
