@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +17,32 @@ from cytoatlas.errors import CytoatlasError
 def _registry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--registry", help="user registry TOML adding or overriding atlases")
     p.add_argument("--data-root", help="root for relative atlas paths (default: $CYTOATLAS_DATA_ROOT)")
+
+
+def _signature_dir_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--signature-dir", metavar="DIR",
+                   help="directory holding secactpy 0.3.1's CytoSig.tsv.gz and SecAct.tsv.gz (default: "
+                   "$CYTOATLAS_SIGNATURE_DIR, else an installed secactpy, else `cytoatlas signatures fetch`'s cache)")
+
+
+@contextlib.contextmanager
+def _signature_dir(args: argparse.Namespace):
+    """``--signature-dir`` as ``$CYTOATLAS_SIGNATURE_DIR`` for the command (Dask workers inherit it too)."""
+    from cytoatlas._activity.signature_data import SIGNATURE_DIR_ENV
+
+    value = getattr(args, "signature_dir", None)
+    if not value:
+        yield
+        return
+    old = os.environ.get(SIGNATURE_DIR_ENV)
+    os.environ[SIGNATURE_DIR_ENV] = str(Path(value).absolute())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(SIGNATURE_DIR_ENV, None)
+        else:
+            os.environ[SIGNATURE_DIR_ENV] = old
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -73,6 +101,7 @@ def _activity_args(p: argparse.ArgumentParser, seed_flag: str = "--seed") -> Non
                    help="map an atlas label to a LinCytoSig cell type; repeatable")
     p.add_argument("--lambda", dest="lambda_", type=float, default=defaults.LAMBDA,
                    help=f"ridge penalty ({defaults.LAMBDA:g})")
+    _signature_dir_args(p)
 
 
 def _pseudobulk(args: argparse.Namespace) -> None:
@@ -190,6 +219,13 @@ def _activity(args: argparse.Namespace) -> None:
 def _signatures(args: argparse.Namespace) -> None:
     from cytoatlas._activity import BUILT_IN, load_signatures
 
+    if args.action == "fetch":
+        from cytoatlas._activity.signature_fetch import fetch_signature_data
+
+        for path in fetch_signature_data(args.signature_dir, force=args.force):
+            print(path)
+        return
+
     files = list(args.signature_file or [])
     if args.atlas:
         from cytoatlas.registry import get_atlas
@@ -282,7 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     _scheduler_args(p)
     p.set_defaults(func=_activity)
 
-    p = sub.add_parser("signatures", help="list the signature sets: size, genes, source")
+    p = sub.add_parser("signatures", help="list the signature sets: size, genes, source; or fetch CytoSig/SecAct")
+    p.add_argument("action", nargs="?", choices=("list", "fetch"), default="list",
+                   help="list (default), or fetch: unless the files are already found, download secactpy 0.3.1's "
+                   "wheel with pip once and keep its CytoSig and SecAct files (in --signature-dir if given, else "
+                   "the cache)")
+    p.add_argument("--force", action="store_true", help="fetch even if the files are there")
+    _signature_dir_args(p)
     p.add_argument("--signature-file", action="append", metavar="TSV", help="also describe this file; repeatable")
     p.add_argument("--atlas", help="also the signature_files of this registry atlas")
     _registry_args(p)
@@ -342,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-cells", type=int, default=defaults.DEMO_N_CELLS,
                    help=f"demo atlas size (default {defaults.DEMO_N_CELLS})")
     _run_args(p)
+    _signature_dir_args(p)
     p.set_defaults(func=_demo)
     return parser
 
@@ -351,7 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
-        code = args.func(args)
+        with _signature_dir(args):
+            code = args.func(args)
     except CytoatlasError as e:
         if args.debug:
             raise

@@ -78,9 +78,12 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = defaul
     (pseudobulk files, activity files written, validation outputs and the report).
     """
     from cytoatlas._activity import activity
+    from cytoatlas._activity.signature_data import SHA256, signature_data_file
     from cytoatlas._pseudobulk import pseudobulk
     from cytoatlas._validate import report, validate
 
+    for filename in SHA256:  # both are needed (atlas genes, activity): say so before any work, not minutes in
+        signature_data_file(filename)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths, configs = [], []

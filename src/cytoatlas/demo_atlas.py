@@ -1,7 +1,7 @@
 """Deterministic generator of a small, realistic single-cell "demo atlas" with a known answer.
 
 Model (all randomness from one ``numpy.random.default_rng(seed)``): genes are all CytoSig genes, ~1,000 SecAct
-genes not in CytoSig and ~100 markers / housekeeping genes (read from secactpy's data files). Cell types form
+genes not in CytoSig and ~100 markers / housekeeping genes (read from secactpy 0.3.1's data files). Cell types form
 a nested 4-level immune hierarchy with uneven, partly rare proportions plus a ~1 % ``"Doublets"`` class. An
 L4 log-mean profile is a shared log-normal baseline plus the effects (known markers + random genes) of its
 L1..L4 nodes, so nested types resemble each other; doublets average a T-cell and a monocyte profile. Donors
@@ -115,9 +115,9 @@ _DIRECTION_CLIP = 5.0
 
 
 def _signature_file(name: str) -> pathlib.Path:
-    from cytoatlas._activity.signatures import secactpy_data_dir
+    from cytoatlas._activity.signature_data import signature_data_file
 
-    return secactpy_data_dir() / name
+    return signature_data_file(name)
 
 
 @functools.lru_cache(maxsize=1)

@@ -52,6 +52,7 @@ def run(
     act.pop("slurm", None)
     act.setdefault("signature_files", cfg.signature_files)
     act["cell_type_map"] = {**dict(cfg.cell_type_map), **dict(act.get("cell_type_map") or {})}
+    _require_built_in_sets(act.get("signatures"))
     with contextlib.ExitStack() as stack:
         if scheduler is not None:  # one cluster for both steps: started once, reached by its address
             check_scheduler(scheduler)
@@ -62,6 +63,16 @@ def run(
                            scheduler=scheduler, **pb)
         return paths + activity([p for p in paths if p.exists()], layout.activity_dir(out), skip_existing=True,
                                 scheduler=scheduler, **act)
+
+
+def _require_built_in_sets(signatures: Sequence[str] | None) -> None:
+    """Fail before the pass, not after it, when CytoSig or SecAct files are wanted and cannot be found."""
+    from cytoatlas._activity.signature_data import signature_data_file
+    from cytoatlas._activity.signatures import BUILT_IN
+
+    for name in signatures or BUILT_IN:  # the default sets include both
+        if str(name).lower() in BUILT_IN:
+            signature_data_file(BUILT_IN[str(name).lower()][0])
 
 
 def _shape(path: Path) -> str:
