@@ -271,13 +271,17 @@ def generate(
     seed: int = 0,
     atlas_name: str = "synth",
     verbose: bool = True,
+    symbols: bool = False,
 ) -> Path:
-    """Write the atlas to ``out`` (atomically, via ``out.tmp``) and the registry TOML beside it."""
+    """Write the atlas to ``out`` (atomically, via ``out.tmp``) and the registry TOML beside it.
+
+    ``symbols``: name the genes with the CytoSig and SecAct genes' symbols (at positions drawn once from the
+    seed) among the ``GENE`` names, so that activity can run on the atlas' pseudobulk."""
     from anndata.io import write_elem
 
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = generation_params(n_cells, n_genes, nnz_per_cell, extra_obs, seed)
+    params = generation_params(n_cells, n_genes, nnz_per_cell, extra_obs, seed, symbols)
     t0 = time.perf_counter()
     model = Model(seed, n_genes, nnz_per_cell)
     tmp = out.with_name(out.name + ".tmp")
@@ -337,7 +341,7 @@ def generate(
             gobs.attrs["column-order"] = order
 
         # ---- var and the (empty) rest of the AnnData layout
-        var = pd.DataFrame(index=pd.Index([f"GENE{i:05d}" for i in range(n_genes)]))
+        var = pd.DataFrame(index=pd.Index(gene_names(n_genes, seed, symbols)))
         var["gene_ids"] = [f"ENSG9{i:010d}" for i in range(n_genes)]
         write_elem(f, "var", var)
         for key in ("obsm", "varm", "obsp", "varp", "layers", "uns"):
@@ -355,9 +359,24 @@ def generate(
     return out
 
 
-def generation_params(n_cells: int, n_genes: int, nnz_per_cell: float, extra_obs: int, seed: int) -> dict:
+def gene_names(n_genes: int, seed: int, symbols: bool) -> list[str]:
+    """``GENE00000``...; with ``symbols``, the CytoSig and SecAct genes (sorted) at random positions among them."""
+    names = [f"GENE{i:05d}" for i in range(n_genes)]
+    if symbols:
+        from cytoatlas import load_signatures
+
+        real = sorted(set(load_signatures("cytosig").genes) | set(load_signatures("secact").genes))[:n_genes]
+        at = np.random.default_rng([seed, 7]).choice(n_genes, len(real), replace=False)
+        for i, g in zip(np.sort(at), real, strict=True):
+            names[i] = g
+    return names
+
+
+def generation_params(n_cells: int, n_genes: int, nnz_per_cell: float, extra_obs: int, seed: int,
+                      symbols: bool = False) -> dict:
     """What an atlas was generated with (stored as JSON in the file's ``synth_atlas`` root attribute)."""
-    return {
+    extra = {"symbols": True} if symbols else {}  # atlases made before the option keep their parameters
+    return {**extra,
         "generator_version": GENERATOR_VERSION,
         "n_cells": int(n_cells),
         "n_genes": int(n_genes),
@@ -405,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--atlas-name", default="synth")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--symbols", action="store_true", help="CytoSig and SecAct gene symbols among the gene names")
     a = ap.parse_args(argv)
     generate(
         a.out,
@@ -415,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=a.seed,
         atlas_name=a.atlas_name,
         verbose=not a.quiet,
+        symbols=a.symbols,
     )
     return 0
 

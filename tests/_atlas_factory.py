@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cytoatlas._pseudobulk import output_paths
+from cytoatlas import output_paths
 from cytoatlas.registry import AtlasConfig, atlas_from_mapping
 
 # storage forms that hold the same valid counts

@@ -21,17 +21,25 @@ def demo_h5ad(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def signature_cache(tmp_path_factory) -> Path:
-    """Parsed signature sets are cached in a per-session directory, never in the user's home."""
+    """Parsed signature sets are cached in a per-session directory, never in the user's home. CytoSig and SecAct
+    files fetched into the user's cache (`cytoatlas signatures fetch`, where no secactpy is installed) are still
+    used: the session names their directory."""
     import os
 
+    from cytoatlas._activity.signature_data import SHA256, SIGNATURE_DIR_ENV, data_cache_dir
+
+    saved = {k: os.environ.get(k) for k in ("CYTOATLAS_CACHE", SIGNATURE_DIR_ENV)}
+    fetched = data_cache_dir()
+    if not saved[SIGNATURE_DIR_ENV] and all((fetched / name).is_file() for name in SHA256):
+        os.environ[SIGNATURE_DIR_ENV] = str(fetched)
     path = tmp_path_factory.mktemp("cache")
-    old = os.environ.get("CYTOATLAS_CACHE")
     os.environ["CYTOATLAS_CACHE"] = str(path)
     yield path
-    if old is None:
-        del os.environ["CYTOATLAS_CACHE"]
-    else:
-        os.environ["CYTOATLAS_CACHE"] = old
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,7 @@
 """`cytoatlas cells`: per-cell activity against secactpy 0.3.1's own per-cell inference, bit-identity across
-batch sizes / threads / Dask workers, resume after a kill, and bad inputs."""
+batch sizes / threads / Dask workers, resume after a kill, and bad inputs.
+
+Tests that call secactpy are marked ``parity`` (it is the `parity` extra, not a dependency)."""
 
 from __future__ import annotations
 
@@ -21,8 +23,6 @@ from cytoatlas._activity.signatures import load_signatures
 from cytoatlas._cells import cell_activity
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import layout
-
-import secactpy  # noqa: E402  (the reference: a test dependency, never skipped)
 
 
 def _secactpy_genes(genes) -> list[str]:
@@ -56,6 +56,8 @@ def write_cells_atlas(path, n_cells=1500, seed=0, sets=("cytosig", "secact"), em
 
 
 def secactpy_cells(path, sig: str, n_rand: int) -> dict[str, pd.DataFrame]:
+    import secactpy  # the `parity` extra: not a dependency, and absent from the numpy 2 environments
+
     return secactpy.secact_activity_inference_scrnaseq(str(path), cell_type_col="cell_type", sig_matrix=sig,
                                                        is_single_cell_level=True, streaming=True, n_rand=n_rand)
 
@@ -72,6 +74,7 @@ def synth(tmp_path_factory):
     return path, counts
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("sig", ["cytosig", "secact"])
 def test_beta_equals_secactpy_synthetic(synth, sig):
     path, _ = synth
@@ -92,6 +95,7 @@ def kang_upper(tmp_path_factory):
     return path
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("sig", ["cytosig", "secact"])
 def test_beta_equals_secactpy_kang(kang_upper, sig):
     cfg = tiny_config(kang_upper, "kang", sample_col="donor")
@@ -100,6 +104,7 @@ def test_beta_equals_secactpy_kang(kang_upper, sig):
     assert_beta_close(mine["beta"], secactpy_cells(kang_upper, sig, n_rand=10)["beta"])
 
 
+@pytest.mark.parity
 def test_exact_z_matches_secactpy_permutations(synth):
     path, _ = synth
     mine = cell_activity(tiny_config(path), signatures=["cytosig"])["cytosig"]["zscore"]

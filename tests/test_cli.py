@@ -16,7 +16,7 @@ import pytest
 from _atlas_factory import dense, file_ids, read_level, write_atlas, write_registry
 
 import cytoatlas
-from cytoatlas._pseudobulk import output_paths
+from cytoatlas import output_paths
 from cytoatlas.cli import main
 from cytoatlas.registry import DATA_ROOT_ENV
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 import re
 
@@ -13,6 +12,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from cytoatlas._activity.signature_data import signature_data_file
 from cytoatlas.demo_atlas import DEMO_EXCLUDE, DEMO_LEVELS, write_demo_atlas
 
 N_CELLS, N_DONORS = 5_000, 20
@@ -34,10 +34,7 @@ def adata(atlas_dir: pathlib.Path) -> anndata.AnnData:
 
 @pytest.fixture(scope="module")
 def cytosig() -> pd.DataFrame:
-    spec = importlib.util.find_spec("secactpy")
-    assert spec is not None and spec.submodule_search_locations
-    data = pathlib.Path(next(iter(spec.submodule_search_locations))) / "data"
-    return pd.read_csv(data / "CytoSig.tsv.gz", sep="\t", index_col=0)
+    return pd.read_csv(signature_data_file("CytoSig.tsv.gz"), sep="\t", index_col=0)
 
 
 def _log_cpm(adata: anndata.AnnData, genes: pd.Index) -> np.ndarray:
@@ -66,10 +63,10 @@ def test_same_seed_is_identical_and_other_seed_differs(atlas_dir: pathlib.Path, 
     pd.testing.assert_frame_equal(adata.var, c.var)
 
 
-def test_on_disk_layout_is_gzip_csr(atlas_dir: pathlib.Path) -> None:
+def test_on_disk_layout_is_gzip_csr(atlas_dir: pathlib.Path, adata: anndata.AnnData) -> None:
     with h5py.File(atlas_dir / "a.h5ad", "r") as f:
         assert f["X"].attrs["encoding-type"] == "csr_matrix"
-        assert tuple(f["X"].attrs["shape"]) == (N_CELLS, f["var"]["_index"].shape[0])
+        assert tuple(f["X"].attrs["shape"]) == (N_CELLS, adata.n_vars)
         assert f["X/data"].dtype == np.float32
         assert f["X/indices"].dtype == np.int32
         assert f["X/data"].compression == "gzip"

@@ -23,8 +23,7 @@ from _atlas_factory import (
 
 import cytoatlas
 import cytoatlas.io.writer as writer
-from cytoatlas import CytoatlasError
-from cytoatlas._pseudobulk import output_paths
+from cytoatlas import CytoatlasError, output_paths
 
 RUN = {"n_bootstrap": 3, "min_cells": 1, "min_samples": 2, "batch_size": 64}
 

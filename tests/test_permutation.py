@@ -1,4 +1,6 @@
-"""The compiled permutation test against secactpy 0.3.1 itself: same permutations, same counts, same z-scores."""
+"""The compiled permutation test against secactpy 0.3.1 itself: same permutations, same counts, same z-scores.
+
+Tests that call secactpy are marked ``parity`` (it is the `parity` extra, not a dependency)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,6 @@ import platform
 import numpy as np
 import pytest
 from scipy import linalg
-from secactpy import ridge as secact_ridge
-from secactpy.rng import CStdlibRNG
 
 from cytoatlas._activity import permutation
 from cytoatlas._activity._rand import SrandPermutations, rand_stream
@@ -39,6 +39,8 @@ def _compare(x: np.ndarray, y: np.ndarray, n_rand: int, seed: int = 0, lambda_: 
     t = _projection(x, lambda_)
     beta = t @ y
     ours = permutation_test(t, y, beta, n_rand=n_rand, seed=seed)
+    from secactpy import ridge as secact_ridge  # the `parity` extra, absent from the numpy 2 environments
+
     with np.errstate(divide="ignore", invalid="ignore"):  # secactpy divides by se = 0 before masking it
         ref = secact_ridge(x, y, lambda_=lambda_, n_rand=n_rand, seed=seed, backend="numpy", rng_method="srand")
     np.testing.assert_allclose(beta, ref["beta"], rtol=1e-12, atol=1e-18)
@@ -74,9 +76,12 @@ def test_rand_is_glibc_rand(seed):
     np.testing.assert_array_equal(rand_stream(seed, 1000), expected)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("n", [1, 2, 7, 500])
 def test_tables_are_secactpys(seed, n):
+    from secactpy.rng import CStdlibRNG
+
     n_rand = 40
     forward = CStdlibRNG(seed).permutation_table(n, n_rand)
     inverse = CStdlibRNG(seed).inverse_permutation_table(n, n_rand)
@@ -99,18 +104,21 @@ def test_seed_is_taken_modulo_2_32():
 # --- the test itself --------------------------------------------------------------------------------------
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("samples", [5, 12, 40])  # fewer, as many as, and more samples than features
 def test_random_data_matches_secactpy(samples):
     x, y = _random_problem(genes=400, features=12, samples=samples)
     _compare(x, y, n_rand=300)
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("seed", SEEDS[1:])
 def test_other_seeds_match_secactpy(seed):
     x, y = _random_problem(genes=150, features=6, samples=9, seed=3)
     _compare(x, y, n_rand=60, seed=seed)
 
 
+@pytest.mark.parity
 def test_cytosig_matches_secactpy():
     from secactpy.signature import load_signature
 
@@ -122,6 +130,7 @@ def test_cytosig_matches_secactpy():
     assert np.abs(ours["zscore"]).max() > 10  # strong signals: z is checked far from 0, where se errors show
 
 
+@pytest.mark.parity
 def test_zero_column_single_sample_and_one_permutation():
     x, y = _random_problem(genes=200, features=8, samples=4, seed=5)
     y[:, 2] = 0.0  # a constant column, zero after standardisation

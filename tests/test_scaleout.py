@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import sys
 from pathlib import Path
 
 import anndata as ad
@@ -19,6 +20,8 @@ from cytoatlas.demo import demo_config
 from cytoatlas.errors import CytoatlasError
 
 REPO = Path(__file__).resolve().parents[1]
+# the command of the environment running the tests (the Python 3.13 leg's venv is not the repository's .venv)
+CLI = Path(sys.executable).parent / "cytoatlas"
 RUN = {"n_bootstrap": 4, "min_samples": 3, "batch_size": 700, "levels": ["L1", "L4"]}
 # storage forms of X: compression filter and a chunk size that does not divide blocks, stripes or partitions
 STORAGES = {"gzip_777": {"compression": "gzip", "chunks": (777,)},
@@ -171,7 +174,7 @@ def test_activity_on_a_local_cluster_gives_the_serial_outputs(serial, tmp_path):
     assert set(m_got) == set(m_ref) == {p.name for p in ref}
     assert all(m_got[k]["parameters"] == m_ref[k]["parameters"] and m_got[k]["inputs"] == m_ref[k]["inputs"]
                for k in m_ref)
-    status = subprocess.run([str(REPO / ".venv" / "bin" / "cytoatlas"), "activity", *map(str, files), "--out",
+    status = subprocess.run([str(CLI), "activity", *map(str, files), "--out",
                              str(tmp_path / "dask"), "--signatures", "cytosig", "--centre", "within:cell_type",
                              "--skip-existing", "--scheduler", "local:1"], capture_output=True, text=True)
     assert status.returncode == 0, status.stderr
@@ -184,7 +187,7 @@ def test_run_command_uses_one_cluster_for_both_steps(atlases, tmp_path):
     reg.write_text(f'[atlas.demo]\nh5ad = "{atlases["gzip_777"]}"\nsample_col = "sample"\ndonor_col = "donor"\n'
                    '[atlas.demo.exclude]\ncell_type_l1 = ["Doublets"]\n'
                    '[atlas.demo.levels]\nL1 = "cell_type_l1"\nL4 = "cell_type_l4"\n')
-    cli = str(REPO / ".venv" / "bin" / "cytoatlas")
+    cli = str(CLI)
     common = ["--registry", str(reg), "--atlas", "demo", "--out", str(tmp_path / "res"), "--n-bootstrap", "4",
               "--min-samples", "3", "--signatures", "cytosig"]
     done = subprocess.run([cli, "run", *common, "--batch-size", "700", "--scheduler", "local:2"],

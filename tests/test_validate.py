@@ -140,8 +140,7 @@ def test_cytosig_vs_secact_is_a_paired_wilcoxon(validated: Path) -> None:
 
 
 def test_cell_type_rho_interval_comes_from_the_resampled_files(validated: Path, demo_pair) -> None:
-    from cytoatlas._activity.expression import read_pseudobulk
-    from cytoatlas._validate.inputs import read_activity
+    from cytoatlas.io.results import read_activity, read_pseudobulk
 
     ct = _table(validated, "rho_cell_types")
     row = ct[(ct["atlas"] == "demo") & (ct["level"] == "L3") & (ct["signature_set"] == "cytosig")

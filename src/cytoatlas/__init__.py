@@ -1,25 +1,32 @@
 """cytoatlas: streaming pseudobulk and cytokine activity for million-cell single-cell atlases."""
 
-__version__ = "0.1.0"
+from cytoatlas._version import __version__
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.registry import AtlasConfig, get_atlas, load_registry
 
-from cytoatlas._pseudobulk import output_paths, pseudobulk  # noqa: E402
-from cytoatlas.errors import CytoatlasError  # noqa: E402
-from cytoatlas.registry import AtlasConfig, get_atlas, load_registry  # noqa: E402
+__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", "get_atlas", "index",
+           "load_registry", "load_signatures", "output_paths", "pseudobulk", "report", "run", "serve", "status",
+           "validate"]
 
-__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", "get_atlas", "index", "load_registry",
-           "load_signatures", "output_paths", "pseudobulk", "report", "run", "serve", "status", "validate"]
-
-# the other steps are loaded on first use, not with the package: a `cytoatlas pseudobulk` process then never
-# imports the activity, API and validation code (scipy.stats, matplotlib, duckdb, fastapi: ~0.3-1 s)
-_LAZY = {"activity": "cytoatlas._activity", "cells": "cytoatlas._cells", "load_signatures": "cytoatlas._activity",
-         "index": "cytoatlas._api",
-         "serve": "cytoatlas._api", "run": "cytoatlas.pipeline", "status": "cytoatlas.pipeline",
-         "validate": "cytoatlas._validate", "report": "cytoatlas._validate"}
+# the steps are loaded on first use, not with the package: importing cytoatlas.io, the registry or the API then
+# never loads the engine (numba, ~1 s) or the other steps (scipy.stats, matplotlib, duckdb, fastapi: ~0.3-1 s)
+_LAZY = {"pseudobulk": ("cytoatlas._pseudobulk", "pseudobulk"),
+         "output_paths": ("cytoatlas.io.layout", "pseudobulk_paths"),
+         "activity": ("cytoatlas._activity", "activity"), "load_signatures": ("cytoatlas._activity", "load_signatures"),
+         "cells": ("cytoatlas._cells", "cells"),
+         "index": ("cytoatlas._api", "index"), "serve": ("cytoatlas._api", "serve"),
+         "run": ("cytoatlas.pipeline", "run"), "status": ("cytoatlas.pipeline", "status"),
+         "validate": ("cytoatlas._validate", "validate"), "report": ("cytoatlas._validate", "report")}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'cytoatlas' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from cytoatlas import defaults
 from cytoatlas.errors import CytoatlasError
 
 
@@ -16,12 +19,42 @@ def _registry_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="root for relative atlas paths (default: $CYTOATLAS_DATA_ROOT)")
 
 
+def _signature_dir_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--signature-dir", metavar="DIR",
+                   help="directory holding secactpy 0.3.1's CytoSig.tsv.gz and SecAct.tsv.gz (default: "
+                   "$CYTOATLAS_SIGNATURE_DIR, else an installed secactpy, else `cytoatlas signatures fetch`'s cache)")
+
+
+@contextlib.contextmanager
+def _signature_dir(args: argparse.Namespace):
+    """``--signature-dir`` as ``$CYTOATLAS_SIGNATURE_DIR`` for the command (Dask workers inherit it too)."""
+    from cytoatlas._activity.signature_data import SIGNATURE_DIR_ENV
+
+    value = getattr(args, "signature_dir", None)
+    if not value:
+        yield
+        return
+    old = os.environ.get(SIGNATURE_DIR_ENV)
+    os.environ[SIGNATURE_DIR_ENV] = str(Path(value).absolute())
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(SIGNATURE_DIR_ENV, None)
+        else:
+            os.environ[SIGNATURE_DIR_ENV] = old
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=int, default=50_000, help="cells per block read (default 50000)")
-    p.add_argument("--n-bootstrap", type=int, default=100, help="donor resamples per cell type (default 100)")
-    p.add_argument("--seed", type=int, default=42, help="bootstrap seed (default 42)")
-    p.add_argument("--min-cells", type=int, default=10, help="smallest group kept (default 10 cells)")
-    p.add_argument("--min-samples", type=int, default=5, help="units needed for a bootstrap (default 5)")
+    p.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE,
+                   help=f"cells per block read (default {defaults.BATCH_SIZE})")
+    p.add_argument("--n-bootstrap", type=int, default=defaults.N_BOOTSTRAP,
+                   help=f"donor resamples per cell type (default {defaults.N_BOOTSTRAP})")
+    p.add_argument("--seed", type=int, default=defaults.SEED, help=f"bootstrap seed (default {defaults.SEED})")
+    p.add_argument("--min-cells", type=int, default=defaults.MIN_CELLS,
+                   help=f"smallest group kept (default {defaults.MIN_CELLS} cells)")
+    p.add_argument("--min-samples", type=int, default=defaults.MIN_SAMPLES,
+                   help=f"units needed for a bootstrap (default {defaults.MIN_SAMPLES})")
     p.add_argument("--threads", type=int, help="threads decompressing the counts (default: all usable cores)")
 
 
@@ -47,23 +80,28 @@ def _scheduler_options(args: argparse.Namespace) -> dict:
 def _checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint (outputs identical to an uninterrupted run)")
-    p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="SECONDS",
-                   help="seconds between checkpoints of the pass (default 300; also on SIGTERM)")
+    p.add_argument("--checkpoint-every", type=float, default=defaults.CHECKPOINT_EVERY, metavar="SECONDS",
+                   help=f"seconds between checkpoints of the pass (default {defaults.CHECKPOINT_EVERY:g}; also on "
+                   "SIGTERM)")
 
 
 def _activity_args(p: argparse.ArgumentParser, seed_flag: str = "--seed") -> None:
     p.add_argument("--signatures", help="comma-separated sets (default: cytosig, secact and every signature file)")
     p.add_argument("--signature-file", action="append", metavar="TSV",
                    help="genes x signatures TSV(.gz), e.g. LinCytoSig; repeatable")
-    p.add_argument("--method", choices=("exact", "permutation"), default="exact",
+    p.add_argument("--method", choices=("exact", "permutation"), default=defaults.METHOD,
                    help="exact: closed-form permutation z (default); permutation: secactpy's procedure")
-    p.add_argument("--n-rand", type=int, default=1000, help="permutations for --method permutation (1000)")
-    p.add_argument(seed_flag, dest="perm_seed", type=int, default=0, help="permutation seed (secactpy's default 0)")
-    p.add_argument("--centre", default="across",
+    p.add_argument("--n-rand", type=int, default=defaults.N_RAND,
+                   help=f"permutations for --method permutation ({defaults.N_RAND})")
+    p.add_argument(seed_flag, dest="perm_seed", type=int, default=defaults.PERM_SEED,
+                   help=f"permutation seed (secactpy's default {defaults.PERM_SEED})")
+    p.add_argument("--centre", default=defaults.CENTRE,
                    help="'across' (default) or 'within:COLUMN', e.g. within:cell_type for sample x cell type files")
     p.add_argument("--cell-type-map", action="append", metavar="LABEL=CELLTYPE",
                    help="map an atlas label to a LinCytoSig cell type; repeatable")
-    p.add_argument("--lambda", dest="lambda_", type=float, default=5e5, help="ridge penalty (5e5)")
+    p.add_argument("--lambda", dest="lambda_", type=float, default=defaults.LAMBDA,
+                   help=f"ridge penalty ({defaults.LAMBDA:g})")
+    _signature_dir_args(p)
 
 
 def _pseudobulk(args: argparse.Namespace) -> None:
@@ -180,13 +218,22 @@ def _report(args: argparse.Namespace) -> None:
 def _activity(args: argparse.Namespace) -> None:
     from cytoatlas._activity import activity
 
-    paths = activity(args.files, args.out, atlas=args.atlas, registry=args.registry, data_root=args.data_root,
-                     skip_existing=args.skip_existing, **_activity_options(args))
+    # with --atlas and no files, --out is the atlas' results directory (its pseudobulk/ read, activity/ written)
+    files, out, results = (args.files, args.out, None) if args.files or not args.atlas else (None, None, args.out)
+    paths = activity(files, out, atlas=args.atlas, results=results, registry=args.registry,
+                     data_root=args.data_root, skip_existing=args.skip_existing, **_activity_options(args))
     print("\n".join(map(str, paths)))
 
 
 def _signatures(args: argparse.Namespace) -> None:
-    from cytoatlas._activity.signatures import BUILT_IN, load_signatures
+    from cytoatlas._activity import BUILT_IN, load_signatures
+
+    if args.action == "fetch":
+        from cytoatlas._activity.signature_fetch import fetch_signature_data
+
+        for path in fetch_signature_data(args.signature_dir, force=args.force):
+            print(path)
+        return
 
     files = list(args.signature_file or [])
     if args.atlas:
@@ -309,7 +356,13 @@ def build_parser() -> argparse.ArgumentParser:
     _scheduler_args(p)
     p.set_defaults(func=_activity)
 
-    p = sub.add_parser("signatures", help="list the signature sets: size, genes, source")
+    p = sub.add_parser("signatures", help="list the signature sets: size, genes, source; or fetch CytoSig/SecAct")
+    p.add_argument("action", nargs="?", choices=("list", "fetch"), default="list",
+                   help="list (default), or fetch: unless the files are already found, download secactpy 0.3.1's "
+                   "wheel with pip once and keep its CytoSig and SecAct files (in --signature-dir if given, else "
+                   "the cache)")
+    p.add_argument("--force", action="store_true", help="fetch even if the files are there")
+    _signature_dir_args(p)
     p.add_argument("--signature-file", action="append", metavar="TSV", help="also describe this file; repeatable")
     p.add_argument("--atlas", help="also the signature_files of this registry atlas")
     _registry_args(p)
@@ -323,9 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parent of the atlases' results directories, RESULTS/NAME/activity (default: results)")
     p.add_argument("--levels", help="comma-separated levels (default: every level with activity files)")
     p.add_argument("--signatures", help="comma-separated signature sets (default: every set found)")
-    p.add_argument("--min-samples", type=int, default=10, help="fewest samples a correlation needs (10)")
-    p.add_argument("--min-cell-types", type=int, default=3,
-                   help="fewest matched cell types a cross-atlas correlation needs (3)")
+    p.add_argument("--min-samples", type=int, default=defaults.VALIDATE_MIN_SAMPLES,
+                   help=f"fewest samples a correlation needs ({defaults.VALIDATE_MIN_SAMPLES})")
+    p.add_argument("--min-cell-types", type=int, default=defaults.VALIDATE_MIN_CELL_TYPES,
+                   help="fewest matched cell types a cross-atlas correlation needs "
+                   f"({defaults.VALIDATE_MIN_CELL_TYPES})")
     p.add_argument("--n-bootstrap", type=int, default=None,
                    help="donor resamples per rho interval (default: the level's pseudobulk n_bootstrap; 0: none)")
     p.add_argument("--seed", type=int, default=None, help="resampling seed (default: the level's pseudobulk seed)")
@@ -350,7 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expression", default="celltype,samples", metavar="KINDS",
                    help="pseudobulk rows whose expression is stored: celltype,samples (default), celltype, none")
     p.add_argument("--force", action="store_true", help="re-read every file")
-    p.add_argument("--verify", action="store_true", help="check every new file's SHA-256 against its manifest")
+    p.add_argument("--verify", action="store_true", help="check every new file's checksum (XXH3) against its manifest")
     p.set_defaults(func=_index)
 
     p = sub.add_parser("serve", help="serve the HTTP API and the web page over a store")
@@ -364,8 +419,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="build two demo atlases, run every step on each, validate and report")
     p.add_argument("--out", default="cytoatlas_demo", help="directory for the atlas and results")
-    p.add_argument("--n-cells", type=int, default=50_000, help="demo atlas size (default 50000)")
+    p.add_argument("--n-cells", type=int, default=defaults.DEMO_N_CELLS,
+                   help=f"demo atlas size (default {defaults.DEMO_N_CELLS})")
     _run_args(p)
+    _signature_dir_args(p)
     p.set_defaults(func=_demo)
     return parser
 
@@ -375,7 +432,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
-        code = args.func(args)
+        with _signature_dir(args):
+            code = args.func(args)
     except CytoatlasError as e:
         if args.debug:
             raise

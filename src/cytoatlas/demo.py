@@ -8,6 +8,8 @@ from pathlib import Path
 
 import h5py
 
+from cytoatlas import defaults
+from cytoatlas.io import layout
 from cytoatlas.registry import AtlasConfig, atlas_from_mapping
 
 log = logging.getLogger(__name__)
@@ -65,7 +67,8 @@ def write_demo_atlases(out: Path, n_cells: int) -> dict[str, Path]:
     return paths
 
 
-def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000, **kwargs) -> list[Path]:
+def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = defaults.DEMO_N_CELLS,
+             **kwargs) -> list[Path]:
     """Write (or reuse) the two demo atlases, run every step on each, validate them together and report.
 
     Per atlas NAME (``demo``, ``demo2``): ``out/NAME_atlas.h5ad``, pseudobulk in ``out/NAME/pseudobulk``,
@@ -75,9 +78,12 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000
     (pseudobulk files, activity files written, validation outputs and the report).
     """
     from cytoatlas._activity import activity
+    from cytoatlas._activity.signature_data import SHA256, signature_data_file
     from cytoatlas._pseudobulk import pseudobulk
     from cytoatlas._validate import report, validate
 
+    for filename in SHA256:  # both are needed (atlas genes, activity): say so before any work, not minutes in
+        signature_data_file(filename)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths, configs = [], []
@@ -85,7 +91,7 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = 50_000
         cfg = demo_config(atlas, name, donor_only=True)
         configs.append(cfg)
         # as `cytoatlas run`: outputs that are current (same inputs and parameters) are kept
-        pb = pseudobulk(cfg, out / name / "pseudobulk", skip_existing=True, **kwargs)
-        paths += pb + activity(pb, out / name / "activity", centre="within:cell_type", skip_existing=True)
+        pb = pseudobulk(cfg, layout.pseudobulk_dir(out / name), skip_existing=True, **kwargs)
+        paths += pb + activity(pb, layout.activity_dir(out / name), centre="within:cell_type", skip_existing=True)
     paths += validate(configs, out / "validation", results={c.name: out / c.name for c in configs})
     return [*paths, report(out / "validation")]

@@ -1,7 +1,7 @@
 """Deterministic generator of a small, realistic single-cell "demo atlas" with a known answer.
 
 Model (all randomness from one ``numpy.random.default_rng(seed)``): genes are all CytoSig genes, ~1,000 SecAct
-genes not in CytoSig and ~100 markers / housekeeping genes (read from secactpy's data files). Cell types form
+genes not in CytoSig and ~100 markers / housekeeping genes (read from secactpy 0.3.1's data files). Cell types form
 a nested 4-level immune hierarchy with uneven, partly rare proportions plus a ~1 % ``"Doublets"`` class. An
 L4 log-mean profile is a shared log-normal baseline plus the effects (known markers + random genes) of its
 L1..L4 nodes, so nested types resemble each other; doublets average a T-cell and a monocyte profile. Donors
@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+
+from cytoatlas import defaults
 
 if TYPE_CHECKING:
     import anndata
@@ -113,9 +115,9 @@ _DIRECTION_CLIP = 5.0
 
 
 def _signature_file(name: str) -> pathlib.Path:
-    from cytoatlas._activity.signatures import secactpy_data_dir
+    from cytoatlas._activity.signature_data import signature_data_file
 
-    return secactpy_data_dir() / name
+    return signature_data_file(name)
 
 
 @functools.lru_cache(maxsize=1)
@@ -345,8 +347,8 @@ def _build_adata(n_cells: int, n_donors: int, seed: int, prefixes: tuple[str, st
     return anndata.AnnData(X=X, obs=obs, var=var, uns=uns)
 
 
-def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = 50_000, n_donors: int = 24, seed: int = 0,
-                     donor_prefix: str = "D", sample_prefix: str = "S",
+def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = defaults.DEMO_N_CELLS, n_donors: int = 24,
+                     seed: int = 0, donor_prefix: str = "D", sample_prefix: str = "S",
                      rename: dict[str, str] | None = None, generation: int | None = None) -> pathlib.Path:
     """Write a deterministic synthetic immune atlas with planted cytokine responses to ``.h5ad``.
 
@@ -385,11 +387,9 @@ def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = 50_000, n_donors
     adata = _build_adata(int(n_cells), int(n_donors), int(seed), (donor_prefix, sample_prefix), rename)
     if generation is not None:
         adata.uns["demo_atlas"]["generation"] = int(generation)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    from cytoatlas.io.durable import atomic_path
+
+    with atomic_path(path) as tmp:
         # gzip level 1: ~35 % faster to write than the default level 4 for ~15 % larger files
         adata.write_h5ad(tmp, compression="gzip", compression_opts=1)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

@@ -11,10 +11,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import h5py
-
+from cytoatlas import defaults
 from cytoatlas.cluster import check_scheduler, dask_client, slurm_options
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io import layout
+from cytoatlas.io.results import read_header
 from cytoatlas.registry import AtlasConfig, get_atlas, load_registry, load_slurm_options
 
 log = logging.getLogger("cytoatlas")
@@ -54,15 +55,16 @@ def run(
     act.pop("slurm", None)
     act.setdefault("signature_files", cfg.signature_files)
     act["cell_type_map"] = {**dict(cfg.cell_type_map), **dict(act.get("cell_type_map") or {})}
+    _require_built_in_sets(act.get("signatures"))
     with contextlib.ExitStack() as stack:
         if scheduler is not None:  # one cluster for both steps: started once, reached by its address
             check_scheduler(scheduler)
             slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
             cluster = stack.enter_context(dask_client(scheduler, slurm))
             scheduler = cluster.client.scheduler.address
-        paths = pseudobulk(cfg, out / "pseudobulk", levels=levels, skip_existing=True, resume=resume,
+        paths = pseudobulk(cfg, layout.pseudobulk_dir(out), levels=levels, skip_existing=True, resume=resume,
                            scheduler=scheduler, **pb)
-        paths = paths + activity([p for p in paths if p.exists()], out / "activity", skip_existing=True,
+        paths = paths + activity([p for p in paths if p.exists()], layout.activity_dir(out), skip_existing=True,
                                  scheduler=scheduler, **act)
         if cells_options is not None:
             from cytoatlas._cells import cells
@@ -71,41 +73,45 @@ def run(
         return paths
 
 
+def _require_built_in_sets(signatures: Sequence[str] | None) -> None:
+    """Fail before the pass, not after it, when CytoSig or SecAct files are wanted and cannot be found."""
+    from cytoatlas._activity.signature_data import signature_data_file
+    from cytoatlas._activity.signatures import BUILT_IN
+
+    for name in signatures or BUILT_IN:  # the default sets include both
+        if str(name).lower() in BUILT_IN:
+            signature_data_file(BUILT_IN[str(name).lower()][0])
+
+
 def _shape(path: Path) -> str:
     try:
-        with h5py.File(path, "r") as f:
-            return " x ".join(map(str, f["X"].shape))
-    except (OSError, KeyError):
+        return " x ".join(map(str, read_header(path, var_columns=()).shape))
+    except CytoatlasError:
         return ""
 
 
-def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = False, n_bootstrap: int = 100,
-                 seed: int = 42, min_cells: int = 10, min_samples: int = 5, signatures: Sequence[str] | None = None,
-                 signature_files: Sequence[str | os.PathLike] = (), method: str = "exact", n_rand: int = 1000,
-                 perm_seed: int = 0, centre: str = "across", cell_type_map: Mapping[str, str] | None = None,
-                 lambda_: float = 5e5) -> list[dict]:
+def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = False,
+                 n_bootstrap: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED,
+                 min_cells: int = defaults.MIN_CELLS, min_samples: int = defaults.MIN_SAMPLES,
+                 signatures: Sequence[str] | None = None, signature_files: Sequence[str | os.PathLike] = (),
+                 method: str = defaults.METHOD, n_rand: int = defaults.N_RAND, perm_seed: int = defaults.PERM_SEED,
+                 centre: str = defaults.CENTRE, cell_type_map: Mapping[str, str] | None = None,
+                 lambda_: float = defaults.LAMBDA) -> list[dict]:
     """One row per expected output of ``cfg`` in ``out`` (its results directory): atlas, level, step, file,
     state (complete / missing / stale / corrupt / running), reason, shape, size and time written.
 
     Staleness is judged against the parameters given here (the defaults of ``cytoatlas run``).
     """
-    from cytoatlas._activity.run import (
-        Centring,
-        activity_targets,
-        run_parameters,
-        set_parameters,
-        signature_sets,
-        upstream_fingerprint,
-    )
-    from cytoatlas._pseudobulk.run import KINDS, level_parameters, output_paths
+    from cytoatlas._activity import Centring, run_parameters, set_parameters, signature_sets
+    from cytoatlas._pseudobulk import level_parameters
     from cytoatlas.io.fingerprint import file_fingerprint
     from cytoatlas.io.lock import lock_is_live, read_lock
-    from cytoatlas.io.manifest import check_output, read_manifest
+    from cytoatlas.io.manifest import check_output, read_manifest, upstream_fingerprint
 
     out = Path(out)
-    pb_dir, act_dir = out / "pseudobulk", out / "activity"
+    pb_dir, act_dir = layout.pseudobulk_dir(out), layout.activity_dir(out)
     fingerprint = file_fingerprint(cfg.h5ad) if cfg.h5ad.is_file() else None
-    kinds = KINDS if n_bootstrap > 0 else KINDS[:2]
+    kinds = layout.pseudobulk_kinds(n_bootstrap)
     pb_entries, act_entries = read_manifest(pb_dir), read_manifest(act_dir)
     running = {d: lock_is_live(read_lock(d)) for d in (pb_dir, act_dir)}
     sets = signature_sets(signatures, [*cfg.signature_files, *map(Path, signature_files)])
@@ -125,7 +131,7 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
 
     for lev in cfg.levels:
         lp = level_parameters(cfg, lev, n_bootstrap, seed, min_cells, min_samples)
-        paths = output_paths(pb_dir, cfg.name, lev.name)
+        paths = layout.pseudobulk_paths(pb_dir, cfg.name, lev.name, kinds)
         for kind in kinds:
             state = check_output(paths[kind], pb_entries.get(paths[kind].name), {**lp, "kind": kind},
                                  None if fingerprint is None else [fingerprint], verify)
@@ -134,17 +140,17 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
             add(lev.name, f"pseudobulk:{kind}", paths[kind], pb_entries, state)
         for kind in kinds:
             pb = paths[kind]
-            needed = [pb] + ([paths["resampled"]] if kind == "celltype" and "resampled" in kinds else []) + \
-                ([paths["celltype"]] if kind == "resampled" else [])
+            needed = layout.activity_inputs(pb, kinds)
             inputs = [upstream_fingerprint(p) for p in needed] if all(p.is_file() for p in needed) else None
             for sig in sets:
-                for target in activity_targets(act_dir, pb, sig.name, kind == "celltype" and "resampled" in kinds):
+                with_ci = kind == "celltype" and "resampled" in kinds
+                for target in layout.activity_targets(act_dir, pb, sig.name, with_ci):
                     entry = act_entries.get(target.name)
                     state = check_output(target, entry, set_parameters(params, sig, cmap),
                                          inputs, verify)
                     if state[0] == "complete" and inputs is None:
                         state = ("stale", "its pseudobulk input is missing")
-                    step = "activity_ci" if target.suffix == ".csv" else "activity"
+                    step = layout.parse(target).step
                     add(lev.name, f"{step}:{kind}:{sig.name}", target, act_entries, state)
     rows += _cells_status(cfg, out, fingerprint, verify)
     return rows
@@ -153,7 +159,6 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
 def _cells_status(cfg: AtlasConfig, out: Path, fingerprint: dict | None, verify: bool) -> list[dict]:
     """Rows for the per-cell outputs (``cytoatlas cells``) recorded in ``out/cells``: each checked against its
     record and the atlas file; an activity file whose run is still going is ``running``."""
-    from cytoatlas.io import layout
     from cytoatlas.io.lock import lock_is_live, read_lock
     from cytoatlas.io.manifest import check_output, read_manifest
 
@@ -191,6 +196,7 @@ def status(atlases: Sequence[str] | None, out: str | os.PathLike, *, registry: s
     rows = []
     for name in names:
         cfg = get_atlas(name, registry, data_root)
-        root = out if len(names) == 1 and (out / "pseudobulk").is_dir() and not (out / name).is_dir() else out / name
+        own = len(names) == 1 and layout.pseudobulk_dir(out).is_dir() and not (out / name).is_dir()
+        root = out if own else out / name
         rows += atlas_status(cfg, root, **options)
     return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import threading
 import time
 
 
@@ -19,11 +20,14 @@ class Progress:
         self.log, self.label, self.total, self.unit, self.every = log, label, total, unit, every
         self.start = self.last = time.perf_counter()
         self.done = 0
+        self._lock = threading.Lock()  # updated from worker threads too
 
     def update(self, n: int) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if now - self.last >= self.every or self.done >= self.total:
+        with self._lock:
+            self.done += n
+            now = time.perf_counter()
+            if not (now - self.last >= self.every or self.done >= self.total):
+                return
             self.last = now
             rate = self.done / max(now - self.start, 1e-9)
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")

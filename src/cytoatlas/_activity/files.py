@@ -1,6 +1,7 @@
 """Activity of one pseudobulk file: centring, every signature set's regression, the files written.
 
-A Dask task runs :meth:`_Job.unit` (a file after its bootstrap file); one process runs :meth:`_Job.one_file`.
+A Dask task runs :meth:`FileJob.unit` (a file after its bootstrap file); one process runs
+:meth:`FileJob.one_file` file by file.
 """
 
 from __future__ import annotations
@@ -8,14 +9,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from cytoatlas import __version__
-from cytoatlas._activity.expression import Pseudobulk, read_pseudobulk
 from cytoatlas._activity.model_cache import fitted_model
 from cytoatlas._activity.outputs import (
     CI_QUANTILES,
@@ -29,9 +29,13 @@ from cytoatlas._activity.outputs import (
 from cytoatlas._activity.ridge import exact_test, standardise_columns
 from cytoatlas._activity.signatures import SignatureSet
 from cytoatlas._faults import crash_point
+from cytoatlas._version import __version__
+from cytoatlas.cluster import usable_cores
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
+from cytoatlas.io.layout import main_of
 from cytoatlas.io.manifest import record
+from cytoatlas.io.results import Pseudobulk, read_pseudobulk
 from cytoatlas.progress import Progress
 
 log = logging.getLogger("cytoatlas.activity")
@@ -55,9 +59,6 @@ class Centring:
 
     def __str__(self) -> str:
         return f"within:{self.column}" if self.column else "across"
-
-def _main_of(resampled: Path) -> Path:
-    return resampled.with_name(resampled.name.replace("_resampled.h5ad", ".h5ad"))
 
 def _centres(pb: Pseudobulk, centring: Centring) -> tuple[np.ndarray, np.ndarray, str]:
     """Per-gene centres (genes x groups, float64), each column's group, and what was done.
@@ -100,29 +101,45 @@ def _run_set(pb: Pseudobulk, sig: SignatureSet, centres: np.ndarray, group: np.n
     t = model.projection() if method == "permutation" else None
     n_cols = pb.values.shape[1]
     out = {k: np.empty((model.design.shape[1], n_cols)) for k in ("beta", "se", "zscore", "pvalue")}
+    # batches are sized for memory, and their bounds are part of the numbers: BLAS picks its kernels by shape, so a
+    # column regressed in a batch of another width can differ in the last bits. Exact batches are regressed on all
+    # cores at once (numpy and BLAS release the GIL), each as it would be alone
     step = max(1, _BATCH_VALUES // len(rows))
+    threads = usable_cores() if method == "exact" else 1
     progress = Progress(log, f"{pb.path.name} {sig.name} {method}", n_cols, unit="columns")
     if method == "permutation":
         from cytoatlas._activity.permutation import permutation_test
-    for start in range(0, n_cols, step):
+
+    def batch(start: int) -> None:
         cols = slice(start, min(start + step, n_cols))
         values = pb.values[:, cols] if len(rows) == len(pb.genes) else pb.values[rows, cols]
         # one centre per gene (centring across) broadcasts; groups need each column's own centre
         centre = centres[rows] if centres.shape[1] == 1 else centres[rows][:, group[cols]]
         y = standardise_columns(values - centre, overwrite=True)  # float64: a temporary of its own
         if method == "exact":
-            res = exact_test(model, y)
+            res = exact_test(model, y, overwrite=True)
         else:
             beta = t @ y
             res = {"beta": beta, **permutation_test(t, y, beta, n_rand=n_rand, seed=seed)}
         for k in out:
             out[k][:, cols] = res[k]
         progress.update(cols.stop - cols.start)
+
+    starts = range(0, n_cols, step)
+    if threads > 1 and len(starts) > 1:
+        with ThreadPoolExecutor(min(threads, len(starts)), thread_name_prefix="cytoatlas-ridge") as pool:
+            list(pool.map(batch, starts))
+    else:
+        for start in starts:
+            batch(start)
     return SetResult(sig, out, genes_used)
 
 @dataclass
-class _Job:
-    """What every file of an activity run shares (sent once to each Dask worker)."""
+class FileJob:
+    """What every file of an activity run shares (sent once to each Dask worker), and the work on one file.
+
+    ``targets(path, sig)`` names a (file, set)'s outputs; ``set_params(sig)`` its recorded parameters.
+    """
 
     out: Path
     genes: set[str]
@@ -154,57 +171,57 @@ class _Job:
                  inputs: Callable[[], list[dict]]) -> tuple[list[Path], dict]:
         """Activity of ``sets`` on one pseudobulk file; the sets named in ``to_write`` written and their manifest
         records returned (a bootstrap file's current outputs are computed again for its main file's intervals,
-        not rewritten)."""
-        return _one_file(path, sets, to_write, self.out, self.genes, self.centring, self.method, self.n_rand,
-                         self.seed, self.lambda_, self.cmap, boot, self.params, self.set_params, inputs,
-                         self.targets)
+        not rewritten). ``boot`` carries a bootstrap file's results to its main file."""
+        t0 = time.perf_counter()
+        pb = read_pseudobulk(path, self.genes)
+        if pb.kind == "resampled":
+            main_path = main_of(path)
+            if not main_path.is_file():
+                raise CytoatlasError(f"{path.name}: its main file {main_path.name} is missing; bootstrap activity "
+                                     "is centred with the main file's gene means")
+            main = read_pseudobulk(main_path, self.genes)
+            if not np.array_equal(main.genes, pb.genes):
+                raise CytoatlasError(f"{path.name} and {main_path.name} have different genes")
+            centres, group = _centres(main, Centring())[0], np.zeros(pb.values.shape[1], dtype=np.intp)
+            file_centring = f"across, with the gene means of {main_path.name}"
+        else:
+            centres, group, file_centring = _centres(pb, self.centring)
+        results = [_run_set(pb, s, centres, group, self.method, self.n_rand, self.seed, self.lambda_) for s in sets]
+        if pb.kind == "resampled":
+            boot[main_of(path)] = (pb, results)
+        written, records = [], {}
+        for res in results:
+            if res.sig.name in to_write:
+                files = self._write(path, pb, res, file_centring, boot)
+                written += files
+                for f in files:
+                    records[f.name] = record(f, step="activity", parameters=self.set_params(res.sig),
+                                             inputs=inputs(), file=path.name, signature=res.sig.name, kind=pb.kind)
+                crash_point("activity_set")
+        boot.pop(path, None)
+        log.info("%s: %d columns x %s in %.1f s", path.name, pb.values.shape[1],
+                 ", ".join(f"{r.sig.name} ({len(r.genes_used):,}/{len(r.sig.genes):,} genes)" for r in results),
+                 time.perf_counter() - t0)
+        return written, records
 
-def _run_unit(job: _Job, *args) -> tuple[list[Path], dict]:
-    return job.unit(*args)
-
-def _one_file(path: Path, sets: list[SignatureSet], to_write: set[str], out: Path, genes: set[str],
-              centring: Centring, method: str, n_rand: int, seed: int, lambda_: float, cmap: dict, boot: dict,
-              params: dict, set_params, inputs: Callable[[], list[dict]], targets) -> tuple[list[Path], dict]:
-    """Activity of ``sets`` on one pseudobulk file; those named in ``to_write`` written and their manifest
-    records returned (a bootstrap file's current outputs are computed again for its main file's intervals, not
-    rewritten)."""
-    t0 = time.perf_counter()
-    pb = read_pseudobulk(path, genes)
-    if pb.kind == "resampled":
-        main_path = _main_of(path)
-        if not main_path.is_file():
-            raise CytoatlasError(f"{path.name}: its main file {main_path.name} is missing; bootstrap activity is "
-                                 "centred with the main file's gene means")
-        main = read_pseudobulk(main_path, genes)
-        if not np.array_equal(main.genes, pb.genes):
-            raise CytoatlasError(f"{path.name} and {main_path.name} have different genes")
-        centres, group = _centres(main, Centring())[0], np.zeros(pb.values.shape[1], dtype=np.intp)
-        file_centring = f"across, with the gene means of {main_path.name}"
-    else:
-        centres, group, file_centring = _centres(pb, centring)
-    results = [_run_set(pb, s, centres, group, method, n_rand, seed, lambda_) for s in sets]
-    if pb.kind == "resampled":
-        boot[_main_of(path)] = (pb, results)
-    written, records = [], {}
-    for res in results:
+    def _write(self, path: Path, pb: Pseudobulk, res: SetResult, file_centring: str, boot: dict) -> list[Path]:
+        """The output files of one (file, set): the activity file and, with a bootstrap, its interval table."""
         sig = res.sig
-        if sig.name not in to_write:
-            continue
         names = sig.signatures[sig.output_order]
         layers = expand_groups(res)
         obs_extra: dict[str, np.ndarray] = {}
         uns = {
-            **params, "centre": file_centring, "genes_used": res.genes_used.astype(str),
+            **self.params, "centre": file_centring, "genes_used": res.genes_used.astype(str),
             "n_genes_used": len(res.genes_used), "overlap_fraction": len(res.genes_used) / len(sig.genes),
             "signature": sig.describe(), "input": file_fingerprint(path),
             "pseudobulk": {k: v for k, v in pb.uns.items() if k in ("atlas", "level", "kind", "separator")},
             "cytoatlas_version": __version__,
         }
         if sig.cell_type_specific:
-            matched, row_type, uns["cell_types"] = cell_type_matches(pb, sig, names, cmap)
+            matched, row_type, uns["cell_types"] = cell_type_matches(pb, sig, names, self.cmap)
             layers["matched"] = matched
             obs_extra["signature_cell_type"] = row_type.astype(str)
-        files = targets(path, sig)
+        files = self.targets(path, sig)
         ci_table = None
         if len(files) > 1:
             bpb, bres = boot[path]
@@ -214,14 +231,9 @@ def _one_file(path: Path, sets: list[SignatureSet], to_write: set[str], out: Pat
             obs_extra["n_boot"] = ci["n_boot"]
             uns["bootstrap"] = {"file": bpb.path.name, "quantiles": np.array(CI_QUANTILES)}
             ci_table = write_ci_table(files[1], pb.obs, names, layers["zscore"], ci)
-        written.append(write_activity(files[0], pb, res, layers, uns, obs_extra))
-        written += [ci_table] if ci_table else []
-        for f in files:
-            records[f.name] = record(f, step="activity", parameters=set_params(sig), inputs=inputs(),
-                                     file=path.name, signature=sig.name, kind=pb.kind)
-        crash_point("activity_set")
-    boot.pop(path, None)
-    log.info("%s: %d columns x %s in %.1f s", path.name, pb.values.shape[1],
-             ", ".join(f"{r.sig.name} ({len(r.genes_used):,}/{len(r.sig.genes):,} genes)" for r in results),
-             time.perf_counter() - t0)
-    return written, records
+        return [write_activity(files[0], pb, res, layers, uns, obs_extra)] + ([ci_table] if ci_table else [])
+
+
+def run_unit(job: FileJob, *args) -> tuple[list[Path], dict]:
+    """:meth:`FileJob.unit` as a plain function (what a Dask task calls)."""
+    return job.unit(*args)

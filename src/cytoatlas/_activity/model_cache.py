@@ -13,13 +13,11 @@ is unreadable, truncated, of another format or another key, or fails a checksum 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
-import threading
 import zlib
 from pathlib import Path
 
@@ -27,6 +25,7 @@ import numpy as np
 
 from cytoatlas._activity.ridge import RidgeModel, standardise_columns
 from cytoatlas._activity.signatures import SignatureSet, cache_dir
+from cytoatlas.io.durable import atomic_path
 
 log = logging.getLogger("cytoatlas.activity")
 
@@ -85,19 +84,15 @@ def write_model(path: Path, key: str, model: RidgeModel) -> None:
     header = {"format": _FORMAT, "key": key, "lower": bool(model.factor[1]),
               "arrays": [[k, list(v.shape), zlib.crc32(v)] for k, v in arrays.items()]}
     text = json.dumps(header).encode()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        # no fsync: a file cut short by a crash fails its size or checksum test and is refitted
+        with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as fh:
             fh.write(_MAGIC + len(text).to_bytes(8, "little") + text)
             for v in arrays.values():
                 fh.write(memoryview(v).cast("B"))
-        # no fsync: a file cut short by a crash fails its size or checksum test and is refitted
-        os.replace(tmp, path)
     except OSError as e:  # a read-only cache directory is no reason to fail: the next run fits again
         log.warning("could not cache the fitted model at %s: %s", path, e)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def read_model(path: Path, key: str, lambda_: float) -> RidgeModel | None:

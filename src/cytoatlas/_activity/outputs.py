@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas._activity.cell_types import map_cell_types, signature_cell_types
-from cytoatlas._activity.expression import Pseudobulk
 from cytoatlas._activity.signatures import SignatureSet
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.manifest import write_text_atomic
+from cytoatlas.io.durable import write_text_atomic
+from cytoatlas.io.results import Pseudobulk
 from cytoatlas.io.writer import ColumnWriter
 
 log = logging.getLogger("cytoatlas.activity")

@@ -21,7 +21,8 @@ import numpy as np
 from scipy import linalg
 from scipy.special import ndtr
 
-LAMBDA = 5e5
+from cytoatlas import defaults
+
 # secactpy's cut-off below which a standard error counts as zero (its z is then 0)
 EPS = 1e-12
 
@@ -60,7 +61,7 @@ class RidgeModel:
     row_sq: np.ndarray
 
     @classmethod
-    def fit(cls, design: np.ndarray, lambda_: float = LAMBDA) -> RidgeModel:
+    def fit(cls, design: np.ndarray, lambda_: float = defaults.LAMBDA) -> RidgeModel:
         x = np.asarray(design, dtype=np.float64)
         k = x.shape[1]
         # X'X from the symmetric rank-k update (half a GEMM); only its upper triangle is filled
@@ -85,7 +86,7 @@ class RidgeModel:
         return np.ascontiguousarray(self.inverse @ self.design.T)
 
 
-def exact_test(model: RidgeModel, y: np.ndarray) -> dict[str, np.ndarray]:
+def exact_test(model: RidgeModel, y: np.ndarray, *, overwrite: bool = False) -> dict[str, np.ndarray]:
     """Activity and its exact permutation z-score for every column of ``y``.
 
     Parameters
@@ -94,6 +95,8 @@ def exact_test(model: RidgeModel, y: np.ndarray) -> dict[str, np.ndarray]:
         The fitted regression (:meth:`RidgeModel.fit`).
     y
         Responses (genes x columns), usually standardised with :func:`standardise_columns`.
+    overwrite
+        ``y`` is a temporary of the caller's (float64): its deviations are formed in place, not in a copy.
 
     Returns
     -------
@@ -110,7 +113,7 @@ def exact_test(model: RidgeModel, y: np.ndarray) -> dict[str, np.ndarray]:
     # column sums made once instead of twice
     y_mean = np.add.reduce(y, axis=0) / n if n else np.full(y.shape[1], np.nan)
     if n > 1:
-        dev = y - y_mean
+        dev = np.subtract(y, y_mean, out=y if overwrite and y.dtype == np.float64 else None)
         np.multiply(dev, dev, out=dev)
         y_var = np.add.reduce(dev, axis=0) / (n - 1)
         del dev

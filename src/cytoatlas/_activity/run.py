@@ -10,37 +10,26 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import h5py
-
-from cytoatlas._activity.expression import Pseudobulk
-from cytoatlas._activity.files import Centring, _Job, _main_of, _run_unit
-from cytoatlas._activity.outputs import (
-    SetResult,
-)
-from cytoatlas._activity.ridge import LAMBDA
+from cytoatlas import defaults
+from cytoatlas._activity.files import Centring, FileJob, run_unit
 from cytoatlas._activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
 from cytoatlas.cluster import check_scheduler, dask_client, slurm_options
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io import layout
+from cytoatlas.io.chunks import tune_allocator
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import check_output, file_checksum, read_manifest, recorded_checksum, update_manifest
+from cytoatlas.io.manifest import check_output, read_manifest, update_manifest, upstream_fingerprint
 from cytoatlas.progress import Progress, peak_rss_gb
 
 log = logging.getLogger("cytoatlas.activity")
 METHODS = ("exact", "permutation")
 
 
-def activity_path(out: str | os.PathLike, pseudobulk_file: str | os.PathLike, signature: str) -> Path:
-    """``{out}/{stem}_{signature}_activity.h5ad`` for a pseudobulk file ``{stem}.h5ad``."""
-    return Path(out) / f"{Path(pseudobulk_file).stem}_{signature}_activity.h5ad"
-
-
 def _kind(path: Path) -> str:
-    try:
-        with h5py.File(path, "r") as f:
-            kind = f["uns/kind"][()] if "uns/kind" in f else b""
-    except OSError:
-        return ""  # read_pseudobulk says what is wrong with the file
-    return kind.decode() if isinstance(kind, bytes) else str(kind)
+    """A pseudobulk file's kind as its name says (the layout's contract); "" for a name of another making, which
+    is then taken as a main file (its reader checks what it holds)."""
+    name = layout.parse(path)
+    return name.kind if name is not None and name.step == "pseudobulk" else ""
 
 
 def signature_sets(names: Sequence[str] | None, files: Sequence[Path]) -> list[SignatureSet]:
@@ -76,12 +65,13 @@ def activity(
     data_root: str | os.PathLike | None = None,
     signatures: Sequence[str] | None = None,
     signature_files: Sequence[str | os.PathLike] = (),
-    method: str = "exact",
-    n_rand: int = 1000,
-    seed: int = 0,
-    centre: str = "across",
+    results: str | os.PathLike | None = None,
+    method: str = defaults.METHOD,
+    n_rand: int = defaults.N_RAND,
+    seed: int = defaults.PERM_SEED,
+    centre: str = defaults.CENTRE,
     cell_type_map: Mapping[str, str] | None = None,
-    lambda_: float = LAMBDA,
+    lambda_: float = defaults.LAMBDA,
     skip_existing: bool = False,
     scheduler: str | None = None,
     slurm: Mapping[str, Any] | None = None,
@@ -91,13 +81,14 @@ def activity(
     Parameters
     ----------
     files
-        Pseudobulk ``.h5ad`` files (outputs of :func:`cytoatlas.pseudobulk`). With ``atlas`` and no files:
-        every ``{atlas}_pseudobulk_*.h5ad`` in ``out/pseudobulk``.
+        Pseudobulk ``.h5ad`` files (outputs of :func:`cytoatlas.pseudobulk`). With ``atlas`` and ``results``
+        and no files: every pseudobulk file of the atlas in ``results/pseudobulk``.
     out
-        Output directory; with ``atlas`` and no files, the atlas' results directory (outputs go to
-        ``out/activity``).
+        Output directory (default with ``results``: ``results/activity``).
     atlas, registry, data_root
         Registry entry whose ``signature_files`` and ``cell_type_map`` apply.
+    results
+        The atlas' results directory (``cytoatlas run --out``), to take its pseudobulk files from.
     signatures
         Set names (``cytosig``, ``secact``, the stem of a signature file such as ``lincytosig``) or paths.
         Default: CytoSig, SecAct and every signature file given.
@@ -118,7 +109,7 @@ def activity(
         Ridge penalty (secactpy's 5e5).
     skip_existing
         Leave (file, signature set) outputs alone that are current: recorded in ``out/manifest.json``, checksums
-        verified, made from the same pseudobulk files (SHA-256) with the same parameters and signature version.
+        verified, made from the same pseudobulk files (checksums) with the same parameters and signature version.
     scheduler, slurm
         Compute the files in parallel on a Dask cluster (``"local:N"``, ``"tcp://host:port"``, ``"slurm"``; see
         :mod:`cytoatlas.cluster`): one task per pseudobulk file, with its bootstrap file when it has one.
@@ -127,8 +118,9 @@ def activity(
     Returns
     -------
     list of Path
-        Written ``{stem}_{signature}_activity.h5ad`` files and ``..._activity_ci.csv`` bootstrap tables.
+        The activity files and bootstrap interval tables written (named by :mod:`cytoatlas.io.layout`).
     """
+    tune_allocator()  # the batches' float64 temporaries (<= 64 MB) reuse freed memory instead of fresh pages
     if method not in METHODS:
         raise CytoatlasError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "permutation" and n_rand < 1:
@@ -149,17 +141,19 @@ def activity(
         cfg = get_atlas(atlas, registry, data_root)
         sig_files = list(cfg.signature_files) + sig_files
         cmap = {**dict(cfg.cell_type_map), **cmap}
+    if not files:
+        if atlas is None or results is None:
+            raise CytoatlasError("give pseudobulk files, or an atlas and its results directory to take every "
+                                 "pseudobulk file of the atlas")
+        pb_dir = layout.pseudobulk_dir(results)
+        files = layout.find_pseudobulk(pb_dir, atlas)
+        if not files:
+            raise CytoatlasError(f"no {layout.pseudobulk_glob(atlas)} files in {pb_dir}; run "
+                                 f"`cytoatlas pseudobulk --atlas {atlas} --out {pb_dir}` first")
+        out = layout.activity_dir(results) if out is None else out
     if out is None:
         raise CytoatlasError("an output directory is required")
     out = Path(out)
-    if not files:
-        if atlas is None:
-            raise CytoatlasError("give pseudobulk files, or --atlas to take every pseudobulk file of an atlas")
-        found = sorted((out / "pseudobulk").glob(f"{atlas.lower()}_pseudobulk_*.h5ad"))
-        if not found:
-            raise CytoatlasError(f"no {atlas.lower()}_pseudobulk_*.h5ad files in {out / 'pseudobulk'}; run "
-                                 f"`cytoatlas pseudobulk --atlas {atlas} --out {out / 'pseudobulk'}` first")
-        files, out = found, out / "activity"
     paths = list(dict.fromkeys(Path(f) for f in files))
     for p in paths:
         if not p.is_file():
@@ -171,16 +165,15 @@ def activity(
 
     kinds = {p: _kind(p) for p in paths}
     # a resampled file is computed just before its main file, whose activity file gets its CIs
-    order = sorted(paths, key=lambda p: (str(_main_of(p)) if kinds[p] == "resampled" else str(p),
+    order = sorted(paths, key=lambda p: (str(layout.main_of(p)) if kinds[p] == "resampled" else str(p),
                                          kinds[p] != "resampled"))
-    boot_of = {_main_of(p): p for p in paths if kinds[p] == "resampled"}
+    boot_of = {layout.main_of(p): p for p in paths if kinds[p] == "resampled"}
     params = run_parameters(method, lambda_, centring, n_rand, seed)
     upstream: dict[Path, dict] = {}
 
     def inputs_of(path: Path) -> list[dict]:
         """The pseudobulk files an output is made from (content hashes, from their manifest when it vouches)."""
-        needed = [path] + ([boot_of[path]] if path in boot_of else []) + \
-            ([_main_of(path)] if kinds.get(path) == "resampled" else [])
+        needed = layout.activity_inputs(path, [kinds[path]] + (["resampled"] if path in boot_of else []))
         for p in needed:
             if p not in upstream:
                 upstream[p] = upstream_fingerprint(p)
@@ -190,7 +183,7 @@ def activity(
         return set_parameters(params, sig, cmap)
 
     def targets(path: Path, sig: SignatureSet) -> list[Path]:
-        return activity_targets(out, path, sig.name, path in boot_of)
+        return layout.activity_targets(out, path, sig.name, path in boot_of)
 
     todo: dict[Path, list[SignatureSet]] = {}
     with DirectoryLock(out) as lock:
@@ -205,10 +198,10 @@ def activity(
                 todo[res_path] = [s for s in sets if s in todo[res_path] or s in todo[main_path]]
         written = []
         start = time.perf_counter()
-        job = _Job(out, genes, centring, method, n_rand, seed, lambda_, cmap, params, set_params, targets)
+        job = FileJob(out, genes, centring, method, n_rand, seed, lambda_, cmap, params, set_params, targets)
         # units of work: a file, after its bootstrap file when it has one (whose results give its intervals)
         units = [[p for p in ([boot_of[path]] if path in boot_of else []) + [path] if todo[p]]
-                 for path in order if kinds[path] != "resampled" or _main_of(path) not in paths]
+                 for path in order if kinds[path] != "resampled" or layout.main_of(path) not in paths]
         for path in order:
             if not todo[path]:
                 log.info("%s: activity outputs exist, verify and are current; skipped", path.name)
@@ -219,7 +212,7 @@ def activity(
             # the inputs' checksums (needed only for the manifest) are computed on a second thread meanwhile
             with ThreadPoolExecutor(1, thread_name_prefix="cytoatlas-hash") as hasher:
                 for unit in units:
-                    boot: dict[Path, tuple[Pseudobulk, list[SetResult]]] = {}
+                    boot: dict = {}  # a bootstrap file's results, for its main file's intervals
                     for path in unit:
                         inputs = hasher.submit(inputs_of, path)
                         files, records = job.one_file(path, todo[path], {s.name for s in stale[path]}, boot,
@@ -246,23 +239,7 @@ def set_parameters(params: dict, sig: SignatureSet, cell_type_map: Mapping[str, 
     return {**params, "signature": sig.name, "signature_version": sig.version, **extra}
 
 
-def activity_targets(out: Path, pseudobulk_file: Path, signature: str, with_ci: bool) -> list[Path]:
-    """The activity file of (file, set) and, for a main file with a bootstrap file, its interval table."""
-    main = activity_path(out, pseudobulk_file, signature)
-    return [main] + ([main.with_name(main.stem + "_ci.csv")] if with_ci else [])
-
-
-def upstream_fingerprint(path: Path) -> dict:
-    """An input pseudobulk file's name, size and checksum (taken from its manifest if size and mtime agree)."""
-    st = path.stat()
-    entry = read_manifest(path.parent).get(path.name)
-    checksum = None
-    if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
-        checksum = recorded_checksum(entry)
-    return {"name": path.name, "size": st.st_size, "checksum": checksum or file_checksum(path)}
-
-
-def _on_cluster(scheduler: str, slurm: Mapping[str, Any] | None, units: list[list[Path]], job: _Job,
+def _on_cluster(scheduler: str, slurm: Mapping[str, Any] | None, units: list[list[Path]], job: FileJob,
                 sets: list[SignatureSet], todo: dict, stale: dict, inputs_of: Callable, lock) -> list[Path]:
     """Units of work as Dask tasks; their manifest records added here as they finish."""
     from distributed import as_completed
@@ -272,7 +249,7 @@ def _on_cluster(scheduler: str, slurm: Mapping[str, Any] | None, units: list[lis
     with dask_client(scheduler, slurm) as cluster:
         client = cluster.client
         shared = client.scatter([job, sets], broadcast=True)
-        futures = [client.submit(_run_unit, shared[0], unit, shared[1], {p: [s.name for s in todo[p]] for p in unit},
+        futures = [client.submit(run_unit, shared[0], unit, shared[1], {p: [s.name for s in todo[p]] for p in unit},
                                  {p: {s.name for s in stale[p]} for p in unit}, {p: inputs_of(p) for p in unit},
                                  retries=2, pure=False) for unit in units]
         for fut in as_completed(futures):

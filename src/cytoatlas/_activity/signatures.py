@@ -1,4 +1,7 @@
-"""Signature matrices: CytoSig and SecAct from the installed secactpy, LinCytoSig and custom sets from files.
+"""Signature matrices: CytoSig and SecAct (secactpy 0.3.1's data files), LinCytoSig and custom sets from files.
+
+The built-in files are located and verified by :mod:`cytoatlas._activity.signature_data` (secactpy itself is
+not needed).
 
 A signature set is a genes x signatures matrix of response values. Sets whose signatures overlap heavily
 (SecAct, and by secactpy's default every set but CytoSig) are *grouped* as secactpy groups them: complete
@@ -9,7 +12,6 @@ the parsed matrix and its grouping are cached on disk, keyed by the source file'
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -20,14 +22,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cytoatlas._activity.signature_data import RELEASE, signature_data_file
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.durable import atomic_path
 
 log = logging.getLogger("cytoatlas.activity")
 
 CACHE_ENV = "CYTOATLAS_CACHE"
 GROUP_CORRELATION = 0.9
-# bump when the cached arrays change meaning
-_CACHE_FORMAT = 2
+# bump when the cached arrays change meaning (3: built-in sets record "secactpy 0.3.1" as their version)
+_CACHE_FORMAT = 3
 
 BUILT_IN = {
     "cytosig": ("CytoSig.tsv.gz", "CytoSig cytokine response signatures (Jiang et al. 2021)"),
@@ -101,23 +105,6 @@ class SignatureSet:
         return {"name": self.name, "n_genes": len(self.genes), "n_signatures": len(self.signatures),
                 "n_groups": int(self.group_of.max()) + 1, "grouped": self.grouped, "source": self.source,
                 "version": self.version}
-
-
-def secactpy_data_dir() -> Path:
-    """Directory of the signature files shipped with the installed secactpy."""
-    import importlib.util
-
-    # find, not import: importing secactpy costs ~1.3 s and only its data files are needed
-    spec = importlib.util.find_spec("secactpy")
-    if spec is None or not spec.submodule_search_locations:  # pragma: no cover - a hard dependency
-        raise CytoatlasError("secactpy is not installed; it provides the CytoSig and SecAct matrices")
-    return Path(next(iter(spec.submodule_search_locations))) / "data"
-
-
-def _secactpy_version() -> str:
-    from importlib.metadata import version
-
-    return f"secactpy {version('secactpy')}"
 
 
 def read_signature_file(path: str | os.PathLike, *, strict: bool = True) -> pd.DataFrame:
@@ -210,16 +197,13 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, arrays: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        # no fsync: a cache file cut short by a crash fails to load and is parsed again
+        with atomic_path(path, durable=False) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, path)
     except OSError as e:  # a read-only home is no reason to fail: the next run parses again
         log.warning("could not cache signatures at %s: %s", path, e)
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 def _file_version(path: Path) -> str:
@@ -239,7 +223,7 @@ def set_name(path: str | os.PathLike) -> str:
 
 
 def load_signatures(source: str | os.PathLike) -> SignatureSet:
-    """Load a signature set: ``"cytosig"``, ``"secact"`` (from secactpy's data) or a genes x signatures TSV.
+    """Load a signature set: ``"cytosig"``, ``"secact"`` (secactpy 0.3.1's files) or a genes x signatures TSV.
 
     Parameters
     ----------
@@ -251,11 +235,10 @@ def load_signatures(source: str | os.PathLike) -> SignatureSet:
     SignatureSet
         Parsed and, for every set but CytoSig, grouped (cached on disk after the first load).
     """
-    key = str(source).lower()
-    if key in BUILT_IN:
-        name, path, strict = key, secactpy_data_dir() / BUILT_IN[key][0], False
-        if not path.is_file():
-            raise CytoatlasError(f"secactpy's {BUILT_IN[key][0]} is missing from {path.parent}; reinstall secactpy")
+    built_in = str(source).lower() in BUILT_IN
+    if built_in:
+        name, strict = str(source).lower(), False
+        path = signature_data_file(BUILT_IN[name][0])
     else:
         path = Path(source)
         if not path.is_file():
@@ -274,7 +257,7 @@ def load_signatures(source: str | os.PathLike) -> SignatureSet:
         names = df.columns.to_numpy(str)
         arrays = {"genes": df.index.to_numpy(str), "signatures": names, "matrix": matrix, "group_of": group_of,
                   "design": group_means(matrix, names.astype(object), group_of) if grouped else np.zeros((0, 0)),
-                  "version": np.array(_secactpy_version() if key in BUILT_IN else _file_version(path))}
+                  "version": np.array(RELEASE if built_in else _file_version(path))}
         _write_cache(cache, arrays)
     return SignatureSet(name=name, genes=arrays["genes"].astype(object), signatures=arrays["signatures"].astype(object),
                         matrix=arrays["matrix"], group_of=arrays["group_of"], source=str(path),

@@ -26,7 +26,7 @@ def index(
     """Build or update the results store of a results directory.
 
     Every ``manifest.json`` under ``out`` is read: pseudobulk (cell type and sample x cell type files), activity
-    and validation outputs are indexed. A file whose manifest record (size, mtime, SHA-256) is the one stored at
+    and validation outputs are indexed. A file whose manifest record (size, mtime, checksum) is the one stored at
     the last run is not opened again; new and changed files are read, vanished ones dropped, and a run with
     nothing to do writes nothing. The database is rebuilt under a temporary name and renamed into place, so a
     running ``cytoatlas serve`` keeps answering (it reopens the new file on its next request).
@@ -45,7 +45,7 @@ def index(
     force
         Re-read every file, as if the store did not exist.
     verify
-        Check each file's SHA-256 against its manifest before indexing it (default: size and mtime).
+        Check each file's checksum (XXH3) against its manifest before indexing it (default: size and mtime).
 
     Returns
     -------

@@ -10,19 +10,20 @@ row groups that hold it (Parquet min/max statistics).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.h5ad import open_h5ad, read_strings
+from cytoatlas.io.durable import atomic_path
+from cytoatlas.io.h5ad import open_h5ad
+from cytoatlas.io.layout import GROUP_KINDS
+from cytoatlas.io.results import read_header
 
-BAND = 1024  # columns per block: the writers' HDF5 chunks are (256, 1024), so a band reads whole chunks
+BAND = 1024  # columns per block, at most (rounded down to whole chunk columns)
 
 ACTIVITY_LAYERS = ("z", "beta", "se", "pvalue", "z_ci_low", "z_ci_high", "z_boot_mean", "z_boot_sd")
 # step of the source file -> columns of its part (pseudobulk files give the expression parts)
@@ -46,66 +47,37 @@ class FileContent:
     matrices: dict[str, str] = field(default_factory=dict)  # part column -> HDF5 path
 
 
-def _uns_string(f: h5py.File, key: str) -> str:
-    node = f.get(key)
-    if not isinstance(node, h5py.Dataset):
-        return ""
-    v = node[()]
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _obs_column(obs: h5py.Group, name: str, n: int, default=None) -> np.ndarray:
-    if name not in obs:
-        return np.full(n, default, dtype=object)
-    return read_strings(obs[name], name)
-
-
-def _groups(f: h5py.File, n: int) -> pd.DataFrame:
-    obs = f["obs"]
-    index = obs.attrs.get("_index", "_index")
-    out = pd.DataFrame({"row": np.arange(n, dtype=np.int32), "name": read_strings(obs[index], index)})
+def _groups(obs: pd.DataFrame) -> pd.DataFrame:
+    n = len(obs)
+    out = pd.DataFrame({"row": np.arange(n, dtype=np.int32), "name": obs.index.to_numpy(dtype=object).astype(str)})
     for col in ("cell_type", "sample", "donor"):
-        values = _obs_column(obs, col, n)
+        values = obs[col].astype(str).where(obs[col].notna(), "").to_numpy(dtype=object) if col in obs else \
+            np.full(n, None, dtype=object)
         out[col] = pd.Series(values, dtype=object).replace("", None) if col != "cell_type" else values
     for col in ("n_cells", "n_boot"):
-        out[col] = pd.array(obs[col][()], dtype="Int64") if isinstance(obs.get(col), h5py.Dataset) else pd.NA
+        out[col] = pd.array(obs[col].to_numpy(), dtype="Int64") if col in obs else pd.NA
     return out
 
 
 def read_file(path: Path, step: str) -> FileContent:
     """The annotations of a pseudobulk (``step='pseudobulk'``) or activity (``'activity'``) output."""
-    with open_h5ad(path) as f:
-        try:
-            if step == "pseudobulk":
-                atlas, level, kind = (_uns_string(f, f"uns/{k}") for k in ("atlas", "level", "kind"))
-            else:
-                atlas, level, kind = (_uns_string(f, f"uns/pseudobulk/{k}") for k in ("atlas", "level", "kind"))
-            x = f["X"]
-            if not isinstance(x, h5py.Dataset) or x.ndim != 2:
-                raise CytoatlasError(f"{path}: X is not a dense matrix (not a cytoatlas {step} output?)")
-            n, k = x.shape
-            groups = _groups(f, n)
-            var = f["var"]
-            index = var.attrs.get("_index", "_index")
-            names = read_strings(var[index], index)
-            if step == "pseudobulk":
-                gene_id = read_strings(var["gene_id"], "gene_id") if "gene_id" in var else names
-                columns = pd.DataFrame({"idx": np.arange(k, dtype=np.int32), "gene": names, "gene_id": gene_id})
-                matrices = {"value": "X", "zscore": "layers/zscore"}
-            else:
-                columns = pd.DataFrame({"idx": np.arange(k, dtype=np.int32), "signature": names})
-                for col in ("group", "cell_type", "cytokine"):
-                    columns[col] = read_strings(var[col], col) if col in var else None
-                matrices = {"z": "X", **{c: f"layers/{c}" for c in ACTIVITY_LAYERS[1:]}, "matched": "layers/matched"}
-            matrices = {c: p for c, p in matrices.items() if p in f}
-        except (KeyError, OSError, ValueError) as e:
-            raise CytoatlasError(f"{path}: unreadable {step} output: {e}") from None
-    if not atlas or not level or kind not in ("celltype", "samples"):
-        raise CytoatlasError(f"{path}: no atlas / level / kind in uns (atlas={atlas!r}, level={level!r}, "
-                             f"kind={kind!r}): not a cytoatlas {step} output")
-    if len(names) != k:
-        raise CytoatlasError(f"{path}: X has {k} columns but var has {len(names)} names")
-    return FileContent(atlas, level, kind, groups, columns, (n, k), matrices)
+    head = read_header(path, step)
+    if not head.atlas or not head.level or head.kind not in GROUP_KINDS:
+        raise CytoatlasError(f"{path}: no atlas / level / kind in uns (atlas={head.atlas!r}, level={head.level!r}, "
+                             f"kind={head.kind!r}): not a cytoatlas {step} output")
+    k = head.shape[1]
+    names = head.var.index.to_numpy(dtype=object)
+    if step == "pseudobulk":
+        gene_id = head.var["gene_id"].to_numpy() if "gene_id" in head.var else names
+        columns = pd.DataFrame({"idx": np.arange(k, dtype=np.int32), "gene": names, "gene_id": gene_id})
+        matrices = {"value": "X", "zscore": "zscore"}
+    else:
+        columns = pd.DataFrame({"idx": np.arange(k, dtype=np.int32), "signature": names})
+        for col in ("group", "cell_type", "cytokine"):
+            columns[col] = head.var[col].to_numpy() if col in head.var else None
+        matrices = {"z": "X", **{c: c for c in ACTIVITY_LAYERS[1:]}, "matched": "matched"}
+    matrices = {c: head.matrices[m] for c, m in matrices.items() if m in head.matrices}
+    return FileContent(head.atlas, head.level, head.kind, _groups(head.obs), columns, head.shape, matrices)
 
 
 def bands(path: Path, content: FileContent, step: str) -> Iterator[pd.DataFrame]:
@@ -113,8 +85,11 @@ def bands(path: Path, content: FileContent, step: str) -> Iterator[pd.DataFrame]
     n, k = content.shape
     names = (*ACTIVITY_LAYERS, "matched") if step == "activity" else ("value", "zscore")
     with open_h5ad(path) as f:
-        for j0 in range(0, k, BAND):
-            j1 = min(k, j0 + BAND)
+        # bands of whole chunk columns, so that no chunk is read for two bands
+        width = f["X"].chunks[1] if f["X"].chunks else BAND
+        band = max(width, BAND // width * width)
+        for j0 in range(0, k, band):
+            j1 = min(k, j0 + band)
             block = {"row": np.tile(np.arange(n, dtype=np.int32), j1 - j0),
                      "col": np.repeat(np.arange(j0, j1, dtype=np.int32), n)}
             for name in names:
@@ -136,20 +111,16 @@ def write_part(con, path: Path, step: str, content: FileContent, source: Path) -
 
     ``con`` is a scratch DuckDB connection (in memory, spilling to disk past its memory limit).
     """
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     con.execute("DROP TABLE IF EXISTS part")
     con.execute(f"CREATE TABLE part ({PART_COLUMNS[step]})")
     try:
-        for block in bands(source, content, step):
-            con.register("block", block)
-            con.execute("INSERT INTO part SELECT * FROM block")
-            con.unregister("block")
-        con.execute(f"COPY part TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            for block in bands(source, content, step):
+                con.register("block", block)
+                con.execute("INSERT INTO part SELECT * FROM block")
+                con.unregister("block")
+            con.execute(f"COPY part TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
     finally:
-        tmp.unlink(missing_ok=True)
         con.execute("DROP TABLE IF EXISTS part")
     return content.shape[0] * content.shape[1]
 

@@ -21,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.durable import replace_durably, temporary_path
+from cytoatlas.io.layout import GROUP_KINDS, TABLE_FORMATS, is_activity_file
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, read_manifest, recorded_checksum, replace_durably
+from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, read_manifest, recorded_checksum
 
 from . import cells as cells_tables
 from .schema import DDL, DERIVED, SCHEMA_VERSION, VALIDATION_TABLES, validation_table
 
 log = logging.getLogger("cytoatlas.index")
-EXPRESSION_KINDS = ("celltype", "samples")
+EXPRESSION_KINDS = GROUP_KINDS  # bootstrap files are summarised by the activity intervals
 
 
 def store_dir(db: str | os.PathLike) -> Path:
@@ -98,7 +100,7 @@ def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidat
             path = directory / name
             if step == "validate":
                 stem, suffix = Path(name).stem, Path(name).suffix
-                if stem in VALIDATION_TABLES and suffix in (".parquet", ".csv"):
+                if stem in VALIDATION_TABLES and suffix[1:] in TABLE_FORMATS:
                     tables.setdefault(stem, {})[suffix] = (path, rec)
                 continue
             if step == "cells" and rec.get("kind") in cells_tables.KINDS:  # per-cell summaries, not the matrices
@@ -109,7 +111,7 @@ def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidat
                 continue
             if step == "pseudobulk":
                 kind, signature_set = rec.get("kind"), None
-            elif step == "activity" and name.endswith("_activity.h5ad"):
+            elif step == "activity" and is_activity_file(name):
                 kind, signature_set = rec.get("kind"), rec.get("signature")
             else:
                 continue
@@ -228,7 +230,7 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
             return summary
         log.info("indexing %s into %s: %d new or changed file(s), %d unchanged, %d removed", out, db, len(todo),
                  keep, len(summary.removed))
-        tmp = parts / f".{db.name}.tmp-{os.getpid()}"
+        tmp = temporary_path(parts / db.name)  # in the locked directory, whose clean-up removes a dead run's
         try:
             if previous is not None:
                 shutil.copyfile(db, tmp)
@@ -260,7 +262,7 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
 
 
 def _version() -> str:
-    from cytoatlas import __version__
+    from cytoatlas._version import __version__
 
     return __version__
 

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 
 from cytoatlas import defaults
-from cytoatlas._activity.expression import unique_symbols
 from cytoatlas._activity.run import signature_sets
 from cytoatlas._cells import checkpoint as ckpt_io
 from cytoatlas._cells import means
@@ -40,6 +39,7 @@ from cytoatlas.io.h5ad import open_counts, open_h5ad
 from cytoatlas.io.lock import DirectoryLock
 from cytoatlas.io.manifest import record, update_manifest
 from cytoatlas.io.prefetch import Prefetch
+from cytoatlas.io.results import unique_symbols
 from cytoatlas.progress import Progress, peak_rss_gb
 from cytoatlas.registry import AtlasConfig, get_atlas, load_slurm_options
 

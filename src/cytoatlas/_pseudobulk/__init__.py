@@ -1,5 +1,5 @@
 """Streaming multi-level pseudobulk."""
 
-from cytoatlas._pseudobulk.run import output_paths, pseudobulk
+from cytoatlas._pseudobulk.run import level_parameters, level_status, pseudobulk
 
-__all__ = ["output_paths", "pseudobulk"]
+__all__ = ["level_parameters", "level_status", "pseudobulk"]

@@ -10,34 +10,23 @@ fingerprint, levels, parameters, batch size, version) and is refused for anythin
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.durable import atomic_path
 from cytoatlas.io.manifest import canonical
-
-
-def checkpoint_path(out: str | os.PathLike, atlas: str) -> Path:
-    return Path(out) / f".{atlas.lower()}_pseudobulk.checkpoint.npz"
 
 
 def save_checkpoint(path: Path, state: AtomState, next_row: int, identity: dict) -> None:
     """Write the state under a temporary name, fsync, rename: an old checkpoint or a new one, never a part."""
     from cytoatlas._faults import crash_point
 
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, next_row=np.array(next_row), identity=np.array(canonical(identity)), **state.to_arrays())
-            crash_point("checkpoint_written")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, next_row=np.array(next_row), identity=np.array(canonical(identity)), **state.to_arrays())
+        crash_point("checkpoint_written")
 
 
 def checkpoint_levels(path: Path) -> list[str]:

@@ -15,18 +15,20 @@ from typing import Any
 
 import numpy as np
 
-from cytoatlas import __version__
+from cytoatlas import defaults
 from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
-from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, checkpoint_path, load_checkpoint, save_checkpoint
+from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, load_checkpoint, save_checkpoint
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
 from cytoatlas._pseudobulk.partitions import accumulate_on_cluster, prepare_worker
 from cytoatlas._pseudobulk.state import AtomState
+from cytoatlas._version import __version__
 from cytoatlas.cluster import check_scheduler, dask_client, slurm_options, usable_cores
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.chunks import tune_allocator
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.h5ad import ObsReader, open_counts, open_h5ad, read_var
+from cytoatlas.io.layout import checkpoint_path, pseudobulk_kinds, pseudobulk_paths
 from cytoatlas.io.lock import DirectoryLock
 from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest
 from cytoatlas.io.prefetch import Prefetch
@@ -34,16 +36,7 @@ from cytoatlas.progress import Progress, peak_rss_gb
 from cytoatlas.registry import AtlasConfig, Level, get_atlas, load_slurm_options
 
 log = logging.getLogger("cytoatlas.pseudobulk")
-KINDS = ("celltype", "samples", "resampled")
 FIRST_BLOCK = 4096
-
-
-def output_paths(out: str | os.PathLike, atlas: str, level: str) -> dict[str, Path]:
-    """The three files of a level, names lower-case as the seed's contract."""
-    stem = f"{atlas}_pseudobulk_{level}".lower()
-    out = Path(out)
-    return {"celltype": out / f"{stem}.h5ad", "samples": out / f"{stem}_samples.h5ad",
-            "resampled": out / f"{stem}_resampled.h5ad"}
 
 
 def level_parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, seed: int, min_cells: int,
@@ -84,14 +77,14 @@ def pseudobulk(
     registry: str | os.PathLike | None = None,
     data_root: str | os.PathLike | None = None,
     levels: Sequence[str] | None = None,
-    batch_size: int = 50_000,
-    n_bootstrap: int = 100,
-    seed: int = 42,
-    min_cells: int = 10,
-    min_samples: int = 5,
+    batch_size: int = defaults.BATCH_SIZE,
+    n_bootstrap: int = defaults.N_BOOTSTRAP,
+    seed: int = defaults.SEED,
+    min_cells: int = defaults.MIN_CELLS,
+    min_samples: int = defaults.MIN_SAMPLES,
     skip_existing: bool = False,
     resume: bool = False,
-    checkpoint_every: float = 300.0,
+    checkpoint_every: float = defaults.CHECKPOINT_EVERY,
     threads: int | None = None,
     scheduler: str | None = None,
     slurm: Mapping[str, Any] | None = None,
@@ -156,11 +149,11 @@ def pseudobulk(
     cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
     slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
     chosen = _select_levels(cfg, levels)
-    kinds = KINDS if n_bootstrap > 0 else KINDS[:2]
+    kinds = pseudobulk_kinds(n_bootstrap)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CytoatlasError(f"output directory {out} is a file")
-    paths = {lev.name: output_paths(out, cfg.name, lev.name) for lev in chosen}
+    paths = {lev.name: pseudobulk_paths(out, cfg.name, lev.name) for lev in chosen}
     ckpt = checkpoint_path(out, cfg.name)
     threads = threads or usable_cores()
     with open_h5ad(cfg.h5ad) as f, DirectoryLock(out) as lock, open_counts(f, cfg.counts, threads) as counts:

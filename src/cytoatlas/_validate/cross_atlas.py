@@ -18,8 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from cytoatlas import defaults
 from cytoatlas._validate.harmonise import UNSTRATIFIED, harmonise
-from cytoatlas._validate.inputs import LevelSet, read_activity
+from cytoatlas._validate.inputs import LevelSet
+from cytoatlas.io.results import read_activity
 
 log = logging.getLogger("cytoatlas.validate")
 
@@ -66,7 +68,7 @@ def _level_pairs(a: dict, b: dict, signature_set: str) -> list[tuple[str, str]]:
 
 
 def cross_atlas(profiles: Mapping[str, dict[tuple[str, str], pd.DataFrame]], *,
-                min_cell_types: int = 3) -> pd.DataFrame:
+                min_cell_types: int = defaults.VALIDATE_MIN_CELL_TYPES) -> pd.DataFrame:
     """The ``cross_atlas`` rows: per signature set, signature, atlas pair and level, r of mean activity over the
     shared cell types (or why not)."""
     rows = []

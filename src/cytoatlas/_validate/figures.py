@@ -7,14 +7,15 @@ Figures are drawn on ``matplotlib.figure.Figure`` objects (no pyplot state, no d
 from __future__ import annotations
 
 import logging
-import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from cytoatlas.io.durable import atomic_path
+from cytoatlas.io.layout import figure_paths, safe_name
 
 log = logging.getLogger("cytoatlas.validate")
 DIVERGING = "RdBu_r"
@@ -30,28 +31,18 @@ class FigureFile:
     paths: list[Path]
 
 
-def safe(name: str) -> str:
-    """A file-name-safe version of an atlas, level or set name."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "x"
-
-
 def _save(fig, directory: Path, stem: str) -> list[Path]:
     import matplotlib
 
-    paths = []
+    paths = figure_paths(directory, stem)
     with matplotlib.rc_context({"svg.hashsalt": "cytoatlas", "svg.fonttype": "none"}):
-        for fmt in ("png", "svg"):
+        for path in paths:
+            fmt = path.suffix[1:]
             if fmt == "svg":  # the layout computed for the PNG holds: do not compute it again
                 fig.set_layout_engine("none")
-            path = directory / f"{stem}.{fmt}"
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-            try:
+            with atomic_path(path) as tmp:
                 fig.savefig(tmp, format=fmt, dpi=100,
                             metadata={"Date": None} if fmt == "svg" else {"Software": None})
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-            paths.append(path)
     return paths
 
 
@@ -125,7 +116,7 @@ def top_targets(rho: pd.DataFrame, levels: dict[tuple[str, str], str], directory
             ax.set_xlim(-1, 1)
             ax.set_xlabel("rho (95% bootstrap CI)")
             ax.set_title(f"{atlas} · {level}", fontsize=10)
-        stem = f"top_targets_{safe(sig_set)}"
+        stem = f"top_targets_{safe_name(sig_set)}"
         out.append(FigureFile(stem, f"Top and bottom targets: {sig_set}",
                               f"The {n} highest and {n} lowest representative rhos per atlas ({sig_set}), with "
                               "95% intervals from resampling donors.", _save(fig, directory, stem)))
@@ -150,7 +141,7 @@ def scatters(chosen: dict[str, list[dict]], load_xy: Callable[[dict], tuple[np.n
                          f"n = {row['n_samples']}", fontsize=9)
             ax.set_xlabel(f"{row['gene']} log1p CPM")
             ax.set_ylabel("activity z")
-        stem = f"scatter_{safe(atlas)}"
+        stem = f"scatter_{safe_name(atlas)}"
         out.append(FigureFile(stem, f"Expression vs activity: {atlas}",
                               f"Per sample ({atlas}, level {data[0][0]['level']}): the target gene's expression "
                               "against the target's activity, in the target's representative stratum.",
@@ -191,7 +182,7 @@ def heatmaps(profiles: dict[str, dict[tuple[str, str], pd.DataFrame]], cross: pd
         ax.set_yticks(range(mat.shape[0]), mat.index, fontsize=7)
         ax.set_title(f"{sig_set} activity of matched cell types, level {level}", fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.6, label="mean activity z")
-        stem = f"heatmap_{safe(sig_set)}"
+        stem = f"heatmap_{safe_name(sig_set)}"
         out.append(FigureFile(stem, f"Cross-atlas activity: {sig_set}, {level}",
                               "Mean activity of each harmonised cell type (columns: cell type | atlas), "
                               + ("the most variable signatures." if len(mat) == max_signatures else "every signature."),
@@ -224,7 +215,7 @@ def agreement(cross: pd.DataFrame, directory: Path) -> list[FigureFile]:
         ax.set_yticks(range(len(atlases)), atlases)
         ax.set_title(f"{sig_set}: median r of mean activity over matched cell types", fontsize=10)
         fig.colorbar(im, ax=ax, shrink=0.7, label="median r")
-        stem = f"agreement_{safe(sig_set)}"
+        stem = f"agreement_{safe_name(sig_set)}"
         out.append(FigureFile(stem, f"Agreement of atlas pairs: {sig_set}",
                               "Median Pearson r, over signatures and compared levels, of mean activity over the "
                               "matched cell types of each atlas pair.", _save(fig, directory, stem)))

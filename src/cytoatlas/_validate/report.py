@@ -18,7 +18,9 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.manifest import read_manifest, record, recorded_checksum, update_manifest, write_text_atomic
+from cytoatlas.io.durable import write_text_atomic
+from cytoatlas.io.layout import table_paths
+from cytoatlas.io.manifest import read_manifest, record, recorded_checksum, update_manifest
 
 log = logging.getLogger("cytoatlas.validate")
 REPORT_NAME = "report.html"
@@ -115,7 +117,7 @@ def _figure(path: Path, title: str, caption: str) -> str:
 
 
 def _read(directory: Path, name: str) -> pd.DataFrame:
-    path = directory / f"{name}.csv"
+    path = table_paths(directory, name)[0]
     if not path.is_file():
         raise CytoatlasError(f"{directory} has no {name}.csv: run `cytoatlas validate --out {directory}` first")
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])

@@ -17,17 +17,34 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import pandas as pd
 
+from cytoatlas import defaults
 from cytoatlas._validate import cross_atlas as xa
 from cytoatlas._validate import figures as fg
-from cytoatlas._validate.inputs import LevelSet, discover, read_activity
+from cytoatlas._validate.inputs import LevelSet, discover
 from cytoatlas._validate.summaries import cytosig_vs_secact, summary
 from cytoatlas._validate.tables import read_parquet, write_parquet, write_table
 from cytoatlas._validate.within import CELL_TYPE_COLUMNS, RHO_COLUMNS, across_cell_types, within_atlas
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.manifest import check_output, read_manifest, record, recorded_checksum, update_manifest
+from cytoatlas.io.layout import (
+    VALIDATION_FIGURES_DIR,
+    VALIDATION_PARTS_DIR,
+    activity_dir,
+    manifest_key,
+    table_paths,
+    validation_part_paths,
+)
+from cytoatlas.io.lock import remove_leftovers
+from cytoatlas.io.manifest import (
+    check_output,
+    read_manifest,
+    record,
+    recorded_checksum,
+    update_manifest,
+    upstream_fingerprint,
+)
+from cytoatlas.io.results import read_activity, read_header, read_pseudobulk
 from cytoatlas.registry import AtlasConfig, load_registry
 
 log = logging.getLogger("cytoatlas.validate")
@@ -84,7 +101,7 @@ def resolve_atlases(atlases, results, registry, data_root, levels, signatures) -
             root = Path(results[name])
         else:
             root = Path(results) / name
-            if not root.is_dir() and len(atlases) == 1 and (Path(results) / "activity").is_dir():
+            if not root.is_dir() and len(atlases) == 1 and activity_dir(results).is_dir():
                 root = Path(results)  # the atlas' own results directory
         if not root.is_dir():
             raise CytoatlasError(f"atlas {name!r}: no results directory {root} (expected {root}/activity from "
@@ -98,26 +115,22 @@ def resolve_atlases(atlases, results, registry, data_root, levels, signatures) -
 
 
 def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
-    """(n_bootstrap, seed) the level's pseudobulk was made with (100, 42 if not recorded)."""
+    """(n_bootstrap, seed) the level's pseudobulk was made with (the pseudobulk defaults if not recorded)."""
     try:
-        with h5py.File(group.pseudobulk["samples"], "r") as f:
-            p = f["uns/parameters"]
-            return int(p["n_bootstrap"][()]), int(p["seed"][()])
-    except (OSError, KeyError):
-        return 100, 42
+        p = read_header(group.pseudobulk["samples"], "pseudobulk", var_columns=()).parameters
+    except CytoatlasError:
+        p = {}
+    return int(p.get("n_bootstrap", defaults.N_BOOTSTRAP)), int(p.get("seed", defaults.SEED))
 
 
 def _fingerprints(paths: Sequence[Path]) -> list[dict]:
-    from cytoatlas._activity.run import upstream_fingerprint
-
     return [upstream_fingerprint(p) for p in paths]
 
 
 def _parts(inputs: list[AtlasInput], out: Path, entries: dict, *, min_samples: int, n_bootstrap: int | None,
            seed: int | None, gene_overrides: dict[str, str], force: bool) -> tuple[list[pd.DataFrame], ...]:
     """The correlations of every (atlas, level, set): reused when current, else computed and recorded."""
-    parts_dir = out / "parts"
-    parts_dir.mkdir(exist_ok=True)
+    (out / VALIDATION_PARTS_DIR).mkdir(exist_ok=True)
     rho_parts, ct_parts, used = [], [], []
     groups = [g for a in inputs for g in a.groups if "samples" in g.activity]
     t0 = time.perf_counter()
@@ -126,10 +139,9 @@ def _parts(inputs: list[AtlasInput], out: Path, entries: dict, *, min_samples: i
         params = {"min_samples": min_samples, "n_bootstrap": level_boot if n_bootstrap is None else n_bootstrap,
                   "seed": level_seed if seed is None else seed, "target_genes": dict(sorted(gene_overrides.items())),
                   "atlas": g.atlas, "level": g.level, "signature_set": g.signature_set}
-        stem = f"{fg.safe(g.atlas)}__{fg.safe(g.level)}__{fg.safe(g.signature_set)}"
-        paths = {"rho": parts_dir / f"{stem}_rho.parquet", "ct": parts_dir / f"{stem}_rho_cell_types.parquet"}
+        paths = validation_part_paths(out, g.atlas, g.level, g.signature_set)
         fps = _fingerprints(g.files())
-        current = not force and all(check_output(p, entries.get(f"parts/{p.name}"), params, fps, verify=False)[0]
+        current = not force and all(check_output(p, entries.get(manifest_key(p, out)), params, fps, verify=False)[0]
                                     == "complete" for p in paths.values())
         if current:
             log.info("[%d/%d] %s %s %s: correlations are current; reused", k, len(groups), g.atlas, g.level,
@@ -142,7 +154,7 @@ def _parts(inputs: list[AtlasInput], out: Path, entries: dict, *, min_samples: i
             ct = across_cell_types(g, min_samples=min_samples, gene_overrides=gene_overrides)
             write_parquet(rho, paths["rho"])
             write_parquet(ct, paths["ct"])
-            update_manifest(out, {f"parts/{p.name}": record(p, step=STEP, parameters=params, inputs=fps,
+            update_manifest(out, {manifest_key(p, out): record(p, step=STEP, parameters=params, inputs=fps,
                                                             kind="part") for p in paths.values()})
             entries.update(read_manifest(out))
         rho_parts.append(rho.astype({"representative": bool}))
@@ -174,8 +186,6 @@ def _chosen_scatters(rho: pd.DataFrame, levels: dict, targets: Sequence[str] | N
 
 
 def _loader(inputs: list[AtlasInput]):
-    from cytoatlas._activity.expression import read_pseudobulk
-
     groups = {(g.atlas, g.level, g.signature_set): g for a in inputs for g in a.groups}
     activities: dict[Path, object] = {}
 
@@ -205,8 +215,8 @@ def validate(
     data_root: str | os.PathLike | None = None,
     levels: Sequence[str] | None = None,
     signatures: Sequence[str] | None = None,
-    min_samples: int = 10,
-    min_cell_types: int = 3,
+    min_samples: int = defaults.VALIDATE_MIN_SAMPLES,
+    min_cell_types: int = defaults.VALIDATE_MIN_CELL_TYPES,
     n_bootstrap: int | None = None,
     seed: int | None = None,
     target_genes: Mapping[str, str] | None = None,
@@ -271,10 +281,8 @@ def validate(
     from cytoatlas.io.lock import DirectoryLock
 
     with DirectoryLock(out) as lock:
-        for sub in ("parts", "figures"):  # the lock clears the top directory; temporaries of dead runs here too
-            for tmp in (out / sub).glob(".*.tmp-*"):
-                if tmp.name.rsplit("-", 1)[-1] != str(os.getpid()):
-                    tmp.unlink(missing_ok=True)
+        for sub in (VALIDATION_PARTS_DIR, VALIDATION_FIGURES_DIR):  # the lock clears the top directory only
+            remove_leftovers(out / sub)
         entries = {} if force else read_manifest(out)
         rho_parts, ct_parts, part_paths = _parts(inputs, out, entries, min_samples=min_samples,
                                                  n_bootstrap=n_bootstrap, seed=seed, gene_overrides=gene_overrides,
@@ -287,11 +295,11 @@ def validate(
                   "levels": list(levels or []), "signatures": list(signatures or []), "figures": figures,
                   "scatter_targets": list(scatter_targets or [])}
         cell_files = [g.activity["celltype"] for a in inputs for g in a.groups if "celltype" in g.activity]
-        fps = [{"name": f"parts/{p.name}", "checksum": recorded_checksum(entries[f"parts/{p.name}"])}
+        fps = [{"name": manifest_key(p, out), "checksum": recorded_checksum(entries[manifest_key(p, out)])}
                for p in part_paths]
         fps += _fingerprints(cell_files)
         previous = {k: v for k, v in entries.items() if v.get("step") == STEP and v.get("kind") in ("table", "figure")}
-        tables = [out / f"{t}.{ext}" for t in TABLES for ext in ("csv", "parquet")]
+        tables = [p for t in TABLES for p in table_paths(out, t)]
         recorded = [out / k for k in previous]
         if not force and previous and all(p in recorded for p in tables) and all(
                 check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
@@ -334,7 +342,7 @@ def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_
             records[p.name] = record(p, step=STEP, parameters=params, inputs=fps, kind="table", table=name)
     log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
     if figures:
-        fig_dir = out / "figures"
+        fig_dir = out / VALIDATION_FIGURES_DIR
         fig_dir.mkdir(exist_ok=True)
         levels = xa.consistency_levels(rho) if len(rho) else {}
         figs = [fg.rho_distribution(rho, fig_dir), *fg.top_targets(rho, levels, fig_dir),
@@ -343,7 +351,7 @@ def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_
         for f in filter(None, figs):
             for p in f.paths:
                 written.append(p)
-                records[f"figures/{p.name}"] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
+                records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
                                                       figure=f.stem, title=f.title, caption=f.caption)
         log.info("%d figures (PNG and SVG) in %s", len(list(filter(None, figs))), fig_dir)
     update_manifest(out, records)

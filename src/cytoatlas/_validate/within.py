@@ -22,9 +22,9 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from cytoatlas._activity.expression import read_pseudobulk
+from cytoatlas import defaults
 from cytoatlas._validate.harmonise import UNSTRATIFIED
-from cytoatlas._validate.inputs import Activity, LevelSet, read_activity
+from cytoatlas._validate.inputs import LevelSet
 from cytoatlas._validate.stats import (
     bh_fdr,
     bootstrap_ci,
@@ -34,6 +34,7 @@ from cytoatlas._validate.stats import (
 )
 from cytoatlas._validate.targets import target_genes
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.results import Activity, read_activity, read_pseudobulk
 
 log = logging.getLogger("cytoatlas.validate")
 
@@ -87,7 +88,8 @@ def _pick_representatives(df: pd.DataFrame, stratified: bool) -> None:
     df.loc[ordered.index, "median_rho"] = ordered.groupby("target", sort=False)["rho"].transform("median").to_numpy()
 
 
-def within_atlas(group: LevelSet, *, min_samples: int = 10, n_boot: int = 100, seed: int = 42,
+def within_atlas(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SAMPLES,
+                 n_boot: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED,
                  gene_overrides: dict[str, str] | None = None) -> pd.DataFrame:
     """The ``rho`` rows of one (atlas, level, signature set): every target x stratum, computed or with a reason.
 
@@ -174,7 +176,7 @@ def within_atlas(group: LevelSet, *, min_samples: int = 10, n_boot: int = 100, s
     return df
 
 
-def across_cell_types(group: LevelSet, *, min_samples: int = 10,
+def across_cell_types(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SAMPLES,
                       gene_overrides: dict[str, str] | None = None) -> pd.DataFrame:
     """The ``rho_cell_types`` rows of one (atlas, level, signature set): rho over the level's cell-type
     pseudobulks, with a percentile interval over the ``_resampled`` files' bootstraps (empty for levels without

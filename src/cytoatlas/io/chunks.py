@@ -11,13 +11,13 @@ either way.
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 from concurrent.futures import Executor
 
 import h5py
 import numpy as np
-
-from cytoatlas.io._lzf import lzf_decompress
 
 try:
     from isal.isal_zlib import decompress as _inflate
@@ -81,6 +81,8 @@ class ChunkedArray:
                 buf = np.frombuffer(_inflate(buf), np.uint8)
             elif f == _LZF:
                 dst = np.empty(size, np.uint8)
+                from cytoatlas.io._lzf import lzf_decompress  # numba: loaded only for lzf files
+
                 if lzf_decompress(buf, dst) != size:
                     raise ValueError("lzf chunk does not decompress to the chunk size")
                 buf = dst
@@ -143,3 +145,58 @@ def tune_allocator() -> None:
         libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def read_matrix_direct(ds: h5py.Dataset, columns: np.ndarray | None, out: np.ndarray, transposed: bool,
+                       threads: int = 2) -> bool:
+    """Fill ``out`` with every row of a 2-D dataset whose chunks are stored unfiltered, keeping ``columns``
+    (indices, default all): ``out`` is ``rows x columns``, or ``columns x rows`` with ``transposed``.
+
+    The chunks' bytes are the values themselves: their file offsets come from HDF5 once, then ``threads``
+    threads read them with ``os.pread`` (which releases the GIL and keeps several reads in flight: ~1.8 against
+    ~1.2 GB/s here from a cold page cache) and copy the kept columns out, each chunk read once. Chunks holding
+    no kept column are not read. Returns False, having read nothing, for any other storage (filters, contiguous
+    or unallocated chunks, a file not opened from a path); the caller then reads through h5py.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if ds.ndim != 2 or ds.chunks is None or _filters(ds) or ds.file.driver != "sec2" or not ds.size:
+        return False
+    (n, k), (r, c) = ds.shape, ds.chunks
+    n_chunks = -(-n // r) * -(-k // c)
+    try:
+        infos = [ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())]
+    except (AttributeError, RuntimeError, ValueError):  # an HDF5 without the chunk query API
+        return False
+    if len(infos) != n_chunks or any(i.size != r * c * ds.dtype.itemsize for i in infos):
+        return False
+    cols = np.arange(k) if columns is None else np.asarray(columns, dtype=np.intp)
+    block = cols // c
+    # per chunk column: (positions in the output, columns within the chunk)
+    wanted = {j: (pos, cols[pos] - j * c) for j in np.unique(block) for pos in [np.flatnonzero(block == j)]}
+    dtype = ds.dtype
+    fd = os.open(ds.file.filename, os.O_RDONLY)
+    # one chunk buffer per thread, reused: a fresh ~1 MB buffer per chunk is fresh pages the kernel zeroes first
+    local_buffers = threading.local()
+
+    def place(info) -> None:
+        r0, c0 = info.chunk_offset
+        pos, local = wanted[c0 // c]
+        values = getattr(local_buffers, "values", None)
+        if values is None:
+            values = local_buffers.values = np.empty((r, c), dtype=dtype)
+        if os.preadv(fd, [memoryview(values).cast("B")], info.byte_offset) != info.size:
+            raise ValueError(f"chunk at byte {info.byte_offset} is cut short (truncated file?)")
+        rows = min(r, n - r0)
+        part = values[:rows, local]
+        if transposed:
+            out[pos, r0:r0 + rows] = part.T
+        else:
+            out[r0:r0 + rows, pos] = part
+
+    try:
+        with ThreadPoolExecutor(max(1, threads), thread_name_prefix="cytoatlas-read") as pool:
+            list(pool.map(place, [i for i in infos if i.chunk_offset[1] // c in wanted]))
+    finally:
+        os.close(fd)
+    return True

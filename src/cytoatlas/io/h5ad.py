@@ -135,7 +135,8 @@ def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFram
     """
     var_path = "raw/var" if counts.startswith("raw/") else "var"
     var = f[var_path]
-    ids = _label_strings(var[var.attrs.get("_index", "_index")][()])
+    # a dataset, or (anndata >= 0.11 with pandas 3's string dtype) a nullable-string-array group
+    ids = read_strings(var[var.attrs.get("_index", "_index")], "var index")
     if gene_symbols is None:
         symbols = ids.copy()
     else:
@@ -297,6 +298,15 @@ def _read_element(node: h5py.HLObject):
     arrays = {"nullable-integer": pd.arrays.IntegerArray, "nullable-boolean": pd.arrays.BooleanArray}
     if enc in arrays and version == "0.1.0":
         return arrays[enc](node["values"][()], mask=node["mask"][()])
+    if enc == "nullable-string-array" and version == "0.1.0":
+        # how anndata >= 0.11 stores pandas' string dtypes, e.g. every string column and index under pandas 3
+        try:
+            dtype = pd.StringDtype(na_value=np.nan if _attr(node, "na-value", "NA") == "NaN" else pd.NA)
+        except TypeError:  # pandas < 2.3 has no such dtype to give back: anndata decides
+            return None
+        values = node["values"].asstr()[()].astype(object)
+        values[node["mask"][()].astype(bool)] = None
+        return pd.array(values, dtype=dtype)
     return None
 
 
@@ -305,7 +315,8 @@ def read_dataframe(group: h5py.Group) -> pd.DataFrame:
 
     anndata dispatches every element through its registry (~1 ms each on a first call, most of a small file's
     read); plain h5py reads the usual encodings (string, numeric, categorical and nullable columns) the same
-    way. A frame with any other encoding is handed to anndata whole.
+    way, as are the nullable strings anndata >= 0.11 writes for pandas' string dtypes. A frame with any other
+    encoding is handed to anndata whole.
     """
     if _attr(group, "encoding-type") == "dataframe" and _attr(group, "encoding-version") == "0.2.0":
         columns = [c.decode() if isinstance(c, bytes) else str(c) for c in group.attrs.get("column-order", [])]

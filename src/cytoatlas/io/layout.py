@@ -19,6 +19,7 @@ a result file name: a new kind of result is added here once.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,8 @@ PSEUDOBULK_KINDS = ("celltype", "samples", "resampled")
 GROUP_KINDS = ("celltype", "samples")
 _KIND_SUFFIX = {"celltype": "", "samples": "_samples", "resampled": "_resampled"}
 _PSEUDOBULK = "_pseudobulk_"
-_ACTIVITY = "_activity"
-ACTIVITY_SUFFIX = f"{_ACTIVITY}.h5ad"
-CI_SUFFIX = f"{_ACTIVITY}_ci.csv"
+ACTIVITY_SUFFIX = "_activity.h5ad"
+CI_SUFFIX = "_activity_ci.csv"
 
 
 def pseudobulk_kinds(n_bootstrap: int) -> tuple[str, ...]:
@@ -155,14 +155,38 @@ def checkpoint_path(directory: str | os.PathLike, atlas: str) -> Path:
     return Path(directory) / f".{atlas.lower()}_pseudobulk.checkpoint.npz"
 
 
+# a validation directory (``cytoatlas validate --out DIR``): tables, their per-(atlas, level, set) parts and figures
 VALIDATION_PARTS_DIR = "parts"
 VALIDATION_FIGURES_DIR = "figures"
 TABLE_FORMATS = ("csv", "parquet")
+FIGURE_FORMATS = ("png", "svg")
 
 
-def validation_table_paths(directory: str | os.PathLike, name: str) -> list[Path]:
-    """``directory/NAME.csv`` and ``directory/NAME.parquet`` of a validation table."""
+def safe_name(name: str) -> str:
+    """A file-name-safe version of an atlas, level or set name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(name)).strip("_") or "x"
+
+
+def table_paths(directory: str | os.PathLike, name: str) -> list[Path]:
+    """``directory/NAME.csv`` and ``directory/NAME.parquet`` of a table (validation and later steps)."""
     return [Path(directory) / f"{name}.{ext}" for ext in TABLE_FORMATS]
+
+
+def validation_part_paths(directory: str | os.PathLike, atlas: str, level: str, signature_set: str) -> dict[str, Path]:
+    """The within-atlas correlation parts of one (atlas, level, set): ``{"rho": ..., "ct": ...}``."""
+    stem = f"{safe_name(atlas)}__{safe_name(level)}__{safe_name(signature_set)}"
+    parts = Path(directory) / VALIDATION_PARTS_DIR
+    return {"rho": parts / f"{stem}_rho.parquet", "ct": parts / f"{stem}_rho_cell_types.parquet"}
+
+
+def figure_paths(directory: str | os.PathLike, stem: str) -> list[Path]:
+    """A figure's PNG and SVG files in ``directory``."""
+    return [Path(directory) / f"{stem}.{fmt}" for fmt in FIGURE_FORMATS]
+
+
+def manifest_key(path: str | os.PathLike, directory: str | os.PathLike) -> str:
+    """The name a file is recorded under in ``directory``'s manifest (its path below the directory)."""
+    return Path(path).relative_to(directory).as_posix()
 
 
 @dataclass(frozen=True)
@@ -187,7 +211,7 @@ def parse(path: str | os.PathLike) -> ResultName | None:
     manifest record).
     """
     name = Path(path).name
-    if _CELLS in name or name.endswith(_CELLS_CHECKPOINT):
+    if _PSEUDOBULK not in name and (_CELLS in name or name.endswith(_CELLS_CHECKPOINT)):
         return parse_cells(name)
     if name.startswith(".") and name.endswith(".checkpoint.npz") and _PSEUDOBULK.rstrip("_") in name:
         return ResultName("checkpoint", name[1: -len(".checkpoint.npz")])

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.durable import leftovers
 
 log = logging.getLogger("cytoatlas")
 LOCK_NAME = ".cytoatlas.lock"
@@ -59,6 +60,13 @@ def describe(info: dict) -> str:
             f"({info.get('command', '?')})")
 
 
+def remove_leftovers(directory: str | os.PathLike) -> None:
+    """Delete the temporary files other processes left in ``directory`` (call with its lock held)."""
+    for tmp in leftovers(directory):
+        log.info("removing %s, left by an interrupted run", tmp.name)
+        tmp.unlink(missing_ok=True)
+
+
 class DirectoryLock:
     """Hold ``directory/.cytoatlas.lock`` for the duration of a ``with`` block."""
 
@@ -100,11 +108,8 @@ class DirectoryLock:
         raise CytoatlasError(f"could not lock {self.directory}: another run took it at the same moment")
 
     def _remove_leftovers(self) -> None:
-        """Temporary files of runs that died (``.NAME.tmp-PID``): with the lock held, no writer is alive."""
-        for tmp in self.directory.glob(".*.tmp-*"):
-            if tmp.name.rsplit("-", 1)[-1] != str(os.getpid()):
-                log.info("removing %s, left by an interrupted run", tmp.name)
-                tmp.unlink(missing_ok=True)
+        """Temporary files of runs that died: with the lock held, no other writer is alive."""
+        remove_leftovers(self.directory)
 
     def touch(self) -> None:
         """Refresh the lock's mtime: proof of life for runs on other hosts."""

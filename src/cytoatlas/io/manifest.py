@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cytoatlas.io.durable import write_text_atomic
+
 MANIFEST_NAME = "manifest.json"
 _CHUNK = 4 << 20
 
@@ -95,55 +97,11 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, dict]:
         return {}
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def fsync_file(path: str | os.PathLike) -> None:
-    """Wait until ``path``'s data is on disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def replace_durably(tmp: Path, path: Path) -> None:
-    """Put a finished temporary file in place: fsync it, rename it over ``path``, fsync the directory. Readers
-    see the old file or the new one, never a part, and after a crash the new one is whole or absent."""
-    fsync_file(tmp)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write, fsync and rename into place: readers see the old file or the new one, never a part."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
 def record(path: str | os.PathLike, *, step: str, parameters: Mapping, inputs: Iterable[Mapping],
            checksum: str | None = None, **extra) -> dict:
     """The manifest record of a finished output; its checksum is computed now unless the writer already
     hashed the file (``checksum``, from :func:`file_checksum`)."""
-    from cytoatlas import __version__
+    from cytoatlas._version import __version__
 
     path = Path(path)
     st = path.stat()
@@ -161,6 +119,18 @@ def update_manifest(directory: str | os.PathLike, records: Mapping[str, dict],
         outputs.pop(name, None)
     outputs.update(records)
     write_text_atomic(manifest_path(directory), json.dumps({"outputs": dict(sorted(outputs.items()))}, indent=1))
+
+
+def upstream_fingerprint(path: str | os.PathLike) -> dict:
+    """An input result file's name, size and checksum (taken from its directory's manifest when size and mtime
+    agree, so an upstream output is not hashed again)."""
+    path = Path(path)
+    st = path.stat()
+    entry = read_manifest(path.parent).get(path.name)
+    checksum = None
+    if entry and entry.get("size") == st.st_size and entry.get("mtime_ns") == st.st_mtime_ns:
+        checksum = recorded_checksum(entry)
+    return {"name": path.name, "size": st.st_size, "checksum": checksum or file_checksum(path)}
 
 
 def same_inputs(old: Iterable[Mapping], new: Iterable[Mapping]) -> bool:

@@ -17,7 +17,8 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from cytoatlas.io.manifest import file_checksum, fsync_file
+from cytoatlas.io.durable import fsync_file, replace_durably, temporary_path
+from cytoatlas.io.manifest import file_checksum
 
 COLUMN_BLOCK = 1024  # most columns per chunk of the dense matrices (and per block written)
 
@@ -30,10 +31,6 @@ def even_chunk(n: int, most: int) -> int:
     fewer bytes, on a disk that bounds its output phase.
     """
     return max(1, -(-n // -(-n // most))) if n > 0 else 1
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
 class ColumnWriter:
@@ -54,13 +51,14 @@ class ColumnWriter:
         from anndata.io import write_elem  # anndata costs ~1 s to import; only writing needs it
 
         self.path = Path(path)
-        self._tmp = _tmp_name(self.path)
+        self._tmp = temporary_path(self.path)
         self._file = h5py.File(self._tmp, "w")
         try:
             f = self._file
             f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
-            write_elem(f, "obs", obs)
-            write_elem(f, "var", var)
+            for name, frame in (("obs", obs), ("var", var)):
+                if not _write_dataframe(f, name, frame):
+                    write_elem(f, name, frame)
             _write_mapping(f, "uns", uns, write_elem)
             _write_mapping(f, "layers", {}, write_elem)  # obsm, varm, ... may be absent: anndata reads it so
             shape = (len(obs), len(var))
@@ -93,15 +91,12 @@ class ColumnWriter:
         return self._tmp
 
     def commit(self) -> Path:
-        """Close the file, flush it to disk and move it into place (the directory entry is made durable with
-        the manifest, written last)."""
-        fsync_file(self.close())
-        return self.put_in_place()
+        """Close the file, flush it to disk and move it into place (:func:`cytoatlas.io.durable.replace_durably`)."""
+        return replace_durably(self.close(), self.path)
 
     def put_in_place(self) -> Path:
-        """Rename the closed file, already fsynced by the caller, to its target path."""
-        os.replace(self._tmp, self.path)
-        return self.path
+        """Move the closed file, already flushed to disk by the caller (:func:`seal_file`), into place."""
+        return replace_durably(self._tmp, self.path, synced=True)
 
     def abort(self) -> None:
         """Close and delete the unfinished file; the target path is left as it was."""
@@ -190,6 +185,61 @@ def _datasync(paths: list[Path]) -> None:
             pass
         finally:
             os.close(fd)
+
+
+def _strings(values) -> np.ndarray | None:
+    """``values`` as an object array of ``str``, or None if any is not a string."""
+    a = np.asarray(values, dtype=object)
+    return a if all(type(v) is str for v in a) else None
+
+
+def _encoded(node: h5py.HLObject, encoding: str) -> None:
+    # anndata sets an element's encoding after writing its contents; the same order gives the same file layout
+    node.attrs["encoding-type"], node.attrs["encoding-version"] = encoding, "0.2.0"
+
+
+def _write_column(group: h5py.Group, key: str, values) -> None:
+    """One column (or the index) as anndata's writer writes it: the same calls in the same order."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        g = group.create_group(key)
+        g.attrs["ordered"] = bool(values.cat.ordered)
+        _write_column(g, "codes", pd.Series(values.cat.codes.to_numpy()))
+        _write_column(g, "categories", pd.Series(_strings(values.cat.categories), dtype=object))
+        _encoded(g, "categorical")
+    elif values.dtype == object:
+        str_dtype = h5py.special_dtype(vlen=str)
+        _encoded(group.create_dataset(key, data=values.to_numpy().astype(str_dtype), dtype=str_dtype), "string-array")
+    else:
+        _encoded(group.create_dataset(key, data=values.to_numpy()), "array")
+
+
+def _supported(values) -> bool:
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        return _strings(values.cat.categories) is not None
+    if values.dtype == object:
+        return _strings(values) is not None
+    return isinstance(values.dtype, np.dtype) and values.dtype.kind in "biuf"
+
+
+def _write_dataframe(parent: h5py.Group, name: str, df: pd.DataFrame) -> bool:
+    """Write a data frame of string, categorical (string categories) and numeric columns as anndata's own writer
+    does (encoding 0.2.0: the same elements, written in the same order), with plain h5py: anndata's dispatch costs
+    ~1 ms per element, most of writing a small activity file. Returns False, having written nothing, for any
+    other frame (anndata writes it)."""
+    index_key = "_index" if df.index.name is None else str(df.index.name)
+    names = _strings(df.index)
+    if (names is None or not len(df.columns) or not all(isinstance(c, str) for c in df.columns)
+            or index_key in df.columns or not df.columns.is_unique or not all(_supported(df[c]) for c in df.columns)):
+        return False
+    index = pd.Series(names, dtype=object)
+    group = parent.create_group(name)
+    group.attrs["column-order"] = list(df.columns)
+    group.attrs["_index"] = index_key
+    _write_column(group, index_key, index)
+    for c in df.columns:
+        _write_column(group, c, df[c])
+    _encoded(group, "dataframe")
+    return True
 
 
 def _write_mapping(parent: h5py.Group, name: str, mapping: Mapping, write_elem) -> None:
