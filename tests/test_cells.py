@@ -294,3 +294,34 @@ def test_status_lists_the_cells_outputs(synth, tmp_path):
         fh.write(b"0123456789")
     rows = atlas_status(cfg, tmp_path, signatures=["cytosig"], verify=True)
     assert next(r for r in rows if r["step"] == "cells:activity:cytosig")["state"] == "corrupt"
+
+
+def test_run_with_cells_step(synth, tmp_path):
+    path, _ = synth
+    cfg = tiny_config(path)
+    paths = cytoatlas.run(cfg, tmp_path, pseudobulk_options={"n_bootstrap": 0},
+                          activity_options={"signatures": ["cytosig"]}, cells_options={"signatures": ["cytosig"]})
+    target = layout.cells_activity_path(layout.cells_dir(tmp_path), "tiny", "cytosig")
+    assert target in paths and target.is_file()
+    plain = cytoatlas.run(cfg, tmp_path / "plain", pseudobulk_options={"n_bootstrap": 0},
+                          activity_options={"signatures": ["cytosig"]})
+    assert not layout.cells_dir(tmp_path / "plain").exists() and plain  # off by default
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_is_identical(synth, tmp_path):
+    path, _ = synth
+    reg = tmp_path / "reg.toml"
+    reg.write_text(f'[atlas.synth]\nh5ad = "{path}"\nsample_col = "sample"\nlevels = {{ L1 = "cell_type" }}\n')
+    cmd = [sys.executable, "-m", "cytoatlas", "-q", "cells", "--atlas", "synth", "--registry", str(reg),
+           "--signatures", "cytosig", "--batch-size", "300"]
+    stopped = subprocess.run([*cmd, "--out", str(tmp_path / "r")], capture_output=True, text=True,
+                             env={**os.environ, "CYTOATLAS_KILL_AT": "cells_block:2:TERM"})
+    assert stopped.returncode == 2 and "stopped by SIGTERM" in stopped.stderr, stopped.stderr
+    d = layout.cells_dir(tmp_path / "r")
+    assert layout.cells_checkpoint_path(d, "synth").exists()
+    assert layout.cells_partial_path(d, "synth", "cytosig").exists()
+    assert subprocess.run([*cmd, "--out", str(tmp_path / "r"), "--resume"], capture_output=True).returncode == 0
+    assert subprocess.run([*cmd, "--out", str(tmp_path / "f")], capture_output=True).returncode == 0
+    a = _read(layout.cells_activity_path(d, "synth", "cytosig"))
+    b = _read(layout.cells_activity_path(layout.cells_dir(tmp_path / "f"), "synth", "cytosig"))
+    assert all(np.array_equal(a[k], b[k]) for k in a)
