@@ -332,8 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="genes x signatures TSV(.gz), e.g. LinCytoSig; repeatable")
     p.add_argument("--layers", help="extra matrices besides X (the exact z): beta,pvalue")
     p.add_argument("--embedding", help="obsm key of the embedding to subsample (default X_umap when present)")
-    p.add_argument("--lambda", dest="lambda_", type=float, default=5e5, help="ridge penalty (default 5e5)")
-    p.add_argument("--batch-size", type=int, default=50_000, help="cells per block read (default 50000)")
+    p.add_argument("--lambda", dest="lambda_", type=float, default=defaults.LAMBDA,
+                   help=f"ridge penalty (default {defaults.LAMBDA:g})")
+    p.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE,
+                   help=f"cells per block read (default {defaults.BATCH_SIZE})")
     p.add_argument("--threads", type=int, help="threads decompressing and scoring (default: all usable cores)")
     _registry_args(p)
     _checkpoint_args(p)
