@@ -4,14 +4,16 @@ from cytoatlas._version import __version__
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.registry import AtlasConfig, get_atlas, load_registry
 
-__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "get_atlas", "index", "load_registry",
-           "load_signatures", "output_paths", "pseudobulk", "report", "run", "serve", "status", "validate"]
+__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", "get_atlas", "index",
+           "load_registry", "load_signatures", "output_paths", "pseudobulk", "report", "run", "serve", "status",
+           "validate"]
 
 # the steps are loaded on first use, not with the package: importing cytoatlas.io, the registry or the API then
 # never loads the engine (numba, ~1 s) or the other steps (scipy.stats, matplotlib, duckdb, fastapi: ~0.3-1 s)
 _LAZY = {"pseudobulk": ("cytoatlas._pseudobulk", "pseudobulk"),
          "output_paths": ("cytoatlas.io.layout", "pseudobulk_paths"),
          "activity": ("cytoatlas._activity", "activity"), "load_signatures": ("cytoatlas._activity", "load_signatures"),
+         "cells": ("cytoatlas._cells", "cells"),
          "index": ("cytoatlas._api", "index"), "serve": ("cytoatlas._api", "serve"),
          "run": ("cytoatlas.pipeline", "run"), "status": ("cytoatlas.pipeline", "status"),
          "validate": ("cytoatlas._validate", "validate"), "report": ("cytoatlas._validate", "report")}

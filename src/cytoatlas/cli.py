@@ -126,13 +126,22 @@ def _activity_options(args: argparse.Namespace) -> dict:
             "cell_type_map": _pairs(args.cell_type_map), "lambda_": args.lambda_, **_scheduler_options(args)}
 
 
+def _cells_options(args: argparse.Namespace) -> dict | None:
+    """``cytoatlas run --cells``: the per-cell step with the run's signature sets and lambda."""
+    if not getattr(args, "cells", False):
+        return None
+    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
+    return {"signatures": sets, "signature_files": args.signature_file or (), "lambda_": args.lambda_,
+            "batch_size": args.batch_size, "threads": args.threads}
+
+
 def _run(args: argparse.Namespace) -> None:
     from cytoatlas.pipeline import run
 
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
     paths = run(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
                 resume=args.resume, pseudobulk_options=_pseudobulk_options(args),
-                activity_options=_activity_options(args))
+                activity_options=_activity_options(args), cells_options=_cells_options(args))
     print("\n".join(map(str, paths)))
 
 
@@ -262,6 +271,18 @@ def _serve(args: argparse.Namespace) -> None:
           log_level="warning" if args.quiet else "info", workers=args.workers)
 
 
+def _cells(args: argparse.Namespace) -> None:
+    from cytoatlas._cells import cells
+
+    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
+    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else ()
+    paths = cells(args.atlas, args.out, registry=args.registry, data_root=args.data_root, signatures=sets,
+                  signature_files=args.signature_file or (), layers=layers, embedding=args.embedding,
+                  batch_size=args.batch_size, lambda_=args.lambda_, threads=args.threads, resume=args.resume,
+                  checkpoint_every=args.checkpoint_every, **_scheduler_options(args))
+    print("\n".join(map(str, paths)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cytoatlas", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
@@ -288,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p)
     _checkpoint_args(p)
     _activity_args(p, seed_flag="--perm-seed")
+    p.add_argument("--cells", action="store_true", help="also per-cell activity (cytoatlas cells; off by default)")
     _scheduler_args(p)
     p.set_defaults(func=_run)
 
@@ -301,6 +323,24 @@ def build_parser() -> argparse.ArgumentParser:
     _run_args(p)
     _activity_args(p, seed_flag="--perm-seed")
     p.set_defaults(func=_status)
+
+    p = sub.add_parser("cells", help="per-cell CytoSig / SecAct activity of every kept cell (secactpy's method)")
+    p.add_argument("--atlas", required=True, help="registry name (see `cytoatlas atlases`)")
+    p.add_argument("--out", required=True, help="the atlas' results directory (files go to OUT/cells)")
+    p.add_argument("--signatures", help="comma-separated sets (default: cytosig, secact and every signature file)")
+    p.add_argument("--signature-file", action="append", metavar="TSV",
+                   help="genes x signatures TSV(.gz), e.g. LinCytoSig; repeatable")
+    p.add_argument("--layers", help="extra matrices besides X (the exact z): beta,pvalue")
+    p.add_argument("--embedding", help="obsm key of the embedding to subsample (default X_umap when present)")
+    p.add_argument("--lambda", dest="lambda_", type=float, default=defaults.LAMBDA,
+                   help=f"ridge penalty (default {defaults.LAMBDA:g})")
+    p.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE,
+                   help=f"cells per block read (default {defaults.BATCH_SIZE})")
+    p.add_argument("--threads", type=int, help="threads decompressing and scoring (default: all usable cores)")
+    _registry_args(p)
+    _checkpoint_args(p)
+    _scheduler_args(p)
+    p.set_defaults(func=_cells)
 
     p = sub.add_parser("atlases", help="list the registered atlases")
     _registry_args(p)

@@ -32,6 +32,7 @@ def run(
     resume: bool = False,
     pseudobulk_options: Mapping | None = None,
     activity_options: Mapping | None = None,
+    cells_options: Mapping | None = None,
 ) -> list[Path]:
     """Pseudobulk, then activity of every pseudobulk file, for one atlas into ``out/pseudobulk`` and
     ``out/activity``. Outputs that are current (see :mod:`cytoatlas.io.manifest`) are kept, so a second run
@@ -40,6 +41,8 @@ def run(
     ``pseudobulk_options`` go to :func:`cytoatlas.pseudobulk` (batch_size, n_bootstrap, seed, ...),
     ``activity_options`` to :func:`cytoatlas.activity` (signatures, method, centre, ...). A ``scheduler`` (and
     ``slurm``) in ``pseudobulk_options`` runs both steps on one Dask cluster (see :mod:`cytoatlas.cluster`).
+    ``cells_options`` (off by default: ``None``) adds the per-cell step, :func:`cytoatlas.cells` into
+    ``out/cells``, with those options (it is computed again on every run: it keeps no current outputs yet).
     """
     from cytoatlas._activity import activity
     from cytoatlas._pseudobulk import pseudobulk
@@ -61,8 +64,13 @@ def run(
             scheduler = cluster.client.scheduler.address
         paths = pseudobulk(cfg, layout.pseudobulk_dir(out), levels=levels, skip_existing=True, resume=resume,
                            scheduler=scheduler, **pb)
-        return paths + activity([p for p in paths if p.exists()], layout.activity_dir(out), skip_existing=True,
-                                scheduler=scheduler, **act)
+        paths = paths + activity([p for p in paths if p.exists()], layout.activity_dir(out), skip_existing=True,
+                                 scheduler=scheduler, **act)
+        if cells_options is not None:
+            from cytoatlas._cells import cells
+
+            paths += cells(cfg, out, resume=resume, scheduler=scheduler, **dict(cells_options))
+        return paths
 
 
 def _require_built_in_sets(signatures: Sequence[str] | None) -> None:
@@ -144,6 +152,31 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
                         state = ("stale", "its pseudobulk input is missing")
                     step = layout.parse(target).step
                     add(lev.name, f"{step}:{kind}:{sig.name}", target, act_entries, state)
+    rows += _cells_status(cfg, out, fingerprint, verify)
+    return rows
+
+
+def _cells_status(cfg: AtlasConfig, out: Path, fingerprint: dict | None, verify: bool) -> list[dict]:
+    """Rows for the per-cell outputs (``cytoatlas cells``) recorded in ``out/cells``: each checked against its
+    record and the atlas file; an activity file whose run is still going is ``running``."""
+    from cytoatlas.io.lock import lock_is_live, read_lock
+    from cytoatlas.io.manifest import check_output, read_manifest
+
+    directory = layout.cells_dir(out)
+    entries = {k: v for k, v in read_manifest(directory).items() if v.get("step") == "cells"
+               and v.get("atlas") == cfg.name}
+    running = lock_is_live(read_lock(directory)) if directory.is_dir() else False
+    rows = []
+    for name, entry in sorted(entries.items()):
+        path = directory / name
+        st, reason = check_output(path, entry, None, None if fingerprint is None else [fingerprint], verify)
+        if st != "complete" and running:
+            st, reason = "running", "a live run holds this directory"
+        rows.append({"atlas": cfg.name, "level": "", "step": f"cells:{entry.get('kind')}:{entry.get('signature')}",
+                     "file": str(path), "state": st, "reason": reason,
+                     "shape": _shape(path) if st == "complete" and path.suffix == ".h5ad" else "",
+                     "size": entry.get("size", 0) if st == "complete" else 0,
+                     "written": entry.get("written", "") if st == "complete" else ""})
     return rows
 
 

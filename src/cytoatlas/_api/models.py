@@ -132,6 +132,44 @@ class ScatterPoint(BaseModel):
     activity: float | None = Field(description="activity z-score of the target in this sample x cell type")
 
 
+class CellsSetRow(BaseModel):
+    """An atlas x signature set with per-cell results in the store."""
+
+    atlas: str
+    signature_set: str
+    kinds: list[str] = Field(description="summary, and embedding when the atlas has one")
+    embedding_signatures: list[str] = Field(description="the signatures drawn on the embedding subsample")
+
+
+class CellsSummaryRow(BaseModel):
+    """Per level, label and signature: the per-cell z of the label's cells (``cytoatlas cells``)."""
+
+    level: str
+    label: str
+    signature: str
+    n_cells: int
+    mean: float | None
+    sd: float | None = Field(description="ddof 1; null for a label of one cell")
+    q05: float | None
+    q25: float | None
+    q50: float | None
+    q75: float | None
+    q95: float | None
+    frac_abs_gt2: float | None = Field(description="fraction of the label's cells with |z| > 2")
+    n_quantile_cells: int = Field(description="cells the quantiles are of (all, or a fixed random sample)")
+
+
+class CellsEmbeddingPoint(BaseModel):
+    """One cell of the fixed embedding subsample and its activity z of the signature asked for."""
+
+    idx: int
+    cell: str
+    x: float
+    y: float
+    label: str | None = Field(description="the cell's label at the atlas' first level")
+    z: float
+
+
 class SearchHit(BaseModel):
     kind: Literal["gene", "signature"]
     name: str

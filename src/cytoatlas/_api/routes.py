@@ -11,6 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import StringConstraints
 
+from . import cells as cells_tables
 from . import queries
 from .ingest import ACTIVITY_LAYERS
 from .models import (
@@ -18,6 +19,9 @@ from .models import (
     ActivityMatrix,
     ActivityRow,
     AtlasRow,
+    CellsEmbeddingPoint,
+    CellsSetRow,
+    CellsSummaryRow,
     CellTypeRow,
     ExpressionRow,
     Health,
@@ -299,6 +303,50 @@ def build_router(run: Callable) -> APIRouter:
             ("/cross-atlas/conservation", "conservation", "How many atlas pairs agree, per signature."),
             ("/cross-atlas/consistency", "consistency", "Per target: atlases with a positive rho, and a tier.")):
         validation_route(path, name, queries.VALIDATION_FILTERS[name], doc)
+
+    def _cells(cat: Catalog, atlas: str, signature_set: str, kind: str) -> dict[str, set[str]]:
+        check("atlas", atlas, sorted({a for a, _ in cat.cells}), " with per-cell results (`cytoatlas cells`, "
+              "then `cytoatlas index`)")
+        check("signature set", signature_set, sorted(s for a, s in cat.cells if a == atlas),
+              f" with per-cell results of atlas {atlas!r}")
+        have = cat.cells[(atlas, signature_set)]
+        if kind not in have:
+            raise NotFound(f"atlas {atlas!r} {signature_set} has no per-cell {kind} (no embedding in the atlas?)",
+                           sorted(have))
+        return have
+
+    @api.get("/cells", **_table(CellsSetRow), tags=["cells"])
+    def cells_sets(format: Format = "json", limit: Limit = DEFAULT_LIMIT, offset: Offset = 0) -> Response:
+        """The atlas x signature sets with per-cell results, and the signatures drawn on their embedding."""
+        def go(cur, cat: Catalog):
+            rows = [(a, s, sorted(k), sorted(k.get("embedding", ()))) for (a, s), k in sorted(cat.cells.items())]
+            return queries.Table(list(CellsSetRow.model_fields), rows[offset: offset + limit], len(rows))
+        return respond(run(go), format, limit, offset, "cells")
+
+    @api.get("/cells/{atlas}/{signature_set}/summary", **_table(CellsSummaryRow), tags=["cells"])
+    def cells_summary(atlas: Name, signature_set: Name, level: OptName = None, label: OptName = None,
+                      signature: OptName = None, format: Format = "json", limit: Limit = DEFAULT_LIMIT,
+                      offset: Offset = 0) -> Response:
+        """Per level, label and signature: mean, sd, quantiles and fraction |z| > 2 of the cells' activity."""
+        def go(cur, cat: Catalog):
+            have = _cells(cat, atlas, signature_set, "summary")
+            if signature is not None:
+                check("signature", signature, have["summary"], f" in {signature_set}")
+            base, params = cells_tables.summary_query({"atlas": atlas, "signature_set": signature_set,
+                                                       "level": level, "label": label, "signature": signature})
+            return queries.page(cur, base, cells_tables.SUMMARY_ORDER, params, limit, offset)
+        return respond(run(go), format, limit, offset, f"{atlas}_{signature_set}_cells_summary")
+
+    @api.get("/cells/{atlas}/{signature_set}/embedding", **_table(CellsEmbeddingPoint), tags=["cells"])
+    def cells_embedding(atlas: Name, signature_set: Name, signature: Annotated[QName, Query()],
+                        format: Format = "json", limit: Limit = MAX_LIMIT, offset: Offset = 0) -> Response:
+        """The fixed embedding subsample of cells, with their activity z of ``signature`` (to draw it)."""
+        def go(cur, cat: Catalog):
+            have = _cells(cat, atlas, signature_set, "embedding")
+            check("signature", signature, have["embedding"], f" drawn for {signature_set} (the most variable)")
+            base, params = cells_tables.embedding_query(atlas, signature_set, signature)
+            return queries.page(cur, base, cells_tables.EMBEDDING_ORDER, params, limit, offset)
+        return respond(run(go), format, limit, offset, f"{atlas}_{signature_set}_{signature}_cells_embedding")
 
     @api.get("/search", **_table(SearchHit), tags=["search"])
     def search(q: Annotated[str, Query(min_length=1, max_length=100, pattern=NAME)], format: Format = "json",

@@ -3,7 +3,9 @@ contract (their columns and types, as `cytoatlas validate` writes them)."""
 
 from __future__ import annotations
 
-SCHEMA_VERSION = "2"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256
+from .cells import DDL as CELLS_DDL
+
+SCHEMA_VERSION = "3"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -18,7 +20,7 @@ CREATE TABLE groups (source_id INTEGER NOT NULL, "row" INTEGER NOT NULL, name VA
 CREATE TABLE genes (source_id INTEGER NOT NULL, idx INTEGER NOT NULL, gene VARCHAR NOT NULL, gene_id VARCHAR);
 CREATE TABLE signatures (source_id INTEGER NOT NULL, idx INTEGER NOT NULL, signature VARCHAR NOT NULL,
     "group" VARCHAR, cell_type VARCHAR, cytokine VARCHAR);
-"""
+""" + CELLS_DDL
 
 # Rebuilt at the end of every index run, from the tables above.
 DERIVED = """

@@ -26,6 +26,7 @@ from cytoatlas.io.layout import GROUP_KINDS, TABLE_FORMATS, is_activity_file
 from cytoatlas.io.lock import DirectoryLock
 from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, read_manifest, recorded_checksum
 
+from . import cells as cells_tables
 from .schema import DDL, DERIVED, SCHEMA_VERSION, VALIDATION_TABLES, validation_table
 
 log = logging.getLogger("cytoatlas.index")
@@ -73,13 +74,14 @@ class Candidate:
     size: int
     mtime_ns: int
     checksum: str       # "<algorithm>:<hex>", as its manifest records it
+    atlas: str | None = None  # per-cell tables: the atlas, as their manifest records it
 
     @property
     def record(self) -> tuple:
         return self.size, self.mtime_ns, self.checksum
 
     def part_name(self) -> str | None:
-        if self.step == "validate":
+        if self.step in ("validate", "cells"):
             return None
         return f"{self.step}/{self.checksum.partition(':')[2][:32]}.parquet"
 
@@ -100,6 +102,12 @@ def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidat
                 stem, suffix = Path(name).stem, Path(name).suffix
                 if stem in VALIDATION_TABLES and suffix[1:] in TABLE_FORMATS:
                     tables.setdefault(stem, {})[suffix] = (path, rec)
+                continue
+            if step == "cells" and rec.get("kind") in cells_tables.KINDS:  # per-cell summaries, not the matrices
+                c = _candidate(out, path, step, rec["kind"], rec.get("signature"), rec, skipped, verify)
+                if c is not None:
+                    c.atlas = rec.get("atlas")
+                    found.append(c)
                 continue
             if step == "pseudobulk":
                 kind, signature_set = rec.get("kind"), None
@@ -264,6 +272,7 @@ def _delete_sources(con, ids: list[int]) -> None:
         return
     for table in ("groups", "genes", "signatures", "sources"):
         con.execute(f"DELETE FROM {table} WHERE source_id IN (SELECT unnest(?))", [ids])
+    cells_tables.delete(con, ids)
     for name in VALIDATION_TABLES:  # a validation table is replaced whole when its file changes
         table = validation_table(name)
         present = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0]
@@ -289,6 +298,9 @@ def _ingest(con, todo: list[Candidate], parts: Path, next_id: int, expression: S
             if c.step == "validate":
                 n_rows, n_cols = _ingest_validation(con, c)
                 part, atlas, level = None, None, None
+            elif c.step == "cells":
+                n_rows, n_cols = cells_tables.ingest(con, c.path, c.rel, c.kind, sid, c.atlas, c.signature_set)
+                part, atlas, level = None, c.atlas, None
             else:
                 content = read_file(c.path, c.step)
                 atlas, level = content.atlas, content.level

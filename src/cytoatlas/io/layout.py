@@ -204,11 +204,15 @@ class ResultName:
 def parse(path: str | os.PathLike) -> ResultName | None:
     """What a file name in a results directory is, or None for a name the layout does not make.
 
+    Per-cell names (``{atlas}_cells_{set}_...``) are told by :func:`parse_cells`.
+
     Pseudobulk names give their kind; activity names give their step (the signature set and pseudobulk stem
     cannot be told apart by name alone when names hold underscores: they are recorded in the file and in its
     manifest record).
     """
     name = Path(path).name
+    if _PSEUDOBULK not in name and (_CELLS in name or name.endswith(_CELLS_CHECKPOINT)):
+        return parse_cells(name)
     if name.startswith(".") and name.endswith(".checkpoint.npz") and _PSEUDOBULK.rstrip("_") in name:
         return ResultName("checkpoint", name[1: -len(".checkpoint.npz")])
     if _PSEUDOBULK not in name:
@@ -223,4 +227,82 @@ def parse(path: str | os.PathLike) -> ResultName | None:
             if stem.endswith(_KIND_SUFFIX[kind]):
                 return ResultName("pseudobulk", stem, kind)
         return ResultName("pseudobulk", stem, "celltype")
+    return None
+
+
+# --- per-cell activity (``cytoatlas cells``) ---------------------------------------------------------------
+#
+#     ROOT/cells/{atlas}_cells_{set}_activity.h5ad      kept cells x signatures (X = exact z)   (kind activity)
+#     ROOT/cells/{atlas}_cells_{set}_summary.csv        per level x label x signature statistics (kind summary)
+#     ROOT/cells/{atlas}_cells_{set}_embedding.csv      a fixed subsample's embedding and z      (kind embedding)
+#     ROOT/cells/.{atlas}_cells.checkpoint.npz          the pass' checkpoint
+#     ROOT/cells/.{atlas}_cells_{set}_activity.partial.h5ad   an activity file being filled (resumable)
+
+CELLS_DIR = "cells"
+_CELLS = "_cells_"
+CELLS_KINDS = ("activity", "summary", "embedding")
+_CELLS_SUFFIX = {"activity": "_activity.h5ad", "summary": "_summary.csv", "embedding": "_embedding.csv"}
+_CELLS_CHECKPOINT = "_cells.checkpoint.npz"
+_PARTIAL = ".partial.h5ad"
+
+
+def cells_dir(root: str | os.PathLike) -> Path:
+    """``ROOT/cells`` of an atlas' results directory."""
+    return Path(root) / CELLS_DIR
+
+
+def cells_path(directory: str | os.PathLike, atlas: str, signature_set: str, kind: str) -> Path:
+    """A per-cell output of ``kind`` (``activity``, ``summary``, ``embedding``) in ``directory``."""
+    if kind not in _CELLS_SUFFIX:
+        raise ValueError(f"cells kind must be one of {', '.join(CELLS_KINDS)}, got {kind!r}")
+    return Path(directory) / f"{atlas.lower()}{_CELLS}{signature_set.lower()}{_CELLS_SUFFIX[kind]}"
+
+
+def cells_activity_path(directory: str | os.PathLike, atlas: str, signature_set: str) -> Path:
+    """``{directory}/{atlas}_cells_{set}_activity.h5ad``."""
+    return cells_path(directory, atlas, signature_set, "activity")
+
+
+def cells_summary_path(directory: str | os.PathLike, atlas: str, signature_set: str) -> Path:
+    """``{directory}/{atlas}_cells_{set}_summary.csv``: the per-label summary table."""
+    return cells_path(directory, atlas, signature_set, "summary")
+
+
+def cells_embedding_path(directory: str | os.PathLike, atlas: str, signature_set: str) -> Path:
+    """``{directory}/{atlas}_cells_{set}_embedding.csv``: the embedding subsample's coordinates and z."""
+    return cells_path(directory, atlas, signature_set, "embedding")
+
+
+def cells_partial_path(directory: str | os.PathLike, atlas: str, signature_set: str) -> Path:
+    """The activity file while a resumable pass fills it (hidden; renamed to :func:`cells_activity_path`)."""
+    final = cells_activity_path(directory, atlas, signature_set)
+    return final.with_name(f".{final.name.removesuffix('.h5ad')}{_PARTIAL}")
+
+
+def cells_checkpoint_path(directory: str | os.PathLike, atlas: str) -> Path:
+    """The per-cell pass' checkpoint of ``atlas`` in its output directory."""
+    return Path(directory) / f".{atlas.lower()}{_CELLS_CHECKPOINT}"
+
+
+def find_cells(directory: str | os.PathLike, atlas: str | None = None, kind: str = "activity") -> list[Path]:
+    """Every per-cell output of ``kind`` (of ``atlas``, or of any atlas) in ``directory``, in name order."""
+    prefix = f"{atlas.lower()}{_CELLS}" if atlas else f"*{_CELLS}"
+    return sorted(Path(directory).glob(f"{prefix}*{_CELLS_SUFFIX[kind]}"))
+
+
+def parse_cells(path: str | os.PathLike) -> ResultName | None:
+    """What a per-cell file name holds: ``ResultName("cells", atlas, kind, set)``, ``"cells_checkpoint"`` for
+    the checkpoint, ``"cells_partial"`` for a file being filled; None for another name."""
+    name = Path(path).name
+    if name.startswith(".") and name.endswith(_CELLS_CHECKPOINT):
+        return ResultName("cells_checkpoint", name[1: -len(_CELLS_CHECKPOINT)])
+    partial = name.startswith(".") and name.endswith(_PARTIAL)
+    if partial:
+        name = name[1: -len(_PARTIAL)] + ".h5ad"
+    if _CELLS not in name:
+        return None
+    atlas, rest = name.split(_CELLS, 1)
+    for kind, suffix in _CELLS_SUFFIX.items():
+        if rest.endswith(suffix) and len(rest) > len(suffix):
+            return ResultName("cells_partial" if partial else "cells", atlas, kind, rest[: -len(suffix)])
     return None

@@ -3,13 +3,13 @@
 
 const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["heatmap", "signature", "validation", "gene"];
+const VIEWS = ["heatmap", "signature", "validation", "gene", "cells"];
 const COLORS = ["#2f5fb3", "#d1495b", "#00798c", "#edae49", "#66a182", "#8d6a9f", "#e07a5f", "#3d405b"];
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 const DIVERGING = [[0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1, "#b2182b"]];
 
 const state = { view: "heatmap", atlas: "", level: "", set: "", value: "z", top: "60", signature: "", gene: "",
-                target: "", targetGene: "", signatureLevel: "current" };
+                target: "", targetGene: "", signatureLevel: "current", cellsSignature: "" };
 let atlases = [];
 let levels = [];
 let renderCount = 0;
@@ -89,7 +89,8 @@ async function render() {
     document.querySelector(`nav button[data-view="${v}"]`).classList.toggle("active", v === state.view);
   }
   try {
-    await { heatmap: drawHeatmap, signature: drawSignature, validation: drawValidation, gene: drawGene }[state.view](token);
+    await { heatmap: drawHeatmap, signature: drawSignature, validation: drawValidation, gene: drawGene,
+            cells: drawCells }[state.view](token);
   } catch (error) {
     if (token === renderCount) status(error.message, true);
   }
@@ -342,6 +343,55 @@ async function onSearchSubmit(event) {
   render();
 }
 
+// ---- per-cell activity: the embedding subsample coloured by z, and each label's cells summarised ---------------
+// SVG markers, not scattergl: WebGL fails in headless and software-GL browsers (plotly then draws nothing), and
+// the subsample is at most 50 k cells, which SVG draws in seconds
+async function drawCells(token) {
+  const sets = (await get("/cells")).rows.filter((r) => r.atlas === state.atlas);
+  if (stale(token)) return;
+  const entry = sets.find((r) => r.signature_set === state.set) ?? sets[0];
+  if (!entry) {
+    status(`No per-cell results for ${state.atlas}: run \`cytoatlas cells\`, then \`cytoatlas index\`.`, true);
+    return;
+  }
+  const summary = await all(`/cells/${enc(entry.atlas)}/${enc(entry.signature_set)}/summary`, { level: state.level });
+  if (stale(token)) return;
+  const names = entry.embedding_signatures.length ? entry.embedding_signatures
+    : [...new Set(summary.map((r) => r.signature))].sort();
+  state.cellsSignature = fill($("cells-signature"), names, state.cellsSignature);
+  writeHash();
+  const sig = state.cellsSignature;
+  if (entry.kinds.includes("embedding")) {
+    const points = await all(`/cells/${enc(entry.atlas)}/${enc(entry.signature_set)}/embedding`, { signature: sig });
+    if (stale(token)) return;
+    const lim = Math.max(2, ...points.map((p) => Math.abs(p.z)).filter(Number.isFinite).sort((a, b) => a - b)
+      .slice(Math.floor(points.length * 0.99)));
+    await Plotly.react($("cells-embedding"), [{
+      type: "scatter", mode: "markers", x: points.map((p) => p.x), y: points.map((p) => p.y),
+      text: points.map((p) => `${p.cell} (${p.label ?? ""})`), customdata: points.map((p) => p.z),
+      hovertemplate: "%{text}<br>z = %{customdata:.3g}<extra></extra>",
+      marker: { size: 3, color: points.map((p) => p.z), colorscale: DIVERGING, cmin: -lim, cmax: lim,
+                colorbar: { title: { text: "z" } } } }],
+      { margin: { l: 40, r: 20, t: 40, b: 40 }, height: 520, xaxis: { showticklabels: false },
+        yaxis: { showticklabels: false, scaleanchor: "x" },
+        title: { text: `${sig} activity of ${points.length.toLocaleString()} cells (${entry.signature_set})`,
+                 font: { size: 14 } } }, PLOT_CONFIG);
+    $("cells-embedding").dataset.drawn = `${entry.signature_set}|${sig}|${points.length}`;
+  } else {
+    Plotly.purge($("cells-embedding"));
+  }
+  const rows = summary.filter((r) => r.signature === sig);
+  await Plotly.react($("cells-summary"), [{
+    type: "box", name: sig, x: rows.map((r) => r.label), q1: rows.map((r) => r.q25), median: rows.map((r) => r.q50),
+    q3: rows.map((r) => r.q75), lowerfence: rows.map((r) => r.q05), upperfence: rows.map((r) => r.q95),
+    mean: rows.map((r) => r.mean), marker: { color: COLORS[0] } }],
+    { margin: { l: 60, r: 20, t: 40, b: 140 }, height: 420, xaxis: { tickangle: -45, automargin: true },
+      yaxis: { title: { text: "per-cell z (5-25-50-75-95 %, mean)" }, zeroline: true },
+      title: { text: `${sig} per ${state.level} label`, font: { size: 14 } } }, PLOT_CONFIG);
+  status(`${sig}: ${rows.length} labels at ${state.level}; ` +
+         `${rows.reduce((n, r) => n + r.n_cells, 0).toLocaleString()} cells`);
+}
+
 // ---- wiring -----------------------------------------------------------------------------------------------------
 async function main() {
   readHash();
@@ -367,6 +417,7 @@ async function main() {
   $("signature-level").addEventListener("change", () => { state.signatureLevel = $("signature-level").value; render(); });
   $("target").addEventListener("change", () => { state.target = $("target").value; state.targetGene = ""; render(); });
   $("target-gene").addEventListener("change", () => { state.targetGene = $("target-gene").value.trim(); render(); });
+  $("cells-signature").addEventListener("change", () => { state.cellsSignature = $("cells-signature").value; render(); });
   $("search").addEventListener("input", onSearchInput);
   $("search-form").addEventListener("submit", (e) => onSearchSubmit(e).catch((err) => status(err.message, true)));
   for (const b of document.querySelectorAll("nav button")) {
