@@ -45,7 +45,7 @@ def test_the_cells_view_draws_the_embedding_and_summary(cells_db: Path, tmp_path
         page.goto(url + "/#view=cells&atlas=tiny&level=L1&set=cytosig&cellsSignature=IFNG")
         page.reload()  # a change of the hash alone is no new page: the state is read on load
         try:
-            page.wait_for_selector('#cells-embedding[data-drawn="cytosig|IFNG|1200"] .main-svg', timeout=30_000)
+            page.wait_for_selector('#cells-embedding[data-drawn="cytosig|IFNG|1200"] .main-svg', timeout=90_000)
         except Exception:
             raise AssertionError(f"not drawn; status {page.inner_text('#status')!r}, errors {errors}") from None
         api = httpx.get(url + "/api/v1/cells/tiny/cytosig/embedding", params={"signature": "IFNG", "limit": 50000},
