@@ -15,9 +15,9 @@ import pytest
 from scipy import stats
 
 import cytoatlas
-from cytoatlas._validate.tables import read_parquet
 from cytoatlas.cli import main
 from cytoatlas.demo_atlas import _PLANTED, DEMO2_RENAME, _cytosig
+from cytoatlas.io.tables import read_parquet
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 CONTRACT = {

@@ -9,7 +9,7 @@ import pytest
 
 import cytoatlas
 from cytoatlas import CytoatlasError
-from cytoatlas._validate.tables import read_parquet
+from cytoatlas.io.tables import read_parquet
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 from conftest import KANG
 
 import cytoatlas
-from cytoatlas._validate.tables import read_parquet
 from cytoatlas.cli import main
+from cytoatlas.io.tables import read_parquet
 from cytoatlas.registry import atlas_from_mapping
 
 LEVELS = {"ct": "cell_type", "donor_only": []}

@@ -24,7 +24,6 @@ from cytoatlas._validate import cross_atlas as xa
 from cytoatlas._validate import figures as fg
 from cytoatlas._validate.inputs import LevelSet, discover
 from cytoatlas._validate.summaries import cytosig_vs_secact, summary
-from cytoatlas._validate.tables import read_parquet, write_parquet, write_table
 from cytoatlas._validate.within import CELL_TYPE_COLUMNS, RHO_COLUMNS, across_cell_types, within_atlas
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import (
@@ -45,6 +44,7 @@ from cytoatlas.io.manifest import (
     upstream_fingerprint,
 )
 from cytoatlas.io.results import read_activity, read_header, read_pseudobulk
+from cytoatlas.io.tables import read_parquet, write_parquet, write_table
 from cytoatlas.registry import AtlasConfig, load_registry
 
 log = logging.getLogger("cytoatlas.validate")

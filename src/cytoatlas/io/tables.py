@@ -1,4 +1,4 @@
-"""Tidy tables written as CSV and Parquet, each atomically (temporary name, fsync, rename).
+"""Tidy tables (validation, comparisons) written as CSV and Parquet, each atomically (temporary name, fsync, rename).
 
 Parquet goes through DuckDB, which scans a pandas frame natively (no pyarrow needed).
 """
