@@ -325,3 +325,26 @@ def test_sigterm_saves_a_checkpoint_and_resume_is_identical(synth, tmp_path):
     a = _read(layout.cells_activity_path(d, "synth", "cytosig"))
     b = _read(layout.cells_activity_path(layout.cells_dir(tmp_path / "f"), "synth", "cytosig"))
     assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_skip_existing_keeps_current_sets_and_redoes_the_rest(synth, tmp_path, caplog):
+    path, _ = synth
+    cfg = tiny_config(path)
+    directory = layout.cells_dir(tmp_path)
+    first = cytoatlas.cells(cfg, tmp_path, signatures=["cytosig", "secact"])
+    stamps = {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+    caplog.set_level("INFO", logger="cytoatlas.cells")
+    assert cytoatlas.cells(cfg, tmp_path, signatures=["cytosig", "secact"], skip_existing=True) == first
+    assert {p.name: p.stat().st_mtime_ns for p in directory.iterdir()} == stamps
+    assert "skipped: cytosig, secact" in caplog.text
+    secact = layout.cells_activity_path(directory, "tiny", "secact")
+    reference = ad.read_h5ad(secact).X.copy()
+    with open(secact, "r+b") as fh:  # a damaged set is scored again, the other one is left alone
+        fh.seek(-10, 2)
+        fh.write(b"0123456789")
+    cytoatlas.cells(cfg, tmp_path, signatures=["cytosig", "secact"], skip_existing=True)
+    cytosig = layout.cells_activity_path(directory, "tiny", "cytosig")
+    assert cytosig.stat().st_mtime_ns == stamps[cytosig.name] and secact.stat().st_mtime_ns != stamps[secact.name]
+    np.testing.assert_array_equal(ad.read_h5ad(secact).X, reference)  # the same scores as with both sets
+    cytoatlas.cells(cfg, tmp_path, signatures=["cytosig"], lambda_=1e5, skip_existing=True)  # other parameters
+    assert cytosig.stat().st_mtime_ns != stamps[cytosig.name]

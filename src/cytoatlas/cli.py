@@ -279,7 +279,7 @@ def _cells(args: argparse.Namespace) -> None:
     paths = cells(args.atlas, args.out, registry=args.registry, data_root=args.data_root, signatures=sets,
                   signature_files=args.signature_file or (), layers=layers, embedding=args.embedding,
                   batch_size=args.batch_size, lambda_=args.lambda_, threads=args.threads, resume=args.resume,
-                  checkpoint_every=args.checkpoint_every, **_scheduler_options(args))
+                  skip_existing=args.skip_existing, checkpoint_every=args.checkpoint_every, **_scheduler_options(args))
     print("\n".join(map(str, paths)))
 
 
@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE,
                    help=f"cells per block read (default {defaults.BATCH_SIZE})")
     p.add_argument("--threads", type=int, help="threads decompressing and scoring (default: all usable cores)")
+    p.add_argument("--skip-existing", action="store_true",
+                   help="leave signature sets whose outputs exist and match this atlas file and these parameters")
     _registry_args(p)
     _checkpoint_args(p)
     _scheduler_args(p)

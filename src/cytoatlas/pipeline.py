@@ -42,7 +42,7 @@ def run(
     ``activity_options`` to :func:`cytoatlas.activity` (signatures, method, centre, ...). A ``scheduler`` (and
     ``slurm``) in ``pseudobulk_options`` runs both steps on one Dask cluster (see :mod:`cytoatlas.cluster`).
     ``cells_options`` (off by default: ``None``) adds the per-cell step, :func:`cytoatlas.cells` into
-    ``out/cells``, with those options (it is computed again on every run: it keeps no current outputs yet).
+    ``out/cells``, with those options (its current outputs are kept too).
     """
     from cytoatlas._activity import activity
     from cytoatlas._pseudobulk import pseudobulk
@@ -69,7 +69,7 @@ def run(
         if cells_options is not None:
             from cytoatlas._cells import cells
 
-            paths += cells(cfg, out, resume=resume, scheduler=scheduler, **dict(cells_options))
+            paths += cells(cfg, out, resume=resume, skip_existing=True, scheduler=scheduler, **dict(cells_options))
         return paths
 
 

@@ -37,7 +37,7 @@ from cytoatlas.io import layout
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.h5ad import open_counts, open_h5ad
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import record, update_manifest
+from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest
 from cytoatlas.io.prefetch import Prefetch
 from cytoatlas.io.results import unique_symbols
 from cytoatlas.progress import Progress, peak_rss_gb
@@ -67,6 +67,7 @@ def cells(
     scheduler: str | None = None,
     slurm: Mapping[str, Any] | None = None,
     resume: bool = False,
+    skip_existing: bool = False,
     checkpoint_every: float = defaults.CHECKPOINT_EVERY,
 ) -> list[Path]:
     """Per-cell activity of every kept cell of an atlas, as secactpy computes it (``is_single_cell_level``).
@@ -102,6 +103,10 @@ def cells(
         results are identical.
     resume
         Continue from the last checkpoint (the files are identical to an uninterrupted run's).
+    skip_existing
+        Leave the outputs of a signature set alone when they are current: recorded in ``out/cells``' manifest,
+        checksums verified, made from this atlas file with these parameters and this version of the set. Only
+        the other sets are scored (a set's scores do not depend on which other sets are scored with it).
     checkpoint_every
         Seconds between checkpoints of the scoring pass (also taken on SIGTERM).
 
@@ -134,6 +139,17 @@ def cells(
         params = {"counts": cfg.counts, "sample_col": cfg.sample_col, "gene_symbols": cfg.gene_symbols or "",
                   "exclude": {c: list(v) for c, v in cfg.exclude}, "levels": [lev.name for lev in cfg.levels],
                   "lambda": float(lambda_), "layers": list(layers), "embedding": plan.embedding_key or ""}
+        if skip_existing:
+            current = [s.name for s in sets if _current(directory, cfg.name, s, params, fingerprint,
+                                                        plan.embedding is not None)]
+            if current:
+                log.info("%s: per-cell outputs exist, verify and are current; skipped: %s", cfg.name,
+                         ", ".join(current))
+            if len(current) == len(sets):
+                return [layout.cells_activity_path(directory, cfg.name, s.name) for s in sets]
+            if current:  # the plan (candidate genes) of the sets left
+                sets = [s for s in sets if s.name not in current]
+                plan = plan_cells(f, cfg, counts.shape[0], counts.shape[1], sets, embedding)
         identity = {"input": {k: v for k, v in fingerprint.items() if k != "path"}, "parameters": params,
                     "sets": [[s.name, s.version] for s in sets], "version": __version__}
         log.info("%s: %s cells (%s kept) x %s genes; %s", cfg.name, f"{counts.shape[0]:,}", f"{plan.n_kept:,}",
@@ -156,6 +172,23 @@ def cells(
              ", ".join(f"{m.sig.name} ({m.n:,}/{len(m.sig.genes):,} genes)" for m in models),
              time.perf_counter() - t0, peak_rss_gb())
     return paths
+
+
+def _record_parameters(params: dict, sig, kind: str) -> dict:
+    """What a per-cell output's manifest record holds as its parameters: the run's, the set and its version."""
+    return {**params, "signature": sig.name, "signature_version": sig.version, "kind": kind}
+
+
+def _current(directory: Path, atlas: str, sig, params: dict, fingerprint: dict, with_embedding: bool) -> bool:
+    """Whether every output of set ``sig`` is complete and made from these inputs and parameters."""
+    entries = read_manifest(directory)
+    kinds = ["activity", "summary"] + (["embedding"] if with_embedding else [])
+    for kind in kinds:
+        path = layout.cells_path(directory, atlas, sig.name, kind)
+        state, _ = check_output(path, entries.get(path.name), _record_parameters(params, sig, kind), [fingerprint])
+        if state != "complete":
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -271,7 +304,7 @@ def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: 
     for m, path, s in zip(models, paths, summaries, strict=True):
         tables = write_tables(directory, cfg.name, m, s, plan, QUANTILES, per_label)
         for kind, p in [("activity", path), *tables]:
-            records[p.name] = record(p, step="cells", parameters={**params, "signature": m.sig.name, "kind": kind},
+            records[p.name] = record(p, step="cells", parameters=_record_parameters(params, m.sig, kind),
                                      inputs=[fingerprint], atlas=cfg.name, signature=m.sig.name, kind=kind)
     update_manifest(directory, records)
     ckpt.unlink(missing_ok=True)
