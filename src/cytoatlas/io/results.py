@@ -153,8 +153,9 @@ def read_rows(x: h5py.Dataset, columns: np.ndarray | None = None, *, dtype=None,
     chunk_rows = x.chunks[0] if x.chunks else 1
     step = max(chunk_rows, READ_BUDGET // max(1, k * x.dtype.itemsize) // chunk_rows * chunk_rows)
     try:
-        # the outputs of this project are stored unfiltered: their chunks are read in parallel, outside HDF5
-        if read_matrix_direct(x, columns, out, transposed, threads=max(2, usable_cores())):
+        # the outputs of this project are stored unfiltered: their chunks are read in parallel, outside HDF5;
+        # four reads in flight even on two cores (the disk serves them concurrently: cold, ~20 % faster than two)
+        if read_matrix_direct(x, columns, out, transposed, threads=max(4, usable_cores())):
             return out
         if columns is None and not transposed and out.dtype == x.dtype:
             x.read_direct(out)  # HDF5 reads each chunk once, straight into the result
