@@ -155,9 +155,10 @@ def read_matrix_direct(ds: h5py.Dataset, columns: np.ndarray | None, out: np.nda
 
     The chunks' bytes are the values themselves: their file offsets come from HDF5 once, then ``threads``
     threads read them with ``os.pread`` (which releases the GIL and keeps several reads in flight: ~1.8 against
-    ~1.2 GB/s here from a cold page cache), with the kernel's read-ahead off and copy the kept columns out, each chunk read once. Chunks holding
-    no kept column are not read. Returns False, having read nothing, for any other storage (filters, contiguous
-    or unallocated chunks, a file not opened from a path); the caller then reads through h5py.
+    ~1.2 GB/s here from a cold page cache), with the kernel's read-ahead off, and copy the kept columns out,
+    each chunk read once. Chunks holding no kept column are not read. Returns False, having read nothing, for
+    any other storage (filters, contiguous or unallocated chunks, a file not opened from a path); the caller
+    then reads through h5py.
     """
     from concurrent.futures import ThreadPoolExecutor
 
