@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -11,8 +12,12 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+import cytoatlas
 from cytoatlas._compare.figures import plan_figures, write_figures
+from cytoatlas.cli import main
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.manifest import read_manifest, record, update_manifest
+from cytoatlas.io.tables import write_table
 
 ATLASES = {"alpha": {"CD4 T": "CD4 T", "Monocytes": "Monocytes", "NK": "NK"},
            "beta": {"T CD4": "CD4 T", "Mono": "Monocytes", "NK cells": "NK"}}
@@ -167,3 +172,111 @@ def test_a_secact_sized_volcano_stays_fast_and_small(tmp_path: Path) -> None:
     assert svg.stat().st_size < 400_000 and "<image" in svg.read_text()  # one raster, not 17,550 paths
     heat = (tmp_path / "heatmap__alpha__L2__secact__treated_vs_untreated.svg").read_text()
     assert heat.count(">S0") <= 40  # at most 40 signature labels
+
+
+def _validation_dir(path: Path) -> Path:
+    """A small validation directory: each validation table with one row (the columns the report reads)."""
+    row = {"atlas": "alpha", "level": "L2", "signature_set": "cytosig"}
+    tables = {
+        "summary": pd.DataFrame([{**row, "n_targets": 1, "median_rho": 0.4, "pct_positive": 100.0,
+                                  "n_significant": 1}]),
+        "rho": pd.DataFrame([{**row, "target": "IFNG", "gene": "IFNG", "stratum": "CD4 T", "n_samples": 12,
+                              "rho": 0.4, "pvalue": 0.01, "fdr": 0.02, "rho_ci_low": 0.1, "rho_ci_high": 0.6,
+                              "representative": True, "reason": "", "n_strata": 3, "median_rho": 0.4}]),
+        "rho_cell_types": pd.DataFrame([{**row, "target": "IFNG", "rho": 0.5, "reason": ""}]),
+        "cytosig_vs_secact": pd.DataFrame([{"atlas": "alpha", "level": "L2", "n_shared": 1, "statistic": 0.0,
+                                            "pvalue": 1.0}]),
+        "cross_atlas": pd.DataFrame([{"signature_set": "cytosig", "signature": "IFNG", "level": "L2",
+                                      "atlas_a": "alpha", "atlas_b": "beta", "n_cell_types": 3, "r": 0.8,
+                                      "reason": ""}]),
+        "conservation": pd.DataFrame([{"signature_set": "cytosig", "signature": "IFNG", "n_pairs": 1,
+                                       "median_r": 0.8, "conservation": "conserved", "reason": ""}]),
+        "consistency": pd.DataFrame([{"signature_set": "cytosig", "target": "IFNG", "n_atlases": 1,
+                                      "tier": "all"}]),
+        "cell_type_matches": pd.DataFrame([{"atlas": "alpha", "level": "L2", "cell_type": "CD4 T",
+                                            "harmonised": "CD4 T", "source": "shared name"}]),
+    }
+    path.mkdir(parents=True)
+    for name, df in tables.items():
+        write_table(df, path, name)
+    return path
+
+
+def _comparison_dir(path: Path, tables: dict[str, pd.DataFrame], *, top: int = 3) -> Path:
+    """What `cytoatlas compare` leaves: the four tables, the figures, a manifest recording them."""
+    path.mkdir(parents=True)
+    records = {}
+    for name, df in tables.items():
+        for p in write_table(df, path, name):
+            records[p.name] = record(p, step="compare", parameters={}, inputs=[], kind=name)
+    for p in write_figures(tables, path / "figures", top=top):
+        records[f"figures/{p.name}"] = record(p, step="compare", parameters={}, inputs=[], kind="figure")
+    update_manifest(path, records)
+    return path
+
+
+def _without_comparisons(page: str) -> str:
+    page, n_nav = re.subn(r'<a href="#compare">Condition comparisons</a>', "", page)
+    page, n_section = re.subn(r'<section id="compare">.*?</section>', "", page, flags=re.S)
+    assert n_nav == n_section == 1
+    return page
+
+
+def test_the_report_gains_a_comparison_section_and_is_unchanged_without(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "2026-12-04 20:00")  # the page says when it was written
+    val = _validation_dir(tmp_path / "val")
+    before = cytoatlas.report(val).read_text()
+    assert '<section id="compare">' not in before and "Condition comparisons" not in before
+    tables = comparison_tables()
+    cmp = _comparison_dir(tmp_path / "cmp", tables)
+    page = cytoatlas.report(val, compare=cmp).read_text()
+    # the rest of the page is byte for byte the report without comparisons
+    assert _without_comparisons(page) == before
+    section = re.search(r'<section id="compare">.*?</section>', page, flags=re.S).group(0)
+    assert "treated vs untreated (by treatment)" in section and "Association with bmi" in section
+    first = section.index("<tbody><tr>")  # the differential table's first row is the planted signature
+    assert "<td>IL10</td>" in section[first:section.index("</tr>", first)]
+    assert UNTESTABLE_REASON in section and "pDC" in section
+    # every figure recorded in the comparison's manifest is embedded: 8 volcanos / heatmaps, top = 3 forests
+    n_figures = len(list((cmp / "figures").glob("*.png")))
+    assert n_figures == 11 and section.count("data:image/png;base64,") == n_figures
+    assert f"SVG: {(cmp / 'figures').as_posix()}/forest__L2__cytosig__treated_vs_untreated__IL10.svg" in section
+    manifest = read_manifest(val)["report.html"]
+    assert manifest["parameters"]["compare"] == str(cmp)
+    assert any(i["name"].endswith("differential.parquet") for i in manifest["inputs"])
+    # a figure the manifest does not record (left from an earlier run) is not shown
+    (cmp / "figures" / "volcano__gamma__L2__cytosig__treated_vs_untreated.png").write_bytes(
+        (cmp / "figures" / "volcano__alpha__L2__cytosig__treated_vs_untreated.png").read_bytes())
+    assert cytoatlas.report(val, compare=cmp).read_text().count("data:image/png;base64,") == n_figures
+    # and without the comparison again: the page and the manifest record's parameters as before
+    assert cytoatlas.report(val).read_text() == before
+    assert read_manifest(val)["report.html"]["parameters"] == {"title": "cytoatlas validation: alpha", "max_rows": 3000}
+
+
+def test_a_comparison_with_nothing_tested_still_reports_what_was_not(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(time, "strftime", lambda fmt, *a: "2026-12-04 20:00")
+    val = _validation_dir(tmp_path / "val")
+    before = cytoatlas.report(val).read_text()
+    tables = {**empty_tables(), "untestable": comparison_tables()["untestable"]}
+    cmp = _comparison_dir(tmp_path / "cmp", tables)
+    assert not (cmp / "figures").exists()
+    page = cytoatlas.report(val, compare=cmp).read_text()
+    assert _without_comparisons(page) == before
+    assert "No contrast could be tested." in page and UNTESTABLE_REASON in page
+    assert "data:image/png" not in page.split('<section id="compare">')[1]
+
+
+def test_cli_report_with_a_comparison(tmp_path: Path, capsys) -> None:
+    val = _validation_dir(tmp_path / "val")
+    cmp = _comparison_dir(tmp_path / "cmp", {**comparison_tables(), "meta": empty_tables()["meta"]}, top=0)
+    assert main(["report", "--out", str(val), "--compare", str(cmp)]) == 0
+    assert capsys.readouterr().out.strip() == str(val / "report.html")
+    page = (val / "report.html").read_text()
+    assert '<a href="#compare">Condition comparisons</a>' in page and "treated vs untreated" in page
+    # errors: one line, exit 2
+    assert main(["report", "--out", str(val), "--compare", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cytoatlas: error: comparison directory") and err.count("\n") == 1
+    (cmp / "meta.parquet").unlink()
+    assert main(["report", "--out", str(val), "--compare", str(cmp)]) == 2
+    assert "has no meta.parquet: run `cytoatlas compare" in capsys.readouterr().err

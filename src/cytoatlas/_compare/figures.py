@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cytoatlas.defaults import COMPARE_FIGURE_TOP
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.durable import atomic_path
 from cytoatlas.io.layout import figure_paths, safe_name
@@ -73,8 +74,9 @@ def _check(df: pd.DataFrame, columns: tuple[str, ...], name: str) -> pd.DataFram
     return df
 
 
-def _by_fdr(df: pd.DataFrame) -> pd.DataFrame:
-    """Strongest first: smallest fdr, then p (missing ones last); ties keep the tables' deterministic order."""
+def strongest_first(df: pd.DataFrame) -> pd.DataFrame:
+    """``df``'s rows strongest first: smallest fdr, then p (missing ones last); ties keep the tables' order
+    (deterministic: the comparison sorts them by their keys)."""
     return df.sort_values(["fdr", "pvalue"], na_position="last", kind="stable")
 
 
@@ -91,7 +93,7 @@ def _forest_keys(meta: pd.DataFrame, top: int | None) -> pd.DataFrame:
     """The (analysis, level, set, by, contrast, signature) of the ``top`` strongest meta rows' signatures, each
     with its strongest row (whose tau2 and I2 the title shows)."""
     keys = ["analysis", "level", "signature_set", "by", "contrast", "signature"]
-    best = _by_fdr(meta).drop_duplicates(keys)
+    best = strongest_first(meta).drop_duplicates(keys)
     return best if top is None else best.head(top)
 
 
@@ -100,7 +102,7 @@ def _label(by: str, analysis: str, contrast: str) -> str:
     return contrast if analysis == "differential" else f"slope per unit of {by}"
 
 
-def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = 12) -> list[ComparisonFigure]:
+def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_FIGURE_TOP) -> list[ComparisonFigure]:
     """The figures :func:`write_figures` draws from ``tables``, in order, without drawing them.
 
     Parameters
@@ -189,7 +191,7 @@ def volcano(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
     ax.scatter(effect[order], logp[order], s=9, c=colour[order], alpha=0.8, linewidths=0, rasterized=True)
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     # only significant points are labelled: labels of the null cloud would only overlap one another
-    for i, r in enumerate(_by_fdr(rows[sig]).head(N_VOLCANO_LABELS).itertuples(index=False)):
+    for i, r in enumerate(strongest_first(rows[sig]).head(N_VOLCANO_LABELS).itertuples(index=False)):
         ax.annotate(f"{r.signature} ({r.cell_type})", (r.effect, -np.log10(max(r.pvalue, np.finfo(float).tiny))),
                     fontsize=7, xytext=(3, 3 if i % 2 == 0 else -9), textcoords="offset points")
     ax.set_xlabel("mean activity z difference (group - reference)" if plan.analysis == "differential"
@@ -236,7 +238,7 @@ def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, direc
     """One signature across atlases: per harmonised cell type, each atlas' effect +- CI and the pooled diamond."""
     from matplotlib.patches import Polygon
 
-    meta = _by_fdr(meta).drop_duplicates("harmonised").head(MAX_FOREST_CELL_TYPES)
+    meta = strongest_first(meta).drop_duplicates("harmonised").head(MAX_FOREST_CELL_TYPES)
     if meta.empty:
         return None
     lines = []  # (label, effect, low, high, pooled?)
@@ -274,7 +276,7 @@ def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, direc
     return _save(fig, directory, plan.stem)
 
 
-def write_figures(tables: dict[str, pd.DataFrame], directory: Path, *, top: int = 12) -> list[Path]:
+def write_figures(tables: dict[str, pd.DataFrame], directory: Path, *, top: int = COMPARE_FIGURE_TOP) -> list[Path]:
     """Draw the comparison figures of ``tables`` into ``directory`` (PNG and SVG each, written atomically).
 
     Parameters
