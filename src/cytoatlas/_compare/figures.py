@@ -253,8 +253,10 @@ def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, direc
     ax = fig.subplots()
     y = np.arange(len(lines))[::-1].astype(float)
     for yy, (_, eff, lo, hi, pooled) in zip(y, lines, strict=True):
+        if pooled and yy > 0:  # a faint rule under each cell type's block
+            ax.axhline(yy - 0.5, color="#dde2e8", lw=0.8)
         if pooled:
-            if np.isfinite(lo) and np.isfinite(hi):
+            if np.isfinite([eff, lo, hi]).all():
                 ax.add_patch(Polygon([(lo, yy), (eff, yy + 0.32), (hi, yy), (eff, yy - 0.32)], closed=True,
                                      color="#23395d"))
             else:
