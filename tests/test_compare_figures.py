@@ -151,6 +151,16 @@ def test_empty_tables_make_no_figures(tmp_path: Path) -> None:
         write_figures(bad, tmp_path / "figures")
 
 
+def test_one_file_name_is_planned_once(caplog) -> None:
+    tables = comparison_tables()
+    diff = tables["differential"]
+    once = plan_figures({"differential": diff})
+    # a second grouping column with the same contrast name ("treated vs untreated") would write the same files
+    twice = plan_figures({"differential": pd.concat([diff, diff.assign(by="arm")], ignore_index=True)})
+    assert [p.stem for p in twice] == [p.stem for p in once] and len({p.stem for p in once}) == len(once) == 4
+    assert "drawn once" in caplog.text
+
+
 def test_a_secact_sized_volcano_stays_fast_and_small(tmp_path: Path) -> None:
     """~1,170 signatures x 15 cell types in one volcano: the scatter is rasterised in the SVG."""
     rng = np.random.default_rng(1)

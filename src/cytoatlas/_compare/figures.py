@@ -128,8 +128,8 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
                 "volcano", _stem("volcano", atlas, level, sig_set, contrast), analysis, level, sig_set, by,
                 contrast, atlas, "", f"Volcano: {atlas}, {level}, {sig_set}, {what}",
                 f"Each point one signature in one cell type ({analysis}, by {by}): {x} against -log10 p; "
-                f"coloured where the BH FDR over the table is below {FDR_THRESHOLD:g}, the strongest labelled "
-                "\"signature (cell type)\"."))
+                f"coloured where the BH FDR (over the atlas x level x set x contrast) is below {FDR_THRESHOLD:g}, "
+                "the strongest of those labelled \"signature (cell type)\"."))
             plans.append(ComparisonFigure(
                 "heatmap", _stem("heatmap", atlas, level, sig_set, contrast), analysis, level, sig_set, by,
                 contrast, atlas, "", f"Effects: {atlas}, {level}, {sig_set}, {what}",
@@ -148,7 +148,20 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
                 f"Per harmonised cell type (at most {MAX_FOREST_CELL_TYPES}, strongest first): each atlas' "
                 "effect with its 95% CI (squares) and the DerSimonian-Laird random-effects pooled effect with its "
                 "CI (diamond); I2 of each cell type beside its pooled row."))
-    return plans
+    return _unique(plans)
+
+
+def _unique(plans: list[ComparisonFigure]) -> list[ComparisonFigure]:
+    """The first plan of each stem: two contrasts whose names differ only in characters a file name cannot hold
+    (or a covariate named like a contrast) would write one file twice."""
+    seen, out = set(), []
+    for plan in plans:
+        if plan.stem in seen:
+            log.warning("figure %s: drawn once, for the first of the contrasts with this file name", plan.stem)
+            continue
+        seen.add(plan.stem)
+        out.append(plan)
+    return out
 
 
 def _save(fig, directory: Path, stem: str) -> list[Path]:
