@@ -38,13 +38,18 @@ _META_COLUMNS = ("analysis", "level", "signature_set", "harmonised", "signature"
                  "ci_low", "ci_high", "pvalue", "fdr", "tau2", "i2", "n_atlases")
 
 
-# --- figure stems: contract B's names. Until cytoatlas.io.layout has its compare section, they are made here;
-# --- at the merge these become layout's functions (same stems).
-def _stem(kind: str, *parts: str) -> str:
+# --- contract B's figure stems, spelled as cytoatlas.io.layout's compare section spells them (same name, same
+# --- arguments): at the merge this block becomes `from cytoatlas.io.layout import compare_figure_stem`.
+_FIGURE_PARTS = {"volcano": ("atlas", "level", "signature_set", "contrast"),
+                 "forest": ("level", "signature_set", "contrast", "signature"),
+                 "heatmap": ("atlas", "level", "signature_set", "contrast")}
+
+
+def compare_figure_stem(kind: str, **parts: str) -> str:
     """``volcano__{atlas}__{level}__{set}__{contrast}``, ``heatmap__{atlas}__{level}__{set}__{contrast}``,
     ``forest__{level}__{set}__{contrast}__{signature}``: each part through :func:`safe_name`."""
-    return "__".join([kind, *(safe_name(p) for p in parts)])
-# --- end of the stems block
+    return "__".join([kind, *(safe_name(parts[name]) for name in _FIGURE_PARTS[kind])])
+# --- end of contract B's figure stems
 
 
 @dataclass(frozen=True)
@@ -125,13 +130,15 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
             what = _label(by, analysis, contrast)
             x = "effect (mean activity z difference)" if analysis == "differential" else "slope"
             plans.append(ComparisonFigure(
-                "volcano", _stem("volcano", atlas, level, sig_set, contrast), analysis, level, sig_set, by,
+                "volcano", compare_figure_stem("volcano", atlas=atlas, level=level, signature_set=sig_set,
+                                    contrast=contrast), analysis, level, sig_set, by,
                 contrast, atlas, "", f"Volcano: {atlas}, {level}, {sig_set}, {what}",
                 f"Each point one signature in one cell type ({analysis}, by {by}): {x} against -log10 p; "
                 f"coloured where the BH FDR (over the atlas x level x set x contrast) is below {FDR_THRESHOLD:g}, "
                 "the strongest of those labelled \"signature (cell type)\"."))
             plans.append(ComparisonFigure(
-                "heatmap", _stem("heatmap", atlas, level, sig_set, contrast), analysis, level, sig_set, by,
+                "heatmap", compare_figure_stem("heatmap", atlas=atlas, level=level, signature_set=sig_set,
+                                    contrast=contrast), analysis, level, sig_set, by,
                 contrast, atlas, "", f"Effects: {atlas}, {level}, {sig_set}, {what}",
                 f"{x[0].upper()}{x[1:]} per cell type (rows) and signature (columns; at most "
                 f"{MAX_HEATMAP_SIGNATURES}, those with the smallest FDR in any cell type); dots mark FDR < "
@@ -142,7 +149,8 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
         for row in _forest_keys(meta, top).itertuples(index=False):
             what = _label(row.by, row.analysis, row.contrast)
             plans.append(ComparisonFigure(
-                "forest", _stem("forest", row.level, row.signature_set, row.contrast, row.signature), row.analysis,
+                "forest", compare_figure_stem("forest", level=row.level, signature_set=row.signature_set,
+                                    contrast=row.contrast, signature=row.signature), row.analysis,
                 row.level, row.signature_set, row.by, row.contrast, "", row.signature,
                 f"Across atlases: {row.signature} ({row.signature_set}), {row.level}, {what}",
                 f"Per harmonised cell type (at most {MAX_FOREST_CELL_TYPES}, strongest first): each atlas' "

@@ -17,14 +17,14 @@ from cytoatlas._compare.figures import FDR_THRESHOLD, ComparisonFigure, plan_fig
 from cytoatlas._validate.report import html_cards, html_figure, html_table
 from cytoatlas.defaults import REPORT_COMPARE_ROWS
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.layout import VALIDATION_FIGURES_DIR, manifest_key, table_paths
+from cytoatlas.io.layout import manifest_key, table_paths
 from cytoatlas.io.manifest import read_manifest, recorded_checksum
 from cytoatlas.io.tables import read_parquet
 
-# --- contract B's names. Until cytoatlas.io.layout has its compare section they are spelled here; at the merge
-# --- they become layout's COMPARE_TABLES and the comparison's figures directory (DIR/figures).
+# --- contract B's names, spelled as cytoatlas.io.layout's compare section spells them: at the merge this block
+# --- becomes `from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES`.
 COMPARE_TABLES = ("differential", "association", "meta", "untestable")
-_FIGURES_DIR = VALIDATION_FIGURES_DIR
+COMPARE_FIGURES_DIR = "figures"
 # --- end of contract B's names
 
 _SHOWN = {
@@ -77,7 +77,7 @@ def comparison_figures(directory: str | os.PathLike, tables: dict[str, pd.DataFr
     recorded = {k for k, e in read_manifest(directory).items() if e.get("kind") == "figure" and k.endswith(".png")}
     out = []
     for plan in plan_figures(tables, top=None):
-        png = directory / _FIGURES_DIR / f"{plan.stem}.png"
+        png = directory / COMPARE_FIGURES_DIR / f"{plan.stem}.png"
         if png.is_file() and (not recorded or manifest_key(png, directory) in recorded):
             out.append(plan)
     return out
@@ -128,9 +128,9 @@ def _contrast_block(i: int, key: tuple[str, str, str], tables: dict[str, pd.Data
         parts += [f'<p class="note">Across atlases (DerSimonian-Laird random effects per harmonised cell type x '
                   f"signature): {len(meta):,} rows, {n_meta:,} with FDR &lt; {FDR_THRESHOLD:g}.</p>",
                   html_table(_shown(meta, "meta"), f"t_cmp_meta_{i}", top_rows, bad=None)]
-    svg_dir = f"{(directory / _FIGURES_DIR).as_posix()}/"
+    svg_dir = f"{(directory / COMPARE_FIGURES_DIR).as_posix()}/"
     for kind in ("forest", "volcano", "heatmap"):
-        parts += [html_figure(directory / _FIGURES_DIR / f"{f.stem}.png", f.title, f.caption, svg_dir)
+        parts += [html_figure(directory / COMPARE_FIGURES_DIR / f"{f.stem}.png", f.title, f.caption, svg_dir)
                   for f in figures if f.kind == kind and (f.analysis, f.by, f.contrast) == key]
     return "".join(parts)
 
