@@ -211,10 +211,14 @@ def volcano(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
     order = np.argsort(sig, kind="stable")  # significant points drawn last, on top
     ax.scatter(effect[order], logp[order], s=9, c=colour[order], alpha=0.8, linewidths=0, rasterized=True)
     ax.axvline(0, color="grey", lw=0.8, ls="--")
-    # only significant points are labelled: labels of the null cloud would only overlap one another
+    # only significant points are labelled: labels of the null cloud would only overlap one another; a label
+    # points inwards so the axes never cut it
+    middle = float(np.mean(ax.get_xlim()))
     for i, r in enumerate(strongest_first(rows[sig]).head(N_VOLCANO_LABELS).itertuples(index=False)):
+        right = r.effect > middle
         ax.annotate(f"{r.signature} ({r.cell_type})", (r.effect, -np.log10(max(r.pvalue, np.finfo(float).tiny))),
-                    fontsize=7, xytext=(3, 3 if i % 2 == 0 else -9), textcoords="offset points")
+                    fontsize=7, xytext=(-3 if right else 3, 3 if i % 2 == 0 else -9), textcoords="offset points",
+                    ha="right" if right else "left")
     ax.set_xlabel("mean activity z difference (group - reference)" if plan.analysis == "differential"
                   else f"slope: activity z per unit of {plan.by}")
     ax.set_ylabel("-log10 p")
