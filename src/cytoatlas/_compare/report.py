@@ -129,7 +129,7 @@ def _contrast_block(i: int, key: tuple[str, str, str], tables: dict[str, pd.Data
                   f"signature): {len(meta):,} rows, {n_meta:,} with FDR &lt; {FDR_THRESHOLD:g}.</p>",
                   html_table(_shown(meta, "meta"), f"t_cmp_meta_{i}", top_rows, bad=None)]
     svg_dir = f"{(directory / COMPARE_FIGURES_DIR).as_posix()}/"
-    for kind in ("forest", "volcano", "heatmap"):
+    for kind in ("volcano", "heatmap", "forest"):  # the overview first, then each signature across atlases
         parts += [html_figure(directory / COMPARE_FIGURES_DIR / f"{f.stem}.png", f.title, f.caption, svg_dir)
                   for f in figures if f.kind == kind and (f.analysis, f.by, f.contrast) == key]
     return "".join(parts)
