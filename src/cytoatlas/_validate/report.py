@@ -180,11 +180,11 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
     unmatched = matches[(matches["harmonised"] == "") & (matches["source"] != "unstratified level")]
     computed = cons[cons["reason"] == ""]
     cards = html_cards([("atlases", str(len(atlases))), ("correlations computed", f"{(rho['reason'] == '').sum():,}"),
-                    ("targets with a representative rho", f"{len(rep):,}"),
-                    ("median representative rho", f"{rep['rho'].median():.3f}" if len(rep) else "-"),
-                    ("signatures conserved",
-                     f"{(computed['conservation'] == 'conserved').sum():,} of {len(computed):,}"),
-                    ("cell type labels unmatched", f"{len(unmatched):,} of {len(matches):,}")])
+                         ("targets with a representative rho", f"{len(rep):,}"),
+                         ("median representative rho", f"{rep['rho'].median():.3f}" if len(rep) else "-"),
+                         ("signatures conserved",
+                          f"{(computed['conservation'] == 'conserved').sum():,} of {len(computed):,}"),
+                         ("cell type labels unmatched", f"{len(unmatched):,} of {len(matches):,}")])
     rep_cols = ["atlas", "level", "signature_set", "target", "gene", "stratum", "n_samples", "rho", "pvalue", "fdr",
                 "rho_ci_low", "rho_ci_high", "n_strata", "median_rho"]
     not_done = rho[rho["reason"] != ""].groupby(["atlas", "level", "signature_set", "reason"]).size() \
