@@ -212,7 +212,7 @@ def _validate(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from cytoatlas._validate import report
 
-    print(report(args.out, title=args.title, max_rows=args.max_rows))
+    print(report(args.out, title=args.title, max_rows=args.max_rows, compare=args.compare))
 
 
 def _activity(args: argparse.Namespace) -> None:
@@ -401,6 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the directory written by `cytoatlas validate` (gets report.html)")
     p.add_argument("--title", help="page title")
     p.add_argument("--max-rows", type=int, default=3000, help="rows shown per table (files hold all; 3000)")
+    p.add_argument("--compare", metavar="CDIR",
+                   help="a directory written by `cytoatlas compare`: adds its condition comparisons to the report")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("index", help="build or update the results store (DuckDB + Parquet) from the manifests")

@@ -22,3 +22,7 @@ VALIDATE_MIN_CELL_TYPES = 3
 
 # demo
 DEMO_N_CELLS = 50_000
+
+# comparison figures and their report section
+COMPARE_FIGURE_TOP = 12  # forest plots: the signatures of this many strongest meta-analysis rows
+REPORT_COMPARE_ROWS = 200  # rows of each contrast's tables in the report (the strongest; the files hold all)

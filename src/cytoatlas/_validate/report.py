@@ -86,8 +86,9 @@ def _fmt(v) -> tuple[str, str, bool]:
     return ("" if v is None else str(v)), "", False
 
 
-def _table(df: pd.DataFrame, table_id: str, max_rows: int, bad: str | None = "reason",
-           pills: str | None = None) -> str:
+def html_table(df: pd.DataFrame, table_id: str, max_rows: int, bad: str | None = "reason",
+               pills: str | None = None) -> str:
+    """A sortable, filterable table of ``df``'s first ``max_rows`` rows (rows with a ``bad`` text highlighted)."""
     shown = df.head(max_rows)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
     body = []
@@ -109,11 +110,12 @@ def _table(df: pd.DataFrame, table_id: str, max_rows: int, bad: str | None = "re
             f'<tbody>{"".join(body)}</tbody></table></div>{more}')
 
 
-def _figure(path: Path, title: str, caption: str) -> str:
+def html_figure(path: Path, title: str, caption: str, svg_dir: str = "figures/") -> str:
+    """A figure's PNG embedded (base64), with its title, caption and where its SVG is (``svg_dir``)."""
     data = base64.b64encode(path.read_bytes()).decode()
     return (f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
             f'<figcaption><b>{html.escape(title)}.</b> {html.escape(caption)} '
-            f'(SVG: figures/{html.escape(path.with_suffix(".svg").name)})</figcaption></figure>')
+            f'(SVG: {html.escape(svg_dir)}{html.escape(path.with_suffix(".svg").name)})</figcaption></figure>')
 
 
 def _read(directory: Path, name: str) -> pd.DataFrame:
@@ -127,12 +129,14 @@ def _read(directory: Path, name: str) -> pd.DataFrame:
     return df
 
 
-def _cards(items: list[tuple[str, str]]) -> str:
+def html_cards(items: list[tuple[str, str]]) -> str:
+    """A row of cards, each a big value over its label."""
     return '<div class="cards">' + "".join(f'<div class="card"><b>{html.escape(v)}</b><span>{html.escape(k)}'
                                            f"</span></div>" for k, v in items) + "</div>"
 
 
-def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 3000) -> Path:
+def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 3000,
+           compare: str | os.PathLike | None = None) -> Path:
     """Write ``out/report.html``: a self-contained HTML report of the validation in ``out``.
 
     Parameters
@@ -143,6 +147,10 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
         Page title (default: "cytoatlas validation: ATLAS, ...").
     max_rows
         Rows shown per table (the CSV and Parquet files hold all of them).
+    compare
+        A directory written by :func:`cytoatlas.compare`: the report gains a "Condition comparisons" section (its
+        tables' strongest rows per contrast, what was not testable, its figures). None: no such section, and the
+        report is what it was before comparisons existed.
 
     Returns
     -------
@@ -163,7 +171,7 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
     title = title or f"cytoatlas validation: {', '.join(atlases)}"
 
     def figs(prefix: str) -> str:
-        return "".join(_figure(out / k, e.get("title", k), e.get("caption", "")) for k, e in sorted(figures.items())
+        return "".join(html_figure(out / k, e.get("title", k), e.get("caption", "")) for k, e in sorted(figures.items())
                        if Path(k).name.startswith(prefix))
 
     rho, summ, cons = t["rho"], t["summary"], t["conservation"]
@@ -171,12 +179,12 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
     matches = t["cell_type_matches"]
     unmatched = matches[(matches["harmonised"] == "") & (matches["source"] != "unstratified level")]
     computed = cons[cons["reason"] == ""]
-    cards = _cards([("atlases", str(len(atlases))), ("correlations computed", f"{(rho['reason'] == '').sum():,}"),
-                    ("targets with a representative rho", f"{len(rep):,}"),
-                    ("median representative rho", f"{rep['rho'].median():.3f}" if len(rep) else "-"),
-                    ("signatures conserved",
-                     f"{(computed['conservation'] == 'conserved').sum():,} of {len(computed):,}"),
-                    ("cell type labels unmatched", f"{len(unmatched):,} of {len(matches):,}")])
+    cards = html_cards([("atlases", str(len(atlases))), ("correlations computed", f"{(rho['reason'] == '').sum():,}"),
+                         ("targets with a representative rho", f"{len(rep):,}"),
+                         ("median representative rho", f"{rep['rho'].median():.3f}" if len(rep) else "-"),
+                         ("signatures conserved",
+                          f"{(computed['conservation'] == 'conserved').sum():,} of {len(computed):,}"),
+                         ("cell type labels unmatched", f"{len(unmatched):,} of {len(matches):,}")])
     rep_cols = ["atlas", "level", "signature_set", "target", "gene", "stratum", "n_samples", "rho", "pvalue", "fdr",
                 "rho_ci_low", "rho_ci_high", "n_strata", "median_rho"]
     not_done = rho[rho["reason"] != ""].groupby(["atlas", "level", "signature_set", "reason"]).size() \
@@ -193,36 +201,40 @@ of mean activity over the cell types the atlases share.</p>"""),
         ("summary", "Summary per atlas, level and signature set",
          '<p class="note">Over each target\'s representative rho: median, % positive, and how many have p &lt; 0.05 '
          "and |rho| &gt; 0.3 (n_significant; with BH-FDR &lt; 0.05: n_significant_fdr).</p>"
-         + _table(summ, "t_summary", max_rows) + figs("rho_distribution")),
+         + html_table(summ, "t_summary", max_rows) + figs("rho_distribution")),
         ("versus", "CytoSig vs SecAct on shared targets",
          '<p class="note">Targets in both sets (a CytoSig cytokine whose gene is a SecAct protein), their '
          "representative rhos paired; Wilcoxon signed-rank test of the differences.</p>"
-         + _table(t["cytosig_vs_secact"], "t_versus", max_rows)),
+         + html_table(t["cytosig_vs_secact"], "t_versus", max_rows)),
         ("targets", "Targets", figs("top_targets") + figs("scatter")
-         + "<h3>Representative rho of every target</h3>" + _table(rep[rep_cols], "t_rep", max_rows, bad=None)),
+         + "<h3>Representative rho of every target</h3>" + html_table(rep[rep_cols], "t_rep", max_rows, bad=None)),
         ("celltypes", "Across cell types (bootstrap from the resampled files)",
          '<p class="note">Rho over a level\'s cell-type pseudobulks; its 95% interval spans the rhos of the donor '
          "bootstraps in the <code>_resampled</code> files.</p>"
-         + _table(t["rho_cell_types"][t["rho_cell_types"]["reason"] == ""], "t_ct", max_rows, bad=None)),
+         + html_table(t["rho_cell_types"][t["rho_cell_types"]["reason"] == ""], "t_ct", max_rows, bad=None)),
         ("cross", "Across atlases",
          '<p class="note">Per signature and compared level of an atlas pair: Pearson r of mean activity over the '
          "matched cell types (at least 3). Conserved: r &gt; 0.7 in at least two pairs (or the only one); "
-         "moderate: r &gt; 0.5 as often.</p>" + _table(cons_sorted, "t_cons", max_rows, pills="conservation")
+         "moderate: r &gt; 0.5 as often.</p>" + html_table(cons_sorted, "t_cons", max_rows, pills="conservation")
          + figs("agreement") + figs("heatmap") + "<h3>Every comparison</h3>"
-         + _table(t["cross_atlas"], "t_cross", max_rows)),
+         + html_table(t["cross_atlas"], "t_cross", max_rows)),
         ("consistency", "Consistency across atlases",
          '<p class="note">Per target, the atlases whose representative rho exceeds 0.1: in all, most (more than '
-         "half) or few of them.</p>" + _table(t["consistency"], "t_consistency", max_rows)),
+         "half) or few of them.</p>" + html_table(t["consistency"], "t_consistency", max_rows)),
         ("matching", "Cell-type matching",
          f'<p class="note">{len(unmatched):,} label(s) match no shared name and take no part in the cross-atlas '
          "comparison; map them in the atlas' registry entry (<code>harmonise = { \"label\" = \"shared name\" }"
-         "</code>).</p>" + _table(matches.assign(reason=np.where(
+         "</code>).</p>" + html_table(matches.assign(reason=np.where(
              (matches["harmonised"] == "") & (matches["source"] != "unstratified level"), "unmatched", "")),
              "t_match", max_rows)),
         ("notcomputed", "Not computed",
          '<p class="note">Correlations that could not be computed, and why.</p>'
-         + _table(not_done, "t_nd", max_rows, bad=None)),
+         + html_table(not_done, "t_nd", max_rows, bad=None)),
     ]
+    if compare is not None:  # imported here: the comparison step comes after validation and uses its helpers
+        from cytoatlas._compare.report import comparison_inputs, comparison_section
+
+        sections.append(("compare", "Condition comparisons", comparison_section(compare, max_rows=max_rows)))
     nav = "".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{html.escape(name)}</h2>{content}</section>'
                    for sid, name, content in sections)
@@ -236,8 +248,12 @@ of mean activity over the cell types the atlases share.</p>"""),
     write_text_atomic(path, page)
     inputs = [{"name": k, "checksum": recorded_checksum(e)} for k, e in sorted(entries.items())
               if e.get("kind") in ("table", "figure")]
-    update_manifest(out, {REPORT_NAME: record(path, step="report", parameters={"title": title, "max_rows": max_rows},
-                                              inputs=inputs, kind="report")})
+    parameters = {"title": title, "max_rows": max_rows}
+    if compare is not None:
+        parameters["compare"] = str(compare)
+        inputs += comparison_inputs(compare)
+    update_manifest(out, {REPORT_NAME: record(path, step="report", parameters=parameters, inputs=inputs,
+                                              kind="report")})
     log.info("report %s (%.1f MB, %d figures) in %.1f s", path, path.stat().st_size / 1e6, len(figures),
              time.perf_counter() - t0)
     return path

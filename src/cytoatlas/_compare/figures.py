@@ -1,0 +1,351 @@
+"""Comparison figures, each written as PNG and SVG: a volcano and an effect heatmap per atlas x level x signature
+set x contrast, and a forest plot across atlases for the signatures of the strongest meta-analysis rows.
+
+The figures are drawn from the comparison tables alone (``differential``, ``association``, ``meta``), on
+``matplotlib.figure.Figure`` objects (no pyplot state, no display), in the validation figures' style.
+:func:`plan_figures` says which figures the tables make (stems, titles, captions) without drawing; the report uses
+it to title the files it embeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cytoatlas.defaults import COMPARE_FIGURE_TOP
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.durable import atomic_path
+from cytoatlas.io.layout import figure_paths, safe_name
+
+log = logging.getLogger("cytoatlas.compare")
+DIVERGING = "RdBu_r"
+FDR_THRESHOLD = 0.05
+MAX_HEATMAP_SIGNATURES = 40
+MAX_FOREST_CELL_TYPES = 12
+N_VOLCANO_LABELS = 8
+ANALYSES = ("differential", "association")
+_UP, _DOWN, _FLAT = "#c0504d", "#4f81bd", "#b8bec6"
+
+# The columns each figure reads (contract B's tables hold more).
+_ROW_COLUMNS = ("atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "contrast",
+                "effect", "ci_low", "ci_high", "pvalue", "fdr")
+_META_COLUMNS = ("analysis", "level", "signature_set", "harmonised", "signature", "by", "contrast", "effect",
+                 "ci_low", "ci_high", "pvalue", "fdr", "tau2", "i2", "n_atlases")
+
+
+# --- contract B's figure stems, spelled as cytoatlas.io.layout's compare section spells them (same name, same
+# --- arguments): at the merge this block becomes `from cytoatlas.io.layout import compare_figure_stem`.
+_FIGURE_PARTS = {"volcano": ("atlas", "level", "signature_set", "contrast"),
+                 "forest": ("level", "signature_set", "contrast", "signature"),
+                 "heatmap": ("atlas", "level", "signature_set", "contrast")}
+
+
+def compare_figure_stem(kind: str, **parts: str) -> str:
+    """``volcano__{atlas}__{level}__{set}__{contrast}``, ``heatmap__{atlas}__{level}__{set}__{contrast}``,
+    ``forest__{level}__{set}__{contrast}__{signature}``: each part through :func:`safe_name`."""
+    return "__".join([kind, *(safe_name(parts[name]) for name in _FIGURE_PARTS[kind])])
+# --- end of contract B's figure stems
+
+
+@dataclass(frozen=True)
+class ComparisonFigure:
+    """One figure the tables make: its kind (``volcano``, ``heatmap``, ``forest``), stem in ``figures/``, the
+    analysis and contrast it shows, and a title and caption for the report. ``atlas`` is empty for forests (they
+    span atlases), ``signature`` is set for forests only."""
+
+    kind: str
+    stem: str
+    analysis: str
+    level: str
+    signature_set: str
+    by: str
+    contrast: str
+    atlas: str
+    signature: str
+    title: str
+    caption: str
+
+
+def _check(df: pd.DataFrame, columns: tuple[str, ...], name: str) -> pd.DataFrame:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise CytoatlasError(f"the {name} table has no column {', '.join(missing)}; its columns: "
+                             f"{', '.join(map(str, df.columns)) or '(none)'}")
+    return df
+
+
+def strongest_first(df: pd.DataFrame) -> pd.DataFrame:
+    """``df``'s rows strongest first: smallest fdr, then p (missing ones last); ties keep the tables' order
+    (deterministic: the comparison sorts them by their keys)."""
+    return df.sort_values(["fdr", "pvalue"], na_position="last", kind="stable")
+
+
+def _analysis_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    out = {}
+    for name in ANALYSES:
+        df = tables.get(name)
+        if df is not None and len(df):
+            out[name] = _check(df, _ROW_COLUMNS, name)
+    return out
+
+
+def _forest_keys(meta: pd.DataFrame, top: int | None) -> pd.DataFrame:
+    """The (analysis, level, set, by, contrast, signature) of the ``top`` strongest meta rows' signatures, each
+    with its strongest row (whose tau2 and I2 the title shows)."""
+    keys = ["analysis", "level", "signature_set", "by", "contrast", "signature"]
+    best = strongest_first(meta).drop_duplicates(keys)
+    return best if top is None else best.head(top)
+
+
+def _label(by: str, analysis: str, contrast: str) -> str:
+    """What a figure shows: the contrast ("treated vs untreated"), or for an association the covariate's slope."""
+    return contrast if analysis == "differential" else f"slope per unit of {by}"
+
+
+def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_FIGURE_TOP) -> list[ComparisonFigure]:
+    """The figures :func:`write_figures` draws from ``tables``, in order, without drawing them.
+
+    Parameters
+    ----------
+    tables
+        ``{"differential", "association", "meta", "untestable"}`` frames with the comparison tables' columns
+        (missing or empty tables make no figures).
+    top
+        Forest plots for the signatures of this many strongest meta rows (by fdr); None: every meta signature.
+
+    Returns
+    -------
+    list of ComparisonFigure
+        Volcanos and heatmaps per atlas x level x set x contrast of each analysis, then the forests.
+    """
+    plans = []
+    for analysis, df in _analysis_tables(tables).items():
+        keys = df[["atlas", "level", "signature_set", "by", "contrast"]].drop_duplicates()
+        for atlas, level, sig_set, by, contrast in keys.itertuples(index=False):
+            what = _label(by, analysis, contrast)
+            x = "effect (mean activity z difference)" if analysis == "differential" else "slope"
+            plans.append(ComparisonFigure(
+                "volcano", compare_figure_stem("volcano", atlas=atlas, level=level, signature_set=sig_set,
+                                    contrast=contrast), analysis, level, sig_set, by,
+                contrast, atlas, "", f"Volcano: {atlas}, {level}, {sig_set}, {what}",
+                f"Each point one signature in one cell type ({analysis}, by {by}): {x} against -log10 p; "
+                f"coloured where the BH FDR (over the atlas x level x set x contrast) is below {FDR_THRESHOLD:g}, "
+                "the strongest of those labelled \"signature (cell type)\"."))
+            plans.append(ComparisonFigure(
+                "heatmap", compare_figure_stem("heatmap", atlas=atlas, level=level, signature_set=sig_set,
+                                    contrast=contrast), analysis, level, sig_set, by,
+                contrast, atlas, "", f"Effects: {atlas}, {level}, {sig_set}, {what}",
+                f"{x[0].upper()}{x[1:]} per cell type (rows) and signature (columns; at most "
+                f"{MAX_HEATMAP_SIGNATURES}, those with the smallest FDR in any cell type); dots mark FDR < "
+                f"{FDR_THRESHOLD:g}."))
+    meta = tables.get("meta")
+    if meta is not None and len(meta):
+        _check(meta, _META_COLUMNS, "meta")
+        for row in _forest_keys(meta, top).itertuples(index=False):
+            what = _label(row.by, row.analysis, row.contrast)
+            plans.append(ComparisonFigure(
+                "forest", compare_figure_stem("forest", level=row.level, signature_set=row.signature_set,
+                                    contrast=row.contrast, signature=row.signature), row.analysis,
+                row.level, row.signature_set, row.by, row.contrast, "", row.signature,
+                f"Across atlases: {row.signature} ({row.signature_set}), {row.level}, {what}",
+                f"Per harmonised cell type (at most {MAX_FOREST_CELL_TYPES}, strongest first): each atlas' "
+                "effect with its 95% CI (squares) and the DerSimonian-Laird random-effects pooled effect with its "
+                "CI (diamond); I2 of each cell type beside its pooled row."))
+    return _unique(plans)
+
+
+def _unique(plans: list[ComparisonFigure]) -> list[ComparisonFigure]:
+    """The first plan of each stem: two contrasts whose names differ only in characters a file name cannot hold
+    (or a covariate named like a contrast) would write one file twice."""
+    seen, out = set(), []
+    for plan in plans:
+        if plan.stem in seen:
+            log.warning("figure %s: drawn once, for the first of the contrasts with this file name", plan.stem)
+            continue
+        seen.add(plan.stem)
+        out.append(plan)
+    return out
+
+
+def _save(fig, directory: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    paths = figure_paths(directory, stem)
+    with matplotlib.rc_context({"svg.hashsalt": "cytoatlas", "svg.fonttype": "none"}):
+        for path in paths:
+            fmt = path.suffix[1:]
+            if fmt == "svg":  # the layout computed for the PNG holds: do not compute it again
+                fig.set_layout_engine("none")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=100,
+                            metadata={"Date": None} if fmt == "svg" else {"Software": None})
+    return paths
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _significant(df: pd.DataFrame) -> np.ndarray:
+    return df["fdr"].to_numpy(float) < FDR_THRESHOLD  # NaN compares False: not significant
+
+
+def volcano(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path]:
+    """Effect against -log10 p of one atlas x level x set x contrast; the scatter is rasterised in the SVG (SecAct
+    has ~1,170 signatures per cell type)."""
+    rows = rows[np.isfinite(rows["pvalue"].to_numpy(float)) & np.isfinite(rows["effect"].to_numpy(float))]
+    effect = rows["effect"].to_numpy(float)
+    # p = 0 (underflow) would be infinitely high: draw it at the smallest positive double's height
+    logp = -np.log10(np.clip(rows["pvalue"].to_numpy(float), np.finfo(float).tiny, 1.0))
+    sig = _significant(rows)
+    colour = np.where(~sig, _FLAT, np.where(effect > 0, _UP, _DOWN))
+    fig = _figure(6.0, 4.6)
+    ax = fig.subplots()
+    order = np.argsort(sig, kind="stable")  # significant points drawn last, on top
+    ax.scatter(effect[order], logp[order], s=9, c=colour[order], alpha=0.8, linewidths=0, rasterized=True)
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    # only significant points are labelled: labels of the null cloud would only overlap one another; a label
+    # points inwards so the axes never cut it
+    middle = float(np.mean(ax.get_xlim()))
+    for i, r in enumerate(strongest_first(rows[sig]).head(N_VOLCANO_LABELS).itertuples(index=False)):
+        right = r.effect > middle
+        ax.annotate(f"{r.signature} ({r.cell_type})", (r.effect, -np.log10(max(r.pvalue, np.finfo(float).tiny))),
+                    fontsize=7, xytext=(-3 if right else 3, 3 if i % 2 == 0 else -9), textcoords="offset points",
+                    ha="right" if right else "left")
+    ax.set_xlabel("mean activity z difference (group - reference)" if plan.analysis == "differential"
+                  else f"slope: activity z per unit of {plan.by}")
+    ax.set_ylabel("-log10 p")
+    ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: {_label(plan.by, plan.analysis, plan.contrast)}"
+                 f"\n{int(sig.sum()):,} of {len(rows):,} FDR < {FDR_THRESHOLD:g}", fontsize=10)
+    return _save(fig, directory, plan.stem)
+
+
+def heatmap(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path] | None:
+    """Effects of one atlas x level x set x contrast, cell types x signatures (the 40 with the smallest min fdr)."""
+    rows = rows.drop_duplicates(["cell_type", "signature"])
+    min_fdr = rows.groupby("signature", sort=True)["fdr"].min()
+    chosen = min_fdr.sort_values(na_position="last", kind="stable").index[:MAX_HEATMAP_SIGNATURES]
+    rows = rows[rows["signature"].isin(chosen)]
+    if rows.empty:
+        return None
+    effect = rows.pivot(index="cell_type", columns="signature", values="effect").reindex(columns=list(chosen))
+    fdr = rows.pivot(index="cell_type", columns="signature", values="fdr").reindex(index=effect.index,
+                                                                                 columns=effect.columns)
+    values = effect.to_numpy(float)
+    finite = np.abs(values[np.isfinite(values)])
+    vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+    fig = _figure(max(5.0, 0.22 * values.shape[1] + 3.0), max(2.6, 0.24 * values.shape[0] + 2.0))
+    ax = fig.subplots()
+    import matplotlib
+
+    cmap = matplotlib.colormaps[DIVERGING].with_extremes(bad="#e6e8eb")  # not computed: grey, never on the scale
+    im = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=cmap, vmin=-vmax, vmax=vmax,
+                   interpolation="nearest")
+    yi, xi = np.nonzero(fdr.to_numpy(float) < FDR_THRESHOLD)
+    if len(xi):
+        ax.scatter(xi, yi, s=14, c="black", marker="o", edgecolors="white", linewidths=0.6)  # seen on any colour
+    ax.set_xticks(range(values.shape[1]), effect.columns, rotation=90, fontsize=7)
+    ax.set_yticks(range(values.shape[0]), effect.index, fontsize=7)
+    ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: "
+                 f"{_label(plan.by, plan.analysis, plan.contrast)}", fontsize=10)
+    fig.colorbar(im, ax=ax, shrink=0.7, label="effect" if plan.analysis == "differential" else "slope")
+    return _save(fig, directory, plan.stem)
+
+
+def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path] | None:
+    """One signature across atlases: per harmonised cell type, each atlas' effect +- CI and the pooled diamond."""
+    from matplotlib.patches import Polygon
+
+    meta = strongest_first(meta).drop_duplicates("harmonised").head(MAX_FOREST_CELL_TYPES)
+    if meta.empty:
+        return None
+    lines = []  # (label, effect, low, high, pooled?)
+    for m in meta.itertuples(index=False):
+        per_atlas = rows[rows["harmonised"] == m.harmonised].sort_values(["atlas", "cell_type"], kind="stable")
+        for r in per_atlas.itertuples(index=False):
+            where = "" if r.cell_type == m.harmonised else f" ({r.cell_type})"
+            lines.append((f"{m.harmonised} · {r.atlas}{where}", r.effect, r.ci_low, r.ci_high, False))
+        i2 = "" if pd.isna(m.i2) else f", I² {m.i2:.0f}%"
+        lines.append((f"{m.harmonised} · pooled{i2}", m.effect, m.ci_low, m.ci_high, True))
+    fig = _figure(6.4, 0.24 * len(lines) + 1.6)
+    ax = fig.subplots()
+    y = np.arange(len(lines))[::-1].astype(float)
+    for yy, (_, eff, lo, hi, pooled) in zip(y, lines, strict=True):
+        if pooled and yy > 0:  # a faint rule under each cell type's block
+            ax.axhline(yy - 0.5, color="#dde2e8", lw=0.8)
+        if pooled:
+            if np.isfinite([eff, lo, hi]).all():
+                ax.add_patch(Polygon([(lo, yy), (eff, yy + 0.32), (hi, yy), (eff, yy - 0.32)], closed=True,
+                                     color="#23395d"))
+            else:
+                ax.plot([eff], [yy], marker="D", color="#23395d")
+        else:
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.hlines(yy, lo, hi, color="black", lw=0.9)
+            ax.plot([eff], [yy], marker="s", ms=4, color="#3b6ea8")
+    ax.axvline(0, color="grey", lw=0.8, ls="--")
+    ax.set_yticks(y, [text for text, *_ in lines], fontsize=7)
+    ax.set_ylim(-0.7, len(lines) - 0.3)
+    ax.autoscale(axis="x")
+    ax.set_xlabel("mean activity z difference, 95% CI" if plan.analysis == "differential"
+                  else f"slope per unit of {plan.by}, 95% CI")
+    top = meta.iloc[0]
+    ax.set_title(f"{plan.signature} ({plan.signature_set}) · {plan.level}: "
+                 f"{_label(plan.by, plan.analysis, plan.contrast)}\n{top['harmonised']}: τ² = {top['tau2']:.3g}, "
+                 f"I² = {top['i2']:.0f}%, FDR = {top['fdr']:.2g}", fontsize=10)
+    return _save(fig, directory, plan.stem)
+
+
+def write_figures(tables: dict[str, pd.DataFrame], directory: Path, *, top: int = COMPARE_FIGURE_TOP) -> list[Path]:
+    """Draw the comparison figures of ``tables`` into ``directory`` (PNG and SVG each, written atomically).
+
+    Parameters
+    ----------
+    tables
+        ``{"differential", "association", "meta", "untestable"}`` frames with the comparison tables' columns.
+        Empty (or absent) tables make no figures.
+    directory
+        The comparison's ``figures/`` directory (created when there is something to draw).
+    top
+        Forest plots for the signatures of this many strongest meta rows (by fdr), at most one per signature x
+        level x set x contrast.
+
+    Returns
+    -------
+    list of Path
+        The files written, PNG and SVG of each figure, in :func:`plan_figures`' order.
+    """
+    t0 = time.perf_counter()
+    directory = Path(directory)
+    plans = plan_figures(tables, top=top)
+    if not plans:
+        return []
+    directory.mkdir(parents=True, exist_ok=True)
+    rows = _analysis_tables(tables)
+    parts = {name: dict(iter(df.groupby(["atlas", "level", "signature_set", "contrast"], sort=False)))
+             for name, df in rows.items()}
+    meta = tables.get("meta")
+    written = []
+    for plan in plans:
+        if plan.kind == "forest":
+            df = rows.get(plan.analysis, pd.DataFrame(columns=_ROW_COLUMNS))
+            sel = ((df["level"] == plan.level) & (df["signature_set"] == plan.signature_set)
+                   & (df["contrast"] == plan.contrast) & (df["signature"] == plan.signature))
+            msel = ((meta["analysis"] == plan.analysis) & (meta["level"] == plan.level)
+                    & (meta["signature_set"] == plan.signature_set) & (meta["contrast"] == plan.contrast)
+                    & (meta["signature"] == plan.signature))
+            paths = forest(df[sel], meta[msel], plan, directory)
+        else:
+            sub = parts[plan.analysis][(plan.atlas, plan.level, plan.signature_set, plan.contrast)]
+            paths = (volcano if plan.kind == "volcano" else heatmap)(sub, plan, directory)
+        written.extend(paths or [])
+    log.info("%d comparison figures (PNG and SVG) in %s in %.1f s", len(written) // 2, directory,
+             time.perf_counter() - t0)
+    return written
