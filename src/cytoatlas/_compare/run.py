@@ -115,17 +115,17 @@ def _figure_writer():
     return write_figures
 
 
-def _write(out: Path, tables: dict[str, pd.DataFrame], figures: bool, params: dict, fps: list[dict]) -> list[Path]:
+def _write(out: Path, tables: dict[str, pd.DataFrame], write_figures, params: dict, fps: list[dict]) -> list[Path]:
     written, records = [], {}
     for name, df in tables.items():
         for p in write_table(df, out, name):  # compare_table_paths(out, name)
             written.append(p)
             records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind=name, table=name)
     log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
-    if figures:
+    if write_figures is not None:
         fig_dir = out / COMPARE_FIGURES_DIR
         fig_dir.mkdir(exist_ok=True)
-        paths = _figure_writer()(tables, fig_dir)
+        paths = write_figures(tables, fig_dir)
         for p in paths:
             written.append(p)
             records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
@@ -205,6 +205,7 @@ def compare(
         the values present), a donor in both groups of an unpaired contrast, options that do not go together.
     """
     spec = make_spec(by, reference, groups, continuous, covariates, paired_by, test, min_group_size)
+    write_figures = _figure_writer() if figures else None  # before any work: a missing module fails first
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CytoatlasError(f"output directory {out} is a file")
@@ -229,7 +230,7 @@ def compare(
                 check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
             log.info("comparison tables%s in %s are current; nothing to do", " and figures" if figures else "", out)
             return sorted(recorded)
-        written = _write(out, _compute(inputs, spec, lock), figures, params, fps)
+        written = _write(out, _compute(inputs, spec, lock), write_figures, params, fps)
         stale = [k for k, e in read_manifest(out).items() if e.get("step") == STEP and out / k not in written]
         for k in stale:
             (out / k).unlink(missing_ok=True)
