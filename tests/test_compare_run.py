@@ -214,7 +214,8 @@ def test_errors(results: Path, tmp_path: Path) -> None:
     with pytest.raises(cytoatlas.CytoatlasError, match="its values: untreated, treated"):
         cytoatlas.compare(list(ATLASES), out, results=results, by="treatment", reference="placebo", figures=False)
     with pytest.raises(cytoatlas.CytoatlasError, match="no sample x cell type activity files"):
-        cytoatlas.compare("alpha", out, results=results, levels=["L9"], by="treatment", reference="untreated")
+        cytoatlas.compare("alpha", out, results=results, levels=["L9"], by="treatment", reference="untreated",
+                          figures=False)
 
 
 def test_cli_compare(results: Path, tmp_path: Path, capsys) -> None:
