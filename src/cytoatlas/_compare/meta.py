@@ -27,6 +27,34 @@ log = logging.getLogger("cytoatlas.compare")
 _KEYS = ["analysis", "level_key", "signature_set", "harmonised", "signature", "by", "contrast"]
 
 
+def _pool(effects: np.ndarray, se: np.ndarray) -> tuple[float, float, float, float]:
+    """(pooled effect, its SE, tau^2, Q) of one DerSimonian-Laird pooling, by statsmodels' ``combine_effects``."""
+    from statsmodels.stats.meta_analysis import combine_effects  # ~0.8 s to import: only when pooling
+
+    with warnings.catch_warnings():
+        # statsmodels also computes HKSJ variances, whose square root can be of a negative: not used here
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = combine_effects(effects, se ** 2, method_re="dl")
+    # statsmodels (0.14, 0.15) leaves the DL moment estimate (Q - df) / c negative when Q < df; DerSimonian and
+    # Laird truncate it at 0, where the random-effects weights are the fixed-effect ones
+    tau2 = max(0.0, float(res.tau2))
+    if tau2 > 0:
+        return float(res.mean_effect_re), float(res.sd_eff_w_re), tau2, float(res.q)
+    return float(res.mean_effect_fe), float(res.sd_eff_w_fe), tau2, float(res.q)
+
+
+def _inference(pooled: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
+    """CI, p (normal theory), Q's p (chi^2 on ``n_atlases - 1`` df) and I^2 of pooled rows, all rows at once
+    (scipy's distributions cost ~0.1 ms a call: per row they would dominate)."""
+    effect, se, q = (pooled[c].to_numpy(dtype=float) for c in ("effect", "se", "q"))
+    df = pooled["n_atlases"].to_numpy(dtype=float) - 1
+    half = stats.norm.ppf(1 - alpha / 2) * se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(se > 0, 2 * stats.norm.sf(np.abs(effect / se)), np.nan)
+        i2 = np.where(q > 0, 100.0 * np.clip((q - df) / q, 0.0, 1.0), 0.0)
+    return pooled.assign(ci_low=effect - half, ci_high=effect + half, pvalue=p, q_pvalue=stats.chi2.sf(q, df), i2=i2)
+
+
 def dersimonian_laird(effects: np.ndarray, se: np.ndarray, alpha: float = 0.05) -> dict[str, float]:
     """Random-effects pooling of ``effects`` with standard errors ``se`` (DerSimonian-Laird, via statsmodels).
 
@@ -36,27 +64,11 @@ def dersimonian_laird(effects: np.ndarray, se: np.ndarray, alpha: float = 0.05) 
         ``effect, se, ci_low, ci_high, pvalue`` (normal theory), ``tau2``, ``q``, ``q_pvalue`` (chi^2 on
         ``k - 1`` degrees of freedom) and ``i2`` (percent, clipped to [0, 100]).
     """
-    from statsmodels.stats.meta_analysis import combine_effects  # ~0.8 s to import: only when pooling
-
     effects, se = np.asarray(effects, dtype=float), np.asarray(se, dtype=float)
-    with warnings.catch_warnings():
-        # statsmodels also computes HKSJ variances, whose square root can be of a negative: not used here
-        warnings.simplefilter("ignore", RuntimeWarning)
-        res = combine_effects(effects, se ** 2, method_re="dl", alpha=alpha)
-        homogeneity = res.test_homogeneity()
-    # statsmodels (0.14, 0.15) leaves the DL moment estimate (Q - df) / c negative when Q < df; DerSimonian and
-    # Laird truncate it at 0, where the random-effects weights are the fixed-effect ones
-    tau2 = max(0.0, float(res.tau2))
-    if tau2 > 0:
-        effect, pooled_se = float(res.mean_effect_re), float(res.sd_eff_w_re)
-    else:
-        effect, pooled_se = float(res.mean_effect_fe), float(res.sd_eff_w_fe)
-    half = stats.norm.ppf(1 - alpha / 2) * pooled_se
-    q, df = float(res.q), len(effects) - 1
-    i2 = 100.0 * min(1.0, max(0.0, (q - df) / q)) if q > 0 else 0.0
-    return {"effect": effect, "se": pooled_se, "ci_low": effect - half, "ci_high": effect + half,
-            "pvalue": float(2 * stats.norm.sf(abs(effect / pooled_se))) if pooled_se > 0 else np.nan,
-            "tau2": tau2, "q": q, "q_pvalue": float(homogeneity.pvalue), "i2": i2}
+    effect, pooled_se, tau2, q = _pool(effects, se)
+    row = pd.DataFrame({"effect": [effect], "se": [pooled_se], "tau2": [tau2], "q": [q], "n_atlases": [len(effects)]})
+    out = _inference(row, alpha).iloc[0]
+    return {k: float(out[k]) for k in ("effect", "se", "ci_low", "ci_high", "pvalue", "tau2", "q", "q_pvalue", "i2")}
 
 
 def _studies(rows: pd.DataFrame) -> pd.DataFrame:
@@ -91,14 +103,13 @@ def meta_analysis(effects: pd.DataFrame) -> pd.DataFrame:
     studies = _studies(effects)
     rows = []
     for key, part in studies.groupby(_KEYS, sort=True, dropna=False):
-        if part["atlas"].nunique() < 2:
+        if len(part) < 2:  # one study per atlas (see _studies)
             continue
-        pooled = dersimonian_laird(part["effect"].to_numpy(), part["se"].to_numpy())
+        effects = part["effect"].to_numpy()
+        effect, se, tau2, q = _pool(effects, part["se"].to_numpy())
         record = dict(zip(_KEYS, key, strict=True))
         record["level"] = spelling[record.pop("level_key")]
-        signs = np.sign(part["effect"].to_numpy())
-        record.update(pooled, n_atlases=len(part), atlases=",".join(sorted(part["atlas"])),
-                      sign_agreement=float(np.mean(signs == np.sign(pooled["effect"]))), fdr=np.nan)
-        rows.append(record)
-    return table_frame("meta", rows)
-
+        rows.append({**record, "effect": effect, "se": se, "tau2": tau2, "q": q, "n_atlases": len(part),
+                     "atlases": ",".join(sorted(part["atlas"])), "fdr": np.nan,
+                     "sign_agreement": float(np.mean(np.sign(effects) == np.sign(effect)))})
+    return table_frame("meta", _inference(pd.DataFrame(rows)) if rows else [])

@@ -42,8 +42,16 @@ def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in map(str, items) if s.strip())
 
 
-def make_spec(by, reference, groups, continuous, covariates, paired_by, test, min_group_size) -> Spec:
-    """The comparison asked for, checked: what is compared with what, and how."""
+def make_spec(by: str | None, reference: str | None, groups: str | Sequence[str] | None,
+              continuous: str | Sequence[str] | None, covariates: str | Sequence[str] | None, paired_by: str | None,
+              test: str, min_group_size: int) -> Spec:
+    """The comparison asked for (see :func:`compare`), checked: what is compared with what, and how.
+
+    Raises
+    ------
+    CytoatlasError
+        Nothing to compare, an unknown test, options that do not go together, a column named twice.
+    """
     spec = Spec(by=by or None, reference=None if reference is None else str(reference), groups=_names(groups),
                 continuous=_names(continuous), covariates=_names(covariates), paired_by=paired_by or None, test=test,
                 min_group_size=int(min_group_size))
