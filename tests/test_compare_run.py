@@ -241,23 +241,29 @@ def test_statsmodels_is_not_imported_by_the_cli_or_the_package() -> None:
 
 
 def test_compare_reads_the_pipelines_activity_files(demo_h5ad: Path, tmp_path: Path) -> None:
-    """On pseudobulk + activity made by the pipeline: a covariate scan of each donor's mean cell count."""
+    """On pseudobulk + activity made by the pipeline: a covariate scan of each donor's mean cell count, on a level
+    with cell types and on one without (every cell of a sample in one group, ``all``)."""
     from cytoatlas.demo import demo_config
 
-    cfg = demo_config(demo_h5ad, "demo")
+    cfg = demo_config(demo_h5ad, "demo", donor_only=True)
     root = tmp_path / "demo"
-    pb = cytoatlas.pseudobulk(cfg, root / "pseudobulk", levels=["L2"], n_bootstrap=0)
+    pb = cytoatlas.pseudobulk(cfg, root / "pseudobulk", levels=["L2", "donor_only"], n_bootstrap=0)
     cytoatlas.activity(pb, root / "activity", signatures=["cytosig"], centre="within:cell_type")
     out = tmp_path / "cmp"
     cytoatlas.compare(cfg, out, results={"demo": root}, continuous=["n_cells"], figures=False)
     tables = _tables(out)
-    act = read_activity(next(p for p in find_activity(root / "activity", "demo") if "_samples_" in p.name))
-    assert act.obs["cell_type"].nunique() * len(act.names) == len(tables["association"]) + \
-        len(act.names) * len(tables["untestable"])
     assoc = tables["association"]
-    assert set(assoc["level"]) == {"L2"} and set(assoc["signature_set"]) == {"cytosig"} and len(assoc)
-    n_donors = act.obs.groupby("cell_type", observed=True)["donor"].nunique()
-    assert dict(assoc.groupby("cell_type")["n"].first()) == {k: v for k, v in n_donors.items() if k in
-                                                             set(assoc["cell_type"])}
-    assert np.isfinite(assoc["pvalue"]).all()
+    assert set(assoc["level"]) == {"L2", "donor_only"} and set(assoc["signature_set"]) == {"cytosig"}
+    for level in ("L2", "donor_only"):
+        path = next(p for p in find_activity(root / "activity", "demo") if f"_{level.lower()}_samples_" in p.name)
+        act = read_activity(path)
+        rows = assoc[assoc["level"] == level]
+        untestable = tables["untestable"][tables["untestable"]["level"] == level]
+        assert act.obs["cell_type"].nunique() * len(act.names) == len(rows) + len(act.names) * len(untestable)
+        n_donors = act.obs.groupby("cell_type", observed=True)["donor"].nunique()
+        assert dict(rows.groupby("cell_type")["n"].first()) == {k: v for k, v in n_donors.items()
+                                                                if k in set(rows["cell_type"])}
+        assert np.isfinite(rows["pvalue"]).all()
+    pooled = assoc[assoc["level"] == "donor_only"]
+    assert set(pooled["cell_type"]) == {"all"} and set(pooled["harmonised"]) == {""}
     assert json.loads((out / "manifest.json").read_text())["outputs"]["association.parquet"]["step"] == "compare"

@@ -295,11 +295,18 @@ def _hand_dl(y: np.ndarray, se: np.ndarray) -> dict:
     ([0.40, 0.35, 0.42], [0.05, 0.07, 0.06]),          # Q < df: tau2 truncated at 0 (statsmodels leaves it < 0)
 ])
 def test_dersimonian_laird_matches_the_hand_computation(effects, se) -> None:
+    from statsmodels.stats.meta_analysis import combine_effects
+
     got = dersimonian_laird(np.array(effects), np.array(se))
     want = _hand_dl(np.array(effects), np.array(se))
     for key, value in want.items():
         assert got[key] == pytest.approx(value, rel=1e-10, abs=1e-14), key
     assert 0 <= got["i2"] <= 100
+    raw = combine_effects(np.array(effects), np.array(se) ** 2, method_re="dl").tau2
+    if want["tau2"] > 0:  # statsmodels' own random-effects numbers where tau2 needs no truncation
+        assert raw == pytest.approx(got["tau2"], rel=1e-12)
+    else:
+        assert raw < 0 and got["tau2"] == 0.0 and got["i2"] == 0.0
 
 
 def test_meta_table_pools_atlases_of_one_harmonised_type() -> None:
