@@ -91,22 +91,26 @@ class _File:
             keys["group"] = self.obs[spec.by].astype(str).to_numpy()
         self.averaged = int((keys.value_counts() > 1).sum())
 
-    def _base(self, cell_type: str, by: str, contrast: str, test: str) -> dict:
+    def row_base(self, cell_type: str, by: str, contrast: str, test: str) -> dict:
+        """The columns a table row of this file and cell type starts with (``signature``: all of them)."""
         return {"atlas": self.atlas, "level": self.level, "signature_set": self.signature_set, "cell_type": cell_type,
                 "harmonised": self.harmonised[cell_type], "signature": self.names, "by": by, "contrast": contrast,
                 "test": test, "covariates": ",".join(self.spec.covariates)}
 
     def untestable(self, cell_type: str, analysis: str, by: str, contrast: str, n_group: int, n_reference: int,
                    reason: str) -> dict:
+        """An ``untestable`` row."""
         return {"atlas": self.atlas, "level": self.level, "signature_set": self.signature_set, "cell_type": cell_type,
                 "analysis": analysis, "by": by, "contrast": contrast, "n_group": int(n_group),
                 "n_reference": int(n_reference), "reason": reason}
 
-    def _units_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def units_of(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's unit code and the units (sorted)."""
         codes, uniques = pd.factorize(self.units[rows], sort=True)
         return codes, np.asarray(uniques, dtype=object)
 
-    def _covariates(self, rows: np.ndarray, codes: np.ndarray, uniques: np.ndarray) -> dict[str, np.ndarray]:
+    def covariates_of(self, rows: np.ndarray, codes: np.ndarray, uniques: np.ndarray) -> dict[str, np.ndarray]:
+        """The covariates per unit of ``rows`` (see :func:`~cytoatlas._compare.units.unit_covariates`)."""
         return unit_covariates(self.obs.iloc[rows], codes, uniques, self.spec.covariates, self.where, self.unit_col)
 
 
@@ -153,7 +157,7 @@ def _check_unpaired(f: _File, labels: np.ndarray, rows: np.ndarray, group: str) 
 def _differential_rows(f: _File, cell_type: str, group: str, est: stats.Estimates, n1: int, n0: int,
                        mean1: np.ndarray, mean0: np.ndarray) -> pd.DataFrame:
     spec = f.spec
-    row = f._base(cell_type, spec.by, f"{group} vs {spec.reference}", spec.differential_test)
+    row = f.row_base(cell_type, spec.by, f"{group} vs {spec.reference}", spec.differential_test)
     row.update(group=group, reference=spec.reference, paired=bool(spec.paired_by), n_group=n1, n_reference=n0,
                mean_group=mean1, mean_reference=mean0, effect=est.effect, se=est.se, ci_low=est.ci_low,
                ci_high=est.ci_high, statistic=est.statistic, pvalue=est.pvalue, fdr=np.nan, fdr_cell_type=np.nan)
@@ -168,10 +172,10 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
 
 def _unpaired(f: _File, labels: np.ndarray, group: str, cell_type: str, rows: np.ndarray, out: FileResult) -> None:
     spec, contrast = f.spec, f"{group} vs {f.spec.reference}"
-    codes, uniques = f._units_of(rows)
+    codes, uniques = f.units_of(rows)
     y = unit_means(codes, len(uniques), f.z[rows])
     in_group = unit_means(codes, len(uniques), (labels[rows] == group).astype(float)) == 1.0
-    covariates = f._covariates(rows, codes, uniques)
+    covariates = f.covariates_of(rows, codes, uniques)
     keep = complete(covariates, len(uniques))
     n1, n0 = int((in_group & keep).sum()), int((~in_group & keep).sum())
     if min(n1, n0) < spec.min_group_size:
@@ -196,14 +200,14 @@ def _unpaired(f: _File, labels: np.ndarray, group: str, cell_type: str, rows: np
 
 def _paired(f: _File, labels: np.ndarray, group: str, cell_type: str, rows: np.ndarray, out: FileResult) -> None:
     spec, contrast = f.spec, f"{group} vs {f.spec.reference}"
-    codes, uniques = f._units_of(rows)
+    codes, uniques = f.units_of(rows)
     means, present = {}, []
     for name in (group, spec.reference):
         sel = labels[rows] == name
         means[name] = unit_means(codes[sel], len(uniques), f.z[rows][sel])
         present.append(np.bincount(codes[sel], minlength=len(uniques)) > 0)
     both = present[0] & present[1]
-    covariates = f._covariates(rows, codes, uniques)
+    covariates = f.covariates_of(rows, codes, uniques)
     keep = both & complete(covariates, len(uniques))
     n = int(keep.sum())
     if n < spec.min_group_size:
@@ -227,10 +231,10 @@ def _paired(f: _File, labels: np.ndarray, group: str, cell_type: str, rows: np.n
 
 def _association(f: _File, column: str, cell_type: str, rows: np.ndarray, out: FileResult) -> None:
     spec = f.spec
-    codes, uniques = f._units_of(rows)
+    codes, uniques = f.units_of(rows)
     y = unit_means(codes, len(uniques), f.z[rows])
     x = unit_means(codes, len(uniques), f.obs[column].to_numpy(dtype=float)[rows])
-    covariates = f._covariates(rows, codes, uniques)
+    covariates = f.covariates_of(rows, codes, uniques)
     keep = np.isfinite(x) & complete(covariates, len(uniques))
     n = int(keep.sum())
     columns, reason = covariate_columns(covariates, keep)
@@ -249,7 +253,7 @@ def _association(f: _File, column: str, cell_type: str, rows: np.ndarray, out: F
         out.untestable.append(f.untestable(cell_type, "association", column, column, n, 0, reason))
         return
     est = stats.ols(design, y[keep], 1)
-    row = f._base(cell_type, column, column, "ols")
+    row = f.row_base(cell_type, column, column, "ols")
     row.update(n=n, effect=est.effect, se=est.se, ci_low=est.ci_low, ci_high=est.ci_high, statistic=est.statistic,
                pvalue=est.pvalue, fdr=np.nan, fdr_cell_type=np.nan)
     out.association.append(pd.DataFrame(row))
