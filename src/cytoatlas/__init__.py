@@ -4,7 +4,7 @@ from cytoatlas._version import __version__
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.registry import AtlasConfig, get_atlas, load_registry
 
-__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", "get_atlas", "index",
+__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", "compare", "get_atlas", "index",
            "load_registry", "load_signatures", "output_paths", "pseudobulk", "report", "run", "serve", "status",
            "validate"]
 
@@ -16,7 +16,8 @@ _LAZY = {"pseudobulk": ("cytoatlas._pseudobulk", "pseudobulk"),
          "cells": ("cytoatlas._cells", "cells"),
          "index": ("cytoatlas._api", "index"), "serve": ("cytoatlas._api", "serve"),
          "run": ("cytoatlas.pipeline", "run"), "status": ("cytoatlas.pipeline", "status"),
-         "validate": ("cytoatlas._validate", "validate"), "report": ("cytoatlas._validate", "report")}
+         "validate": ("cytoatlas._validate", "validate"), "report": ("cytoatlas._validate", "report"),
+         "compare": ("cytoatlas._compare", "compare")}
 
 
 def __getattr__(name: str):

@@ -209,6 +209,18 @@ def _validate(args: argparse.Namespace) -> None:
     print("\n".join(map(str, paths)))
 
 
+def _compare(args: argparse.Namespace) -> None:
+    from cytoatlas._compare import compare
+
+    paths = compare(args.atlas, args.out, results=args.results, registry=args.registry, data_root=args.data_root,
+                    levels=_list(args.levels), signatures=_list(args.signatures), by=args.by,
+                    reference=args.reference, groups=_list(args.groups),
+                    continuous=[c for item in args.continuous or [] for c in _list(item) or []],
+                    covariates=_list(args.covariates) or (), paired_by=args.paired_by, test=args.test,
+                    min_group_size=args.min_group_size, figures=not args.no_figures, force=args.force)
+    print("\n".join(map(str, paths)))
+
+
 def _report(args: argparse.Namespace) -> None:
     from cytoatlas._validate import report
 
@@ -396,6 +408,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="recompute everything, even what is current")
     _registry_args(p)
     p.set_defaults(func=_validate)
+
+    p = sub.add_parser("compare", help="activity between donor groups or along a covariate, per cell type; "
+                       "meta-analysis across atlases")
+    p.add_argument("--atlas", action="append", required=True, metavar="NAME",
+                   help="atlas to compare (repeat for several: the meta-analysis needs two or more)")
+    p.add_argument("--out", required=True, help="output directory for tables, figures and manifest")
+    p.add_argument("--results", default="results",
+                   help="parent of the atlases' results directories, RESULTS/NAME/activity (default: results)")
+    p.add_argument("--levels", help="comma-separated levels (default: every level with sample activity files)")
+    p.add_argument("--signatures", help="comma-separated signature sets (default: every set found)")
+    p.add_argument("--by", metavar="COLUMN", help="obs column of the groups (a sample column, e.g. disease)")
+    p.add_argument("--reference", metavar="VALUE", help="the group the others are compared with (with --by)")
+    p.add_argument("--groups", metavar="V1,V2", help="the groups compared with the reference (default: all others)")
+    p.add_argument("--continuous", action="append", metavar="COLUMN",
+                   help="numeric obs column whose slope is estimated (e.g. age); repeatable")
+    p.add_argument("--covariates", metavar="A,B", help="comma-separated obs columns to adjust for (e.g. age,sex)")
+    p.add_argument("--paired-by", metavar="COLUMN",
+                   help="the column of the unit seen in both groups (e.g. donor): tests per-unit differences")
+    p.add_argument("--test", choices=("ols", "wilcoxon"), default=defaults.COMPARE_TEST,
+                   help="ols (regression, default) or wilcoxon (rank-sum; signed-rank with --paired-by)")
+    p.add_argument("--min-group-size", type=int, default=defaults.COMPARE_MIN_GROUP_SIZE,
+                   help=f"fewest donors per group ({defaults.COMPARE_MIN_GROUP_SIZE})")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--force", action="store_true", help="recompute even when the tables are current")
+    _registry_args(p)
+    p.set_defaults(func=_compare)
 
     p = sub.add_parser("report", help="self-contained HTML report of a validation directory")
     p.add_argument("--out", required=True, help="the directory written by `cytoatlas validate` (gets report.html)")

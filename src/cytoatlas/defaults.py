@@ -20,6 +20,10 @@ CENTRE = "across"
 VALIDATE_MIN_SAMPLES = 10
 VALIDATE_MIN_CELL_TYPES = 3
 
+# comparisons (cytoatlas compare): the test, and the fewest donors per group (per cell type)
+COMPARE_TEST = "ols"
+COMPARE_MIN_GROUP_SIZE = 3
+
 # demo
 DEMO_N_CELLS = 50_000
 

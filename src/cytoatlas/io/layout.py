@@ -10,7 +10,8 @@ An atlas' results directory (``cytoatlas run --atlas A --out ROOT``) holds::
     ROOT/activity/{pseudobulk stem}_{set}_activity_ci.csv        bootstrap intervals of a celltype file's activity
 
 (names lower-case, as the seed's contract), each directory with its ``manifest.json`` (:mod:`.manifest`).
-Validation writes its tables, parts and figures into a directory of its own (:func:`validation_table_paths`).
+Validation writes its tables, parts and figures into a directory of its own (:func:`validation_part_paths`);
+comparisons (``cytoatlas compare``) theirs (:func:`compare_table_paths`, :func:`compare_figure_stem`).
 
 Every module that names, finds or matches result files does it through this module, and nothing else spells
 a result file name: a new kind of result is added here once.
@@ -182,6 +183,35 @@ def validation_part_paths(directory: str | os.PathLike, atlas: str, level: str, 
 def figure_paths(directory: str | os.PathLike, stem: str) -> list[Path]:
     """A figure's PNG and SVG files in ``directory``."""
     return [Path(directory) / f"{stem}.{fmt}" for fmt in FIGURE_FORMATS]
+
+
+
+# a comparison directory (``cytoatlas compare --out DIR``): four tables and, in DIR/figures, their figures
+COMPARE_TABLES = ("differential", "association", "meta", "untestable")
+COMPARE_FIGURES_DIR = "figures"
+# the parts of each figure kind's stem, in order (``volcano__{atlas}__{level}__{set}__{contrast}``)
+COMPARE_FIGURE_PARTS = {"volcano": ("atlas", "level", "signature_set", "contrast"),
+                        "forest": ("level", "signature_set", "contrast", "signature"),
+                        "heatmap": ("atlas", "level", "signature_set", "contrast")}
+
+
+def compare_table_paths(directory: str | os.PathLike, name: str) -> list[Path]:
+    """``directory/NAME.csv`` and ``directory/NAME.parquet`` of a comparison table (one of
+    :data:`COMPARE_TABLES`)."""
+    if name not in COMPARE_TABLES:
+        raise ValueError(f"comparison table must be one of {', '.join(COMPARE_TABLES)}, got {name!r}")
+    return table_paths(directory, name)
+
+
+def compare_figure_stem(kind: str, **parts: str) -> str:
+    """A comparison figure's file stem: ``{kind}__{part}__...`` with the parts of :data:`COMPARE_FIGURE_PARTS`
+    in order, each through :func:`safe_name` (e.g. ``volcano__demo__L2__cytosig__treated_vs_untreated``)."""
+    if kind not in COMPARE_FIGURE_PARTS:
+        raise ValueError(f"comparison figure kind must be one of {', '.join(COMPARE_FIGURE_PARTS)}, got {kind!r}")
+    names = COMPARE_FIGURE_PARTS[kind]
+    if set(parts) != set(names):
+        raise ValueError(f"a {kind} figure is named by {', '.join(names)}; got {', '.join(sorted(parts))}")
+    return "__".join([kind, *(safe_name(parts[n]) for n in names)])
 
 
 def manifest_key(path: str | os.PathLike, directory: str | os.PathLike) -> str:

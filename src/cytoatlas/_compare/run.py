@@ -1,0 +1,247 @@
+"""`cytoatlas.compare`: donor-level group differences and covariate slopes of activity per cell type, and their
+random-effects meta-analysis across atlases, as four tables (and figures) in one directory.
+
+The tables (``differential``, ``association``, ``meta``, ``untestable``, CSV and Parquet) and figures are recorded
+in ``OUT/manifest.json`` (step ``compare``) with the parameters and the fingerprints of every activity file read;
+a rerun with the same inputs and parameters finds them current and does nothing, ``force`` recomputes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from cytoatlas import defaults
+from cytoatlas._compare import tables as tb
+from cytoatlas._compare.analyses import TESTS, Spec, compare_file
+from cytoatlas._compare.inputs import AtlasFiles, resolve_atlases
+from cytoatlas._compare.meta import meta_analysis
+from cytoatlas._validate.harmonise import harmonise
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, compare_table_paths, manifest_key
+from cytoatlas.io.lock import DirectoryLock, remove_leftovers
+from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest, upstream_fingerprint
+from cytoatlas.io.results import read_activity
+from cytoatlas.io.tables import write_table
+from cytoatlas.registry import AtlasConfig
+
+log = logging.getLogger("cytoatlas.compare")
+STEP = "compare"
+
+
+def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """A list option given as a sequence or as one comma-separated string."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(s.strip() for s in map(str, items) if s.strip())
+
+
+def make_spec(by: str | None, reference: str | None, groups: str | Sequence[str] | None,
+              continuous: str | Sequence[str] | None, covariates: str | Sequence[str] | None, paired_by: str | None,
+              test: str, min_group_size: int) -> Spec:
+    """The comparison asked for (see :func:`compare`), checked: what is compared with what, and how.
+
+    Raises
+    ------
+    CytoatlasError
+        Nothing to compare, an unknown test, options that do not go together, a column named twice.
+    """
+    spec = Spec(by=by or None, reference=None if reference is None else str(reference), groups=_names(groups),
+                continuous=_names(continuous), covariates=_names(covariates), paired_by=paired_by or None, test=test,
+                min_group_size=int(min_group_size))
+    if not spec.by and not spec.continuous:
+        raise CytoatlasError("name what to compare: --by COLUMN (with --reference VALUE) and/or --continuous COLUMN")
+    if test not in TESTS:
+        raise CytoatlasError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
+    if spec.by and spec.reference is None:
+        raise CytoatlasError(f"--by {spec.by} needs --reference VALUE: the group the others are compared with")
+    if not spec.by and (spec.reference is not None or spec.groups or spec.paired_by):
+        raise CytoatlasError("--reference, --groups and --paired-by go with --by COLUMN")
+    if test == "wilcoxon" and spec.continuous:
+        raise CytoatlasError("--continuous is a regression slope (--test ols); a rank test has no slope")
+    if test == "wilcoxon" and spec.covariates:
+        raise CytoatlasError("--covariates need --test ols: a rank test cannot adjust for covariates")
+    if spec.min_group_size < 2:
+        raise CytoatlasError(f"min_group_size must be >= 2 (a group needs a variance), got {spec.min_group_size}")
+    named = [c for c in (spec.by, *spec.continuous, spec.paired_by) if c]
+    clash = sorted(set(spec.covariates) & set(named))
+    if clash or len(set(named)) != len(named) or len(set(spec.covariates)) != len(spec.covariates):
+        raise CytoatlasError(f"a column is named twice among --by, --continuous, --covariates and --paired-by: "
+                             f"{', '.join(clash or named)}")
+    return spec
+
+
+def _harmonised(act, overrides: Mapping[str, str]) -> dict[str, str]:
+    table = harmonise(act.obs["cell_type"].astype(str), overrides, act.separator) if "cell_type" in act.obs else None
+    return {} if table is None else dict(zip(table["cell_type"], table["harmonised"], strict=True))
+
+
+def _compute(inputs: list[AtlasFiles], spec: Spec, lock: DirectoryLock) -> dict[str, pd.DataFrame]:
+    """The four tables: every file's comparisons, their FDRs, and the meta-analysis across atlases."""
+    files = [(a, f) for a in inputs for f in a.files]
+    differential, association, untestable = [], [], []
+    for k, (a, f) in enumerate(files, 1):
+        t0 = time.perf_counter()
+        act = read_activity(f.path)
+        res = compare_file(act, a.name, _harmonised(act, a.harmonise), spec)
+        differential += res.differential
+        association += res.association
+        untestable += res.untestable
+        n_types = act.obs["cell_type"].nunique()
+        log.info("[%d/%d] %s %s %s: %d cell types x %d signatures; %d tested, %d untestable%s in %.1f s", k,
+                 len(files), a.name, f.level, f.signature_set, n_types, len(act.names),
+                 len(res.differential) + len(res.association), len(res.untestable),
+                 f"; {res.averaged} (donor, cell type) value(s) averaged over several samples" if res.averaged else "",
+                 time.perf_counter() - t0)
+        lock.touch()
+    out = {"differential": tb.with_fdr("differential", tb.concat("differential", differential)),
+           "association": tb.with_fdr("association", tb.concat("association", association)),
+           "untestable": tb.table_frame("untestable", untestable)}
+    if len(inputs) >= 2:
+        effects = pd.concat([out["differential"].assign(analysis="differential"),
+                             out["association"].assign(analysis="association")], ignore_index=True)
+        out["meta"] = tb.table_frame("meta", tb.with_fdr("meta", meta_analysis(effects)))
+    else:
+        out["meta"] = tb.table_frame("meta", [])
+    return {name: out[name] for name in COMPARE_TABLES}
+
+
+def _figure_writer():
+    try:
+        from cytoatlas._compare.figures import write_figures
+    except ModuleNotFoundError as e:
+        if e.name != "cytoatlas._compare.figures":
+            raise
+        raise CytoatlasError("this installation has no comparison figures; compare with figures=False "
+                             "(--no-figures)") from None
+    return write_figures
+
+
+def _write(out: Path, tables: dict[str, pd.DataFrame], write_figures, params: dict, fps: list[dict]) -> list[Path]:
+    written, records = [], {}
+    for name, df in tables.items():
+        for p in write_table(df, out, name):  # compare_table_paths(out, name)
+            written.append(p)
+            records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind=name, table=name)
+    log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
+    if write_figures is not None:
+        fig_dir = out / COMPARE_FIGURES_DIR
+        fig_dir.mkdir(exist_ok=True)
+        paths = write_figures(tables, fig_dir)
+        for p in paths:
+            written.append(p)
+            records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
+                                                  figure=p.stem)
+        log.info("%d figure files in %s", len(paths), fig_dir)
+    update_manifest(out, records)
+    return written
+
+
+def compare(
+    atlases: str | AtlasConfig | Sequence[str | AtlasConfig],
+    out: str | os.PathLike,
+    *,
+    results: str | os.PathLike | Mapping[str, str | os.PathLike] = "results",
+    registry: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    levels: Sequence[str] | None = None,
+    signatures: Sequence[str] | None = None,
+    by: str | None = None,
+    reference: str | None = None,
+    groups: Sequence[str] | None = None,
+    continuous: Sequence[str] = (),
+    covariates: Sequence[str] = (),
+    paired_by: str | None = None,
+    test: str = defaults.COMPARE_TEST,
+    min_group_size: int = defaults.COMPARE_MIN_GROUP_SIZE,
+    figures: bool = True,
+    force: bool = False,
+) -> list[Path]:
+    """Compare activity between donor groups, or along a donor covariate, per cell type; pool across atlases.
+
+    Parameters
+    ----------
+    atlases
+        Registry names (or :class:`~cytoatlas.AtlasConfig` objects) of the atlases to compare.
+    out
+        Output directory: ``differential``, ``association``, ``meta`` and ``untestable`` as ``.csv`` and
+        ``.parquet``, ``figures/*.png|svg`` and ``manifest.json``.
+    results
+        Parent of the atlases' results directories (``results/NAME/activity``, as written by ``cytoatlas run
+        --out results/NAME``), or a mapping ``{name: results directory}``.
+    registry, data_root
+        Registry whose entries give each atlas' level order and ``harmonise`` overrides (cell-type label ->
+        shared name) for matching cell types across atlases.
+    levels, signatures
+        Restrict to these levels and signature sets (default: every sample x cell type activity file found).
+    by, reference, groups
+        The obs column of the groups, the reference value, and the values compared with it (default: every
+        other value). Each contrast is ``"{group} vs {reference}"``; its effect ``group - reference``.
+    continuous
+        Numeric obs columns to scan: the slope of activity per unit of each (averaged per donor).
+    covariates
+        Obs columns adjusted for in the regressions (numeric: averaged per donor, centred; categorical:
+        constant per donor, indicator-coded).
+    paired_by
+        The column naming the unit seen in both groups (e.g. ``donor`` for stimulated and control samples of
+        each donor): the test is on the per-unit differences.
+    test
+        ``ols`` (regression; t-based SE, CI and p) or ``wilcoxon`` (rank-sum, signed-rank when paired; the
+        effect is still the mean difference, with a Welch or paired t interval).
+    min_group_size
+        Fewest donors per group of a contrast (3); a regression on a covariate needs ``covariates + 3``.
+    figures
+        Draw the volcano, forest and heatmap figures (False: tables only).
+    force
+        Recompute even when the tables are current.
+
+    Returns
+    -------
+    list of Path
+        The tables and figures written (or found current).
+
+    Raises
+    ------
+    CytoatlasError
+        A missing column (naming the obs columns there are), a reference or group value that is absent (naming
+        the values present), a donor in both groups of an unpaired contrast, options that do not go together.
+    """
+    spec = make_spec(by, reference, groups, continuous, covariates, paired_by, test, min_group_size)
+    write_figures = _figure_writer() if figures else None  # before any work: a missing module fails first
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CytoatlasError(f"output directory {out} is a file")
+    t0 = time.perf_counter()
+    inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
+                             list(signatures or []) or None)
+    for a in inputs:
+        log.info("atlas %s: %d sample x cell type activity file(s) in %s", a.name, len(a.files), a.results)
+    params = {"atlases": [a.name for a in inputs], "levels": list(levels or []), "signatures": list(signatures or []),
+              "by": spec.by, "reference": spec.reference, "groups": list(spec.groups),
+              "continuous": list(spec.continuous), "covariates": list(spec.covariates), "paired_by": spec.paired_by,
+              "test": spec.test, "min_group_size": spec.min_group_size, "figures": figures,
+              "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs}}
+    fps = [upstream_fingerprint(f.path) for a in inputs for f in a.files]
+    with DirectoryLock(out) as lock:
+        remove_leftovers(out / COMPARE_FIGURES_DIR)  # the lock clears the top directory only
+        entries = {} if force else read_manifest(out)
+        previous = {k: v for k, v in entries.items() if v.get("step") == STEP}
+        recorded = [out / k for k in previous]
+        tables = [p for t in COMPARE_TABLES for p in compare_table_paths(out, t)]
+        if not force and previous and all(p in recorded for p in tables) and all(
+                check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
+            log.info("comparison tables%s in %s are current; nothing to do", " and figures" if figures else "", out)
+            return sorted(recorded)
+        written = _write(out, _compute(inputs, spec, lock), write_figures, params, fps)
+        stale = [k for k, e in read_manifest(out).items() if e.get("step") == STEP and out / k not in written]
+        for k in stale:
+            (out / k).unlink(missing_ok=True)
+        update_manifest(out, {}, remove=stale)
+    log.info("comparison of %d atlas(es) written to %s in %.1f s", len(inputs), out, time.perf_counter() - t0)
+    return written
