@@ -20,7 +20,7 @@ import pandas as pd
 from cytoatlas.defaults import COMPARE_FIGURE_TOP
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.durable import atomic_path
-from cytoatlas.io.layout import figure_paths, safe_name
+from cytoatlas.io.layout import compare_figure_stem, figure_paths
 
 log = logging.getLogger("cytoatlas.compare")
 DIVERGING = "RdBu_r"
@@ -38,18 +38,6 @@ _META_COLUMNS = ("analysis", "level", "signature_set", "harmonised", "signature"
                  "ci_low", "ci_high", "pvalue", "fdr", "tau2", "i2", "n_atlases")
 
 
-# --- contract B's figure stems, spelled as cytoatlas.io.layout's compare section spells them (same name, same
-# --- arguments): at the merge this block becomes `from cytoatlas.io.layout import compare_figure_stem`.
-_FIGURE_PARTS = {"volcano": ("atlas", "level", "signature_set", "contrast"),
-                 "forest": ("level", "signature_set", "contrast", "signature"),
-                 "heatmap": ("atlas", "level", "signature_set", "contrast")}
-
-
-def compare_figure_stem(kind: str, **parts: str) -> str:
-    """``volcano__{atlas}__{level}__{set}__{contrast}``, ``heatmap__{atlas}__{level}__{set}__{contrast}``,
-    ``forest__{level}__{set}__{contrast}__{signature}``: each part through :func:`safe_name`."""
-    return "__".join([kind, *(safe_name(parts[name]) for name in _FIGURE_PARTS[kind])])
-# --- end of contract B's figure stems
 
 
 @dataclass(frozen=True)

@@ -17,15 +17,9 @@ from cytoatlas._compare.figures import FDR_THRESHOLD, ComparisonFigure, plan_fig
 from cytoatlas._validate.report import html_cards, html_figure, html_table
 from cytoatlas.defaults import REPORT_COMPARE_ROWS
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.layout import manifest_key, table_paths
+from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, manifest_key, table_paths
 from cytoatlas.io.manifest import read_manifest, recorded_checksum
 from cytoatlas.io.tables import read_parquet
-
-# --- contract B's names, spelled as cytoatlas.io.layout's compare section spells them: at the merge this block
-# --- becomes `from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES`.
-COMPARE_TABLES = ("differential", "association", "meta", "untestable")
-COMPARE_FIGURES_DIR = "figures"
-# --- end of contract B's names
 
 _SHOWN = {
     "differential": ["atlas", "level", "signature_set", "cell_type", "signature", "n_group", "n_reference",

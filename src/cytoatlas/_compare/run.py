@@ -112,17 +112,6 @@ def _compute(inputs: list[AtlasFiles], spec: Spec, lock: DirectoryLock) -> dict[
     return {name: out[name] for name in COMPARE_TABLES}
 
 
-def _figure_writer():
-    try:
-        from cytoatlas._compare.figures import write_figures
-    except ModuleNotFoundError as e:
-        if e.name != "cytoatlas._compare.figures":
-            raise
-        raise CytoatlasError("this installation has no comparison figures; compare with figures=False "
-                             "(--no-figures)") from None
-    return write_figures
-
-
 def _write(out: Path, tables: dict[str, pd.DataFrame], write_figures, params: dict, fps: list[dict]) -> list[Path]:
     written, records = [], {}
     for name, df in tables.items():
@@ -213,7 +202,9 @@ def compare(
         the values present), a donor in both groups of an unpaired contrast, options that do not go together.
     """
     spec = make_spec(by, reference, groups, continuous, covariates, paired_by, test, min_group_size)
-    write_figures = _figure_writer() if figures else None  # before any work: a missing module fails first
+    write_figures = None
+    if figures:  # matplotlib only when figures are drawn
+        from cytoatlas._compare.figures import write_figures
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise CytoatlasError(f"output directory {out} is a file")
