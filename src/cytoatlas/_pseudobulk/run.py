@@ -162,9 +162,9 @@ def pseudobulk(
     threads = threads or usable_cores()
     with open_h5ad(cfg.h5ad) as f, DirectoryLock(out) as lock, open_counts(f, cfg.counts, threads) as counts:
         obs = ObsReader(f)
+        check_sample_columns(cfg, chosen)
         obs.require(cfg.obs_columns(chosen))
         obs.require(list(cfg.sample_columns), "sample column")
-        check_sample_columns(cfg, chosen)
         var = read_var(f, cfg.counts, cfg.gene_symbols)
         if len(var) != counts.shape[1]:
             raise CytoatlasError(f"{cfg.h5ad}: {cfg.counts} has {counts.shape[1]} genes but var has {len(var)}")
