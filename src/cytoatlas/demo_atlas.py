@@ -111,8 +111,8 @@ TREATMENT_LEVELS = ("untreated", "treated")
 _CONDITION_EFFECT = {"treatment": "treated vs untreated, x a donor factor in [0.75, 1.25]",
                      "bmi": "per standardised bmi unit (mean 0, sd 1 over the donors)"}
 _BMI_MEAN, _BMI_SD, _BMI_RANGE = 26.0, 4.0, (17.0, 40.0)
-# the conditions draw from a stream of their own (from the same seed), so everything else the generator draws is
-# as it was before they existed
+# the conditions draw from a stream of their own (from the same seed), so the generator's other draws (donors,
+# compositions, profiles, milieu) are as they were before conditions existed; counts differ where profiles do
 _CONDITION_STREAM = 17
 # ... and are redrawn (at most `_CONDITION_DRAWS` times, else the best draw is kept) while treatment or bmi tracks,
 # by chance, a donor effect that was not planted on them (a donor's background milieu of any cytokine, or another
@@ -378,7 +378,7 @@ class _ConditionDraw:
             strengths[donors, k] = strength * factor
         self.treated, self.bmi = _donor_conditions(self.seed, self.n_donors, np.column_stack([milieu, strengths]))
         rng = np.random.default_rng([self.seed, _CONDITION_STREAM, 1])
-        sd = self.bmi.std(ddof=1) if self.n_donors > 1 else 0.0
+        sd = self.bmi.std(ddof=1)  # n_donors >= 2
         by_column = {"treatment": (np.flatnonzero(self.treated), None),
                      "bmi": (np.arange(self.n_donors), (self.bmi - self.bmi.mean()) / sd if sd > 0 else self.bmi * 0)}
         for cytokine, l2, column, strength in _CONDITIONS:
