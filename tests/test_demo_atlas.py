@@ -208,3 +208,66 @@ def test_invalid_sizes_are_rejected(tmp_path: pathlib.Path, kwargs: dict) -> Non
     with pytest.raises(ValueError):
         write_demo_atlas(tmp_path / "x.h5ad", **kwargs)
     assert not any(tmp_path.iterdir())
+
+
+def test_treatment_and_bmi_are_per_donor(adata: anndata.AnnData) -> None:
+    from cytoatlas.demo_atlas import TREATMENT_LEVELS
+
+    obs = adata.obs
+    assert list(obs["treatment"].cat.categories) == list(TREATMENT_LEVELS) == ["untreated", "treated"]
+    assert obs["bmi"].dtype == np.float64
+    per_donor = obs.groupby("donor", observed=True)[["treatment", "bmi"]].nunique()
+    assert (per_donor == 1).all().all()  # one value per donor
+    donors = obs.drop_duplicates("donor").set_index("donor")
+    assert (donors["treatment"] == "treated").sum() == N_DONORS // 2
+    assert donors["bmi"].between(17, 40).all() and 22 < donors["bmi"].mean() < 30 and donors["bmi"].std() > 2
+    truth = adata.uns["demo_atlas"]["planted_conditions"]
+    assert list(truth["cytokine"]) == ["IL10", "IL6"] and list(truth["column"]) == ["treatment", "bmi"]
+    assert list(truth["cell_type_l2"]) == ["Monocytes", "CD4 T"]
+    assert set(truth["donors"][0].split(",")) == set(donors.index[donors["treatment"] == "treated"])
+
+
+def test_conditions_are_drawn_independent_of_the_donor_effects() -> None:
+    from cytoatlas.demo_atlas import _CHANCE_LIMIT, _donor_conditions, _max_abs_corr
+
+    rng = np.random.default_rng(7)
+    nuisance = rng.normal(size=(24, 50))
+    np.testing.assert_allclose(_max_abs_corr(nuisance[:, 0], nuisance[:, 1:4]),
+                               np.abs(np.corrcoef(nuisance[:, :4].T)[0, 1:]).max())
+    treated, bmi = _donor_conditions(0, 24, nuisance)
+    assert treated.sum() == 12 and bmi.shape == (24,)
+    for values in (treated.astype(float), bmi):
+        assert _max_abs_corr(values, nuisance) * np.sqrt(24) < _CHANCE_LIMIT
+    again = _donor_conditions(0, 24, nuisance)
+    np.testing.assert_array_equal(again[0], treated)  # deterministic from the seed
+
+
+def test_planted_conditions_are_visible_in_the_sample_pseudobulk(atlas_dir: pathlib.Path, tmp_path: pathlib.Path,
+                                                                 cytosig: pd.DataFrame) -> None:
+    from scipy import stats
+
+    import cytoatlas
+    from cytoatlas.demo import DEMO_SAMPLE_COLUMNS, demo_config
+    from cytoatlas.demo_atlas import _response_directions
+
+    paths = cytoatlas.pseudobulk(demo_config(atlas_dir / "a.h5ad"), tmp_path, levels=["L2"], n_bootstrap=0)
+    pb = anndata.read_h5ad(next(p for p in paths if p.name.endswith("_samples.h5ad")))
+    assert list(pb.obs.columns[-4:]) == DEMO_SAMPLE_COLUMNS == ["treatment", "bmi", "sex", "age"]
+    assert pb.obs["treatment"].dtype == "category" and pb.obs["bmi"].dtype == np.float64
+
+    def score(cytokine: str) -> pd.Series:  # mean log1p CPM of the genes the planted direction raises most
+        top = _response_directions([cytokine])[cytokine].sort_values(ascending=False).index[:25]
+        return pd.Series(pb[:, top].X.mean(axis=1), index=pb.obs_names)
+
+    il10, il6 = score("IL10"), score("IL6")
+    gains, slopes = {}, {}
+    for cell_type in ("Monocytes", "CD4 T", "B", "NK"):
+        rows = (pb.obs["cell_type"] == cell_type).to_numpy()
+        treated = (pb.obs["treatment"] == "treated").to_numpy()
+        gains[cell_type] = il10[rows & treated].mean() - il10[rows & ~treated].mean()
+        slopes[cell_type] = stats.pearsonr(pb.obs.loc[rows, "bmi"], il6[rows])
+        if cell_type == "Monocytes":
+            assert stats.ttest_ind(il10[rows & treated], il10[rows & ~treated], equal_var=False).pvalue < 1e-3
+    assert gains["Monocytes"] > 0.3 and all(abs(gains[c]) < 0.3 * gains["Monocytes"] for c in ("CD4 T", "B", "NK"))
+    assert slopes["CD4 T"].statistic > 0.6 and slopes["CD4 T"].pvalue < 1e-3
+    assert all(abs(slopes[c].statistic) < slopes["CD4 T"].statistic - 0.2 for c in ("Monocytes", "B", "NK"))

@@ -23,7 +23,9 @@ DEMO_ATLASES = {
               "harmonise": {"T-unconv": "Unconventional T"}},
 }
 # bump when the generator's output changes, so `cytoatlas demo` rebuilds atlases written by an older one
-DEMO_GENERATION = 2
+DEMO_GENERATION = 3
+# per-donor obs columns of the demo atlases, copied into their sample x cell type files (for `cytoatlas compare`)
+DEMO_SAMPLE_COLUMNS = ["treatment", "bmi", "sex", "age"]
 
 
 def demo_config(h5ad: str | os.PathLike, name: str = "demo", donor_only: bool = False) -> AtlasConfig:
@@ -35,7 +37,7 @@ def demo_config(h5ad: str | os.PathLike, name: str = "demo", donor_only: bool = 
     levels = {**DEMO_LEVELS, **({"donor_only": []} if donor_only else {})}
     return atlas_from_mapping(name, {"h5ad": str(Path(h5ad).resolve()), "sample_col": "sample",
                                      "donor_col": "donor", "exclude": DEMO_EXCLUDE, "levels": levels,
-                                     "harmonise": spec["harmonise"]})
+                                     "harmonise": spec["harmonise"], "sample_columns": DEMO_SAMPLE_COLUMNS})
 
 
 def _current(path: Path, n_cells: int, seed: int) -> bool:

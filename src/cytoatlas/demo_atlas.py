@@ -8,7 +8,10 @@ L1..L4 nodes, so nested types resemble each other; doublets average a T-cell and
 (one sample each) differ in size, composition, small per-gene effects and sex genes; cells also fall in one
 of a few per-type "states" (NB-like over-dispersion). Planted responses: in a few (cytokine, L2 type, donor
 subset) triples the affected cells' log means move by ``strength * z`` (``z`` = clipped, standardised
-CytoSig column), truth in ``uns``. Counts: Poisson(library size x profile), library sizes ~4k UMIs.
+CytoSig column), truth in ``uns``. Planted conditions, the same way: donors carry a ``treatment`` (half of them
+treated) and a ``bmi``; IL10's response is raised in the monocytes of treated donors and IL6's response in CD4 T
+cells follows each donor's standardised bmi (truth in ``uns["demo_atlas"]["planted_conditions"]``).
+Counts: Poisson(library size x profile), library sizes ~4k UMIs.
 """
 
 from __future__ import annotations
@@ -100,6 +103,21 @@ _SEX_GENES = {"F": "XIST", "M": "RPS4Y1 DDX3Y UTY KDM5D"}
 # cytokine, L2 type, number of affected donors, strength (log-mean shift per signature z unit)
 _PLANTED = [("IFNG", "Monocytes", 8, 0.5), ("IL2", "CD4 T", 6, 0.4), ("TNFA", "NK", 6, 0.45),
             ("IL4", "B", 6, 0.45), ("IFN1", "CD8 T", 7, 0.4), ("TGFB1", "Dendritic cells", 5, 0.5)]
+# Planted conditions (per-donor obs columns a comparison can find): cytokine, L2 type, the column, strength. A
+# treated donor's cells of the type move by strength x a donor factor (`_DONOR_FACTOR`); along `bmi` every donor's
+# cells move by strength x the donor's standardised bmi, so the response is a slope, not a group difference.
+_CONDITIONS = [("IL10", "Monocytes", "treatment", 0.2), ("IL6", "CD4 T", "bmi", 0.1)]
+TREATMENT_LEVELS = ("untreated", "treated")
+_CONDITION_EFFECT = {"treatment": "treated vs untreated, x a donor factor in [0.75, 1.25]",
+                     "bmi": "per standardised bmi unit (mean 0, sd 1 over the donors)"}
+_BMI_MEAN, _BMI_SD, _BMI_RANGE = 26.0, 4.0, (17.0, 40.0)
+# the conditions draw from a stream of their own (from the same seed), so the generator's other draws (donors,
+# compositions, profiles, milieu) are as they were before conditions existed; counts differ where profiles do
+_CONDITION_STREAM = 17
+# ... and are redrawn (at most `_CONDITION_DRAWS` times, else the best draw is kept) while treatment or bmi tracks,
+# by chance, a donor effect that was not planted on them (a donor's background milieu of any cytokine, or another
+# planted response's donors): |r| * sqrt(n_donors) must stay below the limit (|r| < 0.53, p ~ 0.01, at 24 donors)
+_CHANCE_LIMIT, _CONDITION_DRAWS = 2.6, 200
 _N_SECACT_EXTRA, _N_STATES, _MEAN_UMI, _BASE_SD = 1000, 4, 4000.0, 1.9
 # per hierarchy depth (L1..L4): how many random genes a node shifts, and the size of the shifts
 _NODE_GENES, _NODE_SCALE = (120, 60, 40, 20), (1.0, 0.8, 0.6, 0.5)
@@ -281,12 +299,14 @@ def _make_obs(rng: np.random.Generator, table: pd.DataFrame, weights: np.ndarray
 
 
 def _cell_profiles(rng: np.random.Generator, genes: list[str], table: pd.DataFrame, donor_idx: np.ndarray,
-                   type_idx: np.ndarray, sex: np.ndarray, planted: list) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised mean profile per (donor, L4 type, state) present, and each cell's row in it."""
+                   type_idx: np.ndarray, sex: np.ndarray, planted: list,
+                   conditions: _ConditionDraw | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised mean profile per (donor, L4 type, state) present, and each cell's row in it; ``conditions``
+    adds its plants, drawn once the donors' milieu is known."""
     n_types, n_genes = len(table), len(genes)
     logp = _type_log_profiles(rng, genes, table)
-    own = [genes.index(cytokine_genes()[p[0]]) for p in planted]
-    logp[:, own] = _CYTOKINE_BASE
+    cytokines = [p[0] for p in planted] + (conditions.cytokines if conditions is not None else [])
+    logp[:, [genes.index(cytokine_genes()[c]) for c in cytokines]] = _CYTOKINE_BASE
     state = rng.integers(0, _N_STATES, donor_idx.size)
     keys, combo = np.unique((donor_idx * n_types + type_idx) * _N_STATES + state, return_inverse=True)
     d, t, s = keys // (n_types * _N_STATES), keys // _N_STATES % n_types, keys % _N_STATES
@@ -295,7 +315,11 @@ def _cell_profiles(rng: np.random.Generator, genes: list[str], table: pd.DataFra
     for sx, words in _SEX_GENES.items():
         donor_eff[np.ix_(sex == sx, [genes.index(g) for g in words.split()])] += 7.0
     directions = _response_directions(list(_cytosig().columns)).reindex(genes).fillna(0.0).to_numpy()
-    donor_eff += rng.normal(0.0, _MILIEU_SD, (sex.size, directions.shape[1])) @ directions.T
+    milieu = rng.normal(0.0, _MILIEU_SD, (sex.size, directions.shape[1]))
+    donor_eff += milieu @ directions.T
+    if conditions is not None:
+        planted = planted + conditions.draw(milieu)
+    own = [genes.index(cytokine_genes()[p[0]]) for p in planted]
     log = (logp[t] + state_eff[t, s] + donor_eff[d]).astype(np.float32)
     # planted response: shift by strength x the cytokine's own direction (0 outside CytoSig)
     z = _response_directions([p[0] for p in planted]).reindex(genes).fillna(0.0).to_numpy(np.float32).T
@@ -307,6 +331,61 @@ def _cell_profiles(rng: np.random.Generator, genes: list[str], table: pd.DataFra
         log[rows, gene] += _CYTOKINE_RISE * scale[:, 0]
     prof = np.exp(log - log.max(axis=1, keepdims=True))
     return prof / prof.sum(axis=1, keepdims=True), combo.ravel()
+
+
+def _max_abs_corr(values: np.ndarray, nuisance: np.ndarray) -> float:
+    """The largest |Pearson r| of ``values`` with a column of ``nuisance`` (donors x effects; constant ones
+    ignored)."""
+    v = values - values.mean()
+    m = nuisance - nuisance.mean(axis=0)
+    norms = np.sqrt((m**2).sum(axis=0)) * np.sqrt((v**2).sum())
+    ok = norms > 0
+    return float(np.abs(v @ m[:, ok] / norms[ok]).max(initial=0.0))
+
+
+def _donor_conditions(seed: int, n_donors: int, nuisance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per donor: treated (exactly ``n_donors // 2``) and bmi (~N(26, 4) clipped to [17, 40], one decimal), drawn
+    from the seed's condition stream until neither tracks a column of ``nuisance`` (see `_CHANCE_LIMIT`)."""
+    rng = np.random.default_rng([seed, _CONDITION_STREAM])
+    best = None
+    for _ in range(_CONDITION_DRAWS):
+        treated = np.zeros(n_donors, dtype=bool)
+        treated[rng.choice(n_donors, n_donors // 2, replace=False)] = True
+        bmi = np.round(np.clip(rng.normal(_BMI_MEAN, _BMI_SD, n_donors), *_BMI_RANGE), 1)
+        worst = max(_max_abs_corr(treated.astype(float), nuisance), _max_abs_corr(bmi, nuisance)) * np.sqrt(n_donors)
+        if best is None or worst < best[0]:
+            best = (worst, treated, bmi)
+        if worst < _CHANCE_LIMIT:
+            break
+    return best[1], best[2]
+
+
+class _ConditionDraw:
+    """An atlas' planted conditions, drawn once its donors' milieu is known (by `_cell_profiles`), so that they are
+    independent of every donor effect that was not planted on them."""
+
+    def __init__(self, seed: int, n_donors: int, planted: list):
+        self.seed, self.n_donors, self.planted = seed, n_donors, planted
+        self.cytokines = [c[0] for c in _CONDITIONS]
+        self.treated = self.bmi = None
+        self.plants: list = []
+
+    def draw(self, milieu: np.ndarray) -> list:
+        """The conditions as `_cell_profiles` plants them: (cytokine, L2 type, donor indices, strength, each
+        donor's factor), given the donors' milieu (donors x cytokines)."""
+        strengths = np.zeros((self.n_donors, len(self.planted)))
+        for k, (_, _, donors, strength, factor) in enumerate(self.planted):
+            strengths[donors, k] = strength * factor
+        self.treated, self.bmi = _donor_conditions(self.seed, self.n_donors, np.column_stack([milieu, strengths]))
+        rng = np.random.default_rng([self.seed, _CONDITION_STREAM, 1])
+        sd = self.bmi.std(ddof=1)  # n_donors >= 2
+        by_column = {"treatment": (np.flatnonzero(self.treated), None),
+                     "bmi": (np.arange(self.n_donors), (self.bmi - self.bmi.mean()) / sd if sd > 0 else self.bmi * 0)}
+        for cytokine, l2, column, strength in _CONDITIONS:
+            donors, factor = by_column[column]
+            factor = rng.uniform(*_DONOR_FACTOR, donors.size) if factor is None else factor
+            self.plants.append((cytokine, l2, donors, strength, factor))
+        return self.plants
 
 
 def _build_adata(n_cells: int, n_donors: int, seed: int, prefixes: tuple[str, str] = ("D", "S"),
@@ -323,7 +402,11 @@ def _build_adata(n_cells: int, n_donors: int, seed: int, prefixes: tuple[str, st
         donors = np.sort(rng.choice(n_donors, max(1, min(k, n_donors // 2)), replace=False))
         planted.append((cyt, l2, donors, strength, rng.uniform(*_DONOR_FACTOR, donors.size)))
     obs, donor_idx, type_idx, sex = _make_obs(rng, table, weights, n_cells, n_donors, prefixes)
-    prof, combo = _cell_profiles(rng, genes, table, donor_idx, type_idx, sex, planted)
+    draw = _ConditionDraw(seed, n_donors, planted)
+    prof, combo = _cell_profiles(rng, genes, table, donor_idx, type_idx, sex, planted, draw)
+    conditions = draw.plants
+    obs["treatment"] = pd.Categorical.from_codes(draw.treated[donor_idx].astype(np.int8), list(TREATMENT_LEVELS))
+    obs["bmi"] = draw.bmi[donor_idx]
     # sequencing depth varies per sample and per cell; myeloid cells and doublets hold more RNA
     depth = rng.lognormal(0.0, 0.15, n_donors)[donor_idx] * rng.lognormal(np.log(_MEAN_UMI), 0.3, n_cells)
     factor = obs["cell_type_l1"].map({"Myeloid": 1.25, "Doublets": 1.8}).astype(float).fillna(1.0)
@@ -341,9 +424,15 @@ def _build_adata(n_cells: int, n_donors: int, seed: int, prefixes: tuple[str, st
     truth = {"cytokine": np.array(cytokines), "cell_type_l2": np.array([rename.get(x, x) for x in l2s]),
              "strength": np.array(strengths),
              "donors": np.array([",".join(obs["donor"].cat.categories[d]) for d in donor_sets])}
+    condition_truth = {
+        "cytokine": np.array([c[0] for c in _CONDITIONS]),
+        "cell_type_l2": np.array([rename.get(c[1], c[1]) for c in _CONDITIONS]),
+        "column": np.array([c[2] for c in _CONDITIONS]), "strength": np.array([c[3] for c in _CONDITIONS]),
+        "effect": np.array([_CONDITION_EFFECT[c[2]] for c in _CONDITIONS]),
+        "donors": np.array([",".join(obs["donor"].cat.categories[p[2]]) for p in conditions])}
     uns = {"planted_responses": truth, "demo_atlas": {
         "seed": seed, "n_cells": n_cells, "n_donors": n_donors, "generator": "cytoatlas.demo_atlas",
-        "renamed": bool(rename)}}
+        "renamed": bool(rename), "planted_conditions": condition_truth}}
     return anndata.AnnData(X=X, obs=obs, var=var, uns=uns)
 
 
@@ -376,9 +465,10 @@ def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = defaults.DEMO_N_
     -------
     pathlib.Path
         ``path``. ``X`` holds raw UMI counts (CSR, float32, gzip); ``obs`` has ``sample``, ``donor``,
-        ``cell_type_l1`` .. ``cell_type_l4`` (nested, see `DEMO_LEVELS`), ``sex``, ``age``,
-        ``n_counts``, ``n_genes`` and ``pct_counts_mt``; ``var`` is indexed by gene symbol with a
-        ``gene_ids`` column; ``uns["planted_responses"]`` holds the planted truth.
+        ``cell_type_l1`` .. ``cell_type_l4`` (nested, see `DEMO_LEVELS`), ``sex``, ``age``, ``treatment``
+        (categorical ``untreated`` / ``treated``, ``n_donors // 2`` donors treated), ``bmi`` (float), ``n_counts``,
+        ``n_genes`` and ``pct_counts_mt``; ``var`` is indexed by gene symbol with a ``gene_ids`` column;
+        ``uns["planted_responses"]`` and ``uns["demo_atlas"]["planted_conditions"]`` hold the planted truth.
     """
     if n_donors < 2 or n_cells < 10 * n_donors:
         raise ValueError(f"need n_donors >= 2 and n_cells >= 10 * n_donors, got {n_cells=}, {n_donors=}")

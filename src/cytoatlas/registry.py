@@ -19,7 +19,7 @@ from cytoatlas.errors import CytoatlasError
 
 DATA_ROOT_ENV = "CYTOATLAS_DATA_ROOT"
 _KEYS = {"h5ad", "sample_col", "donor_col", "gene_symbols", "counts", "exclude", "levels", "signature_files",
-         "cell_type_map", "harmonise"}
+         "cell_type_map", "harmonise", "sample_columns"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class AtlasConfig:
     signature_files: tuple[Path, ...] = ()
     cell_type_map: tuple[tuple[str, str], ...] = ()
     harmonise: tuple[tuple[str, str], ...] = ()  # validation: cell-type label -> shared name across atlases
+    sample_columns: tuple[str, ...] = ()  # per-sample obs columns copied into sample x cell type pseudobulk obs
 
     @property
     def unit_col(self) -> str:
@@ -127,6 +128,13 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
     harm = entry.get("harmonise", {})
     if not isinstance(harm, dict) or not all(isinstance(v, str) for v in harm.values()):
         raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"shared name\", got {harm!r}")
+    sample_columns = entry.get("sample_columns", [])
+    if not isinstance(sample_columns, list) or not all(isinstance(c, str) and c for c in sample_columns):
+        raise CytoatlasError(f"atlas {name!r}: sample_columns must be a list of obs column names, "
+                             f"got {sample_columns!r}")
+    if len(set(sample_columns)) != len(sample_columns):
+        repeated = sorted({c for c in sample_columns if sample_columns.count(c) > 1})
+        raise CytoatlasError(f"atlas {name!r}: sample_columns names {', '.join(map(repr, repeated))} more than once")
     return AtlasConfig(
         name=name,
         h5ad=resolve(entry["h5ad"]),
@@ -139,6 +147,7 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
         signature_files=tuple(resolve(x) for x in files),
         cell_type_map=tuple((str(k), v) for k, v in cmap.items()),
         harmonise=tuple((str(k), v) for k, v in harm.items()),
+        sample_columns=tuple(sample_columns),
     )
 
 

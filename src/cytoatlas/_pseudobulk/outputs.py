@@ -24,6 +24,7 @@ from cytoatlas._pseudobulk._kernels import log_scaled_zscore, mix_rows, sum_atom
 from cytoatlas._pseudobulk.atoms import AtomTable, LevelGroups
 from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm_scale, inverse_std
+from cytoatlas._pseudobulk.sample_meta import SampleValues, take_rows
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.io.writer import COLUMN_BLOCK, ColumnWriter, Writeback, even_chunk, seal_file
 
@@ -109,9 +110,10 @@ def _listed(labels, counts, limit: int = 10) -> str:
 
 def plan_level(
     atoms: AtomTable, state: AtomState, groups: LevelGroups, paths: dict[str, Path], uns: dict, *,
-    min_cells: int, min_samples: int, n_bootstrap: int, seed: int,
+    min_cells: int, min_samples: int, n_bootstrap: int, seed: int, sample_values: SampleValues | None = None,
 ) -> list[FilePlan]:
-    """Plans for a level's cell type, sample x cell type and (if ``n_bootstrap``) resampled files."""
+    """Plans for a level's cell type, sample x cell type and (if ``n_bootstrap``) resampled files; the sample x
+    cell type file's obs ends with the ``sample_values`` columns (see :mod:`cytoatlas._pseudobulk.sample_meta`)."""
     name, sep, n_groups = groups.level.name, atoms.separator, len(groups.labels)
     atom_group = groups.atom_group.astype(np.int64)
 
@@ -137,6 +139,7 @@ def plan_level(
     cols = {"sample": s_lab, "cell_type": g_lab, **_parts(groups, p_group[keep]), "n_cells": n_cells[keep]}
     if not atoms.unit_is_sample:
         cols = {"donor": _sample_units(atoms, p_sample[keep]), **cols}
+    cols.update(take_rows(sample_values or {}, p_sample[keep]))
     obs = _obs([f"{s}{sep}{g}" for s, g in zip(s_lab, g_lab, strict=True)], cols)
     plans.append(FilePlan(paths["samples"], obs, {**uns, "kind": "samples"},
                           _rows(atom_pair, keep, len(p_sample))))

@@ -21,6 +21,7 @@ from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
 from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, load_checkpoint, save_checkpoint
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
 from cytoatlas._pseudobulk.partitions import accumulate_on_cluster, prepare_worker
+from cytoatlas._pseudobulk.sample_meta import SampleValues, check_sample_columns, read_sample_values
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas._version import __version__
 from cytoatlas.cluster import check_scheduler, dask_client, slurm_options, usable_cores
@@ -42,12 +43,15 @@ FIRST_BLOCK = 4096
 def level_parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, seed: int, min_cells: int,
                 min_samples: int) -> dict:
     """Everything a level's results depend on (batch size is not: results do not depend on it)."""
-    return {
+    params = {
         "counts": cfg.counts, "sample_col": cfg.sample_col, "donor_col": cfg.donor_col or "",
         "gene_symbols": cfg.gene_symbols or "", "exclude": {c: list(v) for c, v in cfg.exclude},
         "level_by": list(lev.by), "level_where": {c: list(v) for c, v in lev.where},
         "n_bootstrap": n_bootstrap, "seed": seed, "min_cells": min_cells, "min_samples": min_samples,
     }
+    if cfg.sample_columns:  # only when set: outputs of atlases without sample columns keep their records
+        params["sample_columns"] = list(cfg.sample_columns)
+    return params
 
 
 def level_status(paths: dict[str, Path], kinds: Sequence[str], parameters: dict, fingerprint: dict,
@@ -158,7 +162,9 @@ def pseudobulk(
     threads = threads or usable_cores()
     with open_h5ad(cfg.h5ad) as f, DirectoryLock(out) as lock, open_counts(f, cfg.counts, threads) as counts:
         obs = ObsReader(f)
+        check_sample_columns(cfg, chosen)
         obs.require(cfg.obs_columns(chosen))
+        obs.require(list(cfg.sample_columns), "sample column")
         var = read_var(f, cfg.counts, cfg.gene_symbols)
         if len(var) != counts.shape[1]:
             raise CytoatlasError(f"{cfg.h5ad}: {cfg.counts} has {counts.shape[1]} genes but var has {len(var)}")
@@ -200,7 +206,7 @@ def pseudobulk(
                                           warm=not scheduler)
                 if cluster is not None:
                     cluster.client.run(prepare_worker, counts.block(0, 0))
-                atoms = planning.result()
+                atoms, sample_values = planning.result()
                 if cluster is not None:
                     if state is not None:
                         log.info("%s: a checkpoint is continued in one process only; the cluster redoes the pass",
@@ -220,7 +226,7 @@ def pseudobulk(
                 uns = {**run_uns, "level": lev.name, "parameters": params[lev.name], "separator": atoms.separator}
                 plans += [p for p in plan_level(atoms, state, atoms.levels[lev.name], paths[lev.name], uns,
                                                 min_cells=min_cells, min_samples=min_samples,
-                                                n_bootstrap=n_bootstrap, seed=seed)
+                                                n_bootstrap=n_bootstrap, seed=seed, sample_values=sample_values)
                           if p.uns["kind"] in stale[lev.name]]
             out.mkdir(parents=True, exist_ok=True)
             written = write_plans(plans, state, stats, var)
@@ -237,8 +243,9 @@ def pseudobulk(
 
 
 def _plan(cfg: AtlasConfig, obs: ObsReader, counts, todo: list[Level], min_cells: int, min_samples: int,
-          n_bootstrap: int, warm: bool) -> AtomTable:
-    """The atoms of the levels to compute, checked before the pass (``warm``: load the kernels meanwhile)."""
+          n_bootstrap: int, warm: bool) -> tuple[AtomTable, SampleValues]:
+    """The atoms of the levels to compute and the sample columns' values, checked before the pass (``warm``:
+    load the kernels meanwhile)."""
     # numba's start-up (~1 s) runs on a second thread while obs becomes atoms; blocks are read only after
     # that, since h5py serialises all HDF5 calls and a block read would stall the obs reads
     loader = threading.Thread(target=AtomState.warm_up, args=(counts.block(0, 0),), daemon=True)
@@ -254,9 +261,12 @@ def _plan(cfg: AtlasConfig, obs: ObsReader, counts, todo: list[Level], min_cells
         log.warning("%s: only %d %s value(s): a bootstrap needs --min-samples %d units, so the resampled files "
                     "will have no rows; the other outputs are written", cfg.name, len(atoms.unit_labels),
                     cfg.unit_col, min_samples)
+    cell_sample = np.where(atoms.cell_atom >= 0, atoms.sample[np.maximum(atoms.cell_atom, 0)], -1)
+    sample_values = read_sample_values(obs, cfg.sample_columns, cell_sample, atoms.sample_labels)
+    del cell_sample
     if warm:
         loader.join()
-    return atoms
+    return atoms, sample_values
 
 
 def _local_pass(cfg: AtlasConfig, counts, atoms: AtomTable, state: AtomState | None, start_row: int,

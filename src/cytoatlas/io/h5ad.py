@@ -125,6 +125,25 @@ class ObsReader:
         self.require([name])
         return read_labels(self._obs[name], name)
 
+    def values(self, name: str) -> np.ndarray | pd.api.extensions.ExtensionArray:
+        """Column ``name`` with its dtype (see :func:`read_column`)."""
+        self.require([name])
+        return read_column(self._obs[name])
+
+
+def read_column(node: h5py.Group | h5py.Dataset) -> np.ndarray | pd.api.extensions.ExtensionArray:
+    """A 1-D annotation column as anndata reads it: numbers and bools as NumPy arrays, strings as ``str``
+    objects, categoricals as ``pd.Categorical`` (all categories, ordered or not), nullable columns as pandas'
+    masked arrays. Encodings this module does not read itself go through anndata."""
+    values = _read_element(node)
+    if values is None:
+        from anndata.io import read_elem
+
+        values = read_elem(node)
+    if isinstance(values, pd.Series | pd.Index):
+        values = values.array
+    return values.astype(object) if isinstance(values, np.ndarray) and values.dtype.kind in "SU" else values
+
 
 def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFrame:
     """Gene table for the counts matrix: index = gene symbol (made unique), columns gene_id, gene_symbol.
