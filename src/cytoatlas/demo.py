@@ -22,6 +22,9 @@ DEMO_ATLASES = {
     "demo2": {"seed": 1, "n_donors": 20, "donor_prefix": "P", "sample_prefix": "Q", "rename": "DEMO2_RENAME",
               "harmonise": {"T-unconv": "Unconventional T"}},
 }
+# the demo's comparison: the planted condition (IL10 in treated donors' monocytes) and covariate (IL6 in CD4 T
+# cells along BMI), per cell type with the donor as the unit, adjusted for sex and age
+DEMO_COMPARISON = {"by": "treatment", "reference": "untreated", "continuous": ["bmi"], "covariates": ["sex", "age"]}
 # bump when the generator's output changes, so `cytoatlas demo` rebuilds atlases written by an older one
 DEMO_GENERATION = 3
 # per-donor obs columns of the demo atlases, copied into their sample x cell type files (for `cytoatlas compare`)
@@ -75,12 +78,15 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = defaul
 
     Per atlas NAME (``demo``, ``demo2``): ``out/NAME_atlas.h5ad``, pseudobulk in ``out/NAME/pseudobulk``,
     CytoSig and SecAct activity (sample x cell type files centred within cell type, as the seed did) in
-    ``out/NAME/activity``; then ``out/validation`` (tables, figures, ``report.html``). ``kwargs`` go to
+    ``out/NAME/activity``; then ``out/validation`` (tables, figures), ``out/compare`` (:data:`DEMO_COMPARISON`:
+    treated vs untreated donors and the BMI scan, per cell type, adjusted for sex and age, and their
+    meta-analysis across the two atlases) and ``out/validation/report.html`` with both. ``kwargs`` go to
     :func:`cytoatlas.pseudobulk`. Outputs that are current are kept, as by ``cytoatlas run``. Returns the paths
-    (pseudobulk files, activity files written, validation outputs and the report).
+    (pseudobulk files, activity files written, validation and comparison outputs and the report).
     """
     from cytoatlas._activity import activity
     from cytoatlas._activity.signature_data import SHA256, signature_data_file
+    from cytoatlas._compare import compare
     from cytoatlas._pseudobulk import pseudobulk
     from cytoatlas._validate import report, validate
 
@@ -95,5 +101,7 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = defaul
         # as `cytoatlas run`: outputs that are current (same inputs and parameters) are kept
         pb = pseudobulk(cfg, layout.pseudobulk_dir(out / name), skip_existing=True, **kwargs)
         paths += pb + activity(pb, layout.activity_dir(out / name), centre="within:cell_type", skip_existing=True)
-    paths += validate(configs, out / "validation", results={c.name: out / c.name for c in configs})
-    return [*paths, report(out / "validation")]
+    results = {c.name: out / c.name for c in configs}
+    paths += validate(configs, out / "validation", results=results)
+    paths += compare(configs, out / "compare", results=results, **DEMO_COMPARISON)
+    return [*paths, report(out / "validation", compare=out / "compare")]
