@@ -217,7 +217,10 @@ def compare_frames(atlases: list[str], levels: list[str], seed: int = 0, by: str
                          "fdr": float(rng.uniform()), "tau2": float(rng.uniform(0, 0.1)), "q": float(rng.uniform(0, 3)),
                          "q_pvalue": float(rng.uniform()), "i2": float(rng.uniform(0, 100)),
                          "sign_agreement": float(np.mean(np.sign(part["effect"]) == np.sign(effect)))})
-    tables["meta"] = pd.DataFrame(meta)
+    tables["meta"] = pd.DataFrame(meta, columns=["analysis", "level", "signature_set", "harmonised", "signature", "by",
+                                                 "contrast", "n_atlases", "atlases", "effect", "se", "ci_low",
+                                                 "ci_high", "pvalue", "fdr", "tau2", "q", "q_pvalue", "i2",
+                                                 "sign_agreement"])
     tables["untestable"] = pd.DataFrame(untestable, columns=["atlas", "level", "signature_set", "cell_type", "analysis",
                                                              "by", "contrast", "n_group", "n_reference", "reason"])
     return tables
