@@ -401,12 +401,14 @@ const contrastKey = (c) => [c.analysis, c.by, c.contrast, c.atlas, c.level, c.si
 const contrastLabel = (c) => `${c.atlas} · ${c.level} · ${c.signature_set} — ${c.contrast} (${c.by}, ${c.analysis})`;
 
 function currentContrast() {
-  // the state's comparison, else one of the header's atlas / level / set, else of its atlas, else the first
+  // the state's comparison, else one of the header's atlas / level / set, else of its atlas, else the first;
+  // a differential one (a contrast of groups) before a covariate scan
   const want = contrastKey({ analysis: state.analysis, by: state.by, contrast: state.contrast, atlas: state.atlas,
                              level: state.level, signature_set: state.set });
+  const find = (ok) => contrasts.find((c) => ok(c) && c.analysis === "differential") ?? contrasts.find(ok);
   return contrasts.find((c) => contrastKey(c) === want)
-    ?? contrasts.find((c) => c.atlas === state.atlas && c.level === state.level && c.signature_set === state.set)
-    ?? contrasts.find((c) => c.atlas === state.atlas) ?? contrasts[0];
+    ?? find((c) => c.atlas === state.atlas && c.level === state.level && c.signature_set === state.set)
+    ?? find((c) => c.atlas === state.atlas) ?? find(() => true);
 }
 
 async function useContrast(c) {
