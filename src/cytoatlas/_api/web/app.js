@@ -457,11 +457,14 @@ async function drawCompare(token) {
   const shown = rows.filter((r) => r.pvalue !== null && r.effect !== null);
   const y = (r) => -Math.log10(Math.max(r.pvalue, 1e-300));
   const significant = (r) => r.fdr !== null && r.fdr < SIGNIFICANT;
-  const top = new Set([...shown].filter(significant).sort((a, b) => a.fdr - b.fdr || a.pvalue - b.pvalue).slice(0, 8));
+  const byFdr = (a, b) => (a.fdr ?? 2) - (b.fdr ?? 2) || a.pvalue - b.pvalue;
+  // the point to open: the one clicked (in the state), else the smallest FDR
+  const picked = shown.find((r) => r.cell_type === state.compareCellType && r.signature === state.compareSignature)
+    ?? [...shown].sort(byFdr)[0];
+  const top = new Set([...shown].filter(significant).sort(byFdr).slice(0, 8));
+  top.delete(picked);  // it has an arrow of its own
   const trace = (part, name, color) => ({
-    type: "scatter", mode: "markers+text", name, x: part.map((r) => r.effect), y: part.map(y),
-    text: part.map((r) => (top.has(r) ? `${r.signature} (${r.cell_type})` : "")), textposition: "top center",
-    textfont: { size: 10, color: "#3d405b" },
+    type: "scatter", mode: "markers", name, x: part.map((r) => r.effect), y: part.map(y),
     customdata: part.map((r) => [r.cell_type, r.signature, r.fdr ?? NaN, r.pvalue, r.harmonised ?? ""]),
     hovertemplate: "%{customdata[1]} in %{customdata[0]}<br>effect = %{x:.3g}<br>p = %{customdata[3]:.2g}, " +
                    "FDR = %{customdata[2]:.2g}<extra></extra>",
@@ -471,9 +474,18 @@ async function drawCompare(token) {
   const xTitle = c.analysis === "association" ? `slope of activity z per unit of ${c.by}`
     : `effect: mean activity z difference (${c.contrast})`;
   const div = $("compare-volcano");
+  // labels as annotations, not trace text: Plotly.react does not draw text added to a trace that had none
+  const labels = [...top].map((r) => ({ x: r.effect, y: y(r), text: `${r.signature} (${r.cell_type})`,
+                                        showarrow: false, yshift: 11, font: { size: 10, color: "#3d405b" } }));
+  if (picked) {
+    labels.push({ x: picked.effect, y: y(picked), text: `${picked.signature} (${picked.cell_type})`,
+                  showarrow: true, arrowhead: 2, ax: 40, ay: -36, bgcolor: "#ffffff", bordercolor: COLORS[0],
+                  font: { size: 11 } });
+  }
   await Plotly.react(div, traces, {
-    margin: { l: 60, r: 20, t: 40, b: 50 }, height: 460, hovermode: "closest",
-    xaxis: { title: { text: xTitle }, zeroline: true }, yaxis: { title: { text: "-log10 p" } },
+    margin: { l: 60, r: 20, t: 40, b: 50 }, height: 460, hovermode: "closest", annotations: labels,
+    xaxis: { title: { text: xTitle }, zeroline: true },
+    yaxis: { title: { text: "-log10 p" }, range: [0, 1.12 * Math.max(1, ...shown.map(y))] },  // room for labels
     title: { text: `${c.contrast} · ${c.atlas} · ${c.level} · ${c.signature_set} (${c.test ?? "not tested"})`,
              font: { size: 14 } } }, PLOT_CONFIG);
   div.dataset.drawn = `${c.analysis}|${c.atlas}|${c.level}|${c.signature_set}|${c.contrast}`;
@@ -497,9 +509,6 @@ async function drawCompare(token) {
          `rows, ${rows.filter(significant).length} with FDR < ${SIGNIFICANT}` +
          (rows.length > shown.length ? `, ${rows.length - shown.length} without a p-value (not drawn)` : "") +
          (c.n_untestable ? `; ${c.n_untestable} cell type(s) untestable` : ""));
-  // the point to open: the one clicked (in the state), else the smallest FDR
-  const picked = rows.find((r) => r.cell_type === state.compareCellType && r.signature === state.compareSignature)
-    ?? [...shown].sort((a, b) => (a.fdr ?? 2) - (b.fdr ?? 2) || a.pvalue - b.pvalue)[0];
   if (!picked) {
     Plotly.purge($("compare-forest"));
     return;
@@ -546,7 +555,7 @@ async function drawForest(token, c, picked) {
   const heterogeneity = pooled ? ` · τ² = ${fmt(pooled.tau2)}, I² = ${fmt(pooled.i2)} %`
     : " · no pooled estimate (one atlas)";
   await Plotly.react($("compare-forest"), traces, {
-    margin: { l: 60, r: 20, t: 40, b: 50 }, height: Math.max(260, 48 * (rows.length + (pooled ? 1 : 0)) + 120),
+    margin: { l: 60, r: 20, t: 60, b: 50 }, height: Math.max(360, 48 * (rows.length + (pooled ? 1 : 0)) + 140),
     showlegend: false, xaxis: { title: { text: "effect (95 % CI)" }, zeroline: true },
     yaxis: { automargin: true, autorange: "reversed", type: "category" },
     title: { text: `${what} · ${c.contrast}${heterogeneity}`, font: { size: 14 } } }, PLOT_CONFIG);
@@ -561,11 +570,16 @@ async function main() {
   $("top").value = state.top;
   try {
     atlases = (await get("/atlases")).rows;
-    if (!atlases.length) {
-      status("The store holds no atlas yet: run `cytoatlas index`.", true);
-      return;
+    if (atlases.length) {
+      await chooseAtlas();
+    } else {  // a store of comparisons alone still has its Compare tab
+      const found = await get("/compare/contrasts", { limit: 1 }).catch(() => ({ total: 0 }));
+      if (!found.total) {
+        status("The store holds no atlas yet: run `cytoatlas index`.", true);
+        return;
+      }
+      state.view = "compare";
     }
-    await chooseAtlas();
   } catch (error) {
     status(error.message, true);
     return;
