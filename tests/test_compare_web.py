@@ -63,6 +63,7 @@ def test_the_compare_tab_draws_the_volcano_and_a_points_forest(server: str) -> N
         failed: list[tuple[int, str]] = []
         page.on("response", lambda r: failed.append((r.status, r.url)) if r.status >= 400 else None)
         page.goto(server + f"/?token={TOKEN}")
+        _wait(page, "#heatmap[data-drawn] .main-svg")  # loaded (else its first render rewrites the hash set next)
         page.goto(server + "/#view=compare&atlas=beta&level=L1&set=cytosig")
         page.reload()  # the state is read on load
 

@@ -29,6 +29,8 @@ FILTERS: dict[str, tuple[str, ...]] = {
 }
 CONTRAST_FILTERS = ("analysis", "atlas", "level", "signature_set", "by", "contrast")
 VOCABULARY = sorted({c for cols in FILTERS.values() for c in cols})
+LABELS = {"by": "compared column (by)", "signature_set": "signature set", "cell_type": "cell type",
+          "harmonised": "harmonised cell type"}  # how a 404 names a filter
 
 
 def has_fdr(name: str) -> bool:

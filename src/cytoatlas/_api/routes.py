@@ -326,7 +326,7 @@ def build_router(run: Callable) -> APIRouter:
             raise NotFound("no comparisons in the store (run `cytoatlas compare`, then `cytoatlas index`)", [])
         for col, value in filters.items():
             if value is not None and col != "fdr_max":
-                check(col.replace("_", " "), value, cat.compare["*"][col], " in the comparisons")
+                check(compare_tables.LABELS.get(col, col), value, cat.compare["*"][col], " in the comparisons")
 
     def compare_route(name: str, doc: str) -> None:
         def endpoint(format: Format = "json", limit: Limit = DEFAULT_LIMIT,

@@ -1,5 +1,6 @@
-"""The store's schema: DuckDB tables for what is small, Parquet parts for the matrices, and the validation tables'
-contract (their columns and types, as `cytoatlas validate` writes them)."""
+"""The store's schema: DuckDB tables for what is small, Parquet parts for the matrices, and the contracts of the
+validation and comparison tables (their columns and types, as `cytoatlas validate` / `cytoatlas compare` write
+them)."""
 
 from __future__ import annotations
 
