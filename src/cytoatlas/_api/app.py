@@ -176,8 +176,8 @@ def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
 
     app = FastAPI(title="cytoatlas", version="1", openapi_url="/api/v1/openapi.json", docs_url=None,
                   redoc_url=None, description="Pseudobulk expression, cytokine / secreted-protein activity and "
-                  "their validation, from a `cytoatlas index` store. Every table: `format=json|csv|parquet`, "
-                  "`limit` / `offset` pages in a stable order.")
+                  "their validation, and condition comparisons, from a `cytoatlas index` store. Every table: "
+                  "`format=json|csv|parquet`, `limit` / `offset` pages in a stable order.")
     app.state.reader = reader
 
     @app.exception_handler(NotFound)

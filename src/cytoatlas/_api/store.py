@@ -215,8 +215,8 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
     summary = IndexSummary(db=db)
     candidates, summary.skipped = discover(out, parts, verify)
     if not candidates:
-        raise CytoatlasError(f"no pseudobulk, activity or validation outputs with a manifest under {out} "
-                             "(run `cytoatlas run` / `cytoatlas demo` first)")
+        raise CytoatlasError(f"no pseudobulk, activity or validation outputs (nor comparisons) with a manifest under "
+                             f"{out} (run `cytoatlas run` / `cytoatlas demo` first)")
     settings = _settings(expression)
     with DirectoryLock(parts):
         previous = None if force else _previous(db, settings)
