@@ -150,3 +150,95 @@ def running_server(db: Path, *extra: str, timeout: float = 30.0):
             proc.kill()
             proc.wait()
         log.close()
+
+
+COMPARE_CELL_TYPES = {"L1": ["B cells", "Myeloid", "NK cells", "T cells"], "L2": ["B", "CD4 T", "Monocytes", "NK"]}
+COMPARE_HARMONISED = {"B cells": "b", "Myeloid": "myeloid", "NK cells": "nk", "T cells": "t", "B": "b",
+                      "CD4 T": "cd4_t", "Monocytes": "myeloid", "NK": "nk"}
+COMPARE_SIGNATURES = ["Activin A", "IFNG", "IL10", "IL4", "TNFA"]
+
+
+def compare_frames(atlases: list[str], levels: list[str], seed: int = 0, by: str = "treatment",
+                   covariate: str = "bmi") -> dict[str, pd.DataFrame]:
+    """The four tables of `cytoatlas compare` (contract columns and dtypes) with random but known values: a
+    ``{by}`` contrast "treated vs untreated" and a ``{covariate}`` scan, per atlas x level x cell type x CytoSig
+    signature; IL10 in "myeloid" strongly up everywhere; the last atlas' NK cells untestable at the first level;
+    a few missing p-values; meta rows for the harmonised types of two or more atlases."""
+    rng = np.random.default_rng(seed)
+    differential, association, untestable = [], [], []
+    for atlas in atlases:
+        for level in levels:
+            for cell_type in COMPARE_CELL_TYPES[level]:
+                if atlas == atlases[-1] and level == levels[0] and cell_type.startswith("NK"):
+                    for analysis, contrast in (("differential", "treated vs untreated"), ("association", covariate)):
+                        untestable.append({"atlas": atlas, "level": level, "signature_set": "cytosig",
+                                           "cell_type": cell_type, "analysis": analysis, "by": by if analysis ==
+                                           "differential" else covariate, "contrast": contrast, "n_group": 2,
+                                           "n_reference": 0 if analysis == "association" else 4,
+                                           "reason": "fewer than 3 donors in a group"})
+                    continue
+                harmonised = COMPARE_HARMONISED[cell_type]
+                for signature in COMPARE_SIGNATURES:
+                    planted = signature == "IL10" and harmonised == "myeloid"
+                    effect = float(rng.normal(2.5 if planted else 0, 0.3))
+                    se = float(rng.uniform(0.2, 0.5))
+                    p = 1e-6 if planted else float(rng.uniform(0.001, 1))
+                    if signature == "TNFA" and cell_type.startswith("B"):
+                        p = np.nan  # e.g. a constant activity
+                    base = {"atlas": atlas, "level": level, "signature_set": "cytosig", "cell_type": cell_type,
+                            "harmonised": harmonised, "signature": signature}
+                    differential.append({**base, "by": by, "group": "treated", "reference": "untreated",
+                                         "contrast": "treated vs untreated", "test": "ols", "covariates": "age,sex",
+                                         "paired": False, "n_group": int(rng.integers(3, 12)),
+                                         "n_reference": int(rng.integers(3, 12)),
+                                         "mean_group": effect / 2, "mean_reference": -effect / 2, "effect": effect,
+                                         "se": se, "ci_low": effect - 1.96 * se, "ci_high": effect + 1.96 * se,
+                                         "statistic": effect / se, "pvalue": p})
+                    slope = float(rng.normal(0, 0.05))
+                    association.append({**base, "by": covariate, "contrast": covariate, "test": "ols",
+                                        "covariates": "", "n": int(rng.integers(6, 24)), "effect": slope,
+                                        "se": 0.05, "ci_low": slope - 0.098, "ci_high": slope + 0.098,
+                                        "statistic": slope / 0.05, "pvalue": float(rng.uniform(0.001, 1))})
+    tables = {"differential": pd.DataFrame(differential), "association": pd.DataFrame(association)}
+    for frame in tables.values():  # BH is not the point here: fdr is p scaled, kept in [0, 1]
+        frame["fdr"] = np.minimum(frame["pvalue"] * 4, 1.0)
+        frame["fdr_cell_type"] = np.minimum(frame["pvalue"] * 2, 1.0)
+    meta = []
+    for analysis, frame in tables.items():
+        for (level, sset, harmonised, signature, col, contrast), part in frame.groupby(
+                ["level", "signature_set", "harmonised", "signature", "by", "contrast"], sort=True):
+            if part["atlas"].nunique() < 2:
+                continue
+            effect = float(part["effect"].mean())
+            meta.append({"analysis": analysis, "level": level, "signature_set": sset, "harmonised": harmonised,
+                         "signature": signature, "by": col, "contrast": contrast, "n_atlases": part["atlas"].nunique(),
+                         "atlases": ",".join(sorted(part["atlas"].unique())), "effect": effect, "se": 0.2,
+                         "ci_low": effect - 0.392, "ci_high": effect + 0.392, "pvalue": float(rng.uniform()),
+                         "fdr": float(rng.uniform()), "tau2": float(rng.uniform(0, 0.1)), "q": float(rng.uniform(0, 3)),
+                         "q_pvalue": float(rng.uniform()), "i2": float(rng.uniform(0, 100)),
+                         "sign_agreement": float(np.mean(np.sign(part["effect"]) == np.sign(effect)))})
+    tables["meta"] = pd.DataFrame(meta, columns=["analysis", "level", "signature_set", "harmonised", "signature", "by",
+                                                 "contrast", "n_atlases", "atlases", "effect", "se", "ci_low",
+                                                 "ci_high", "pvalue", "fdr", "tau2", "q", "q_pvalue", "i2",
+                                                 "sign_agreement"])
+    tables["untestable"] = pd.DataFrame(untestable, columns=["atlas", "level", "signature_set", "cell_type", "analysis",
+                                                             "by", "contrast", "n_group", "n_reference", "reason"])
+    return tables
+
+
+def write_compare(directory: Path, tables: dict[str, pd.DataFrame], formats: tuple[str, ...] = ("csv", "parquet")
+                  ) -> dict[str, pd.DataFrame]:
+    """Each table as NAME.csv + NAME.parquet (the shared table writer), recorded in a step='compare' manifest
+    (kind = the table's name), as `cytoatlas compare` records them; ``formats`` keeps only some of the files."""
+    from cytoatlas.io.tables import write_table
+
+    directory.mkdir(parents=True, exist_ok=True)
+    records = {}
+    for name, frame in tables.items():
+        for path in write_table(frame, directory, name):
+            if path.suffix[1:] in formats:
+                records[path.name] = record(path, step="compare", parameters={"table": name}, inputs=[], kind=name)
+            else:
+                path.unlink()
+    update_manifest(directory, records)
+    return tables

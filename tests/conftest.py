@@ -70,9 +70,16 @@ def demo_pair(tmp_path_factory) -> dict:
 def api_results(demo_h5ad: Path, tmp_path_factory) -> Path:
     """A results tree of two atlases for the store / API / web tests: `alpha` (the demo atlas, levels L1-L3) and
     `beta` (another demo atlas: other seed, fewer cells and donors; levels L1-L2), each with pseudobulk and
-    CytoSig + LinCytoSig-like activity, and `validation/` tables of known values. Not to be modified: tests that
-    change files copy it."""
-    from _api_helpers import build_atlas, lincytosig_like, validation_frames, write_validation
+    CytoSig + LinCytoSig-like activity, `validation/` tables of known values and `compare/` tables (a treatment
+    contrast and a bmi scan of both atlases at L1-L2). Not to be modified: tests that change files copy it."""
+    from _api_helpers import (
+        build_atlas,
+        compare_frames,
+        lincytosig_like,
+        validation_frames,
+        write_compare,
+        write_validation,
+    )
 
     from cytoatlas.demo_atlas import write_demo_atlas
 
@@ -83,6 +90,7 @@ def api_results(demo_h5ad: Path, tmp_path_factory) -> Path:
     build_atlas("beta", beta, out, ["L1", "L2"], sig)
     targets = ["IFNG", "IL4", "TNFA", "VEGFA", "TGFB3", "IL2"]
     write_validation(out / "validation", validation_frames(targets, ["alpha", "beta"], ["L1", "L2"]))
+    write_compare(out / "compare", compare_frames(["alpha", "beta"], ["L1", "L2"]))
     return out
 
 

@@ -105,11 +105,12 @@ class Guard:
 def _examples(catalog) -> dict[str, str]:
     """A real name for each parameter, from the store (OpenAPI examples: documentation, and property-based tests
     start from names that exist)."""
+    ex = _compare_examples(catalog)
     if not catalog.atlases:
-        return {}
+        return ex
     atlas = catalog.atlases[0]
     level = catalog.levels[atlas][0]
-    ex = {"atlas": atlas, "level": level}
+    ex.update(atlas=atlas, level=level)
     sets = catalog.sets.get((atlas, level)) or catalog.all_sets
     if sets:
         ex["signature_set"] = sets[0]
@@ -122,6 +123,18 @@ def _examples(catalog) -> dict[str, str]:
     cell_types = sorted(catalog.cell_types.get((atlas, level), ()))
     if cell_types:
         ex["cell_type"] = cell_types[0]
+    return ex
+
+
+def _compare_examples(catalog) -> dict[str, str]:
+    """The comparison columns' examples: from the differential table if indexed, else another compare table."""
+    tables = [t for t in ("differential", "association", "meta", "untestable") if t in catalog.compare]
+    if not tables:
+        return {}
+    values = catalog.compare[tables[0]]
+    ex = {col: sorted(values[col])[0] for col in ("by", "contrast", "harmonised", "test", "analysis")
+          if values.get(col)}
+    ex.setdefault("analysis", tables[0] if tables[0] in ("differential", "association") else "differential")
     return ex
 
 
@@ -163,8 +176,8 @@ def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
 
     app = FastAPI(title="cytoatlas", version="1", openapi_url="/api/v1/openapi.json", docs_url=None,
                   redoc_url=None, description="Pseudobulk expression, cytokine / secreted-protein activity and "
-                  "their validation, from a `cytoatlas index` store. Every table: `format=json|csv|parquet`, "
-                  "`limit` / `offset` pages in a stable order.")
+                  "their validation, and condition comparisons, from a `cytoatlas index` store. Every table: "
+                  "`format=json|csv|parquet`, `limit` / `offset` pages in a stable order.")
     app.state.reader = reader
 
     @app.exception_handler(NotFound)

@@ -6,7 +6,7 @@ from typing import Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from .schema import VALIDATION_TABLES
+from .schema import COMPARE_TABLES, VALIDATION_TABLES
 
 T = TypeVar("T")
 
@@ -170,6 +170,24 @@ class CellsEmbeddingPoint(BaseModel):
     z: float
 
 
+class ContrastRow(BaseModel):
+    """One comparison of ``cytoatlas compare`` in one atlas, level and signature set (for the web page's picker)."""
+
+    analysis: Literal["differential", "association"]
+    by: str = Field(description="the obs column compared (differential) or scanned (association)")
+    contrast: str = Field(description='"{group} vs {reference}", or the covariate column')
+    atlas: str
+    level: str
+    signature_set: str
+    test: str | None = Field(description="ols, wilcoxon, paired-ols or signed-rank; null when nothing was tested")
+    reference: str | None = Field(description="the reference group (differential)")
+    n_rows: int = Field(description="rows (cell type x signature) in its table")
+    n_cell_types: int
+    n_signatures: int
+    n_significant: int = Field(description="rows with fdr < 0.05")
+    n_untestable: int = Field(description="cell types that could not be tested (see /compare/untestable)")
+
+
 class SearchHit(BaseModel):
     kind: Literal["gene", "signature"]
     name: str
@@ -185,3 +203,13 @@ def _validation_model(name: str) -> type[BaseModel]:
 
 
 VALIDATION_MODELS: dict[str, type[BaseModel]] = {name: _validation_model(name) for name in VALIDATION_TABLES}
+
+
+def _compare_model(name: str) -> type[BaseModel]:
+    columns, _ = COMPARE_TABLES[name]
+    fields = {c: (_PY_TYPES[t] | None, ...) for c, t in columns.items()}
+    title = "Compare" + name.capitalize() + "Row"
+    return create_model(title, **fields)
+
+
+COMPARE_MODELS: dict[str, type[BaseModel]] = {name: _compare_model(name) for name in COMPARE_TABLES}

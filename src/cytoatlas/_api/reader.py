@@ -19,6 +19,7 @@ from pathlib import Path
 from cytoatlas.errors import CytoatlasError
 
 from . import cells as cells_tables
+from . import compare as compare_tables
 from .schema import SCHEMA_VERSION, VALIDATION_TABLES, validation_table
 from .store import open_readonly, store_dir
 
@@ -54,6 +55,8 @@ class Catalog:
     validation: set[str] = field(default_factory=set)
     n_files: int = 0
     cells: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)  # (atlas, set) -> kind -> sigs
+    # compare table -> filterable column -> its values (only the tables with an indexed file; "*": all of them)
+    compare: dict[str, dict[str, set[str]]] = field(default_factory=dict)
 
     def source(self, step: str, atlas: str, level: str, kind: str, signature_set: str = "") -> Source | None:
         return self.sources.get((step, atlas, level, kind, signature_set))
@@ -65,7 +68,7 @@ def load_catalog(con, parts: Path) -> Catalog:
                        "ORDER BY source_id").fetchall()
     sources, levels, sets = {}, {}, {}
     for sid, step, atlas, level, kind, sset, part in rows:
-        if step in ("validate", "cells"):
+        if step in ("validate", "cells", "compare"):
             continue
         sources[(step, atlas, level, kind, sset)] = Source(sid, parts / part if part else None)
         levels.setdefault(atlas, set()).add(level)
@@ -88,7 +91,8 @@ def load_catalog(con, parts: Path) -> Catalog:
         sets={k: sorted(v) for k, v in sets.items()}, all_sets=sorted({s for v in sets.values() for s in v}),
         signatures=signatures, genes=genes, cell_types=cell_types,
         validation={n for n in VALIDATION_TABLES if validation_table(n) in tables}, n_files=len(rows),
-        cells=cells_tables.catalog(con) if "cells_summary" in tables else {})
+        cells=cells_tables.catalog(con) if "cells_summary" in tables else {},
+        compare=compare_tables.catalog(con))
 
 
 class StoreReader:

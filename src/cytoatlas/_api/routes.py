@@ -12,9 +12,11 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import StringConstraints
 
 from . import cells as cells_tables
+from . import compare as compare_tables
 from . import queries
 from .ingest import ACTIVITY_LAYERS
 from .models import (
+    COMPARE_MODELS,
     VALIDATION_MODELS,
     ActivityMatrix,
     ActivityRow,
@@ -23,6 +25,7 @@ from .models import (
     CellsSetRow,
     CellsSummaryRow,
     CellTypeRow,
+    ContrastRow,
     ExpressionRow,
     Health,
     LevelRow,
@@ -36,7 +39,7 @@ from .models import (
 )
 from .reader import Catalog
 from .respond import MEDIA, NotFound, check, file_response, json_response, respond
-from .schema import SCHEMA_VERSION
+from .schema import SCHEMA_VERSION, compare_order
 
 MAX_LIMIT = 50_000
 DEFAULT_LIMIT = 1_000
@@ -59,6 +62,7 @@ CellTypes = _names("keep these cell types (repeatable)")
 Samples = _names("keep these samples (repeatable)")
 Signatures = _names("keep these signatures (repeatable)")
 OptName = Annotated[QName | None, Query()]
+FdrMax = Annotated[float | None, Query(ge=0, le=1, description="keep rows with fdr <= this")]
 
 _ERRORS = {404: {"model": Problem, "description": "unknown name; `valid` lists the valid values or the closest"},
            503: {"model": Problem, "description": "the store is being rebuilt; retry"}}
@@ -303,6 +307,66 @@ def build_router(run: Callable) -> APIRouter:
             ("/cross-atlas/conservation", "conservation", "How many atlas pairs agree, per signature."),
             ("/cross-atlas/consistency", "consistency", "Per target: atlases with a positive rho, and a tier.")):
         validation_route(path, name, queries.VALIDATION_FILTERS[name], doc)
+
+    def _with_filters(endpoint, filters: tuple[str, ...], fdr: bool) -> None:
+        """Give ``endpoint`` (format, limit, offset, **kwargs) one optional query parameter per filter column."""
+        import inspect
+
+        params = [p for p in inspect.signature(endpoint).parameters.values() if p.kind != p.VAR_KEYWORD]
+        for col in filters:
+            params.append(inspect.Parameter(col, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OptName))
+        if fdr:
+            params.append(inspect.Parameter("fdr_max", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                            annotation=FdrMax))
+        endpoint.__signature__ = inspect.Signature(params)
+
+    def _compare_names(cat: Catalog, filters: dict) -> None:
+        """404 for a filter value that no compare table holds (listing those that exist)."""
+        if not cat.compare:
+            raise NotFound("no comparisons in the store (run `cytoatlas compare`, then `cytoatlas index`)", [])
+        for col, value in filters.items():
+            if value is not None and col != "fdr_max":
+                check(compare_tables.LABELS.get(col, col), value, cat.compare["*"][col], " in the comparisons")
+
+    def compare_route(name: str, doc: str) -> None:
+        def endpoint(format: Format = "json", limit: Limit = DEFAULT_LIMIT,
+                     offset: Offset = 0, **kwargs) -> Response:
+            def go(cur, cat: Catalog):
+                _compare_names(cat, kwargs)
+                if name not in cat.compare:
+                    raise NotFound(f"no compare table {name!r} in the store (run `cytoatlas compare`, then "
+                                   f"`cytoatlas index`)", sorted(k for k in cat.compare if k != "*"))
+                base, params = compare_tables.table_query(name, kwargs, kwargs.get("fdr_max"))
+                return queries.page(cur, base, compare_order(name), params, limit, offset)
+            return respond(run(go), format, limit, offset, f"compare_{name}")
+
+        _with_filters(endpoint, compare_tables.FILTERS[name], compare_tables.has_fdr(name))
+        endpoint.__doc__ = doc
+        api.add_api_route(f"/compare/{name}", endpoint, methods=["GET"], name=f"compare_{name}", tags=["compare"],
+                          **_table(COMPARE_MODELS[name]))
+
+    for name, doc in (
+            ("differential", "Per atlas, level, signature set, cell type and signature: the difference in mean "
+                             "activity between a group and the reference (donors), its CI, p and FDR."),
+            ("association", "Per atlas, level, signature set, cell type and signature: the slope of activity per "
+                            "unit of a covariate (donors), its CI, p and FDR."),
+            ("meta", "Per harmonised cell type and signature: the random-effects (DerSimonian-Laird) pooled effect "
+                     "across atlases, its heterogeneity (tau2, Q, I2) and sign agreement. `atlas`: rows pooling it."),
+            ("untestable", "The cell types a comparison could not test, with the counts and the reason.")):
+        compare_route(name, doc)
+
+    def contrasts(format: Format = "json", limit: Limit = DEFAULT_LIMIT, offset: Offset = 0, **kwargs) -> Response:
+        def go(cur, cat: Catalog):
+            _compare_names(cat, kwargs)
+            base, params = compare_tables.contrasts_query(kwargs)
+            return queries.page(cur, base, compare_tables.CONTRASTS_ORDER, params, limit, offset)
+        return respond(run(go), format, limit, offset, "compare_contrasts")
+
+    _with_filters(contrasts, compare_tables.CONTRAST_FILTERS, False)
+    contrasts.__doc__ = ("The comparisons in the store: each (analysis, column, contrast, atlas, level, signature "
+                         "set) with its test and row counts.")
+    api.add_api_route("/compare/contrasts", contrasts, methods=["GET"], name="compare_contrasts", tags=["compare"],
+                      **_table(ContrastRow))
 
     def _cells(cat: Catalog, atlas: str, signature_set: str, kind: str) -> dict[str, set[str]]:
         check("atlas", atlas, sorted({a for a, _ in cat.cells}), " with per-cell results (`cytoatlas cells`, "

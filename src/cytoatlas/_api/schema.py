@@ -1,11 +1,13 @@
-"""The store's schema: DuckDB tables for what is small, Parquet parts for the matrices, and the validation tables'
-contract (their columns and types, as `cytoatlas validate` writes them)."""
+"""The store's schema: DuckDB tables for what is small, Parquet parts for the matrices, and the contracts of the
+validation and comparison tables (their columns and types, as `cytoatlas validate` / `cytoatlas compare` write
+them)."""
 
 from __future__ import annotations
 
 from .cells import DDL as CELLS_DDL
 
-SCHEMA_VERSION = "3"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables
+SCHEMA_VERSION = "4"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
+# 4: compare_* tables
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -20,7 +22,7 @@ CREATE TABLE groups (source_id INTEGER NOT NULL, "row" INTEGER NOT NULL, name VA
 CREATE TABLE genes (source_id INTEGER NOT NULL, idx INTEGER NOT NULL, gene VARCHAR NOT NULL, gene_id VARCHAR);
 CREATE TABLE signatures (source_id INTEGER NOT NULL, idx INTEGER NOT NULL, signature VARCHAR NOT NULL,
     "group" VARCHAR, cell_type VARCHAR, cytokine VARCHAR);
-""" + CELLS_DDL
+""" + CELLS_DDL  # the compare_* tables' DDL is appended below, from COMPARE_TABLES
 
 # Rebuilt at the end of every index run, from the tables above.
 DERIVED = """
@@ -100,3 +102,61 @@ def validation_order(name: str) -> str:
     """ORDER BY clause of a validation table: its keys, then every other contract column (a total order)."""
     columns, keys = VALIDATION_TABLES[name]
     return ", ".join(f'"{c}" NULLS FIRST' for c in [*keys, *(c for c in columns if c not in keys)])
+
+
+# name -> ({column: DuckDB type}, ORDER BY columns): the tables of `cytoatlas compare`, each a directory's
+# differential / association / meta / untestable table. Unlike a validation table, a compare table gathers the
+# rows of every indexed compare directory (one `source_id` per file; comparisons of other columns may live in
+# other directories); columns beyond the contract are not kept.
+COMPARE_TABLES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "differential": ({"atlas": "VARCHAR", "level": "VARCHAR", "signature_set": "VARCHAR", "cell_type": "VARCHAR",
+                      "harmonised": "VARCHAR", "signature": "VARCHAR", "by": "VARCHAR", "group": "VARCHAR",
+                      "reference": "VARCHAR", "contrast": "VARCHAR", "test": "VARCHAR", "covariates": "VARCHAR",
+                      "paired": "BOOLEAN", "n_group": "BIGINT", "n_reference": "BIGINT", "mean_group": "DOUBLE",
+                      "mean_reference": "DOUBLE", "effect": "DOUBLE", "se": "DOUBLE", "ci_low": "DOUBLE",
+                      "ci_high": "DOUBLE", "statistic": "DOUBLE", "pvalue": "DOUBLE", "fdr": "DOUBLE",
+                      "fdr_cell_type": "DOUBLE"},
+                     ("atlas", "level", "signature_set", "by", "contrast", "cell_type", "signature")),
+    "association": ({"atlas": "VARCHAR", "level": "VARCHAR", "signature_set": "VARCHAR", "cell_type": "VARCHAR",
+                     "harmonised": "VARCHAR", "signature": "VARCHAR", "by": "VARCHAR", "contrast": "VARCHAR",
+                     "test": "VARCHAR", "covariates": "VARCHAR", "n": "BIGINT", "effect": "DOUBLE", "se": "DOUBLE",
+                     "ci_low": "DOUBLE", "ci_high": "DOUBLE", "statistic": "DOUBLE", "pvalue": "DOUBLE",
+                     "fdr": "DOUBLE", "fdr_cell_type": "DOUBLE"},
+                    ("atlas", "level", "signature_set", "by", "contrast", "cell_type", "signature")),
+    "meta": ({"analysis": "VARCHAR", "level": "VARCHAR", "signature_set": "VARCHAR", "harmonised": "VARCHAR",
+              "signature": "VARCHAR", "by": "VARCHAR", "contrast": "VARCHAR", "n_atlases": "BIGINT",
+              "atlases": "VARCHAR", "effect": "DOUBLE", "se": "DOUBLE", "ci_low": "DOUBLE", "ci_high": "DOUBLE",
+              "pvalue": "DOUBLE", "fdr": "DOUBLE", "tau2": "DOUBLE", "q": "DOUBLE", "q_pvalue": "DOUBLE",
+              "i2": "DOUBLE", "sign_agreement": "DOUBLE"},
+             ("analysis", "level", "signature_set", "by", "contrast", "harmonised", "signature")),
+    "untestable": ({"atlas": "VARCHAR", "level": "VARCHAR", "signature_set": "VARCHAR", "cell_type": "VARCHAR",
+                    "analysis": "VARCHAR", "by": "VARCHAR", "contrast": "VARCHAR", "n_group": "BIGINT",
+                    "n_reference": "BIGINT", "reason": "VARCHAR"},
+                   ("atlas", "level", "signature_set", "analysis", "by", "contrast", "cell_type")),
+}
+# what one comparison is, per table: the rows of one (these columns) must all come from one file
+COMPARE_UNITS: dict[str, tuple[str, ...]] = {
+    "differential": ("atlas", "level", "signature_set", "by", "contrast"),
+    "association": ("atlas", "level", "signature_set", "by", "contrast"),
+    "meta": ("analysis", "level", "signature_set", "by", "contrast"),
+    "untestable": ("atlas", "level", "signature_set", "analysis", "by", "contrast"),
+}
+
+
+def compare_table(name: str) -> str:
+    """The DuckDB table holding compare table ``name`` (a key of :data:`COMPARE_TABLES`, never user text)."""
+    if name not in COMPARE_TABLES:
+        raise KeyError(name)
+    return f"compare_{name}"
+
+
+def compare_order(name: str) -> str:
+    """ORDER BY clause of a compare table: its keys, then every other contract column (a total order)."""
+    columns, keys = COMPARE_TABLES[name]
+    return ", ".join(f'"{c}" NULLS FIRST' for c in [*keys, *(c for c in columns if c not in keys)])
+
+
+DDL += "".join(
+    f"CREATE TABLE {compare_table(name)} (source_id INTEGER NOT NULL, "
+    + ", ".join(f'"{c}" {t}' for c, t in columns.items()) + ");\n"
+    for name, (columns, _) in COMPARE_TABLES.items())

@@ -1,12 +1,12 @@
 """The results store: one DuckDB file built incrementally from the manifests under a results directory.
 
 ``DB`` (e.g. ``results/cytoatlas.duckdb``) holds the small tables (sources, groups, genes, signatures, the
-validation tables); the matrices go to Parquet parts in ``DB_parquet/`` beside it, one per pseudobulk or
-activity file, named by the file's checksum. An index run compares every manifest record (size, mtime_ns,
-checksum) with the one stored at the last run: unchanged files are not opened, new or changed ones are read,
-vanished ones dropped. The new database is built under a temporary name (a copy of the old one, then the
-changes) and renamed over the old one; only then are parts no longer referenced deleted. A server holding the
-old file keeps reading it, and reopens the new one on its next request (see :mod:`cytoatlas._api.app`).
+validation, per-cell summary and comparison tables); the matrices go to Parquet parts in ``DB_parquet/`` beside it,
+one per pseudobulk or activity file, named by the file's checksum. An index run compares every manifest record
+(size, mtime_ns, checksum) with the one stored at the last run: unchanged files are not opened, new or changed ones
+are read, vanished ones dropped. The new database is built under a temporary name (a copy of the old one, then the
+changes) and renamed over the old one; only then are parts no longer referenced deleted. A server holding the old
+file keeps reading it, and reopens the new one on its next request (see :mod:`cytoatlas._api.app`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from cytoatlas.io.lock import DirectoryLock
 from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, read_manifest, recorded_checksum
 
 from . import cells as cells_tables
+from . import compare as compare_tables
 from .schema import DDL, DERIVED, SCHEMA_VERSION, VALIDATION_TABLES, validation_table
 
 log = logging.getLogger("cytoatlas.index")
@@ -68,8 +69,8 @@ class Candidate:
 
     rel: str            # path relative to the indexed directory (the store's key)
     path: Path
-    step: str           # pseudobulk, activity, validate
-    kind: str           # celltype / samples, or the validation table's name
+    step: str           # pseudobulk, activity, validate, cells, compare
+    kind: str           # celltype / samples, or the validation / per-cell / compare table's name
     signature_set: str | None
     size: int
     mtime_ns: int
@@ -81,7 +82,7 @@ class Candidate:
         return self.size, self.mtime_ns, self.checksum
 
     def part_name(self) -> str | None:
-        if self.step in ("validate", "cells"):
+        if self.step in ("validate", "cells", "compare"):
             return None
         return f"{self.step}/{self.checksum.partition(':')[2][:32]}.parquet"
 
@@ -94,7 +95,7 @@ def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidat
     for manifest in manifests:
         directory = manifest.parent
         entries = read_manifest(directory)
-        tables = {}
+        tables, comparisons = {}, {}
         for name, rec in sorted(entries.items()):
             step = rec.get("step")
             path = directory / name
@@ -102,6 +103,10 @@ def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidat
                 stem, suffix = Path(name).stem, Path(name).suffix
                 if stem in VALIDATION_TABLES and suffix[1:] in TABLE_FORMATS:
                     tables.setdefault(stem, {})[suffix] = (path, rec)
+                continue
+            if step == "compare":  # the four tables; not the figures (kind "figure")
+                if rec.get("kind") in compare_tables.KINDS and Path(name).suffix[1:] in TABLE_FORMATS:
+                    comparisons.setdefault(rec["kind"], {})[Path(name).suffix] = (path, rec)
                 continue
             if step == "cells" and rec.get("kind") in cells_tables.KINDS:  # per-cell summaries, not the matrices
                 c = _candidate(out, path, step, rec["kind"], rec.get("signature"), rec, skipped, verify)
@@ -121,6 +126,9 @@ def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidat
         for stem, files in sorted(tables.items()):  # Parquet when both formats are there
             path, rec = files.get(".parquet") or files[".csv"]
             found.append(_candidate(out, path, "validate", stem, None, rec, skipped, verify))
+        for kind, files in sorted(comparisons.items()):
+            path, rec = files.get(".parquet") or files[".csv"]
+            found.append(_candidate(out, path, "compare", kind, None, rec, skipped, verify))
     return [c for c in found if c is not None], skipped
 
 
@@ -207,8 +215,8 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
     summary = IndexSummary(db=db)
     candidates, summary.skipped = discover(out, parts, verify)
     if not candidates:
-        raise CytoatlasError(f"no pseudobulk, activity or validation outputs with a manifest under {out} "
-                             "(run `cytoatlas run` / `cytoatlas demo` first)")
+        raise CytoatlasError(f"no pseudobulk, activity or validation outputs (nor comparisons) with a manifest under "
+                             f"{out} (run `cytoatlas run` / `cytoatlas demo` first)")
     settings = _settings(expression)
     with DirectoryLock(parts):
         previous = None if force else _previous(db, settings)
@@ -273,6 +281,7 @@ def _delete_sources(con, ids: list[int]) -> None:
     for table in ("groups", "genes", "signatures", "sources"):
         con.execute(f"DELETE FROM {table} WHERE source_id IN (SELECT unnest(?))", [ids])
     cells_tables.delete(con, ids)
+    compare_tables.delete(con, ids)
     for name in VALIDATION_TABLES:  # a validation table is replaced whole when its file changes
         table = validation_table(name)
         present = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0]
@@ -297,6 +306,9 @@ def _ingest(con, todo: list[Candidate], parts: Path, next_id: int, expression: S
             summary.read.append(c.rel)
             if c.step == "validate":
                 n_rows, n_cols = _ingest_validation(con, c)
+                part, atlas, level = None, None, None
+            elif c.step == "compare":
+                n_rows, n_cols = compare_tables.ingest(con, c.path, c.rel, c.kind, sid)
                 part, atlas, level = None, None, None
             elif c.step == "cells":
                 n_rows, n_cols = cells_tables.ingest(con, c.path, c.rel, c.kind, sid, c.atlas, c.signature_set)
@@ -358,9 +370,11 @@ def _ingest_validation(con, c: Candidate) -> tuple[int, int]:
 
 
 def _check_unique(con) -> None:
-    """One file per (atlas, level, rows, signature set) and per validation table: two would be ambiguous."""
+    """One file per (atlas, level, rows, signature set), per validation table and per comparison: two would be
+    ambiguous. (Compare tables of several directories are one table each in the store: their comparisons must
+    not overlap.)"""
     dups = con.execute("""
-        SELECT step, atlas, level, kind, signature_set, list(path ORDER BY path) FROM sources
+        SELECT step, atlas, level, kind, signature_set, list(path ORDER BY path) FROM sources WHERE step <> 'compare'
         GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL""").fetchall()
     if dups:
         step, atlas, level, kind, sset, paths = dups[0]
@@ -368,6 +382,7 @@ def _check_unique(con) -> None:
             f"{step} of atlas {atlas!r} level {level!r} ({kind}{', ' + sset if sset else ''})"
         raise CytoatlasError(f"{what} is in {len(paths)} files: {', '.join(paths)}; index a directory that "
                              f"holds each result once ({len(dups)} such conflict(s))")
+    compare_tables.check_unique(con)
 
 
 def _convenience_views(con, parts: Path) -> None:

@@ -3,13 +3,14 @@
 
 const API = "/api/v1";
 const $ = (id) => document.getElementById(id);
-const VIEWS = ["heatmap", "signature", "validation", "gene", "cells"];
+const VIEWS = ["heatmap", "signature", "validation", "gene", "cells", "compare"];
 const COLORS = ["#2f5fb3", "#d1495b", "#00798c", "#edae49", "#66a182", "#8d6a9f", "#e07a5f", "#3d405b"];
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 const DIVERGING = [[0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1, "#b2182b"]];
 
 const state = { view: "heatmap", atlas: "", level: "", set: "", value: "z", top: "60", signature: "", gene: "",
-                target: "", targetGene: "", signatureLevel: "current", cellsSignature: "" };
+                target: "", targetGene: "", signatureLevel: "current", cellsSignature: "",
+                analysis: "", by: "", contrast: "", compareCellType: "", compareSignature: "" };
 let atlases = [];
 let levels = [];
 let renderCount = 0;
@@ -90,7 +91,7 @@ async function render() {
   }
   try {
     await { heatmap: drawHeatmap, signature: drawSignature, validation: drawValidation, gene: drawGene,
-            cells: drawCells }[state.view](token);
+            cells: drawCells, compare: drawCompare }[state.view](token);
   } catch (error) {
     if (token === renderCount) status(error.message, true);
   }
@@ -392,6 +393,176 @@ async function drawCells(token) {
          `${rows.reduce((n, r) => n + r.n_cells, 0).toLocaleString()} cells`);
 }
 
+// ---- comparisons: pick a contrast, its volcano, and a point's effect in every atlas (forest) -------------------
+let contrasts = [];
+let volcano = { key: "", rows: [] };  // the drawn comparison's rows, kept for the forest and for clicks
+const SIGNIFICANT = 0.05;
+const contrastKey = (c) => [c.analysis, c.by, c.contrast, c.atlas, c.level, c.signature_set].join("\u0001");
+const contrastLabel = (c) => `${c.atlas} · ${c.level} · ${c.signature_set} — ${c.contrast} (${c.by}, ${c.analysis})`;
+
+function currentContrast() {
+  // the state's comparison, else one of the header's atlas / level / set, else of its atlas, else the first;
+  // a differential one (a contrast of groups) before a covariate scan
+  const want = contrastKey({ analysis: state.analysis, by: state.by, contrast: state.contrast, atlas: state.atlas,
+                             level: state.level, signature_set: state.set });
+  const find = (ok) => contrasts.find((c) => ok(c) && c.analysis === "differential") ?? contrasts.find(ok);
+  return contrasts.find((c) => contrastKey(c) === want)
+    ?? find((c) => c.atlas === state.atlas && c.level === state.level && c.signature_set === state.set)
+    ?? find((c) => c.atlas === state.atlas) ?? find(() => true);
+}
+
+async function useContrast(c) {
+  // the header follows the comparison (when the store has that atlas, level and set)
+  Object.assign(state, { analysis: c.analysis, by: c.by, contrast: c.contrast });
+  if (c.atlas !== state.atlas && atlases.some((a) => a.atlas === c.atlas)) {
+    Object.assign(state, { atlas: c.atlas, level: c.level, set: c.signature_set });
+    await chooseAtlas();
+  } else if (c.level !== state.level || c.signature_set !== state.set) {
+    Object.assign(state, { level: c.level, set: c.signature_set });
+    chooseLevel();
+  }
+  Object.assign(state, { atlas: c.atlas, level: c.level, set: c.signature_set });
+}
+
+async function drawCompare(token) {
+  try {
+    contrasts = await all("/compare/contrasts");
+  } catch (error) {
+    if (error.status !== 404) throw error;
+    contrasts = [];
+  }
+  if (stale(token)) return;
+  if (!contrasts.length) {
+    Plotly.purge($("compare-volcano"));
+    Plotly.purge($("compare-forest"));
+    $("compare-contrast").replaceChildren();
+    status("No comparisons in the store: run `cytoatlas compare`, then `cytoatlas index`.", true);
+    return;
+  }
+  const c = currentContrast();
+  const select = $("compare-contrast");
+  select.replaceChildren(...contrasts.map((x) => new Option(contrastLabel(x), contrastKey(x))));
+  select.value = contrastKey(c);
+  await useContrast(c);
+  if (stale(token)) return;
+  writeHash();
+  const key = contrastKey(c);
+  if (volcano.key !== key) {
+    const rows = c.n_rows ? await all(`/compare/${c.analysis}`, { atlas: c.atlas, level: c.level,
+      signature_set: c.signature_set, by: c.by, contrast: c.contrast }) : [];
+    if (stale(token)) return;
+    volcano = { key, rows };
+  }
+  const rows = volcano.rows;
+  const shown = rows.filter((r) => r.pvalue !== null && r.effect !== null);
+  const y = (r) => -Math.log10(Math.max(r.pvalue, 1e-300));
+  const significant = (r) => r.fdr !== null && r.fdr < SIGNIFICANT;
+  const byFdr = (a, b) => (a.fdr ?? 2) - (b.fdr ?? 2) || a.pvalue - b.pvalue;
+  // the point to open: the one clicked (in the state), else the smallest FDR
+  const picked = shown.find((r) => r.cell_type === state.compareCellType && r.signature === state.compareSignature)
+    ?? [...shown].sort(byFdr)[0];
+  const top = new Set([...shown].filter(significant).sort(byFdr).slice(0, 8));
+  top.delete(picked);  // it has an arrow of its own
+  const trace = (part, name, color) => ({
+    type: "scatter", mode: "markers", name, x: part.map((r) => r.effect), y: part.map(y),
+    customdata: part.map((r) => [r.cell_type, r.signature, r.fdr ?? NaN, r.pvalue, r.harmonised ?? ""]),
+    hovertemplate: "%{customdata[1]} in %{customdata[0]}<br>effect = %{x:.3g}<br>p = %{customdata[3]:.2g}, " +
+                   "FDR = %{customdata[2]:.2g}<extra></extra>",
+    marker: { size: 8, color, opacity: 0.85, line: { width: 0 } } });
+  const traces = [trace(shown.filter((r) => !significant(r)), `FDR ≥ ${SIGNIFICANT} or none`, "#9aa7bd"),
+                  trace(shown.filter(significant), `FDR < ${SIGNIFICANT}`, "#d1495b")];
+  const xTitle = c.analysis === "association" ? `slope of activity z per unit of ${c.by}`
+    : `effect: mean activity z difference (${c.contrast})`;
+  const div = $("compare-volcano");
+  // labels as annotations, not trace text: Plotly.react does not draw text added to a trace that had none
+  const labels = [...top].map((r) => ({ x: r.effect, y: y(r), text: `${r.signature} (${r.cell_type})`,
+                                        showarrow: false, yshift: 11, font: { size: 10, color: "#3d405b" } }));
+  if (picked) {
+    labels.push({ x: picked.effect, y: y(picked), text: `${picked.signature} (${picked.cell_type})`,
+                  showarrow: true, arrowhead: 2, ax: 40, ay: -36, bgcolor: "#ffffff", bordercolor: COLORS[0],
+                  font: { size: 11 } });
+  }
+  await Plotly.react(div, traces, {
+    margin: { l: 60, r: 20, t: 40, b: 50 }, height: 460, hovermode: "closest", annotations: labels,
+    xaxis: { title: { text: xTitle }, zeroline: true },
+    yaxis: { title: { text: "-log10 p" }, range: [0, 1.12 * Math.max(1, ...shown.map(y))] },  // room for labels
+    title: { text: `${c.contrast} · ${c.atlas} · ${c.level} · ${c.signature_set} (${c.test ?? "not tested"})`,
+             font: { size: 14 } } }, PLOT_CONFIG);
+  div.dataset.drawn = `${c.analysis}|${c.atlas}|${c.level}|${c.signature_set}|${c.contrast}`;
+  if (!div.dataset.clicks) {
+    div.dataset.clicks = "1";
+    div.on("plotly_click", (ev) => {
+      const [cellType, signature] = ev.points[0].customdata;
+      Object.assign(state, { compareCellType: cellType, compareSignature: signature });
+      render();
+    });
+  }
+  let note = "";
+  if (c.n_untestable) {
+    const untestable = await all("/compare/untestable", { atlas: c.atlas, level: c.level,
+      signature_set: c.signature_set, analysis: c.analysis, by: c.by, contrast: c.contrast });
+    if (stale(token)) return;
+    note = "Not testable: " + untestable.map((u) => `${u.cell_type} (${u.reason})`).join("; ") + ".";
+  }
+  $("compare-note").textContent = note;
+  status(`${c.contrast} in ${c.atlas} · ${c.level} · ${c.signature_set}: ${rows.length} cell type × signature ` +
+         `rows, ${rows.filter(significant).length} with FDR < ${SIGNIFICANT}` +
+         (rows.length > shown.length ? `, ${rows.length - shown.length} without a p-value (not drawn)` : "") +
+         (c.n_untestable ? `; ${c.n_untestable} cell type(s) untestable` : ""));
+  if (!picked) {
+    Plotly.purge($("compare-forest"));
+    return;
+  }
+  Object.assign(state, { compareCellType: picked.cell_type, compareSignature: picked.signature });
+  writeHash();
+  await drawForest(token, c, picked);
+}
+
+async function drawForest(token, c, picked) {
+  // the same harmonised cell type, signature and contrast in every atlas, and the pooled (meta-analysis) row
+  const where = { level: c.level, signature_set: c.signature_set, by: c.by, contrast: c.contrast,
+                  signature: picked.signature };
+  let rows = [picked];
+  let pooled = null;
+  if (picked.harmonised) {
+    rows = await all(`/compare/${c.analysis}`, { ...where, harmonised: picked.harmonised });
+    const meta = await all("/compare/meta", { ...where, analysis: c.analysis, harmonised: picked.harmonised });
+    if (stale(token)) return;
+    pooled = meta[0] ?? null;
+  }
+  const label = (r) => `${r.atlas} · ${r.cell_type}`;
+  const ci = (r, side) => (r[side] === null || r.effect === null ? 0 : Math.abs(r[side] - r.effect));
+  const traces = [{
+    type: "scatter", mode: "markers", name: "per atlas", x: rows.map((r) => r.effect), y: rows.map(label),
+    error_x: { type: "data", symmetric: false, array: rows.map((r) => ci(r, "ci_high")),
+               arrayminus: rows.map((r) => ci(r, "ci_low")), thickness: 1.5 },
+    customdata: rows.map((r) => [r.atlas, r.pvalue, r.fdr ?? NaN, r.n_group ?? r.n, r.n_reference ?? NaN]),
+    hovertemplate: "%{y}<br>effect = %{x:.3g}<br>p = %{customdata[1]:.2g}, FDR = %{customdata[2]:.2g}" +
+                   "<extra></extra>",
+    marker: { size: 10, symbol: "square", color: COLORS[0] } }];
+  const name = pooled ? `pooled (DL, ${pooled.n_atlases} atlases)` : "";
+  if (pooled) {
+    traces.push({ type: "scatter", mode: "markers", name: "pooled", x: [pooled.effect], y: [name],
+                  error_x: { type: "data", symmetric: false, array: [ci(pooled, "ci_high")],
+                             arrayminus: [ci(pooled, "ci_low")], thickness: 2 },
+                  customdata: [[pooled.pvalue, pooled.fdr ?? NaN, pooled.atlases]],
+                  hovertemplate: "pooled over %{customdata[2]}<br>effect = %{x:.3g}<br>p = %{customdata[0]:.2g}, " +
+                                 "FDR = %{customdata[1]:.2g}<extra></extra>",
+                  marker: { size: 16, symbol: "diamond", color: COLORS[1] } });
+  }
+  const fmt = (v, d = 3) => (v === null || v === undefined ? "–" : +v.toPrecision(d));
+  const what = picked.harmonised ? `${picked.signature} in ${picked.harmonised}` : `${picked.signature} in ${picked.cell_type}`;
+  const heterogeneity = pooled ? ` · τ² = ${fmt(pooled.tau2)}, I² = ${fmt(pooled.i2)} %`
+    : " · no pooled estimate (one atlas)";
+  await Plotly.react($("compare-forest"), traces, {
+    margin: { l: 60, r: 20, t: 60, b: 50 }, height: Math.max(360, 48 * (rows.length + (pooled ? 1 : 0)) + 140),
+    showlegend: false, xaxis: { title: { text: "effect (95 % CI)" }, zeroline: true },
+    yaxis: { automargin: true, autorange: "reversed", type: "category" },
+    title: { text: `${what} · ${c.contrast}${heterogeneity}`, font: { size: 14 } } }, PLOT_CONFIG);
+  $("compare-forest").dataset.drawn = `${c.analysis}|${c.level}|${c.signature_set}|${c.contrast}|` +
+    `${picked.harmonised ?? picked.cell_type}|${picked.signature}`;
+}
+
 // ---- wiring -----------------------------------------------------------------------------------------------------
 async function main() {
   readHash();
@@ -399,11 +570,16 @@ async function main() {
   $("top").value = state.top;
   try {
     atlases = (await get("/atlases")).rows;
-    if (!atlases.length) {
-      status("The store holds no atlas yet: run `cytoatlas index`.", true);
-      return;
+    if (atlases.length) {
+      await chooseAtlas();
+    } else {  // a store of comparisons alone still has its Compare tab
+      const found = await get("/compare/contrasts", { limit: 1 }).catch(() => ({ total: 0 }));
+      if (!found.total) {
+        status("The store holds no atlas yet: run `cytoatlas index`.", true);
+        return;
+      }
+      state.view = "compare";
     }
-    await chooseAtlas();
   } catch (error) {
     status(error.message, true);
     return;
@@ -418,6 +594,14 @@ async function main() {
   $("target").addEventListener("change", () => { state.target = $("target").value; state.targetGene = ""; render(); });
   $("target-gene").addEventListener("change", () => { state.targetGene = $("target-gene").value.trim(); render(); });
   $("cells-signature").addEventListener("change", () => { state.cellsSignature = $("cells-signature").value; render(); });
+  $("compare-contrast").addEventListener("change", async () => {
+    const c = contrasts.find((x) => contrastKey(x) === $("compare-contrast").value);
+    if (c) {
+      Object.assign(state, { compareCellType: "", compareSignature: "" });
+      await useContrast(c);
+    }
+    render();
+  });
   $("search").addEventListener("input", onSearchInput);
   $("search-form").addEventListener("submit", (e) => onSearchSubmit(e).catch((err) => status(err.message, true)));
   for (const b of document.querySelectorAll("nav button")) {
