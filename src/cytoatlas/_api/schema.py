@@ -4,6 +4,10 @@ them)."""
 
 from __future__ import annotations
 
+from cytoatlas._compare.tables import COLUMNS as COMPARE_COLUMNS
+from cytoatlas._compare.tables import column_dtype
+from cytoatlas.io.layout import COMPARE_TABLES as COMPARE_TABLE_NAMES
+
 from .cells import DDL as CELLS_DDL
 
 SCHEMA_VERSION = "4"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
@@ -108,31 +112,18 @@ def validation_order(name: str) -> str:
 # differential / association / meta / untestable table. Unlike a validation table, a compare table gathers the
 # rows of every indexed compare directory (one `source_id` per file; comparisons of other columns may live in
 # other directories); columns beyond the contract are not kept.
+_DUCKDB_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "object": "VARCHAR"}
+# the order rows are served in (paging): one comparison's rows together, then cell type and signature
+_COMPARE_ORDER = {
+    "differential": ("atlas", "level", "signature_set", "by", "contrast", "cell_type", "signature"),
+    "association": ("atlas", "level", "signature_set", "by", "contrast", "cell_type", "signature"),
+    "meta": ("analysis", "level", "signature_set", "by", "contrast", "harmonised", "signature"),
+    "untestable": ("atlas", "level", "signature_set", "analysis", "by", "contrast", "cell_type"),
+}
+# the columns and their types are the ones `cytoatlas compare` writes (cytoatlas._compare.tables)
 COMPARE_TABLES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
-    "differential": ({"atlas": "VARCHAR", "level": "VARCHAR", "signature_set": "VARCHAR", "cell_type": "VARCHAR",
-                      "harmonised": "VARCHAR", "signature": "VARCHAR", "by": "VARCHAR", "group": "VARCHAR",
-                      "reference": "VARCHAR", "contrast": "VARCHAR", "test": "VARCHAR", "covariates": "VARCHAR",
-                      "paired": "BOOLEAN", "n_group": "BIGINT", "n_reference": "BIGINT", "mean_group": "DOUBLE",
-                      "mean_reference": "DOUBLE", "effect": "DOUBLE", "se": "DOUBLE", "ci_low": "DOUBLE",
-                      "ci_high": "DOUBLE", "statistic": "DOUBLE", "pvalue": "DOUBLE", "fdr": "DOUBLE",
-                      "fdr_cell_type": "DOUBLE"},
-                     ("atlas", "level", "signature_set", "by", "contrast", "cell_type", "signature")),
-    "association": ({"atlas": "VARCHAR", "level": "VARCHAR", "signature_set": "VARCHAR", "cell_type": "VARCHAR",
-                     "harmonised": "VARCHAR", "signature": "VARCHAR", "by": "VARCHAR", "contrast": "VARCHAR",
-                     "test": "VARCHAR", "covariates": "VARCHAR", "n": "BIGINT", "effect": "DOUBLE", "se": "DOUBLE",
-                     "ci_low": "DOUBLE", "ci_high": "DOUBLE", "statistic": "DOUBLE", "pvalue": "DOUBLE",
-                     "fdr": "DOUBLE", "fdr_cell_type": "DOUBLE"},
-                    ("atlas", "level", "signature_set", "by", "contrast", "cell_type", "signature")),
-    "meta": ({"analysis": "VARCHAR", "level": "VARCHAR", "signature_set": "VARCHAR", "harmonised": "VARCHAR",
-              "signature": "VARCHAR", "by": "VARCHAR", "contrast": "VARCHAR", "n_atlases": "BIGINT",
-              "atlases": "VARCHAR", "effect": "DOUBLE", "se": "DOUBLE", "ci_low": "DOUBLE", "ci_high": "DOUBLE",
-              "pvalue": "DOUBLE", "fdr": "DOUBLE", "tau2": "DOUBLE", "q": "DOUBLE", "q_pvalue": "DOUBLE",
-              "i2": "DOUBLE", "sign_agreement": "DOUBLE"},
-             ("analysis", "level", "signature_set", "by", "contrast", "harmonised", "signature")),
-    "untestable": ({"atlas": "VARCHAR", "level": "VARCHAR", "signature_set": "VARCHAR", "cell_type": "VARCHAR",
-                    "analysis": "VARCHAR", "by": "VARCHAR", "contrast": "VARCHAR", "n_group": "BIGINT",
-                    "n_reference": "BIGINT", "reason": "VARCHAR"},
-                   ("atlas", "level", "signature_set", "analysis", "by", "contrast", "cell_type")),
+    name: ({c: _DUCKDB_TYPES[column_dtype(c)] for c in COMPARE_COLUMNS[name]}, _COMPARE_ORDER[name])
+    for name in COMPARE_TABLE_NAMES
 }
 # what one comparison is, per table: the rows of one (these columns) must all come from one file
 COMPARE_UNITS: dict[str, tuple[str, ...]] = {

@@ -47,7 +47,8 @@ _NUMBERS = {"mean_group", "mean_reference", *_ESTIMATE, "statistic", "pvalue", "
             "q_pvalue", "i2", "sign_agreement"}
 
 
-def _dtype(column: str) -> str:
+def column_dtype(column: str) -> str:
+    """The pandas dtype of a comparison table's column: ``int64``, ``bool``, ``float64`` or ``object``."""
     if column in _COUNTS:
         return "int64"
     if column in _BOOLS:
@@ -59,10 +60,11 @@ def table_frame(name: str, rows: Iterable[Mapping] | pd.DataFrame) -> pd.DataFra
     """A table from row records (or frames with its columns): its columns in order, its dtypes, sorted."""
     columns = COLUMNS[name]
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-    df = df.reindex(columns=columns) if len(df) else pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
-    df = df.astype({c: _dtype(c) for c in columns})
+    df = df.reindex(columns=columns) if len(df) else \
+        pd.DataFrame({c: pd.Series(dtype=column_dtype(c)) for c in columns})
+    df = df.astype({c: column_dtype(c) for c in columns})
     for c in columns:
-        if _dtype(c) == "object":
+        if column_dtype(c) == "object":
             df[c] = df[c].astype(str)
     return df.sort_values(KEYS[name], kind="mergesort", ignore_index=True)
 
