@@ -320,6 +320,7 @@ def test_meta_table_pools_atlases_of_one_harmonised_type() -> None:
         {**base, "atlas": "a", "level": "L2", "harmonised": "B", "effect": 0.3, "se": 0.2},  # only in one atlas
         {**base, "atlas": "b", "level": "L2", "harmonised": "", "effect": 0.3, "se": 0.2},   # unmatched
     ])
+    rows["pvalue"] = 2 * ss.norm.sf(np.abs(rows["effect"] / rows["se"]))  # normal tests: SEs taken as they are
     meta = meta_analysis(rows)
     assert len(meta) == 1
     r = meta.iloc[0]
@@ -328,6 +329,24 @@ def test_meta_table_pools_atlases_of_one_harmonised_type() -> None:
     assert r["effect"] == pytest.approx(want["effect"], rel=1e-10)
     assert (r["n_atlases"], r["atlases"], r["level"]) == (3, "a,b,c", "L2")
     assert r["sign_agreement"] == pytest.approx(2 / 3)
+
+
+def test_an_atlas_with_few_donors_is_pooled_with_the_se_its_own_test_implies() -> None:
+    # seven donors, slope + 3 covariates + intercept: 3 residual df, where t = -8.85 is p = 0.003 (normal: 1e-18);
+    # five donors: 1 df
+    t, df, se = np.array([-8.85, -0.5555]), np.array([3, 1]), np.array([0.03992, 0.2641])
+    effect, p = t * se, 2 * ss.t.sf(np.abs(t), df)
+    base = {"analysis": "association", "level": "L2", "signature_set": "cytosig", "signature": "IL2", "by": "bmi",
+            "contrast": "bmi", "harmonised": "Plasma"}
+    rows = pd.DataFrame([{**base, "atlas": a, "effect": e, "se": s, "pvalue": q}
+                         for a, e, s, q in zip("ab", effect, se, p, strict=True)])
+    r = meta_analysis(rows).iloc[0]
+    implied = np.abs(effect) / ss.norm.isf(p / 2)  # the normal test's SE that gives each atlas' own p
+    assert np.all(implied > se)
+    want = _hand_dl(effect, implied)
+    assert r["effect"] == pytest.approx(want["effect"], rel=1e-10) and r["se"] == pytest.approx(want["se"], rel=1e-10)
+    assert 1e-3 < r["pvalue"] < 0.05  # the plain SEs pool to p ~ 1e-18
+    assert dersimonian_laird(effect, se)["pvalue"] < 1e-15
 
 
 def _hand_bh(p: np.ndarray) -> np.ndarray:

@@ -7,6 +7,12 @@ pooled with ``statsmodels.stats.meta_analysis.combine_effects(method_re="dl")``:
 here truncated at 0 as DerSimonian and Laird do), normal-theory 95 % CI and p.
 ``I^2 = (Q - (k - 1)) / Q`` as a percentage, clipped to [0, 100].
 
+Each atlas enters with the standard error its own test implies: ``max(se, |effect| / z)``, ``z`` the normal
+quantile of the atlas' two-sided p (``norm.isf(p / 2)``). The pooling is normal theory, while an atlas' test is
+a t test on few donors (or a rank test): a seven-donor covariate scan with three covariates has 3 residual
+degrees of freedom, where t = 8.9 is p = 0.003, not the normal 1e-18, and its plain SE would weigh and pool as if
+it were known. With many donors the two SEs agree.
+
 Labels of one atlas sharing a harmonised name (two CD4 T subsets, say) count as one study: the mean of their
 effects, with the mean of their standard errors, which bounds the SE of that mean whatever their correlation
 (they share donors). A harmonised cell type found in only one atlas gets no row.
@@ -71,8 +77,19 @@ def dersimonian_laird(effects: np.ndarray, se: np.ndarray, alpha: float = 0.05) 
     return {k: float(out[k]) for k in ("effect", "se", "ci_low", "ci_high", "pvalue", "tau2", "q", "q_pvalue", "i2")}
 
 
+def study_se(effect: np.ndarray, se: np.ndarray, pvalue: np.ndarray) -> np.ndarray:
+    """The standard error an atlas' effect is pooled with: ``max(se, |effect| / norm.isf(p / 2))``, the SE a
+    normal test would need to give the atlas' own p (its plain ``se`` where p is missing, 1 or 0)."""
+    effect, se, pvalue = (np.asarray(a, dtype=float) for a in (effect, se, pvalue))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = stats.norm.isf(pvalue / 2)
+        implied = np.where(np.isfinite(z) & (z > 0), np.abs(effect) / z, np.nan)
+    return np.fmax(se, implied)
+
+
 def _studies(rows: pd.DataFrame) -> pd.DataFrame:
     """One study per atlas: labels sharing a harmonised name averaged (effect and SE, see the module's note)."""
+    rows = rows.assign(se=study_se(rows["effect"], rows["se"], rows["pvalue"]))
     usable = rows[(rows["harmonised"] != "") & np.isfinite(rows["effect"]) & np.isfinite(rows["se"])
                   & (rows["se"] > 0)]
     keys = [*_KEYS, "atlas"]
@@ -93,7 +110,8 @@ def meta_analysis(effects: pd.DataFrame) -> pd.DataFrame:
     ----------
     effects
         Rows of the ``differential`` and ``association`` tables with an ``analysis`` column: ``analysis, atlas,
-        level, signature_set, harmonised, signature, by, contrast, effect, se``. Levels are matched by name
+        level, signature_set, harmonised, signature, by, contrast, effect, se, pvalue`` (each atlas pooled with
+        :func:`study_se`'s SE). Levels are matched by name
         (case-insensitively; the first atlas' spelling is kept).
     """
     if not len(effects):
