@@ -343,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signature-file", action="append", metavar="TSV",
                    help="genes x signatures TSV(.gz), e.g. LinCytoSig; repeatable")
     p.add_argument("--layers", help="extra matrices besides X (the exact z): beta,pvalue")
-    p.add_argument("--embedding", help="obsm key of the embedding to subsample (default X_umap when present)")
+    p.add_argument("--embedding", help="obsm key of the embedding to subsample (default: the registry's `embedding`, "
+                   "else X_umap when present)")
     p.add_argument("--lambda", dest="lambda_", type=float, default=defaults.LAMBDA,
                    help=f"ridge penalty (default {defaults.LAMBDA:g})")
     p.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE,
