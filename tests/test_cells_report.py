@@ -121,6 +121,9 @@ def test_cli_report_with_cells(cells_roots, tmp_path, capsys) -> None:
     # the same atlas twice
     assert main(["report", "--out", str(val), "--cells", str(tiny), "--cells", str(layout.cells_dir(tiny))]) == 2
     assert "has per-cell outputs in both" in capsys.readouterr().err
+    # from Python, one directory alone is a list of one
+    section = _section(cytoatlas.report(val, cells=tiny).read_text())
+    assert "tiny: cytosig" in section and "plain: cytosig" not in section
 
 
 def test_widest_spread_is_deterministic() -> None:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from cytoatlas._cells.figures import N_PANELS, embedding_figure, widest_spread, z_columns
 from cytoatlas._cells.plan import EMBEDDING_CELLS, EMBEDDING_SEED
+from cytoatlas._cells.summary import QUANTILE_CELLS
 from cytoatlas._validate.report import html_cards, html_figure, html_table
 from cytoatlas.defaults import REPORT_CELLS_ROWS
 from cytoatlas.errors import CytoatlasError
@@ -164,7 +165,7 @@ def _block(i: int, out: CellsOutputs, figures_dir: Path, top: int) -> tuple[str,
         n_labels = rows["label"].nunique() if len(rows) else 0
         parts += [f'<p class="note"><b>Level {html.escape(str(lev))}</b>: the {len(rows)} label x signature pair(s) '
                   f"with the highest mean z over their cells ({n_labels} label(s) among them; q05-q95 of at most "
-                  "1,000 cells per label; frac_abs_gt2: the fraction of cells with |z| &gt; 2).</p>",
+                  f"{QUANTILE_CELLS:,} cells per label; frac_abs_gt2: the fraction of cells with |z| &gt; 2).</p>",
                   html_table(rows[[c for c in _SHOWN if c in rows.columns]], f"t_cells_{i}_{j}", top, bad=None)]
     return "".join(parts), figure, n_cells
 

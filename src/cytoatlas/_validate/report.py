@@ -166,6 +166,7 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
     out = Path(out)
     if not out.is_dir():
         raise CytoatlasError(f"validation directory {out} does not exist; run `cytoatlas validate --out {out}` first")
+    cells = [cells] if isinstance(cells, (str, os.PathLike)) else list(cells)  # one directory, not its characters
     t0 = time.perf_counter()
     t = {name: _read(out, name) for name in ("summary", "rho", "rho_cell_types", "cytosig_vs_secact", "cross_atlas",
                                              "conservation", "consistency", "cell_type_matches")}
