@@ -156,7 +156,8 @@ def _block(i: int, out: CellsOutputs, figures_dir: Path, top: int) -> tuple[str,
                    f"signature(s) whose z varies most over them (of the {len(z_columns(table))} in the embedding "
                    "table). Each panel's colours are centred at 0 and saturate at the 99th percentile of |z|; the "
                    "strongest cells are drawn on top.")
-        parts.append(html_figure(paths[0], f"{out.atlas}, {out.signature_set} on the embedding", caption))
+        parts.append(html_figure(paths[0], f"{out.atlas}, {out.signature_set} on the embedding", caption,
+                                 svg_dir=f"{figures_dir.name}/"))  # relative to the report beside figures_dir
     else:
         parts.append('<p class="note">No embedding table: the atlas had no <code>obsm[\'X_umap\']</code> and no '
                      "embedding was named (<code>embedding = \"KEY\"</code> in its registry entry, or "
