@@ -233,6 +233,46 @@ def test_bad_inputs(tmp_path, synth):
     _bad(tmp_path, tiny_config(path), "no embedding", embedding="X_tsne")
 
 
+def test_registry_key_names_the_embedding(tmp_path):
+    """An atlas whose embedding is not X_umap: the registry's `embedding` names it; the argument comes first."""
+    path, _ = write_cells_atlas(tmp_path / "tsne.h5ad", n_cells=300, sets=("cytosig",), embedding=False)
+    a = ad.read_h5ad(path)
+    a.obsm["X_tsne"] = np.random.default_rng(1).normal(size=(a.n_obs, 2))
+    a.write_h5ad(path)
+    d = layout.cells_dir(tmp_path / "plain")
+    cytoatlas.cells(tiny_config(path), tmp_path / "plain", signatures=["cytosig"])
+    assert not layout.cells_embedding_path(d, "tiny", "cytosig").exists()  # no X_umap: no embedding table
+    cytoatlas.cells(tiny_config(path, embedding="X_tsne"), tmp_path / "keyed", signatures=["cytosig"])
+    emb = pd.read_csv(layout.cells_embedding_path(layout.cells_dir(tmp_path / "keyed"), "tiny", "cytosig"))
+    np.testing.assert_allclose(emb[["x", "y"]].to_numpy(), a.obsm["X_tsne"])
+    out = ad.read_h5ad(layout.cells_activity_path(layout.cells_dir(tmp_path / "keyed"), "tiny", "cytosig"))
+    assert out.uns["parameters"]["embedding"] == "X_tsne"
+    # the argument before the registry key: a key the file lacks is an error even when the registry's exists
+    _bad(tmp_path, tiny_config(path, embedding="X_tsne"), "no embedding 'X_umap'", embedding="X_umap")
+    # a registry key naming an absent obsm key: one line naming the key, where it came from, what there is
+    with pytest.raises(CytoatlasError) as e:
+        cytoatlas.cells(tiny_config(path, embedding="X_pca_umap"), tmp_path / "out", signatures=["cytosig"])
+    msg = str(e.value)
+    assert "no embedding 'X_pca_umap'" in msg and "registry's `embedding`" in msg and "available: X_tsne" in msg
+    assert "\n" not in msg and not (tmp_path / "out").exists()
+    with pytest.raises(CytoatlasError, match="embedding must be the obsm key"):
+        tiny_config(path, embedding="")
+
+
+def test_cli_embedding_option_over_the_registry(tmp_path):
+    path, _ = write_cells_atlas(tmp_path / "a.h5ad", n_cells=300, sets=("cytosig",))
+    reg = tmp_path / "reg.toml"
+    reg.write_text(f'[atlas.a]\nh5ad = "{path}"\nsample_col = "sample"\nembedding = "X_pca_umap"\n'
+                   'levels = { L1 = "cell_type" }\n')
+    cmd = [sys.executable, "-m", "cytoatlas", "-q", "cells", "--atlas", "a", "--registry", str(reg),
+           "--signatures", "cytosig"]
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert r.returncode == 2 and "no embedding 'X_pca_umap'" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([*cmd, "--out", str(tmp_path / "ok"), "--embedding", "X_umap"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert layout.cells_embedding_path(layout.cells_dir(tmp_path / "ok"), "a", "cytosig").exists()
+
+
 def test_cli_error_line(tmp_path):
     r = subprocess.run([sys.executable, "-m", "cytoatlas", "cells", "--atlas", "nosuch", "--out", str(tmp_path / "o")],
                        capture_output=True, text=True)

@@ -224,7 +224,7 @@ def _compare(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from cytoatlas._validate import report
 
-    print(report(args.out, title=args.title, max_rows=args.max_rows, compare=args.compare))
+    print(report(args.out, title=args.title, max_rows=args.max_rows, compare=args.compare, cells=args.cells or ()))
 
 
 def _activity(args: argparse.Namespace) -> None:
@@ -343,7 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--signature-file", action="append", metavar="TSV",
                    help="genes x signatures TSV(.gz), e.g. LinCytoSig; repeatable")
     p.add_argument("--layers", help="extra matrices besides X (the exact z): beta,pvalue")
-    p.add_argument("--embedding", help="obsm key of the embedding to subsample (default X_umap when present)")
+    p.add_argument("--embedding", help="obsm key of the embedding to subsample (default: the registry's `embedding`, "
+                   "else X_umap when present)")
     p.add_argument("--lambda", dest="lambda_", type=float, default=defaults.LAMBDA,
                    help=f"ridge penalty (default {defaults.LAMBDA:g})")
     p.add_argument("--batch-size", type=int, default=defaults.BATCH_SIZE,
@@ -441,6 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-rows", type=int, default=3000, help="rows shown per table (files hold all; 3000)")
     p.add_argument("--compare", metavar="CDIR",
                    help="a directory written by `cytoatlas compare`: adds its condition comparisons to the report")
+    p.add_argument("--cells", action="append", metavar="RESULTS_DIR",
+                   help="an atlas' results directory whose cells/ holds `cytoatlas cells` outputs: adds its per-cell "
+                        "activity (embedding figures, top labels) to the report; repeatable")
     p.set_defaults(func=_report)
 
     p = sub.add_parser("index", help="build or update the results store (DuckDB + Parquet) from the manifests")

@@ -30,3 +30,4 @@ DEMO_N_CELLS = 50_000
 # comparison figures and their report section
 COMPARE_FIGURE_TOP = 12  # forest plots: the signatures of this many strongest meta-analysis rows
 REPORT_COMPARE_ROWS = 200  # rows of each contrast's tables in the report (the strongest; the files hold all)
+REPORT_CELLS_ROWS = 10  # per level, the label x signature rows of highest mean per-cell z shown in the report

@@ -19,7 +19,7 @@ from cytoatlas.errors import CytoatlasError
 
 DATA_ROOT_ENV = "CYTOATLAS_DATA_ROOT"
 _KEYS = {"h5ad", "sample_col", "donor_col", "gene_symbols", "counts", "exclude", "levels", "signature_files",
-         "cell_type_map", "harmonise", "sample_columns"}
+         "cell_type_map", "harmonise", "sample_columns", "embedding"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class AtlasConfig:
     cell_type_map: tuple[tuple[str, str], ...] = ()
     harmonise: tuple[tuple[str, str], ...] = ()  # validation: cell-type label -> shared name across atlases
     sample_columns: tuple[str, ...] = ()  # per-sample obs columns copied into sample x cell type pseudobulk obs
+    embedding: str | None = None  # per-cell activity: the obsm key of the embedding (else X_umap when present)
 
     @property
     def unit_col(self) -> str:
@@ -135,6 +136,10 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
     if len(set(sample_columns)) != len(sample_columns):
         repeated = sorted({c for c in sample_columns if sample_columns.count(c) > 1})
         raise CytoatlasError(f"atlas {name!r}: sample_columns names {', '.join(map(repr, repeated))} more than once")
+    embedding = entry.get("embedding")
+    if embedding is not None and not (isinstance(embedding, str) and embedding):
+        raise CytoatlasError(f"atlas {name!r}: embedding must be the obsm key of an embedding (a non-empty string, "
+                             f"e.g. \"X_umap\"), got {embedding!r}")
     return AtlasConfig(
         name=name,
         h5ad=resolve(entry["h5ad"]),
@@ -148,6 +153,7 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
         cell_type_map=tuple((str(k), v) for k, v in cmap.items()),
         harmonise=tuple((str(k), v) for k, v in harm.items()),
         sample_columns=tuple(sample_columns),
+        embedding=embedding,
     )
 
 

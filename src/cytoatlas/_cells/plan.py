@@ -88,13 +88,19 @@ def plan_cells(f: h5py.File, cfg: AtlasConfig, n_rows: int, n_genes: int, sets: 
 
 
 def _embedding(f: h5py.File, cfg: AtlasConfig, key: str | None, kept: np.ndarray):
-    """The embedding's fixed random subsample of kept cells: ``obsm[key]`` (default ``X_umap`` when present)."""
+    """The embedding's fixed random subsample of kept cells: ``obsm[key]``, else ``obsm[cfg.embedding]`` (the
+    registry's key), else ``obsm['X_umap']`` when present, else none."""
     obsm = f.get("obsm")
     have = list(obsm.keys()) if isinstance(obsm, h5py.Group) else []
-    if key is None:
+    named = key if key is not None else cfg.embedding
+    if named is None:
         key = "X_umap" if "X_umap" in have else None
-    elif key not in have:
-        raise CytoatlasError(f"{cfg.h5ad}: obsm has no embedding {key!r}; available: {', '.join(have) or 'none'}")
+    elif named not in have:
+        source = "" if key is not None else f" (the registry's `embedding` of atlas {cfg.name!r})"
+        raise CytoatlasError(f"{cfg.h5ad}: obsm has no embedding {named!r}{source}; available: "
+                             f"{', '.join(have) or 'none'}")
+    else:
+        key = named
     n_kept = int(kept.sum())
     if key is None:
         return None, np.zeros(0, np.int64), None

@@ -90,7 +90,8 @@ def cells(
     layers
         Extra matrices: ``beta`` (ridge coefficients), ``pvalue`` (two-sided, of the exact z).
     embedding
-        The ``obsm`` key of the embedding the summaries subsample (default ``X_umap`` when present).
+        The ``obsm`` key of the embedding the summaries subsample (default: the registry's ``embedding`` key,
+        else ``X_umap`` when present).
     batch_size
         Cells per block read; results do not depend on it.
     lambda_

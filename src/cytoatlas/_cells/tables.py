@@ -12,8 +12,10 @@ from cytoatlas._cells.plan import CellsPlan
 from cytoatlas._cells.summary import Summary
 from cytoatlas.io import durable, layout
 
-# signatures drawn on the embedding, per set: the embedding table is cells x these z columns
+# signatures drawn on the embedding, per set: the embedding table is cells x these z columns (named Z_PREFIX + name)
 EMBEDDING_SIGNATURES = 50
+Z_PREFIX = "z:"
+LABEL_PREFIX = "label:"
 
 
 def write_tables(directory: Path, atlas: str, model: CellModel, summary: Summary, plan: CellsPlan,
@@ -46,7 +48,7 @@ def embedding_table(model: CellModel, summary: Summary, plan: CellsPlan) -> pd.D
                           "y": plan.embedding[:, 1]})
     for lev, (codes, cats) in plan.levels.items():
         c = codes[rows]
-        frame[f"label:{lev}"] = np.where(c >= 0, np.asarray(cats, dtype=object)[np.maximum(c, 0)], "")
+        frame[f"{LABEL_PREFIX}{lev}"] = np.where(c >= 0, np.asarray(cats, dtype=object)[np.maximum(c, 0)], "")
     for j in keep:
-        frame[f"z:{model.names[j]}"] = z[:, j]
+        frame[f"{Z_PREFIX}{model.names[j]}"] = z[:, j]
     return frame

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.durable import write_text_atomic
-from cytoatlas.io.layout import table_paths
+from cytoatlas.io.layout import CELLS_FIGURE_KIND, VALIDATION_FIGURES_DIR, manifest_key, table_paths
 from cytoatlas.io.manifest import read_manifest, record, recorded_checksum, update_manifest
 
 log = logging.getLogger("cytoatlas.validate")
@@ -136,7 +137,7 @@ def html_cards(items: list[tuple[str, str]]) -> str:
 
 
 def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 3000,
-           compare: str | os.PathLike | None = None) -> Path:
+           compare: str | os.PathLike | None = None, cells: Sequence[str | os.PathLike] = ()) -> Path:
     """Write ``out/report.html``: a self-contained HTML report of the validation in ``out``.
 
     Parameters
@@ -151,6 +152,11 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
         A directory written by :func:`cytoatlas.compare`: the report gains a "Condition comparisons" section (its
         tables' strongest rows per contrast, what was not testable, its figures). None: no such section, and the
         report is what it was before comparisons existed.
+    cells
+        Atlases' results directories whose ``cells/`` holds `cytoatlas cells` outputs: the report gains a
+        "Per-cell activity" section (per atlas x signature set, the embedding subsample coloured by the z of the
+        signatures that vary most over it, written to ``out/figures/cells_embedding__*.png|svg``; per level the
+        summary's rows of highest mean z). Empty: no such section, and the page is what it was without it.
 
     Returns
     -------
@@ -160,6 +166,7 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
     out = Path(out)
     if not out.is_dir():
         raise CytoatlasError(f"validation directory {out} does not exist; run `cytoatlas validate --out {out}` first")
+    cells = [cells] if isinstance(cells, (str, os.PathLike)) else list(cells)  # one directory, not its characters
     t0 = time.perf_counter()
     t = {name: _read(out, name) for name in ("summary", "rho", "rho_cell_types", "cytosig_vs_secact", "cross_atlas",
                                              "conservation", "consistency", "cell_type_matches")}
@@ -235,6 +242,12 @@ of mean activity over the cell types the atlases share.</p>"""),
         from cytoatlas._compare.report import comparison_inputs, comparison_section
 
         sections.append(("compare", "Condition comparisons", comparison_section(compare, max_rows=max_rows)))
+    cells_part = None
+    if cells:  # imported here: per-cell activity is its own step, read only when asked for
+        from cytoatlas._cells.report import cells_section
+
+        cells_part = cells_section(cells, out / VALIDATION_FIGURES_DIR, max_rows=max_rows)
+        sections.append(("cells", "Per-cell activity", cells_part.html))
     nav = "".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{html.escape(name)}</h2>{content}</section>'
                    for sid, name, content in sections)
@@ -252,8 +265,23 @@ of mean activity over the cell types the atlases share.</p>"""),
     if compare is not None:
         parameters["compare"] = str(compare)
         inputs += comparison_inputs(compare)
-    update_manifest(out, {REPORT_NAME: record(path, step="report", parameters=parameters, inputs=inputs,
-                                              kind="report")})
+    records = {}
+    if cells_part is not None:
+        parameters["cells"] = [str(c) for c in cells]
+        inputs += cells_part.inputs
+        for fig in cells_part.figures:
+            for p in fig.paths:
+                records[manifest_key(p, out)] = record(
+                    p, step="report", parameters={"signatures": fig.signatures},
+                    inputs=fig.outputs.inputs(["embedding"]), kind=CELLS_FIGURE_KIND, atlas=fig.outputs.atlas,
+                    signature=fig.outputs.signature_set)
+    # per-cell figures of an earlier report that this one does not show are removed with their records
+    stale = [k for k, e in entries.items() if e.get("step") == "report" and e.get("kind") == CELLS_FIGURE_KIND
+             and k not in records]
+    for k in stale:
+        (out / k).unlink(missing_ok=True)
+    records[REPORT_NAME] = record(path, step="report", parameters=parameters, inputs=inputs, kind="report")
+    update_manifest(out, records, remove=stale)
     log.info("report %s (%.1f MB, %d figures) in %.1f s", path, path.stat().st_size / 1e6, len(figures),
              time.perf_counter() - t0)
     return path

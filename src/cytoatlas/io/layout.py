@@ -336,3 +336,21 @@ def parse_cells(path: str | os.PathLike) -> ResultName | None:
         if rest.endswith(suffix) and len(rest) > len(suffix):
             return ResultName("cells_partial" if partial else "cells", atlas, kind, rest[: -len(suffix)])
     return None
+
+
+# the report's per-cell figures (``cytoatlas report --cells ROOT``), in the report directory's figures/ beside the
+# validation figures: one per atlas x signature set with an embedding table, recorded in the report directory's
+# manifest (step ``report``) under their own kind, so the validation sections never take them for theirs
+CELLS_FIGURE_KIND = "cells_figure"
+_CELLS_FIGURE = "cells_embedding"
+
+
+def cells_figure_stem(atlas: str, signature_set: str) -> str:
+    """The stem of the report's figure of an atlas' per-cell activity on its embedding:
+    ``cells_embedding__{atlas}__{set}`` (each part through :func:`safe_name`)."""
+    return "__".join([_CELLS_FIGURE, safe_name(atlas), safe_name(signature_set)])
+
+
+def cells_figure_paths(directory: str | os.PathLike, atlas: str, signature_set: str) -> list[Path]:
+    """The PNG and SVG of :func:`cells_figure_stem` in ``directory`` (a report's ``figures/``)."""
+    return figure_paths(directory, cells_figure_stem(atlas, signature_set))

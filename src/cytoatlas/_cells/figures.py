@@ -1,0 +1,101 @@
+"""The report's per-cell figure: an atlas' embedding subsample (the ``..._embedding.csv`` table of `cytoatlas
+cells`) coloured by the activity z of a few signatures, as small multiples, written as PNG and SVG.
+
+Drawn on ``matplotlib.figure.Figure`` objects (no pyplot state, no display), in the validation figures' style: a
+diverging colour map centred at 0, the points rasterised (an SVG of 50,000 vector dots would be megabytes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cytoatlas._cells.tables import Z_PREFIX
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.durable import atomic_path
+from cytoatlas.io.layout import figure_paths
+
+DIVERGING = "RdBu_r"
+N_PANELS = 4  # signatures drawn per atlas x set
+COLOUR_PERCENTILE = 99  # each panel's colour scale is symmetric at this percentile of |z| (a few extremes saturate)
+
+
+def z_columns(table: pd.DataFrame) -> list[str]:
+    """The signatures whose z the embedding table holds, in its column order."""
+    return [c[len(Z_PREFIX):] for c in table.columns if c.startswith(Z_PREFIX)]
+
+
+def widest_spread(table: pd.DataFrame, n: int = N_PANELS) -> list[str]:
+    """The ``n`` signatures whose z varies most over the subsample (sd, ddof 1), widest first; ties keep the
+    table's column order, so the choice is deterministic."""
+    names = z_columns(table)
+    if not names:
+        return []
+    sd = table[[Z_PREFIX + s for s in names]].astype(np.float64).std(ddof=1).to_numpy()  # NaNs skipped
+    sd = np.where(np.isfinite(sd), sd, -np.inf)  # a column without two finite values is drawn last, if at all
+    return [names[j] for j in np.argsort(-sd, kind="stable")[:n]]
+
+
+def _save(fig, directory: Path, stem: str) -> list[Path]:
+    import matplotlib
+
+    paths = figure_paths(directory, stem)
+    directory.mkdir(parents=True, exist_ok=True)
+    with matplotlib.rc_context({"svg.hashsalt": "cytoatlas", "svg.fonttype": "none"}):
+        for path in paths:
+            fmt = path.suffix[1:]
+            if fmt == "svg":  # the layout computed for the PNG holds: do not compute it again
+                fig.set_layout_engine("none")
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, format=fmt, dpi=100,
+                            metadata={"Date": None} if fmt == "svg" else {"Software": None})
+    return paths
+
+
+def embedding_figure(table: pd.DataFrame, signatures: list[str], directory: Path, stem: str, *,
+                     title: str) -> list[Path]:
+    """Draw the embedding subsample once per signature, coloured by its z, and write ``directory/stem.png|svg``.
+
+    Parameters
+    ----------
+    table
+        An embedding table of `cytoatlas cells`: columns ``x``, ``y`` and ``z:{signature}``.
+    signatures
+        The signatures to draw, one panel each (e.g. :func:`widest_spread`).
+    directory, stem
+        Where the PNG and SVG go, and their file stem (from :mod:`cytoatlas.io.layout`).
+    title
+        The figure's title (atlas, set, embedding).
+
+    Returns
+    -------
+    list of Path
+        The PNG and SVG written.
+    """
+    from matplotlib.figure import Figure
+
+    missing = [c for c in ("x", "y", *(Z_PREFIX + s for s in signatures)) if c not in table.columns]
+    if missing or not signatures:
+        raise CytoatlasError(f"the embedding table has no column {', '.join(missing) or 'z:...'}; its columns: "
+                             f"{', '.join(map(str, table.columns[:8])) or '(none)'}")
+    x, y = table["x"].to_numpy(np.float64), table["y"].to_numpy(np.float64)
+    size = float(np.clip(9000 / max(len(table), 1), 0.3, 8.0))  # dots shrink as cells grow: 50 k cells at 0.3
+    fig = Figure(figsize=(3.3 * len(signatures), 3.3), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(signatures), squeeze=False)[0])
+    for ax, sig in zip(axes, signatures, strict=True):
+        z = table[Z_PREFIX + sig].to_numpy(np.float64)
+        finite = np.isfinite(z)
+        vmax = float(np.percentile(np.abs(z[finite]), COLOUR_PERCENTILE)) if finite.any() else 1.0
+        vmax = vmax if vmax > 0 else 1.0
+        order = np.argsort(np.where(finite, np.abs(z), -1.0), kind="stable")  # the strongest cells drawn on top
+        dots = ax.scatter(x[order], y[order], c=z[order], cmap=DIVERGING, vmin=-vmax, vmax=vmax, s=size,
+                          linewidths=0, rasterized=True)
+        ax.set_title(sig, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_aspect("equal", adjustable="datalim")
+        fig.colorbar(dots, ax=ax, shrink=0.75, label="activity z")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, Path(directory), stem)
