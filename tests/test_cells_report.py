@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from _atlas_factory import tiny_config
+from _report_factory import validation_dir
 from test_cells import write_cells_atlas
-from test_compare_figures import _validation_dir  # the small validation directory the report needs
 
 import cytoatlas
 from cytoatlas.cli import main
@@ -53,7 +53,7 @@ def _first_row(section: str, table_id: str) -> list[str]:
 def test_the_report_gains_a_cells_section_and_is_unchanged_without(cells_roots, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(time, "strftime", lambda fmt, *a: "2026-12-04 20:00")  # the page says when it was written
     tiny, plain = cells_roots
-    val = _validation_dir(tmp_path / "val")
+    val = validation_dir(tmp_path / "val")
     before = cytoatlas.report(val).read_text()
     assert '<section id="cells">' not in before
     page = cytoatlas.report(val, cells=[tiny, plain]).read_text()
@@ -105,7 +105,7 @@ def test_the_report_gains_a_cells_section_and_is_unchanged_without(cells_roots, 
 
 def test_cli_report_with_cells(cells_roots, tmp_path, capsys) -> None:
     tiny, plain = cells_roots
-    val = _validation_dir(tmp_path / "val")
+    val = validation_dir(tmp_path / "val")
     # repeatable; a cells/ directory itself is taken too
     assert main(["report", "--out", str(val), "--cells", str(tiny), "--cells", str(layout.cells_dir(plain))]) == 0
     assert capsys.readouterr().out.strip() == str(val / "report.html")

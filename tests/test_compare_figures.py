@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _report_factory import validation_dir
 from scipy import stats
 
 import cytoatlas
@@ -184,32 +185,6 @@ def test_a_secact_sized_volcano_stays_fast_and_small(tmp_path: Path) -> None:
     assert heat.count(">S0") <= 40  # at most 40 signature labels
 
 
-def _validation_dir(path: Path) -> Path:
-    """A small validation directory: each validation table with one row (the columns the report reads)."""
-    row = {"atlas": "alpha", "level": "L2", "signature_set": "cytosig"}
-    tables = {
-        "summary": pd.DataFrame([{**row, "n_targets": 1, "median_rho": 0.4, "pct_positive": 100.0,
-                                  "n_significant": 1}]),
-        "rho": pd.DataFrame([{**row, "target": "IFNG", "gene": "IFNG", "stratum": "CD4 T", "n_samples": 12,
-                              "rho": 0.4, "pvalue": 0.01, "fdr": 0.02, "rho_ci_low": 0.1, "rho_ci_high": 0.6,
-                              "representative": True, "reason": "", "n_strata": 3, "median_rho": 0.4}]),
-        "rho_cell_types": pd.DataFrame([{**row, "target": "IFNG", "rho": 0.5, "reason": ""}]),
-        "cytosig_vs_secact": pd.DataFrame([{"atlas": "alpha", "level": "L2", "n_shared": 1, "statistic": 0.0,
-                                            "pvalue": 1.0}]),
-        "cross_atlas": pd.DataFrame([{"signature_set": "cytosig", "signature": "IFNG", "level": "L2",
-                                      "atlas_a": "alpha", "atlas_b": "beta", "n_cell_types": 3, "r": 0.8,
-                                      "reason": ""}]),
-        "conservation": pd.DataFrame([{"signature_set": "cytosig", "signature": "IFNG", "n_pairs": 1,
-                                       "median_r": 0.8, "conservation": "conserved", "reason": ""}]),
-        "consistency": pd.DataFrame([{"signature_set": "cytosig", "target": "IFNG", "n_atlases": 1,
-                                      "tier": "all"}]),
-        "cell_type_matches": pd.DataFrame([{"atlas": "alpha", "level": "L2", "cell_type": "CD4 T",
-                                            "harmonised": "CD4 T", "source": "shared name"}]),
-    }
-    path.mkdir(parents=True)
-    for name, df in tables.items():
-        write_table(df, path, name)
-    return path
 
 
 def _comparison_dir(path: Path, tables: dict[str, pd.DataFrame], *, top: int = 3) -> Path:
@@ -234,7 +209,7 @@ def _without_comparisons(page: str) -> str:
 
 def test_the_report_gains_a_comparison_section_and_is_unchanged_without(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(time, "strftime", lambda fmt, *a: "2026-12-04 20:00")  # the page says when it was written
-    val = _validation_dir(tmp_path / "val")
+    val = validation_dir(tmp_path / "val")
     before = cytoatlas.report(val).read_text()
     assert '<section id="compare">' not in before and "Condition comparisons" not in before
     tables = comparison_tables()
@@ -265,7 +240,7 @@ def test_the_report_gains_a_comparison_section_and_is_unchanged_without(tmp_path
 
 def test_a_comparison_with_nothing_tested_still_reports_what_was_not(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(time, "strftime", lambda fmt, *a: "2026-12-04 20:00")
-    val = _validation_dir(tmp_path / "val")
+    val = validation_dir(tmp_path / "val")
     before = cytoatlas.report(val).read_text()
     tables = {**empty_tables(), "untestable": comparison_tables()["untestable"]}
     cmp = _comparison_dir(tmp_path / "cmp", tables)
@@ -277,7 +252,7 @@ def test_a_comparison_with_nothing_tested_still_reports_what_was_not(tmp_path: P
 
 
 def test_cli_report_with_a_comparison(tmp_path: Path, capsys) -> None:
-    val = _validation_dir(tmp_path / "val")
+    val = validation_dir(tmp_path / "val")
     cmp = _comparison_dir(tmp_path / "cmp", {**comparison_tables(), "meta": empty_tables()["meta"]}, top=0)
     assert main(["report", "--out", str(val), "--compare", str(cmp)]) == 0
     assert capsys.readouterr().out.strip() == str(val / "report.html")
