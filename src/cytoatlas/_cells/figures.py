@@ -14,8 +14,7 @@ import pandas as pd
 
 from cytoatlas._cells.tables import Z_PREFIX
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.durable import atomic_path
-from cytoatlas.io.layout import figure_paths
+from cytoatlas.io.figures import new_figure, save_figure
 
 DIVERGING = "RdBu_r"
 N_PANELS = 4  # signatures drawn per atlas x set
@@ -38,22 +37,6 @@ def widest_spread(table: pd.DataFrame, n: int = N_PANELS) -> list[str]:
     return [names[j] for j in np.argsort(-sd, kind="stable")[:n]]
 
 
-def _save(fig, directory: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    paths = figure_paths(directory, stem)
-    directory.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context({"svg.hashsalt": "cytoatlas", "svg.fonttype": "none"}):
-        for path in paths:
-            fmt = path.suffix[1:]
-            if fmt == "svg":  # the layout computed for the PNG holds: do not compute it again
-                fig.set_layout_engine("none")
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=100,
-                            metadata={"Date": None} if fmt == "svg" else {"Software": None})
-    return paths
-
-
 def embedding_figure(table: pd.DataFrame, signatures: list[str], directory: Path, stem: str, *,
                      title: str) -> list[Path]:
     """Draw the embedding subsample once per signature, coloured by its z, and write ``directory/stem.png|svg``.
@@ -74,15 +57,13 @@ def embedding_figure(table: pd.DataFrame, signatures: list[str], directory: Path
     list of Path
         The PNG and SVG written.
     """
-    from matplotlib.figure import Figure
-
     missing = [c for c in ("x", "y", *(Z_PREFIX + s for s in signatures)) if c not in table.columns]
     if missing or not signatures:
         raise CytoatlasError(f"the embedding table has no column {', '.join(missing) or 'z:...'}; its columns: "
                              f"{', '.join(map(str, table.columns[:8])) or '(none)'}")
     x, y = table["x"].to_numpy(np.float64), table["y"].to_numpy(np.float64)
     size = float(np.clip(9000 / max(len(table), 1), 0.3, 8.0))  # dots shrink as cells grow: 50 k cells at 0.3
-    fig = Figure(figsize=(3.3 * len(signatures), 3.3), layout="constrained")
+    fig = new_figure(3.3 * len(signatures), 3.3)
     axes = np.atleast_1d(fig.subplots(1, len(signatures), squeeze=False)[0])
     for ax, sig in zip(axes, signatures, strict=True):
         z = table[Z_PREFIX + sig].to_numpy(np.float64)
@@ -98,4 +79,4 @@ def embedding_figure(table: pd.DataFrame, signatures: list[str], directory: Path
         ax.set_aspect("equal", adjustable="datalim")
         fig.colorbar(dots, ax=ax, shrink=0.75, label="activity z")
     fig.suptitle(title, fontsize=10)
-    return _save(fig, Path(directory), stem)
+    return save_figure(fig, Path(directory), stem)

@@ -19,8 +19,8 @@ import pandas as pd
 
 from cytoatlas.defaults import COMPARE_FIGURE_TOP
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.durable import atomic_path
-from cytoatlas.io.layout import compare_figure_stem, figure_paths
+from cytoatlas.io.figures import new_figure, save_figure
+from cytoatlas.io.layout import compare_figure_stem
 
 log = logging.getLogger("cytoatlas.compare")
 DIVERGING = "RdBu_r"
@@ -160,27 +160,6 @@ def _unique(plans: list[ComparisonFigure]) -> list[ComparisonFigure]:
     return out
 
 
-def _save(fig, directory: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    paths = figure_paths(directory, stem)
-    with matplotlib.rc_context({"svg.hashsalt": "cytoatlas", "svg.fonttype": "none"}):
-        for path in paths:
-            fmt = path.suffix[1:]
-            if fmt == "svg":  # the layout computed for the PNG holds: do not compute it again
-                fig.set_layout_engine("none")
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=100,
-                            metadata={"Date": None} if fmt == "svg" else {"Software": None})
-    return paths
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), layout="constrained")
-
-
 def _significant(df: pd.DataFrame) -> np.ndarray:
     return df["fdr"].to_numpy(float) < FDR_THRESHOLD  # NaN compares False: not significant
 
@@ -194,7 +173,7 @@ def volcano(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
     logp = -np.log10(np.clip(rows["pvalue"].to_numpy(float), np.finfo(float).tiny, 1.0))
     sig = _significant(rows)
     colour = np.where(~sig, _FLAT, np.where(effect > 0, _UP, _DOWN))
-    fig = _figure(6.0, 4.6)
+    fig = new_figure(6.0, 4.6)
     ax = fig.subplots()
     order = np.argsort(sig, kind="stable")  # significant points drawn last, on top
     ax.scatter(effect[order], logp[order], s=9, c=colour[order], alpha=0.8, linewidths=0, rasterized=True)
@@ -212,7 +191,7 @@ def volcano(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
     ax.set_ylabel("-log10 p")
     ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: {_label(plan.by, plan.analysis, plan.contrast)}"
                  f"\n{int(sig.sum()):,} of {len(rows):,} FDR < {FDR_THRESHOLD:g}", fontsize=10)
-    return _save(fig, directory, plan.stem)
+    return save_figure(fig, directory, plan.stem)
 
 
 def heatmap(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path] | None:
@@ -229,7 +208,7 @@ def heatmap(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
     values = effect.to_numpy(float)
     finite = np.abs(values[np.isfinite(values)])
     vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    fig = _figure(max(5.0, 0.22 * values.shape[1] + 3.0), max(2.6, 0.24 * values.shape[0] + 2.0))
+    fig = new_figure(max(5.0, 0.22 * values.shape[1] + 3.0), max(2.6, 0.24 * values.shape[0] + 2.0))
     ax = fig.subplots()
     import matplotlib
 
@@ -244,7 +223,7 @@ def heatmap(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
     ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: "
                  f"{_label(plan.by, plan.analysis, plan.contrast)}", fontsize=10)
     fig.colorbar(im, ax=ax, shrink=0.7, label="effect" if plan.analysis == "differential" else "slope")
-    return _save(fig, directory, plan.stem)
+    return save_figure(fig, directory, plan.stem)
 
 
 def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path] | None:
@@ -262,7 +241,7 @@ def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, direc
             lines.append((f"{m.harmonised} · {r.atlas}{where}", r.effect, r.ci_low, r.ci_high, False))
         i2 = "" if pd.isna(m.i2) else f", I² {m.i2:.0f}%"
         lines.append((f"{m.harmonised} · pooled{i2}", m.effect, m.ci_low, m.ci_high, True))
-    fig = _figure(6.4, 0.24 * len(lines) + 1.6)
+    fig = new_figure(6.4, 0.24 * len(lines) + 1.6)
     ax = fig.subplots()
     y = np.arange(len(lines))[::-1].astype(float)
     for yy, (_, eff, lo, hi, pooled) in zip(y, lines, strict=True):
@@ -288,7 +267,7 @@ def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, direc
     ax.set_title(f"{plan.signature} ({plan.signature_set}) · {plan.level}: "
                  f"{_label(plan.by, plan.analysis, plan.contrast)}\n{top['harmonised']}: τ² = {top['tau2']:.3g}, "
                  f"I² = {top['i2']:.0f}%, FDR = {top['fdr']:.2g}", fontsize=10)
-    return _save(fig, directory, plan.stem)
+    return save_figure(fig, directory, plan.stem)
 
 
 def write_figures(tables: dict[str, pd.DataFrame], directory: Path, *, top: int = COMPARE_FIGURE_TOP) -> list[Path]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cytoatlas.io.durable import atomic_path
-from cytoatlas.io.layout import figure_paths, safe_name
+from cytoatlas.io.figures import new_figure, save_figure
+from cytoatlas.io.layout import safe_name
 
 log = logging.getLogger("cytoatlas.validate")
 DIVERGING = "RdBu_r"
@@ -31,28 +31,6 @@ class FigureFile:
     paths: list[Path]
 
 
-def _save(fig, directory: Path, stem: str) -> list[Path]:
-    import matplotlib
-
-    paths = figure_paths(directory, stem)
-    with matplotlib.rc_context({"svg.hashsalt": "cytoatlas", "svg.fonttype": "none"}):
-        for path in paths:
-            fmt = path.suffix[1:]
-            if fmt == "svg":  # the layout computed for the PNG holds: do not compute it again
-                fig.set_layout_engine("none")
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=fmt, dpi=100,
-                            metadata={"Date": None} if fmt == "svg" else {"Software": None})
-    return paths
-
-
-def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    return fig
-
-
 def rho_distribution(rho: pd.DataFrame, directory: Path) -> FigureFile | None:
     """Box plots of the representative rho per atlas x level, one panel per signature set."""
     rep = rho[rho["representative"]]
@@ -60,7 +38,7 @@ def rho_distribution(rho: pd.DataFrame, directory: Path) -> FigureFile | None:
         return None
     sets = list(dict.fromkeys(rep["signature_set"]))
     groups = list(dict.fromkeys(zip(rep["atlas"], rep["level"], strict=True)))
-    fig = _figure(max(5.0, 0.6 * len(groups) + 2), 2.8 * len(sets))
+    fig = new_figure(max(5.0, 0.6 * len(groups) + 2), 2.8 * len(sets))
     axes = np.atleast_1d(fig.subplots(len(sets), 1, squeeze=False)[:, 0])
     rng = np.random.default_rng(0)
     for ax, sig_set in zip(axes, sets, strict=True):
@@ -79,7 +57,8 @@ def rho_distribution(rho: pd.DataFrame, directory: Path) -> FigureFile | None:
         ax.set_title(f"{sig_set}: activity vs own-gene expression, one rho per target", fontsize=10)
     return FigureFile("rho_distribution", "Distribution of rho",
                       "Each target's representative Spearman rho (activity z vs the target gene's log1p CPM across "
-                      "samples) per atlas and level; boxes show quartiles.", _save(fig, directory, "rho_distribution"))
+                      "samples) per atlas and level; boxes show quartiles.",
+                      save_figure(fig, directory, "rho_distribution"))
 
 
 def top_targets(rho: pd.DataFrame, levels: dict[tuple[str, str], str], directory: Path,
@@ -100,7 +79,7 @@ def top_targets(rho: pd.DataFrame, levels: dict[tuple[str, str], str], directory
         if not panels:
             continue
         height = max(len(p[2]) for p in panels) * 0.22 + 1.2
-        fig = _figure(4.2 * len(panels), height)
+        fig = new_figure(4.2 * len(panels), height)
         axes = np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0])
         for ax, (atlas, level, sub) in zip(axes, panels, strict=True):
             y = np.arange(len(sub))
@@ -119,7 +98,7 @@ def top_targets(rho: pd.DataFrame, levels: dict[tuple[str, str], str], directory
         stem = f"top_targets_{safe_name(sig_set)}"
         out.append(FigureFile(stem, f"Top and bottom targets: {sig_set}",
                               f"The {n} highest and {n} lowest representative rhos per atlas ({sig_set}), with "
-                              "95% intervals from resampling donors.", _save(fig, directory, stem)))
+                              "95% intervals from resampling donors.", save_figure(fig, directory, stem)))
     return out
 
 
@@ -132,7 +111,7 @@ def scatters(chosen: dict[str, list[dict]], load_xy: Callable[[dict], tuple[np.n
         data = [(row, xy) for row, xy in data if xy is not None]
         if not data:
             continue
-        fig = _figure(3.2 * len(data), 3.0)
+        fig = new_figure(3.2 * len(data), 3.0)
         axes = np.atleast_1d(fig.subplots(1, len(data), squeeze=False)[0])
         for ax, (row, (x, y)) in zip(axes, data, strict=True):
             ax.scatter(x, y, s=14, alpha=0.75, color="#3b6ea8", linewidths=0)
@@ -145,7 +124,7 @@ def scatters(chosen: dict[str, list[dict]], load_xy: Callable[[dict], tuple[np.n
         out.append(FigureFile(stem, f"Expression vs activity: {atlas}",
                               f"Per sample ({atlas}, level {data[0][0]['level']}): the target gene's expression "
                               "against the target's activity, in the target's representative stratum.",
-                              _save(fig, directory, stem)))
+                              save_figure(fig, directory, stem)))
     return out
 
 
@@ -175,7 +154,7 @@ def heatmaps(profiles: dict[str, dict[tuple[str, str], pd.DataFrame]], cross: pd
         if len(mat) > max_signatures:  # the most variable signatures (SecAct has 1,170)
             mat = mat.loc[mat.var(axis=1).sort_values(ascending=False).index[:max_signatures]]
         vmax = float(np.nanpercentile(np.abs(mat.to_numpy()), 99)) or 1.0
-        fig = _figure(max(5.0, 0.28 * mat.shape[1] + 2.5), max(3.0, 0.18 * mat.shape[0] + 1.8))
+        fig = new_figure(max(5.0, 0.28 * mat.shape[1] + 2.5), max(3.0, 0.18 * mat.shape[0] + 1.8))
         ax = fig.subplots()
         im = ax.imshow(mat.to_numpy(), aspect="auto", cmap=DIVERGING, vmin=-vmax, vmax=vmax, interpolation="nearest")
         ax.set_xticks(range(mat.shape[1]), mat.columns, rotation=90, fontsize=7)
@@ -186,7 +165,7 @@ def heatmaps(profiles: dict[str, dict[tuple[str, str], pd.DataFrame]], cross: pd
         out.append(FigureFile(stem, f"Cross-atlas activity: {sig_set}, {level}",
                               "Mean activity of each harmonised cell type (columns: cell type | atlas), "
                               + ("the most variable signatures." if len(mat) == max_signatures else "every signature."),
-                              _save(fig, directory, stem)))
+                              save_figure(fig, directory, stem)))
     return out
 
 
@@ -203,7 +182,7 @@ def agreement(cross: pd.DataFrame, directory: Path) -> list[FigureFile]:
         for (a, b), g in sub.groupby(["atlas_a", "atlas_b"]):
             i, j = atlases.index(a), atlases.index(b)
             mat[i, j] = mat[j, i] = float(g["r"].median())
-        fig = _figure(1.2 * len(atlases) + 2.5, 1.0 * len(atlases) + 1.8)
+        fig = new_figure(1.2 * len(atlases) + 2.5, 1.0 * len(atlases) + 1.8)
         ax = fig.subplots()
         im = ax.imshow(mat, cmap=DIVERGING, vmin=-1, vmax=1)
         for i in range(len(atlases)):
@@ -218,5 +197,5 @@ def agreement(cross: pd.DataFrame, directory: Path) -> list[FigureFile]:
         stem = f"agreement_{safe_name(sig_set)}"
         out.append(FigureFile(stem, f"Agreement of atlas pairs: {sig_set}",
                               "Median Pearson r, over signatures and compared levels, of mean activity over the "
-                              "matched cell types of each atlas pair.", _save(fig, directory, stem)))
+                              "matched cell types of each atlas pair.", save_figure(fig, directory, stem)))
     return out
