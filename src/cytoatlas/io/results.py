@@ -86,6 +86,14 @@ class ResultHeader:
     parameters: dict = field(default_factory=dict)
 
 
+def _length(node: h5py.Group | h5py.Dataset) -> int:
+    """The length of an annotation column: a dataset, or a group (a categorical's codes, a nullable column's
+    values: anndata >= 0.11 writes pandas 3's string columns and index that way)."""
+    if isinstance(node, h5py.Dataset):
+        return len(node)
+    return len(node["codes"] if "codes" in node else node["values"])
+
+
 def _header(f: h5py.File, path: Path, step: str | None, var_columns: tuple[str, ...] | None = None) -> ResultHeader:
     uns = _scalar_uns(f.get("uns"))
     pb_uns = _scalar_uns(f.get("uns/pseudobulk"))
@@ -104,7 +112,7 @@ def _header(f: h5py.File, path: Path, step: str | None, var_columns: tuple[str, 
         var_group = f["var"]
         index = var_group.attrs.get("_index", "_index")
         wanted = [c for c in (_VAR_COLUMNS[step] if var_columns is None else var_columns) if c in var_group]
-        n_var = len(var_group[index]) if isinstance(var_group[index], h5py.Dataset) else len(var_group[index]["codes"])
+        n_var = _length(var_group[index])
         # the index (36 k strings for CIMA) is decoded by default, or when none of the columns asked for is there
         names = read_strings(var_group[index], "var index") \
             if var_columns is None or (var_columns and not wanted) else None
