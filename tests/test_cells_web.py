@@ -42,6 +42,8 @@ def test_the_cells_view_draws_the_embedding_and_summary(cells_db: Path, tmp_path
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(url + f"/?token={TOKEN}")
+        # loaded first: otherwise its first render can rewrite the hash set next (seen on a loaded CI machine)
+        page.wait_for_selector("#heatmap[data-drawn] .main-svg", timeout=90_000)
         page.goto(url + "/#view=cells&atlas=tiny&level=L1&set=cytosig&cellsSignature=IFNG")
         page.reload()  # a change of the hash alone is no new page: the state is read on load
         try:
