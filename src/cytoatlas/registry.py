@@ -8,14 +8,17 @@ the TOML file that named them (user files only).
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.layout import activity_dir
 
 DATA_ROOT_ENV = "CYTOATLAS_DATA_ROOT"
 _KEYS = {"h5ad", "sample_col", "donor_col", "gene_symbols", "counts", "exclude", "levels", "signature_files",
@@ -215,3 +218,81 @@ def get_atlas(
         raise CytoatlasError(f"unknown atlas {name!r}; registered: {', '.join(sorted(entries))}")
     e = entries[name]
     return atlas_from_mapping(name, e["entry"], e["base_dir"], e["data_root"])
+
+
+@dataclass(frozen=True)
+class AtlasResults:
+    """An atlas a cross-atlas step reads results of: its results directory, its levels' order (the registry's,
+    else none: name order) and its ``harmonise`` label overrides."""
+
+    name: str
+    root: Path
+    level_order: list[str]
+    harmonise: dict[str, str]
+
+
+def _entry(name: str, registry, data_root) -> dict | None:
+    """The registry entry of ``name`` (matched case-insensitively after an exact match), or None."""
+    entries = load_registry(registry, data_root)
+    lowered = {k.lower(): k for k in entries}
+    key = name if name in entries else lowered.get(name.lower())
+    return entries[key]["entry"] if key else None
+
+
+def _harmonise_of(name: str, entry: dict | None) -> dict[str, str]:
+    table = (entry or {}).get("harmonise", {})
+    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
+        raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"shared name\", got {table!r}")
+    return {str(k): v for k, v in table.items()}
+
+
+def atlas_results(atlases: str | AtlasConfig | list[str | AtlasConfig],
+                  results: str | os.PathLike | Mapping[str, str | os.PathLike],
+                  registry: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None, *,
+                  step: str) -> list[AtlasResults]:
+    """The atlases a step such as ``validate`` or ``compare`` reads, with their results directories.
+
+    Parameters
+    ----------
+    atlases
+        Registry names or :class:`AtlasConfig` objects (an atlas missing from the registry is read with no
+        overrides and its levels in name order).
+    results
+        The parent of ``results/NAME`` (a single atlas may also be given its own results directory), or a
+        mapping ``{name: results directory}``.
+    registry, data_root
+        The user registry and data root the names are looked up with.
+    step
+        The step's name, for the errors (``name at least one atlas to {step}``).
+    """
+    if isinstance(atlases, (str, AtlasConfig)):
+        atlases = [atlases]
+    if not atlases:
+        raise CytoatlasError(f"name at least one atlas to {step} (--atlas)")
+    out = []
+    for item in atlases:
+        if isinstance(item, AtlasConfig):
+            name, overrides, order = item.name, dict(item.harmonise), [lv.name for lv in item.levels]
+        else:
+            name = str(item)
+            entry = _entry(name, registry, data_root)
+            overrides, order = _harmonise_of(name, entry), list((entry or {}).get("levels", {}))
+            if entry is None:
+                logging.getLogger(f"cytoatlas.{step}").info(
+                    "atlas %s is not in the registry: no harmonise overrides, levels in name order", name)
+        if isinstance(results, Mapping):
+            if name not in results:
+                raise CytoatlasError(f"no results directory given for atlas {name!r}")
+            root = Path(results[name])
+        else:
+            root = Path(results) / name
+            if not root.is_dir() and len(atlases) == 1 and activity_dir(results).is_dir():
+                root = Path(results)  # the atlas' own results directory
+        if not root.is_dir():
+            raise CytoatlasError(f"atlas {name!r}: no results directory {root} (expected {root}/activity from "
+                                 f"`cytoatlas run --atlas {name} --out {root}`); point --results at their parent")
+        out.append(AtlasResults(name, root, order, overrides))
+    names = [a.name for a in out]
+    if len(set(names)) != len(names):
+        raise CytoatlasError(f"an atlas is named twice: {', '.join(names)}")
+    return out

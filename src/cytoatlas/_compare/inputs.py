@@ -16,7 +16,7 @@ from pathlib import Path
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import activity_dir, activity_glob, find_activity
 from cytoatlas.io.results import read_header
-from cytoatlas.registry import AtlasConfig, load_registry
+from cytoatlas.registry import AtlasConfig, atlas_results
 
 log = logging.getLogger("cytoatlas.compare")
 
@@ -39,20 +39,6 @@ class AtlasFiles:
     results: Path
     files: list[SampleFile]
     harmonise: dict[str, str] = field(default_factory=dict)
-
-
-def _entry(name: str, registry, data_root) -> dict | None:
-    entries = load_registry(registry, data_root)
-    lowered = {k.lower(): k for k in entries}
-    key = name if name in entries else lowered.get(name.lower())
-    return entries[key]["entry"] if key else None
-
-
-def _overrides(name: str, entry: dict | None) -> dict[str, str]:
-    table = (entry or {}).get("harmonise", {})
-    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"shared name\", got {table!r}")
-    return {str(k): v for k, v in table.items()}
 
 
 def discover(atlas: str, results: Path, level_order: Sequence[str] = (), levels: Sequence[str] | None = None,
@@ -96,35 +82,6 @@ def discover(atlas: str, results: Path, level_order: Sequence[str] = (), levels:
 def resolve_atlases(atlases: str | AtlasConfig | Sequence[str | AtlasConfig],
                     results: str | os.PathLike | Mapping[str, str | os.PathLike], registry, data_root,
                     levels: Sequence[str] | None, signatures: Sequence[str] | None) -> list[AtlasFiles]:
-    """The atlases to compare with their files (``results/NAME``, or a mapping name -> results directory; a
-    single atlas may be given its own results directory)."""
-    if isinstance(atlases, (str, AtlasConfig)):
-        atlases = [atlases]
-    if not atlases:
-        raise CytoatlasError("name at least one atlas to compare (--atlas)")
-    out = []
-    for item in atlases:
-        if isinstance(item, AtlasConfig):
-            name, overrides, order = item.name, dict(item.harmonise), [lv.name for lv in item.levels]
-        else:
-            name = str(item)
-            entry = _entry(name, registry, data_root)
-            overrides, order = _overrides(name, entry), list((entry or {}).get("levels", {}))
-            if entry is None:
-                log.info("atlas %s is not in the registry: no harmonise overrides, levels in name order", name)
-        if isinstance(results, Mapping):
-            if name not in results:
-                raise CytoatlasError(f"no results directory given for atlas {name!r}")
-            root = Path(results[name])
-        else:
-            root = Path(results) / name
-            if not root.is_dir() and len(atlases) == 1 and activity_dir(results).is_dir():
-                root = Path(results)  # the atlas' own results directory
-        if not root.is_dir():
-            raise CytoatlasError(f"atlas {name!r}: no results directory {root} (expected {root}/activity from "
-                                 f"`cytoatlas run --atlas {name} --out {root}`); point --results at their parent")
-        out.append(AtlasFiles(name, root, discover(name, root, order, levels, signatures), overrides))
-    names = [a.name for a in out]
-    if len(set(names)) != len(names):
-        raise CytoatlasError(f"an atlas is named twice: {', '.join(names)}")
-    return out
+    """The atlases to compare with their files (see :func:`cytoatlas.registry.atlas_results`)."""
+    return [AtlasFiles(a.name, a.root, discover(a.name, a.root, a.level_order, levels, signatures), a.harmonise)
+            for a in atlas_results(atlases, results, registry, data_root, step="compare")]

@@ -29,7 +29,6 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import (
     VALIDATION_FIGURES_DIR,
     VALIDATION_PARTS_DIR,
-    activity_dir,
     manifest_key,
     table_paths,
     validation_part_paths,
@@ -45,7 +44,7 @@ from cytoatlas.io.manifest import (
 )
 from cytoatlas.io.results import read_activity, read_header, read_pseudobulk
 from cytoatlas.io.tables import read_parquet, write_parquet, write_table
-from cytoatlas.registry import AtlasConfig, load_registry
+from cytoatlas.registry import AtlasConfig, atlas_results
 
 log = logging.getLogger("cytoatlas.validate")
 TABLES = ("rho", "rho_cell_types", "summary", "cytosig_vs_secact", "cross_atlas", "conservation", "consistency",
@@ -63,55 +62,10 @@ class AtlasInput:
     harmonise: dict[str, str] = field(default_factory=dict)
 
 
-def _registry_entry(name: str, registry, data_root) -> dict | None:
-    entries = load_registry(registry, data_root)
-    if name in entries:
-        return entries[name]["entry"]
-    lowered = {k.lower(): k for k in entries}
-    return entries[lowered[name.lower()]]["entry"] if name.lower() in lowered else None
-
-
-def _harmonise_of(name: str, entry: dict | None) -> dict[str, str]:
-    table = (entry or {}).get("harmonise", {})
-    if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"shared name\", got {table!r}")
-    return {str(k): v for k, v in table.items()}
-
-
 def resolve_atlases(atlases, results, registry, data_root, levels, signatures) -> list[AtlasInput]:
-    """The atlases to validate with their result directories (``results/NAME``, or a mapping name -> dir)."""
-    if isinstance(atlases, (str, AtlasConfig)):
-        atlases = [atlases]
-    if not atlases:
-        raise CytoatlasError("name at least one atlas to validate (--atlas)")
-    out = []
-    for item in atlases:
-        if isinstance(item, AtlasConfig):
-            name, overrides, order = item.name, dict(item.harmonise), [lv.name for lv in item.levels]
-        else:
-            name = str(item)
-            entry = _registry_entry(name, registry, data_root)
-            overrides = _harmonise_of(name, entry)
-            order = list((entry or {}).get("levels", {}))
-            if entry is None:
-                log.info("atlas %s is not in the registry: no harmonise overrides, levels in name order", name)
-        if isinstance(results, Mapping):
-            if name not in results:
-                raise CytoatlasError(f"no results directory given for atlas {name!r}")
-            root = Path(results[name])
-        else:
-            root = Path(results) / name
-            if not root.is_dir() and len(atlases) == 1 and activity_dir(results).is_dir():
-                root = Path(results)  # the atlas' own results directory
-        if not root.is_dir():
-            raise CytoatlasError(f"atlas {name!r}: no results directory {root} (expected {root}/activity from "
-                                 f"`cytoatlas run --atlas {name} --out {root}`); point --results at their parent")
-        groups = discover(name, root, order, levels, signatures)
-        out.append(AtlasInput(name, root, groups, overrides))
-    names = [a.name for a in out]
-    if len(set(names)) != len(names):
-        raise CytoatlasError(f"an atlas is named twice: {', '.join(names)}")
-    return out
+    """The atlases to validate with their file groups (see :func:`cytoatlas.registry.atlas_results`)."""
+    return [AtlasInput(a.name, a.root, discover(a.name, a.root, a.level_order, levels, signatures), a.harmonise)
+            for a in atlas_results(atlases, results, registry, data_root, step="validate")]
 
 
 def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
