@@ -119,14 +119,14 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
             x = "effect (mean activity z difference)" if analysis == "differential" else "slope"
             plans.append(ComparisonFigure(
                 "volcano", compare_figure_stem("volcano", atlas=atlas, level=level, signature_set=sig_set,
-                                    contrast=contrast), analysis, level, sig_set, by,
+                                              contrast=contrast), analysis, level, sig_set, by,
                 contrast, atlas, "", f"Volcano: {atlas}, {level}, {sig_set}, {what}",
                 f"Each point one signature in one cell type ({analysis}, by {by}): {x} against -log10 p; "
                 f"coloured where the BH FDR (over the atlas x level x set x contrast) is below {FDR_THRESHOLD:g}, "
                 "the strongest of those labelled \"signature (cell type)\"."))
             plans.append(ComparisonFigure(
                 "heatmap", compare_figure_stem("heatmap", atlas=atlas, level=level, signature_set=sig_set,
-                                    contrast=contrast), analysis, level, sig_set, by,
+                                              contrast=contrast), analysis, level, sig_set, by,
                 contrast, atlas, "", f"Effects: {atlas}, {level}, {sig_set}, {what}",
                 f"{x[0].upper()}{x[1:]} per cell type (rows) and signature (columns; at most "
                 f"{MAX_HEATMAP_SIGNATURES}, those with the smallest FDR in any cell type); dots mark FDR < "
@@ -138,7 +138,7 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
             what = _label(row.by, row.analysis, row.contrast)
             plans.append(ComparisonFigure(
                 "forest", compare_figure_stem("forest", level=row.level, signature_set=row.signature_set,
-                                    contrast=row.contrast, signature=row.signature), row.analysis,
+                                             contrast=row.contrast, signature=row.signature), row.analysis,
                 row.level, row.signature_set, row.by, row.contrast, "", row.signature,
                 f"Across atlases: {row.signature} ({row.signature_set}), {row.level}, {what}",
                 f"Per harmonised cell type (at most {MAX_FOREST_CELL_TYPES}, strongest first): each atlas' "
