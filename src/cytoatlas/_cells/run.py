@@ -141,7 +141,8 @@ def cells(
                   "exclude": {c: list(v) for c, v in cfg.exclude}, "levels": [lev.name for lev in cfg.levels],
                   "lambda": float(lambda_), "layers": list(layers), "embedding": plan.embedding_key or ""}
         if skip_existing:
-            current = [s.name for s in sets if _current(directory, cfg.name, s, params, fingerprint,
+            entries = read_manifest(directory)
+            current = [s.name for s in sets if _current(directory, entries, cfg.name, s, params, fingerprint,
                                                         plan.embedding is not None)]
             if current:
                 log.info("%s: per-cell outputs exist, verify and are current; skipped: %s", cfg.name,
@@ -180,9 +181,10 @@ def _record_parameters(params: dict, sig, kind: str) -> dict:
     return {**params, "signature": sig.name, "signature_version": sig.version, "kind": kind}
 
 
-def _current(directory: Path, atlas: str, sig, params: dict, fingerprint: dict, with_embedding: bool) -> bool:
-    """Whether every output of set ``sig`` is complete and made from these inputs and parameters."""
-    entries = read_manifest(directory)
+def _current(directory: Path, entries: dict, atlas: str, sig, params: dict, fingerprint: dict,
+             with_embedding: bool) -> bool:
+    """Whether every output of set ``sig`` is complete (against ``entries``, the directory's manifest) and made
+    from these inputs and parameters."""
     kinds = ["activity", "summary"] + (["embedding"] if with_embedding else [])
     for kind in kinds:
         path = layout.cells_path(directory, atlas, sig.name, kind)
