@@ -352,7 +352,8 @@ def build_router(run: Callable) -> APIRouter:
             ("association", "Per atlas, level, signature set, cell type and signature: the slope of activity per "
                             "unit of a covariate (donors), its CI, p and FDR."),
             ("meta", "Per Cell Ontology cell type (`resolution` fine: the finest term the atlases share; lineage) "
-                     "and signature: the random-effects (DerSimonian-Laird) pooled effect across atlases, its heterogeneity (tau2, Q, I2) and sign agreement. `atlas`: rows pooling it."),
+                     "and signature: the random-effects (DerSimonian-Laird) pooled effect across atlases, its "
+                     "heterogeneity (tau2, Q, I2) and sign agreement. `atlas`: rows pooling it."),
             ("untestable", "The cell types a comparison could not test, with the counts and the reason.")):
         compare_route(name, doc)
 

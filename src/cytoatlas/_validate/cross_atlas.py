@@ -107,6 +107,8 @@ def cross_atlas(profiles: Mapping[str, dict[tuple[str, str], pd.DataFrame]], mat
                     fb, names_b = _unit_means(pb[(lb, sig_set)], units, nb)
                     if resolution == "fine":
                         for atlas, lev, f in ((na, la, fa), (nb, lb, fb)):
+                            if f.empty:
+                                continue
                             old = unit_frames.get((atlas, lev, sig_set))
                             unit_frames[(atlas, lev, sig_set)] = f if old is None else \
                                 pd.concat([old, f[~f.index.isin(old.index)]]).sort_index()
