@@ -31,7 +31,8 @@ def build() -> dict:
     for term_id in sorted(cl):
         t = cl[term_id]
         if t.get("deprecated"):
-            if t.get("replaced_by"):
+            # only replacements that are live CL terms (some point to other ontologies, e.g. CLO)
+            if t.get("replaced_by") in cl and not cl[t["replaced_by"]].get("deprecated"):
                 replaced[term_id] = t["replaced_by"]
             continue
         ancestors = dict(sorted(t.get("ancestors", {}).items()))

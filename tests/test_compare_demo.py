@@ -58,7 +58,7 @@ def test_the_meta_analysis_finds_it_in_both_atlases(compared) -> None:
     differential = _table(compared, "differential")
     monocytes = differential.loc[(differential["atlas"] == "demo") & (differential["cell_type"] == "Monocytes"),
                                  "cl_name"].iloc[0]
-    part = meta[(meta["analysis"] == "differential") & (meta["contrast"] == CONTRAST)]
+    part = meta[(meta["analysis"] == "differential") & (meta["contrast"] == CONTRAST) & (meta["resolution"] == "fine")]
     row = part[_planted(part, "IL10", monocytes)].iloc[0]
     assert row["n_atlases"] == 2 and row["sign_agreement"] == 1.0 and row["effect"] > 0
     assert row["fdr"] == part["fdr"].min() and row["fdr"] < 0.01

@@ -16,7 +16,7 @@ from typing import Literal
 
 import pandas as pd
 
-from cytoatlas.celltypes.matcher import candidates, match, rewrite, vocabulary
+from cytoatlas.celltypes.matcher import candidates, exact_term, match
 from cytoatlas.celltypes.ontology import cell_ontology
 from cytoatlas.errors import CytoatlasError
 
@@ -45,7 +45,7 @@ def _registry_term(label: str, value: str) -> tuple[str, str, Source]:
     if _CL_ID.match(value):
         term = cl.term(value)  # raises, naming the release, when the ID is not a CL term
         return term.id, term.name, "registry"
-    exact = vocabulary().exact.get(rewrite(value))
+    exact = exact_term(value)
     if exact:
         return exact[0], cl.name(exact[0]), "registry"
     return "", value, "registry"  # the user's own shared name: meets the same name in another atlas

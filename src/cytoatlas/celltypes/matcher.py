@@ -86,6 +86,7 @@ class Vocabulary:
     by_token: dict[str, tuple[int, ...]]
     exact: dict[str, tuple[str, str]]  # normalised text -> (term, "name" | "synonym")
     abbreviations: dict[str, tuple[str, ...]]
+    conventions: dict[str, tuple[str, str]]  # whole labels whose atlas meaning differs from a CL name
     ignore: frozenset[str]
     words: frozenset[str]
 
@@ -123,8 +124,10 @@ def vocabulary() -> Vocabulary:
         for t in v.tokens:
             by_token[t].append(i)
     words = frozenset(by_token) | frozenset(abbreviations)
+    conventions = {" ".join(_singular(t, base) for t in _cl_tokens(r["token"], ignore)):
+                   (cl.term(r["meaning"]).id, "synonym") for r in rows if r["kind"] == "label"}
     return Vocabulary(cl, tuple(variants), {k: tuple(v) for k, v in by_token.items()}, exact, abbreviations,
-                      ignore, words)
+                      conventions, ignore, words)
 
 
 def _singular(tok: str, words: frozenset[str]) -> str:
@@ -202,13 +205,20 @@ def _normalised(label: str, voc: Vocabulary) -> str:
     return " ".join(t for t in toks if t not in voc.ignore)
 
 
+def exact_term(text: str) -> tuple[str, str] | None:
+    """``(CL ID, "name" | "synonym")`` when ``text`` is a CL name or synonym (or a table convention) after
+    normalising case, punctuation and plurals, else None."""
+    voc = vocabulary()
+    key = _normalised(text, voc)
+    return voc.conventions.get(key) or voc.exact.get(key)
+
+
 def match(label: str) -> Match:
     """The CL term of one cell-type label (see the module's description)."""
     voc = vocabulary()
-    key = _normalised(label, voc)
-    if key in voc.exact:
-        term, source = voc.exact[key]
-        return Match(label, term, source)
+    found = exact_term(label)
+    if found:
+        return Match(label, *found)
     words = label_tokens(label)
     key = " ".join(words)
     if key in voc.exact and len(words) == 1:  # a shorthand for one CL name or synonym ("Tregs", "Mono")
