@@ -135,7 +135,7 @@ def test_registry_entries_by_id_by_name_and_shared_names() -> None:
     # a shared name of the user's own (as written before the ontology): kept, meets only the same name
     assert tuple(table.loc["T-unconv", ["cl_id", "cl_name", "source"]]) == ("", "Unconventional T", "registry")
     assert tuple(table.loc["Doublets", ["cl_id", "cl_name", "source"]]) == ("", "", "registry")  # out on purpose
-    assert tuple(table.loc["Mono", ["cl_id", "source"]]) == ("CL:0000576", "synonym")
+    assert tuple(table.loc["Mono", ["cl_id", "source"]]) == ("CL:0000576", "rule")  # shorthand
     with pytest.raises(CytoatlasError, match="CL:1234567"):
         map_labels(["x"], overrides={"x": "CL:1234567"})
 
