@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import difflib
 import functools
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ from cytoatlas.celltypes.ontology import CellOntology, cell_ontology
 _MARKER = re.compile(r"^([a-z]{1,5}\d+[a-z]?\d*)(\+|-|hi|high|lo|low|dim|bright|pos|neg)?$")
 _POLARITY = {None: "+", "+": "+", "hi": "+", "high": "+", "pos": "+", "-": "-", "neg": "-", "lo": "low",
              "low": "low", "dim": "dim", "bright": "bright"}
+# a bare marker (``CD34``, ``CD27``) counts for a quarter of its rarity: atlases name markers beside the cell type
+# they mark, so a marker alone must not outvote the cell type (HSPC_CD34 is an HSPC, not CL's CD34+ eosinophil
+# progenitor); marker-defined types that atlases mean (CD14 Mono, CD56dim NK) are table synonyms
+_MARKER_WEIGHT = 0.25
 # where a raw token may be split: lower->upper (``CD16hiNK``), digit->upper (``CD4T``), after a ``+``/``-``
 # polarity (``CD4+CD25+``)
 _CASE_SPLIT = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=\d)(?=[A-Z][a-z]|[A-Z]$|[A-Z][A-Z])|(?<=[+-])(?=[A-Za-z])")
@@ -88,6 +93,11 @@ class Vocabulary:
     conventions: dict[str, tuple[str, str]]  # whole labels whose atlas meaning differs from a CL name
     ignore: frozenset[str]
     words: frozenset[str]
+
+    def idf(self, word: str) -> float:
+        """How rare ``word`` is among the CL names and synonyms: ``log(n variants / variants with it)``."""
+        n = len(self.variants)
+        return math.log(n / max(1, len(self.by_token.get(word, ()))))
 
 
 @functools.lru_cache(maxsize=1)
@@ -148,11 +158,12 @@ def _marker(tok: str, words: frozenset[str]) -> tuple[str, bool] | None:
     return form, m.group(2) is None
 
 
-def label_tokens(label: str) -> list[str]:
-    """The CL words a label says, in order (shorthand expanded; numbering, unknown genes and bare numbers dropped)."""
+def label_concepts(label: str) -> list[tuple[str, ...]]:
+    """What a label says, as CL words grouped by the label token they came from (``cDC2`` -> ``(cd1c+, myeloid,
+    dc)``, ``CD4`` -> ``(cd4+, ab, t)``), in order; numbering, unknown genes and bare numbers dropped."""
     voc = vocabulary()
-    words: list[str] = []
-    implied: int | None = None  # index of a marker whose polarity may follow as its own token ("CD56 dim")
+    groups: list[list[str]] = []
+    implied: int | None = None  # a marker whose polarity may follow as its own token ("CD56 dim")
 
     def known(chunk: str) -> bool:
         toks = [_singular(t, voc.words) for t in rewrite(chunk).split(" ") if t]
@@ -161,32 +172,42 @@ def label_tokens(label: str) -> list[str]:
     for chunk in re.split(r"[\s,;:/()\[\].|_]+", str(label)):
         if not chunk:
             continue
-        for part in [chunk] if known(chunk) else [p for p in _CASE_SPLIT.split(chunk) if p]:
+        # a chunk in capitals and digits is a gene (``TCL1A``, ``C1QC``): one token, never split into words
+        gene = bool(re.fullmatch(r"[A-Z0-9-]+", chunk)) and any(c.isdigit() for c in chunk)
+        for part in [chunk] if known(chunk) or gene else [p for p in _CASE_SPLIT.split(chunk) if p]:
             for tok in rewrite(part).split(" "):
                 for piece in [tok] if tok in voc.words or "-" not in tok.strip("-") else tok.split("-"):
-                    implied = _add(piece, words, implied, voc)
-    return list(dict.fromkeys(w for w in words if w))
+                    implied = _add(piece, groups, implied, voc)
+    return [tuple(g) for g in groups if g]
 
 
-def _add(tok: str, words: list[str], implied: int | None, voc: Vocabulary) -> int | None:
-    """Append what ``tok`` says to ``words``; return the index of a marker whose polarity may follow."""
-    if not tok or tok in voc.ignore or tok.isdigit():
+def label_tokens(label: str) -> list[str]:
+    """The CL words a label says, in order (see :func:`label_concepts`)."""
+    return list(dict.fromkeys(w for g in label_concepts(label) for w in g))
+
+
+def _add(tok: str, groups: list[list[str]], implied: int | None, voc: Vocabulary) -> int | None:
+    """Append what ``tok`` says to ``groups``; return the index of a marker whose polarity may follow."""
+    if not tok or tok in voc.ignore or tok.isdigit() or (len(tok) == 1 and tok not in voc.abbreviations):
         return None
     if tok in _POLARITY and implied is not None:
-        base = re.sub(r"(\+|-|low|dim|bright)$", "", words[implied])
-        words[implied] = base + _POLARITY[tok]
+        base = re.sub(r"(\+|-|low|dim|bright)$", "", groups[implied][0])
+        form = base + _POLARITY[tok]
+        groups[implied] = list(voc.abbreviations.get(form, (form,)))
         return None
     tok = _singular(tok, voc.words)
     if tok in voc.abbreviations:
-        words += voc.abbreviations[tok]
+        groups.append(list(voc.abbreviations[tok]))
         return None
     marker = _marker(tok, voc.words)
     if marker:
         form, was_implied = marker
-        words += voc.abbreviations.get(form, (form,))
-        return len(words) - len(voc.abbreviations.get(form, (form,))) if was_implied else None
+        if form not in voc.words and form not in voc.abbreviations:
+            return None  # a gene CL names nowhere (``CX3CR1``) or numbering (``B04``): says nothing
+        groups.append(list(voc.abbreviations.get(form, (form,))))
+        return len(groups) - 1 if was_implied else None
     if tok in voc.words:
-        words.append(tok)
+        groups.append([tok])
     return None
 
 
@@ -218,18 +239,29 @@ def match(label: str) -> Match:
     found = exact_term(label)
     if found:
         return Match(label, *found)
-    words = label_tokens(label)
+    concepts = label_concepts(label)
+    words = list(dict.fromkeys(w for g in concepts for w in g))
     key = " ".join(words)
     if key in voc.exact and len(words) == 1:  # shorthand for one CL name or synonym ("DC4" -> dendritic cell)
         return Match(label, voc.exact[key][0], "rule")
     have = set(words)
+    weights = []  # per concept: its key (rarest) word, its weight
+    for g in dict.fromkeys(concepts):
+        key_word = max(g, key=voc.idf)
+        bare_marker = len(g) == 1 and _marker(g[0], voc.words) is not None
+        weights.append((g, key_word, voc.idf(key_word) * (_MARKER_WEIGHT if bare_marker else 1.0)))
     best, best_key = None, None
     for i in {i for w in have for i in voc.by_token.get(w, ())}:
         v = voc.variants[i]
         if v.head not in have:
             continue
-        # most label words covered, then fewest words the label lacks, then table synonym > name > synonym
-        score = (len(v.tokens & have), -len(v.tokens - have), -v.rank)
+        # the label's concepts the term says (its key word: "memory" of memory B, "cd4+" of CD4), each weighted by
+        # that word's rarity (a rare word such as "mait" or "follicular" says more than "cd8+"), a little more for
+        # their other words; then the fewest words the label lacks; then table synonym > name > synonym; then the
+        # more specific term
+        said = sum(w * (key_word in v.tokens) + 1e-3 * sum(voc.idf(x) for x in g if x in v.tokens)
+                   for g, key_word, w in weights)
+        score = (round(said, 9), -len(v.tokens - have), -v.rank, len(voc.ontology.term(v.term).ancestors))
         if best_key is None or score > best_key or (score == best_key and v.term < best.term):
             best, best_key = v, score
     if best is None:
