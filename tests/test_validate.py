@@ -108,7 +108,8 @@ def test_planted_signatures_are_conserved_and_unplanted_are_not(validated: Path)
     assert set(cyto["level"]) == {"L2", "L3"}  # donor_only has no cell types to match
     assert (cyto["reason"] == "").all() and (cyto["n_cell_types"] >= 9).all()
     cons = _table(validated, "conservation")
-    cons = cons[cons["signature_set"] == "cytosig"].set_index("signature")
+    assert set(cons["resolution"]) == {"fine", "lineage"}
+    cons = cons[(cons["signature_set"] == "cytosig") & (cons["resolution"] == "fine")].set_index("signature")
     for cytokine in PLANTED:
         assert cons.loc[cytokine, "conservation"] == "conserved", cytokine
         assert cons.loc[cytokine, "n_pairs_r07"] == cons.loc[cytokine, "n_pairs"] == 2
@@ -126,14 +127,14 @@ def test_cell_types_are_matched_across_vocabularies(validated: Path) -> None:
     m = _table(validated, "cell_type_matches")
     for level in ("L2", "L3"):
         # every label of both vocabularies has a CL term; the two atlases hold the same terms, but for the one
-        # label demo2's registry maps to a shared name of its own (demo's "Unconventional T" reads as T cell)
+        # label demo2's registry maps by ID (mature T cell), where demo's "Unconventional T" reads as T cell
         a = m[(m["atlas"] == "demo") & (m["level"] == level)]
         b = m[(m["atlas"] == "demo2") & (m["level"] == level)]
         assert (a["source"] != "none").all() and (b["source"] != "none").all()
         assert set(a.loc[a["cell_type"] != "Unconventional T", "cl_id"]) == set(b.loc[b["cell_type"] != "T-unconv",
                                                                                         "cl_id"])
     unconv = m[(m["atlas"] == "demo2") & (m["cell_type"] == "T-unconv")]
-    assert set(unconv["cl_name"]) == {"Unconventional T"} and set(unconv["source"]) == {"registry"}
+    assert set(unconv["cl_id"]) == {"CL:0002419"} and set(unconv["source"]) == {"registry"}
     donor_only = m[m["level"] == "donor_only"]
     assert set(donor_only["cell_type"]) == {"all"} and set(donor_only["cl_id"]) == {""}
 

@@ -10,8 +10,8 @@ from cytoatlas.io.layout import COMPARE_TABLES as COMPARE_TABLE_NAMES
 
 from .cells import DDL as CELLS_DDL
 
-SCHEMA_VERSION = "4"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
-# 4: compare_* tables
+SCHEMA_VERSION = "5"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
+# 4: compare_* tables; 5: Cell Ontology columns (cl_id, cl_name, resolution, labels) in place of `harmonised`
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
