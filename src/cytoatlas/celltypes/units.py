@@ -1,9 +1,10 @@
 """What is comparable across atlases: each label at the finest Cell Ontology term the other atlases hold.
 
-An atlas *holds* a term when one of its labels maps to that term or to a descendant of it. For a set of atlases
-(two for a validation pair, several for a meta-analysis), each label rolls up from its own term to its nearest
-ancestor (itself first) that some other atlas holds: ``cDC2`` meets ``DC`` at dendritic cell, naive CD4 T meets
-naive CD4 T (not CD4 T). Labels of one atlas that roll up to the same term are one unit there (pooled as one study).
+For a set of atlases (two for a validation pair, several for a meta-analysis), each label rolls up from its own term
+to its nearest ancestor (itself first) at which another atlas has a label, and stays at its own term when there is
+none: ``cDC2`` meets ``DC`` at dendritic cell (and ``DC`` stays where it is), naive CD4 T meets naive CD4 T (not CD4
+T), and a label never rolls up out of its lineage. Labels of one atlas that roll up to the same term are one unit
+there (pooled as one study).
 The ``lineage`` resolution does the same over a fixed set of lineage terms (``data/lineages.tsv``: T, CD4 T,
 CD8 T, NK, B, plasma, monocyte, DC, ... and tissue compartments), so results read at both resolutions. Labels with
 a context (the leading parts of a composite label, e.g. the tissue) meet only labels of the same context; a shared
@@ -74,11 +75,11 @@ def _climb(cl: CellOntology, term: str) -> list[str]:
 
 
 def _chain(cl: CellOntology, term: str, resolution: Resolution) -> list[str]:
-    """The terms a label of ``term`` may roll up to, nearest first: at the fine resolution its own and its
-    ancestors within its lineage; at the lineage resolution its lineage and the lineage terms above it."""
-    lineage = lineage_of(term)
+    """The terms a label whose base is ``term`` may roll up to, nearest first: at the fine resolution its own and
+    its ancestors within its lineage; at the lineage resolution (``term`` a lineage) the lineage terms above it."""
     if resolution == "lineage":
-        return [] if lineage is None else [t for t in _climb(cl, lineage) if t in lineages()]
+        return [t for t in _climb(cl, term) if t in lineages()]
+    lineage = lineage_of(term)
     chain = _climb(cl, term)
     if lineage is None:
         return chain
@@ -103,41 +104,27 @@ def comparable_units(matches: Mapping[str, pd.DataFrame], resolution: Resolution
         (``unit_name`` prefixed by a composite label's context); labels without one are left out.
     """
     cl = cell_ontology()
-    held: dict[str, dict[str, set[str]]] = {}  # atlas -> context -> terms (or "name:" shared names)
-    for atlas, m in matches.items():
-        for term, name, ctx in zip(m["cl_id"], m["cl_name"], m["context"], strict=True):
-            if term or name:
-                held.setdefault(atlas, {}).setdefault(ctx, set()).add(term or f"name:{name}")
-
-    def others_hold(atlas: str, ctx: str, unit: str) -> bool:
-        for other, by_ctx in held.items():
-            if other == atlas:
-                continue
-            terms = by_ctx.get(ctx, ())
-            if unit.startswith("name:"):
-                if unit in terms:
-                    return True
-            elif any(not t.startswith("name:") and cl.is_a(t, unit) for t in terms):
-                return True
-        return False
-
-    rows = []
+    # each label's base term: its CL term (fine) or its lineage term (lineage); a shared name of the user's own
+    # is its own base, at the fine resolution only
+    bases: dict[str, list[tuple[str, str, str]]] = {}  # atlas -> (label, context, base)
     for atlas, m in matches.items():
         for label, term, name, ctx in zip(m["cell_type"], m["cl_id"], m["cl_name"], m["context"], strict=True):
-            if not term:
-                if name and resolution == "fine":
-                    unit = f"name:{name}"
-                    rows.append((atlas, label, resolution, "", f"{ctx}|{name}" if ctx else name))
-                continue
-            chain = _chain(cl, term, resolution)
-            if not chain:
-                continue
-            shared = [u for u in chain if others_hold(atlas, ctx, u)]
-            # the finest of them: none of the others lies below it (the DAG can put two at one distance)
-            finest = [u for u in shared if not any(v != u and cl.is_a(v, u) for v in shared)]
-            unit = finest[0] if finest else chain[0]
-            unit_name = cl.name(unit)
-            rows.append((atlas, label, resolution, unit, f"{ctx}|{unit_name}" if ctx else unit_name))
+            base = (term if resolution == "fine" else lineage_of(term)) if term else \
+                (f"name:{name}" if name and resolution == "fine" else None)
+            if base:
+                bases.setdefault(atlas, []).append((label, ctx, base))
+    held = {atlas: {(ctx, base) for _, ctx, base in rows} for atlas, rows in bases.items()}
+
+    rows = []
+    for atlas, labels in bases.items():
+        others = set().union(*(h for a, h in held.items() if a != atlas))
+        for label, ctx, base in labels:
+            chain = [base] if base.startswith("name:") else _chain(cl, base, resolution)
+            # the nearest term (itself first) another atlas holds a label at; none: the label stays at its own
+            unit = next((u for u in chain if (ctx, u) in others), base)
+            name = unit[5:] if unit.startswith("name:") else cl.name(unit)
+            rows.append((atlas, label, resolution, "" if unit.startswith("name:") else unit,
+                         f"{ctx}|{name}" if ctx else name))
     return pd.DataFrame(rows, columns=UNIT_COLUMNS)
 
 
