@@ -75,16 +75,19 @@ def validation_frames(targets: list[str], atlases: list[str], levels: list[str],
                "median_rho_cytosig": float(rng.uniform()), "median_rho_secact": float(rng.uniform()),
                "statistic": float(rng.uniform(0, 100)), "pvalue": float(rng.uniform())}
               for a in atlases for lev in levels]
-    cross = [{"signature_set": "cytosig", "signature": t, "level": lev, "atlas_a": atlases[0], "atlas_b": atlases[1],
-              "n_cell_types": int(rng.integers(3, 9)), "r": float(rng.uniform(-1, 1)), "reason": ""}
-             for t in targets for lev in levels]
-    conservation = [{"signature_set": "cytosig", "signature": t, "n_pairs": 1, "n_pairs_r07": int(rng.integers(0, 2)),
-                     "n_pairs_r05": 1, "conservation": str(rng.choice(["conserved", "moderate", "not conserved"]))}
-                    for t in targets]
+    cross = [{"signature_set": "cytosig", "signature": t, "level": lev, "resolution": res, "atlas_a": atlases[0],
+              "atlas_b": atlases[1], "n_cell_types": int(rng.integers(3, 9)), "r": float(rng.uniform(-1, 1)),
+              "reason": ""}
+             for t in targets for lev in levels for res in ("fine", "lineage")]
+    conservation = [{"signature_set": "cytosig", "signature": t, "resolution": res, "n_pairs": 1,
+                     "n_pairs_r07": int(rng.integers(0, 2)), "n_pairs_r05": 1,
+                     "conservation": str(rng.choice(["conserved", "moderate", "not conserved"]))}
+                    for t in targets for res in ("fine", "lineage")]
     consistency = [{"signature_set": "cytosig", "target": t, "n_atlases": len(atlases),
                     "n_positive": int(rng.integers(0, 3)), "tier": str(rng.choice(["high", "medium", "low"]))}
                    for t in targets]
-    matches = [{"atlas": a, "level": "L1", "cell_type": c, "cl_name": c.lower().replace(" ", "_")}
+    matches = [{"atlas": a, "level": "L1", "cell_type": c, "cl_id": "", "cl_name": c.lower().replace(" ", "_"),
+                "source": "registry"}
                for a in atlases for c in ("B cells", "Myeloid", "NK cells", "T cells")]
     return {"rho": rho, "summary": summary, "cytosig_vs_secact": versus, "cross_atlas": cross,
             "conservation": conservation, "consistency": consistency, "cell_type_matches": matches}
