@@ -288,3 +288,19 @@ def test_pseudobulk_carries_the_atlas_own_cl_ids_the_cellxgene_way(tmp_path: Pat
     with pytest.raises(CytoatlasError, match="available: .*cell_type"):
         cytoatlas.pseudobulk(tiny_config(path, "cxg", cell_type_ontology_col="cl_ids"), tmp_path / "pb3",
                              n_bootstrap=0)
+
+
+def test_the_cli_lists_each_label_term_source_and_lineage(tmp_path: Path, capsys) -> None:
+    from cytoatlas.cli import main
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("CD4_c08_Tfh_CXCL13\n\nCluster 3\n")
+    assert main(["cell-types", "B04_Bm_CD27", "--file", str(labels)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("# Cell Ontology v") and lines[1].split("\t")[:3] == ["label", "cl_id", "cl_name"]
+    rows = {r.split("\t")[0]: r.split("\t") for r in lines[2:]}
+    assert rows["B04_Bm_CD27"][1:5] == ["CL:0000787", "memory B cell", "rule", "B"]
+    assert rows["CD4_c08_Tfh_CXCL13"][1:5] == ["CL:0002038", "T follicular helper cell", "rule", "CD4 T"]
+    assert rows["Cluster 3"][3] == "none" and rows["Cluster 3"][5].count("CL:") == 3
+    assert main(["cell-types"]) == 2
+    assert "give cell-type labels" in capsys.readouterr().err

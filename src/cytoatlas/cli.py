@@ -198,6 +198,27 @@ def _list(value: str | None) -> list[str] | None:
     return [s.strip() for s in value.split(",") if s.strip()] if value else None
 
 
+def _cell_types(args: argparse.Namespace) -> None:
+    from cytoatlas.celltypes import cell_ontology, lineages, map_labels
+    from cytoatlas.celltypes.units import lineage_of
+
+    labels = list(args.labels)
+    if args.file:
+        try:
+            labels += [ln.strip() for ln in Path(args.file).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise CytoatlasError(f"cannot read labels from {args.file}: {e}") from None
+    if not labels:
+        raise CytoatlasError("give cell-type labels (arguments or --file FILE, one per line)")
+    table = map_labels(labels)
+    short = lineages()
+    print(f"# Cell Ontology {cell_ontology().version} ({cell_ontology().source})")
+    print("label\tcl_id\tcl_name\tsource\tlineage\tcandidates")
+    for r in table.itertuples(index=False):
+        lineage = short.get(lineage_of(r.cl_id) or "", "") if r.cl_id else ""
+        print("\t".join([r.cell_type, r.cl_id, r.cl_name, r.source, lineage, r.candidates]))
+
+
 def _resolution_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", choices=("fine", "lineage", "both"), default="both",
                    help="cell types across atlases: fine (each label at the finest Cell Ontology term the other "
@@ -368,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("atlases", help="list the registered atlases")
     _registry_args(p)
     p.set_defaults(func=_atlases)
+
+    p = sub.add_parser("cell-types", help="the Cell Ontology term of cell-type labels, and how it was found")
+    p.add_argument("labels", nargs="*", help="cell-type labels as an atlas writes them")
+    p.add_argument("--file", help="a file of labels, one per line")
+    p.set_defaults(func=_cell_types)
 
     p = sub.add_parser("activity", help="CytoSig / SecAct / LinCytoSig activity of pseudobulk files")
     p.add_argument("files", nargs="*", help="pseudobulk .h5ad files (default with --atlas: OUT/pseudobulk/*)")
