@@ -13,6 +13,8 @@ from typing import Any
 from cytoatlas import defaults
 from cytoatlas._activity.files import Centring, FileJob, run_unit
 from cytoatlas._activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
+from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness.steps import ACTIVITY
 from cytoatlas.cluster import check_scheduler, dask_client, slurm_options
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import layout
@@ -158,8 +160,7 @@ def activity(
     for p in paths:
         if not p.is_file():
             raise CytoatlasError(f"{p}: no such file")
-    if out.exists() and not out.is_dir():
-        raise CytoatlasError(f"output directory {out} is a file")
+    out = check_output_dir(out)
     sets = signature_sets(signatures, sig_files)
     genes = set().union(*(s.genes for s in sets))
 
@@ -190,7 +191,8 @@ def activity(
         entries = read_manifest(out) if skip_existing else {}
         for path in paths:
             todo[path] = [s for s in sets if not skip_existing or any(
-                check_output(t, entries.get(t.name), set_params(s), inputs_of(path))[0] != "complete"
+                check_output(t, entries.get(t.name), set_params(s), inputs_of(path),
+                             algorithm=ACTIVITY.algorithm)[0] != "complete"
                 for t in targets(path, s))]
         stale = {path: list(v) for path, v in todo.items()}
         for main_path, res_path in boot_of.items():  # a main file's intervals need its bootstrap results

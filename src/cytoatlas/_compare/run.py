@@ -21,10 +21,10 @@ from cytoatlas._compare import tables as tb
 from cytoatlas._compare.analyses import TESTS, Spec, compare_file
 from cytoatlas._compare.inputs import AtlasFiles, resolve_atlases
 from cytoatlas._compare.meta import meta_analysis
-from cytoatlas._validate.harmonise import harmonise
 from cytoatlas._harness import StepDirectory, input_fingerprint
 from cytoatlas._harness.directory import check_output_dir
 from cytoatlas._harness.steps import COMPARE
+from cytoatlas._validate.harmonise import harmonise
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, compare_table_paths
 from cytoatlas.io.results import read_activity

@@ -37,7 +37,7 @@ class StatusRow:
         return asdict(self)
 
 
-def _input_changed(fp: Mapping, records: Mapping[str, Record]) -> str | None:
+def _input_changed(fp: Mapping, records: Mapping[str, Record], states: Mapping[str, tuple[str, str]]) -> str | None:
     """Why a recorded input is no longer what it was (``None``: unchanged, or not checkable)."""
     name = str(fp.get("name", ""))
     if fp.get("path"):
@@ -46,7 +46,9 @@ def _input_changed(fp: Mapping, records: Mapping[str, Record]) -> str | None:
             return f"its input {path} is gone"
         return None if same_inputs([fp], [upstream_fingerprint(path)]) else f"its input {path} changed"
     if name in records:  # an output of the same directory (a validation part, a table of the report)
-        return None if records[name].checksum == fp.get("checksum") else f"its input {name} changed"
+        if records[name].checksum != fp.get("checksum"):
+            return f"its input {name} changed"
+        return None if states[name][0] == "complete" else f"its input {name} is {states[name][0]}"
     return None  # recorded without a path (an older release): the file's own checks still apply
 
 
@@ -54,28 +56,36 @@ def directory_status(directory: str | os.PathLike, *, verify: bool = False, atla
     """One row per output a step directory's manifest records (validation, comparison, report...).
 
     Each output is checked against its record (size; checksum with ``verify``), its step's algorithm version
-    and its inputs: an upstream file recorded with its path must still be there with the same content, an input
-    from the same directory must still have the checksum it had. The state is ``running`` while a live run holds
-    the directory.
+    and its inputs: an upstream file recorded with its path must still be there with the same content; an input
+    from the same directory must still have the checksum it had and be complete itself. The state is ``running``
+    while a live run holds the directory.
     """
     directory = Path(directory)
     records = read_records(directory)
+    states = {}
+    for key, rec in records.items():
+        step = get_step(rec.step)
+        states[key] = check_output(directory / key, rec, verify=verify,
+                                   algorithm=None if step is None else step.algorithm)
+    changed = True
+    while changed:  # staleness flows down (part -> table -> report) until nothing changes
+        changed = False
+        for key, rec in records.items():
+            if states[key][0] == "complete":
+                why = next(filter(None, (_input_changed(fp, records, states) for fp in rec.inputs)), None)
+                if why:
+                    states[key], changed = ("stale", why), True
     running = lock_is_live(read_lock(directory)) if directory.is_dir() else False
     rows = []
     for key, rec in sorted(records.items()):
-        path = directory / key
-        step = get_step(rec.step)
-        st, reason = check_output(path, rec, verify=verify, algorithm=None if step is None else step.algorithm)
-        if st == "complete":
-            changed = next(filter(None, (_input_changed(fp, records) for fp in rec.inputs)), None)
-            if changed:
-                st, reason = "stale", changed
+        st, reason = states[key]
         if st != "complete" and running:
             st, reason = "running", "a live run holds this directory"
         done = st == "complete"
         rows.append(StatusRow(atlas=str(rec.extra.get("atlas", atlas) or atlas), level="",
-                              step=f"{rec.step}:{rec.kind}" if rec.kind else rec.step, file=str(path), state=st,
-                              reason=reason, size=rec.size if done else 0, written=rec.written if done else ""))
+                              step=f"{rec.step}:{rec.kind}" if rec.kind else rec.step, file=str(directory / key),
+                              state=st, reason=reason, size=rec.size if done else 0,
+                              written=rec.written if done else ""))
     return rows
 
 

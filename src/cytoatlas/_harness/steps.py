@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from cytoatlas.errors import CytoatlasError
 
 
-@dataclass(frozen=True)
+@dataclass
 class Step:
     """A step that writes a results directory.
 

@@ -17,6 +17,8 @@ import numpy as np
 
 from cytoatlas import defaults
 from cytoatlas._faults import crash_point
+from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness.steps import PSEUDOBULK
 from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
 from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, load_checkpoint, save_checkpoint
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
@@ -59,7 +61,8 @@ def level_status(paths: dict[str, Path], kinds: Sequence[str], parameters: dict,
     """``{kind: (state, reason)}`` of a level's outputs against the directory's manifest (see
     :func:`cytoatlas.io.manifest.check_output`)."""
     entries = read_manifest(next(iter(paths.values())).parent)
-    return {k: check_output(paths[k], entries.get(paths[k].name), {**parameters, "kind": k}, [fingerprint], verify)
+    return {k: check_output(paths[k], entries.get(paths[k].name), {**parameters, "kind": k}, [fingerprint], verify,
+                         PSEUDOBULK.algorithm)
             for k in kinds}
 
 
@@ -154,9 +157,7 @@ def pseudobulk(
     slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
     chosen = _select_levels(cfg, levels)
     kinds = pseudobulk_kinds(n_bootstrap)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CytoatlasError(f"output directory {out} is a file")
+    out = check_output_dir(out)
     paths = {lev.name: pseudobulk_paths(out, cfg.name, lev.name) for lev in chosen}
     ckpt = checkpoint_path(out, cfg.name)
     threads = threads or usable_cores()
@@ -231,8 +232,9 @@ def pseudobulk(
             out.mkdir(parents=True, exist_ok=True)
             written = write_plans(plans, state, stats, var)
             update_manifest(out, {
-                p.name: record(p, step="pseudobulk", parameters={**params[lev], "kind": kind}, inputs=[fingerprint],
-                               checksum=checksum, atlas=cfg.name, level=lev, kind=kind)
+                p.name: record(p, step=PSEUDOBULK.name, parameters={**params[lev], "kind": kind}, inputs=[fingerprint],
+                               checksum=checksum, algorithm=PSEUDOBULK.algorithm, atlas=cfg.name, level=lev,
+                               kind=kind)
                 for (p, checksum), (lev, kind) in zip(written, _plan_keys(plans), strict=True)})
             ckpt.unlink(missing_ok=True)
             groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)

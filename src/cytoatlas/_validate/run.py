@@ -20,15 +20,15 @@ from pathlib import Path
 import pandas as pd
 
 from cytoatlas import defaults
+from cytoatlas._harness import StepDirectory, input_fingerprint
+from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness.steps import VALIDATE
 from cytoatlas._validate import cross_atlas as xa
 from cytoatlas._validate import figures as fg
 from cytoatlas._validate.inputs import LevelSet, discover
 from cytoatlas._validate.summaries import cytosig_vs_secact, summary
 from cytoatlas._validate.within import CELL_TYPE_COLUMNS, RHO_COLUMNS, across_cell_types, within_atlas
 from cytoatlas.errors import CytoatlasError
-from cytoatlas._harness import StepDirectory, input_fingerprint
-from cytoatlas._harness.directory import check_output_dir
-from cytoatlas._harness.steps import VALIDATE
 from cytoatlas.io.layout import (
     VALIDATION_FIGURES_DIR,
     VALIDATION_PARTS_DIR,
