@@ -222,7 +222,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from cytoatlas._validate import report
+    from cytoatlas._report import report
 
     print(report(args.out, title=args.title, max_rows=args.max_rows, compare=args.compare, cells=args.cells or ()))
 

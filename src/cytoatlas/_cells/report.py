@@ -21,10 +21,10 @@ import pandas as pd
 from cytoatlas._cells.figures import N_PANELS, embedding_figure, widest_spread, z_columns
 from cytoatlas._cells.plan import EMBEDDING_CELLS, EMBEDDING_SEED
 from cytoatlas._cells.summary import QUANTILE_CELLS
-from cytoatlas._validate.report import html_cards, html_figure, html_table
 from cytoatlas.defaults import REPORT_CELLS_ROWS
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import layout
+from cytoatlas.io.html import html_cards, html_figure, html_table
 from cytoatlas.io.manifest import read_manifest, recorded_checksum
 
 STEP = "cells"
