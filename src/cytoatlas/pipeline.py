@@ -19,6 +19,7 @@ from cytoatlas.cluster import check_scheduler, dask_client, slurm_options
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import layout
 from cytoatlas.io.results import read_header
+from cytoatlas.options import Method
 from cytoatlas.registry import AtlasConfig, get_atlas, load_registry, load_slurm_options
 
 log = logging.getLogger("cytoatlas")
@@ -41,7 +42,7 @@ def run(
     ``out/activity``. Outputs that are current (see :mod:`cytoatlas.io.manifest`) are kept, so a second run
     only does what is missing or stale; ``resume`` also continues an interrupted pass from its checkpoint.
 
-    ``pseudobulk_options`` go to :func:`cytoatlas.pseudobulk` (batch_size, n_bootstrap, seed, ...),
+    ``pseudobulk_options`` go to :func:`cytoatlas.pseudobulk` (batch_size, n_bootstrap, bootstrap_seed, ...),
     ``activity_options`` to :func:`cytoatlas.activity` (signatures, method, centre, ...). A ``scheduler`` (and
     ``slurm``) in ``pseudobulk_options`` runs both steps on one Dask cluster (see :mod:`cytoatlas.cluster`).
     ``cells_options`` (off by default: ``None``) adds the per-cell step, :func:`cytoatlas.cells` into
@@ -94,10 +95,11 @@ def _shape(path: Path) -> str:
 
 
 def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = False,
-                 n_bootstrap: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED,
+                 n_bootstrap: int = defaults.N_BOOTSTRAP, bootstrap_seed: int = defaults.BOOTSTRAP_SEED,
                  min_cells: int = defaults.MIN_CELLS, min_samples: int = defaults.MIN_SAMPLES,
                  signatures: Sequence[str] | None = None, signature_files: Sequence[str | os.PathLike] = (),
-                 method: str = defaults.METHOD, n_rand: int = defaults.N_RAND, perm_seed: int = defaults.PERM_SEED,
+                 method: Method = defaults.METHOD, n_rand: int = defaults.N_RAND,
+                 permutation_seed: int = defaults.PERMUTATION_SEED,
                  centre: str = defaults.CENTRE, cell_type_map: Mapping[str, str] | None = None,
                  lambda_: float = defaults.LAMBDA) -> list[dict]:
     """One row per expected output of ``cfg`` in ``out`` (its results directory): atlas, level, step, file,
@@ -119,7 +121,7 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
     running = {d: lock_is_live(read_lock(d)) for d in (pb_dir, act_dir)}
     sets = signature_sets(signatures, [*cfg.signature_files, *map(Path, signature_files)])
     cmap = {**dict(cfg.cell_type_map), **dict(cell_type_map or {})}
-    params = run_parameters(method, lambda_, Centring.parse(centre), n_rand, perm_seed)
+    params = run_parameters(method, lambda_, Centring.parse(centre), n_rand, permutation_seed)
     rows = []
 
     def add(level: str, step: str, path: Path, entries: dict, state: tuple[str, str]) -> None:
@@ -129,7 +131,7 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
         rows.append(_row(cfg.name, level, step, path, st, reason, entries.get(path.name)))
 
     for lev in cfg.levels:
-        lp = level_parameters(cfg, lev, n_bootstrap, seed, min_cells, min_samples)
+        lp = level_parameters(cfg, lev, n_bootstrap, bootstrap_seed, min_cells, min_samples)
         paths = layout.pseudobulk_paths(pb_dir, cfg.name, lev.name, kinds)
         for kind in kinds:
             state = check_output(paths[kind], pb_entries.get(paths[kind].name), {**lp, "kind": kind},

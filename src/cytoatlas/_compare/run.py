@@ -18,7 +18,7 @@ import pandas as pd
 
 from cytoatlas import defaults
 from cytoatlas._compare import tables as tb
-from cytoatlas._compare.analyses import TESTS, Spec, compare_file
+from cytoatlas._compare.analyses import Spec, compare_file
 from cytoatlas._compare.inputs import AtlasFiles, resolve_atlases
 from cytoatlas._compare.meta import meta_analysis
 from cytoatlas._harness import StepDirectory, input_fingerprint
@@ -29,6 +29,7 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, compare_table_paths
 from cytoatlas.io.results import read_activity
 from cytoatlas.io.tables import write_table
+from cytoatlas.options import Test, check_choice
 from cytoatlas.registry import AtlasConfig
 
 log = logging.getLogger("cytoatlas.compare")
@@ -58,8 +59,7 @@ def make_spec(by: str | None, reference: str | None, groups: str | Sequence[str]
                 min_group_size=int(min_group_size))
     if not spec.by and not spec.continuous:
         raise CytoatlasError("name what to compare: --by COLUMN (with --reference VALUE) and/or --continuous COLUMN")
-    if test not in TESTS:
-        raise CytoatlasError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
+    check_choice("test", test, Test)
     if spec.by and spec.reference is None:
         raise CytoatlasError(f"--by {spec.by} needs --reference VALUE: the group the others are compared with")
     if not spec.by and (spec.reference is not None or spec.groups or spec.paired_by):
@@ -148,7 +148,7 @@ def compare(
     continuous: Sequence[str] = (),
     covariates: Sequence[str] = (),
     paired_by: str | None = None,
-    test: str = defaults.COMPARE_TEST,
+    test: Test = defaults.COMPARE_TEST,
     min_group_size: int = defaults.COMPARE_MIN_GROUP_SIZE,
     figures: bool = True,
     force: bool = False,

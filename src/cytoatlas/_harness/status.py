@@ -11,9 +11,10 @@ from pathlib import Path
 from cytoatlas._harness.steps import get_step
 from cytoatlas.io.lock import lock_is_live, read_lock
 from cytoatlas.io.manifest import MANIFEST_NAME, Record, check_output, read_records, same_inputs, upstream_fingerprint
+from cytoatlas.options import State, choices
 
 #: the states an output can be in
-STATES = ("complete", "missing", "stale", "corrupt", "running")
+STATES = choices(State)
 #: steps whose directories hold one atlas' outputs (judged per atlas, against the run's parameters)
 ATLAS_STEPS = ("pseudobulk", "activity", "cells")
 

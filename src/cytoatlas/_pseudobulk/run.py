@@ -42,14 +42,14 @@ log = logging.getLogger("cytoatlas.pseudobulk")
 FIRST_BLOCK = 4096
 
 
-def level_parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, seed: int, min_cells: int,
+def level_parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, bootstrap_seed: int, min_cells: int,
                 min_samples: int) -> dict:
     """Everything a level's results depend on (batch size is not: results do not depend on it)."""
     params = {
         "counts": cfg.counts, "sample_col": cfg.sample_col, "donor_col": cfg.donor_col or "",
         "gene_symbols": cfg.gene_symbols or "", "exclude": {c: list(v) for c, v in cfg.exclude},
         "level_by": list(lev.by), "level_where": {c: list(v) for c, v in lev.where},
-        "n_bootstrap": n_bootstrap, "seed": seed, "min_cells": min_cells, "min_samples": min_samples,
+        "n_bootstrap": n_bootstrap, "seed": bootstrap_seed, "min_cells": min_cells, "min_samples": min_samples,
     }
     if cfg.sample_columns:  # only when set: outputs of atlases without sample columns keep their records
         params["sample_columns"] = list(cfg.sample_columns)
@@ -86,7 +86,7 @@ def pseudobulk(
     levels: Sequence[str] | None = None,
     batch_size: int = defaults.BATCH_SIZE,
     n_bootstrap: int = defaults.N_BOOTSTRAP,
-    seed: int = defaults.SEED,
+    bootstrap_seed: int = defaults.BOOTSTRAP_SEED,
     min_cells: int = defaults.MIN_CELLS,
     min_samples: int = defaults.MIN_SAMPLES,
     skip_existing: bool = False,
@@ -116,8 +116,8 @@ def pseudobulk(
         Level names to compute (default: all of the atlas').
     batch_size
         Cells per block read; results do not depend on it, memory does.
-    n_bootstrap, seed
-        Resamples per eligible cell type (0 = no resampled file) and their seed.
+    n_bootstrap, bootstrap_seed
+        Resamples per eligible cell type (0 = no resampled file) and their seed (recorded as ``seed``).
     min_cells
         Groups (cell type, sample x cell type, unit x cell type) with fewer cells are left out.
     min_samples
@@ -170,7 +170,8 @@ def pseudobulk(
         if len(var) != counts.shape[1]:
             raise CytoatlasError(f"{cfg.h5ad}: {cfg.counts} has {counts.shape[1]} genes but var has {len(var)}")
         fingerprint = file_fingerprint(cfg.h5ad)
-        params = {lev.name: level_parameters(cfg, lev, n_bootstrap, seed, min_cells, min_samples) for lev in chosen}
+        params = {lev.name: level_parameters(cfg, lev, n_bootstrap, bootstrap_seed, min_cells, min_samples)
+                  for lev in chosen}
         # the files to write per level: all, or (skip_existing) those not current; a level with any file to
         # write is computed, but its current files are left as they are
         stale = {lev.name: set(kinds) for lev in chosen}
@@ -227,7 +228,8 @@ def pseudobulk(
                 uns = {**run_uns, "level": lev.name, "parameters": params[lev.name], "separator": atoms.separator}
                 plans += [p for p in plan_level(atoms, state, atoms.levels[lev.name], paths[lev.name], uns,
                                                 min_cells=min_cells, min_samples=min_samples,
-                                                n_bootstrap=n_bootstrap, seed=seed, sample_values=sample_values)
+                                                n_bootstrap=n_bootstrap, seed=bootstrap_seed,
+                                                sample_values=sample_values)
                           if p.uns["kind"] in stale[lev.name]]
             out.mkdir(parents=True, exist_ok=True)
             written = write_plans(plans, state, stats, var)

@@ -68,7 +68,7 @@ def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
         p = read_header(group.pseudobulk["samples"], "pseudobulk", var_columns=()).parameters
     except CytoatlasError:
         p = {}
-    return int(p.get("n_bootstrap", defaults.N_BOOTSTRAP)), int(p.get("seed", defaults.SEED))
+    return int(p.get("n_bootstrap", defaults.N_BOOTSTRAP)), int(p.get("seed", defaults.BOOTSTRAP_SEED))
 
 
 def _fingerprints(paths: Sequence[Path]) -> list[dict]:
@@ -76,7 +76,7 @@ def _fingerprints(paths: Sequence[Path]) -> list[dict]:
 
 
 def _parts(inputs: list[AtlasInput], d: StepDirectory, *, min_samples: int, n_bootstrap: int | None,
-           seed: int | None, gene_overrides: dict[str, str], force: bool) -> tuple[list[pd.DataFrame], ...]:
+           bootstrap_seed: int | None, gene_overrides: dict[str, str], force: bool) -> tuple[list[pd.DataFrame], ...]:
     """The correlations of every (atlas, level, set): reused when current, else computed and recorded."""
     out = d.out
     (out / VALIDATION_PARTS_DIR).mkdir(exist_ok=True)
@@ -86,7 +86,8 @@ def _parts(inputs: list[AtlasInput], d: StepDirectory, *, min_samples: int, n_bo
     for k, g in enumerate(groups, 1):
         level_boot, level_seed = _level_bootstrap(g)
         params = {"min_samples": min_samples, "n_bootstrap": level_boot if n_bootstrap is None else n_bootstrap,
-                  "seed": level_seed if seed is None else seed, "target_genes": dict(sorted(gene_overrides.items())),
+                  "seed": level_seed if bootstrap_seed is None else bootstrap_seed,
+                  "target_genes": dict(sorted(gene_overrides.items())),
                   "atlas": g.atlas, "level": g.level, "signature_set": g.signature_set}
         paths = validation_part_paths(out, g.atlas, g.level, g.signature_set)
         fps = _fingerprints(g.files())
@@ -164,7 +165,7 @@ def validate(
     min_samples: int = defaults.VALIDATE_MIN_SAMPLES,
     min_cell_types: int = defaults.VALIDATE_MIN_CELL_TYPES,
     n_bootstrap: int | None = None,
-    seed: int | None = None,
+    bootstrap_seed: int | None = None,
     target_genes: Mapping[str, str] | None = None,
     scatter_targets: Sequence[str] | None = None,
     figures: bool = True,
@@ -192,9 +193,9 @@ def validate(
         Fewest samples (or cell types) a correlation needs (10).
     min_cell_types
         Fewest matched cell types a cross-atlas correlation needs (3).
-    n_bootstrap, seed
+    n_bootstrap, bootstrap_seed
         Donor resamples per stratum for the rho intervals, and their seed; default: each level's pseudobulk
-        ``n_bootstrap`` and ``seed`` (100 and 42 unless changed). 0 disables the intervals.
+        ``n_bootstrap`` and bootstrap seed (100 and 42 unless changed). 0 disables the intervals.
     target_genes
         ``{target: gene}`` overriding the shipped CytoSig target -> gene table (e.g. ``{"IFN1": "IFNB1"}``).
     scatter_targets
@@ -224,10 +225,12 @@ def validate(
         log.info("atlas %s: %d (level, signature set) groups in %s", a.name, len(a.groups), a.results)
     with StepDirectory(out, VALIDATE, subdirs=(VALIDATION_PARTS_DIR, VALIDATION_FIGURES_DIR)) as d:
         rho_parts, ct_parts, part_paths = _parts(inputs, d, min_samples=min_samples, n_bootstrap=n_bootstrap,
-                                                 seed=seed, gene_overrides=gene_overrides, force=force)
+                                                 bootstrap_seed=bootstrap_seed, gene_overrides=gene_overrides,
+                                                 force=force)
         d.touch()
         params = {"atlases": [a.name for a in inputs], "min_samples": min_samples, "min_cell_types": min_cell_types,
-                  "n_bootstrap": n_bootstrap, "seed": seed, "target_genes": dict(sorted(gene_overrides.items())),
+                  "n_bootstrap": n_bootstrap, "seed": bootstrap_seed,
+                  "target_genes": dict(sorted(gene_overrides.items())),
                   "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs},
                   "levels": list(levels or []), "signatures": list(signatures or []), "figures": figures,
                   "scatter_targets": list(scatter_targets or [])}
