@@ -103,6 +103,11 @@ def _strip(record: dict, exact: bool) -> dict:
     return rec
 
 
+def _rooted(record: dict, root: Path) -> dict:
+    """A record with its tree's root written ``<root>`` (a report names the comparison directory it shows)."""
+    return json.loads(json.dumps(record).replace(str(root.resolve()), "<root>"))
+
+
 def compare_trees(a: str | Path, b: str | Path) -> list[str]:
     """Differences between the outputs under ``a`` and ``b`` (empty: the same outputs)."""
     a, b = Path(a), Path(b)
@@ -135,7 +140,7 @@ def compare_trees(a: str | Path, b: str | Path) -> list[str]:
         for name in sorted(set(da) & set(db)):
             key = name if base == "." else f"{base}/{name}"
             is_exact = exact.get(key, False)
-            if _strip(da[name], is_exact) != _strip(db[name], is_exact):
+            if _strip(_rooted(da[name], a), is_exact) != _strip(_rooted(db[name], b), is_exact):
                 problems.append(f"{rel}: record {name} differs")
     return problems
 
