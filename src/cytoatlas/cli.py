@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cytoatlas import defaults
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.options import Method, Test, choices
+from cytoatlas.options import ActivityOptions, Method, PseudobulkOptions, Test, choices
 
 
 def _registry_args(p: argparse.ArgumentParser) -> None:
@@ -112,21 +112,24 @@ def _pseudobulk(args: argparse.Namespace) -> None:
 
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
     paths = pseudobulk(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
-                       skip_existing=args.skip_existing, resume=args.resume, **_pseudobulk_options(args))
+                       skip_existing=args.skip_existing, resume=args.resume, **_pseudobulk_options(args).kwargs(),
+                       **_scheduler_options(args))
     print("\n".join(map(str, paths)))
 
 
-def _pseudobulk_options(args: argparse.Namespace) -> dict:
-    return {"batch_size": args.batch_size, "n_bootstrap": args.n_bootstrap, "bootstrap_seed": args.bootstrap_seed,
-            "min_cells": args.min_cells, "min_samples": args.min_samples, "checkpoint_every": args.checkpoint_every,
-            "threads": args.threads, **_scheduler_options(args)}
+def _pseudobulk_options(args: argparse.Namespace) -> PseudobulkOptions:
+    return PseudobulkOptions(batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
+                             bootstrap_seed=args.bootstrap_seed, min_cells=args.min_cells,
+                             min_samples=args.min_samples,
+                             checkpoint_every=getattr(args, "checkpoint_every", defaults.CHECKPOINT_EVERY),
+                             threads=getattr(args, "threads", None))
 
 
-def _activity_options(args: argparse.Namespace) -> dict:
+def _activity_options(args: argparse.Namespace) -> ActivityOptions:
     sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
-    return {"signatures": sets, "signature_files": args.signature_file or (), "method": args.method,
-            "n_rand": args.n_rand, "permutation_seed": args.permutation_seed, "centre": args.centre,
-            "cell_type_map": _pairs(args.cell_type_map), "lambda_": args.lambda_, **_scheduler_options(args)}
+    return ActivityOptions(signatures=sets, signature_files=args.signature_file or (), method=args.method,
+                           n_rand=args.n_rand, permutation_seed=args.permutation_seed, centre=args.centre,
+                           cell_type_map=_pairs(args.cell_type_map), lambda_=args.lambda_)
 
 
 def _cells_options(args: argparse.Namespace) -> dict | None:
@@ -144,7 +147,8 @@ def _run(args: argparse.Namespace) -> None:
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
     paths = run(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
                 resume=args.resume, pseudobulk_options=_pseudobulk_options(args),
-                activity_options=_activity_options(args), cells_options=_cells_options(args))
+                activity_options=_activity_options(args), cells_options=_cells_options(args),
+                **_scheduler_options(args))
     print("\n".join(map(str, paths)))
 
 
@@ -155,14 +159,8 @@ def _status(args: argparse.Namespace) -> int:
 
     if not args.atlas and not args.all:
         raise CytoatlasError("name an atlas with --atlas, or --all for every atlas with results in --out")
-    act = _activity_options(args)
     rows = status([args.atlas] if args.atlas else None, args.out, registry=args.registry, data_root=args.data_root,
-                  verify=args.verify, n_bootstrap=args.n_bootstrap, bootstrap_seed=args.bootstrap_seed,
-                  min_cells=args.min_cells, min_samples=args.min_samples, signatures=act["signatures"],
-                  signature_files=act["signature_files"],
-                  method=act["method"], n_rand=act["n_rand"], permutation_seed=act["permutation_seed"],
-                  centre=act["centre"],
-                  cell_type_map=act["cell_type_map"], lambda_=act["lambda_"])
+                  verify=args.verify, pseudobulk=_pseudobulk_options(args), activity=_activity_options(args))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -239,7 +237,8 @@ def _activity(args: argparse.Namespace) -> None:
     # with --atlas and no files, --out is the atlas' results directory (its pseudobulk/ read, activity/ written)
     files, out, results = (args.files, args.out, None) if args.files or not args.atlas else (None, None, args.out)
     paths = activity(files, out, atlas=args.atlas, results=results, registry=args.registry,
-                     data_root=args.data_root, skip_existing=args.skip_existing, **_activity_options(args))
+                     data_root=args.data_root, skip_existing=args.skip_existing, **_activity_options(args).kwargs(),
+                     **_scheduler_options(args))
     print("\n".join(map(str, paths)))
 
 
