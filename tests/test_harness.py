@@ -23,7 +23,7 @@ ATLASES = {"alpha": (10, 1, ["B cells", "CD14 Monocytes"], Planted("CD14 Monocyt
 OPTIONS = {"by": "treatment", "reference": "untreated", "figures": False}
 
 
-@pytest.fixture()
+@pytest.fixture
 def compared(tmp_path: Path) -> tuple[Path, Path]:
     """Two atlases' activity files and their comparison directory."""
     results = tmp_path / "results"

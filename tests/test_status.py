@@ -21,7 +21,7 @@ def _registry(path: Path, h5ad: Path, l3: str = "cell_type_l3") -> Path:
     return path
 
 
-@pytest.fixture()
+@pytest.fixture
 def tree(demo_h5ad: Path, tmp_path: Path, capsys) -> tuple[Path, Path]:
     """A complete results tree (results/demo/...) and its registry."""
     import shutil
