@@ -212,7 +212,7 @@ def _no_outputs(out: Path) -> bool:
     return not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize("case, message", [
+@pytest.mark.parametrize(("case", "message"), [
     ("no_overlap", "of the 3 nooverlap genes"),
     ("duplicate_genes", "duplicated gene name"),
     ("nan", "missing (NaN)"),
@@ -296,7 +296,7 @@ def test_cli_atlas_mode_uses_the_registry(demo_h5ad: Path, tmp_path: Path, capsy
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("sig, n_rand", [("cytosig", 1000), ("secact", 100)])
+@pytest.mark.parametrize(("sig", "n_rand"), [("cytosig", 1000), ("secact", 100)])
 def test_permutation_method_reproduces_secactpy(pb_files: dict[str, Path], tmp_path: Path, sig: str,
                                                 n_rand: int) -> None:
     ref = _secactpy(_expression(pb_files["main"]), sig, n_rand=n_rand, seed=3)

@@ -80,7 +80,7 @@ def _literal_in(pattern: str, module_allowed: str) -> list[str]:
                           if not line.lstrip().startswith("#")))
 
 
-@pytest.mark.parametrize("pattern, home", [(".tmp-", "io/durable.py"), ("_activity.h5ad", "io/layout.py"),
+@pytest.mark.parametrize(("pattern", "home"), [(".tmp-", "io/durable.py"), ("_activity.h5ad", "io/layout.py"),
                                            ("_activity_ci.csv", "io/layout.py"), (".checkpoint.npz", "io/layout.py")])
 def test_one_module_spells_each_name(pattern, home):
     assert _literal_in(pattern, home) == []

@@ -110,7 +110,7 @@ class ObsReader:
         self._obs = f["obs"]
         self.filename = f.filename
         index = self._obs.attrs.get("_index", "_index")
-        self.columns = [k for k in self._obs.keys() if k not in (index, "__categories")]
+        self.columns = [k for k in self._obs if k not in (index, "__categories")]
 
     def require(self, names: list[str], what: str = "column") -> None:
         """Fail before any work if a column is missing, naming the ones that exist."""
@@ -159,7 +159,7 @@ def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFram
     if gene_symbols is None:
         symbols = ids.copy()
     else:
-        columns = [k for k in var.keys() if k != var.attrs.get("_index", "_index")]
+        columns = [k for k in var if k != var.attrs.get("_index", "_index")]
         if gene_symbols not in columns:
             raise CytoatlasError(
                 f"{f.filename}: {var_path} has no column {gene_symbols!r}; available: {', '.join(columns)}"
