@@ -248,9 +248,9 @@ def compare_rows(a: str | Path, b: str | Path, atol: float = 2e-4, rtol: float =
             problems.append(f"{name}: rows differ (only in a: {only_a}, only in b: {only_b})")
             continue
         pos_b = pd.Index(obs_b.index).get_indexer(obs_a.index)
-        if "n_cells" in obs_a and "n_cells" in obs_b:
-            if not np.array_equal(obs_a["n_cells"].to_numpy(), obs_b["n_cells"].to_numpy()[pos_b]):
-                problems.append(f"{name}: n_cells differ")
+        if "n_cells" in obs_a and "n_cells" in obs_b and not np.array_equal(
+                obs_a["n_cells"].to_numpy(), obs_b["n_cells"].to_numpy()[pos_b]):
+            problems.append(f"{name}: n_cells differ")
         for k in sorted(set(m_a) | set(m_b)):
             if k not in m_a or k not in m_b:
                 problems.append(f"{name}: {k} only in {'a' if k in m_a else 'b'}")

@@ -301,6 +301,7 @@ def _cells(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cytoatlas`` command's parser: one subcommand per step."""
     parser = argparse.ArgumentParser(prog="cytoatlas", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -482,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cytoatlas`` with ``argv`` (default: the command line); returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")

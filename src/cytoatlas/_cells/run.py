@@ -168,8 +168,9 @@ def cells(
             models = fit_models(sets, plan, sums, lambda_, cfg.name)
             pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="cytoatlas-score")) \
                 if threads > 1 and cluster is None else None
-            paths = _score(cfg, counts, plan, models, layers, sums, saved, identity, ckpt, directory, lock,
-                           batch_size, checkpoint_every, cluster, fingerprint, params, (pool, threads))
+            paths = _score(cfg, counts, plan, models, layers, sums, saved, identity, ckpt, directory=directory,
+                           lock=lock, batch_size=batch_size, every=checkpoint_every, cluster=cluster,
+                           fingerprint=fingerprint, params=params, workers=(pool, threads))
     log.info("%s: %s cells x %s in %.1f s, peak memory %.2f GB", cfg.name, f"{plan.n_kept:,}",
              ", ".join(f"{m.sig.name} ({m.n:,}/{len(m.sig.genes):,} genes)" for m in models),
              time.perf_counter() - t0, peak_rss_gb())
@@ -245,7 +246,7 @@ def fit_models(sets, plan: CellsPlan, sums: GeneSums, lambda_: float, atlas: str
     return models
 
 
-def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: GeneSums, saved, identity, ckpt,
+def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: GeneSums, saved, identity, ckpt, *,
            directory: Path, lock, batch_size: int, every: float, cluster, fingerprint, params, workers) -> list[Path]:
     """Pass 2: score, write, summarise; then the tables, the manifest, and the checkpoint removed."""
     sampled, per_label = quantile_sample(plan.levels)

@@ -76,7 +76,7 @@ class StepDirectory:
         return manifest_key(path, self.out)
 
     def previous(self, kinds: Iterable[str] | None = None) -> dict[str, Record]:
-        """This step's records (of these ``kinds``, when given)."""
+        """The records of this step (of these ``kinds``, when given)."""
         kinds = None if kinds is None else set(kinds)
         return {k: r for k, r in self.records.items()
                 if r.step == self.step.name and (kinds is None or r.kind in kinds)}

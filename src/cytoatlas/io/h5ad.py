@@ -67,6 +67,7 @@ class Labels:
 
     @classmethod
     def from_values(cls, values: np.ndarray) -> Labels:
+        """Labels (sorted categories and codes) of an array of values."""
         codes, uniques = pd.factorize(pd.Series(_decode(values)), sort=True)
         return cls(codes.astype(np.int32), _label_strings(np.asarray(uniques)))
 
@@ -122,6 +123,7 @@ class ObsReader:
             )
 
     def labels(self, name: str) -> Labels:
+        """The obs column ``name`` as labels (categories and codes)."""
         self.require([name])
         return read_labels(self._obs[name], name)
 
@@ -239,6 +241,7 @@ class CountsMatrix:
         self.dtype = node.dtype if self.dense else self._data.dtype
 
     def close(self) -> None:
+        """Stop the decompression threads."""
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(cancel_futures=True)
 

@@ -57,6 +57,7 @@ def lock_is_live(info: dict | None) -> bool:
 
 
 def describe(info: dict) -> str:
+    """A lock record as text: pid, host, start and command."""
     return (f"pid {info.get('pid')} on {info.get('host')}, started {info.get('start')} "
             f"({info.get('command', '?')})")
 

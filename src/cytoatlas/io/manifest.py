@@ -90,6 +90,7 @@ def canonical(obj) -> str:
 
 
 def manifest_path(directory: str | os.PathLike) -> Path:
+    """The manifest file of ``directory``."""
     return Path(directory) / MANIFEST_NAME
 
 
