@@ -9,9 +9,9 @@ import itertools
 import numpy as np
 import pandas as pd
 import pytest
+from _compare_factory import write_samples_activity
 from scipy import stats
 
-from _compare_factory import write_samples_activity
 from cytoatlas._groundtruth import groundtruth
 from cytoatlas._groundtruth.alias import alias_index, match_treatment, normalise
 from cytoatlas._groundtruth.analyses import auc, consistency

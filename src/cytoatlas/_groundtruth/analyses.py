@@ -32,8 +32,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from cytoatlas._compare import stats
-from cytoatlas._compare.units import unit_means
 from cytoatlas._compare.crosstalk import CROSSTALK_THRESHOLD, FDR_THRESHOLD, SignatureCorrelations
+from cytoatlas._compare.units import unit_means
 from cytoatlas._groundtruth.alias import match_treatments
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.results import Activity
