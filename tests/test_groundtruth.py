@@ -183,3 +183,21 @@ def test_rerun_is_skipped_and_bad_input_is_named(planted, caplog) -> None:
         groundtruth("pert", root / "bad", column="treatment", control="saline", results=root, figures=False)
     with pytest.raises(CytoatlasError, match="no obs column 'stim'"):
         groundtruth("pert", root / "bad", column="stim", control="PBS", results=root, figures=False)
+
+
+def test_cli_and_report_section(planted, tmp_path, capsys) -> None:
+    from _report_factory import validation_dir
+
+    from cytoatlas._validate import report
+    from cytoatlas.cli import main
+
+    root = planted["root"]
+    code = main(["-q", "groundtruth", "--atlas", "pert", "--results", str(root), "--out", str(tmp_path / "gt"),
+                 "--perturbation", "treatment", "--control", "PBS", "--alias", "DrugX=IL10", "--no-figures"])
+    assert code == 0
+    m = read_parquet(tmp_path / "gt" / "matches.parquet").set_index("treatment")
+    assert (m.loc["DrugX", "signature"], m.loc["DrugX", "source"]) == ("IL10", "registry")
+    val = validation_dir(tmp_path / "val")
+    page = report(val, groundtruth=root / "out").read_text()
+    assert 'id="groundtruth"' in page and "Perturbation ground truth" in page
+    assert "IFN-gamma" in page and "DrugX" in page and "groundtruth__pert__L1__cytosig" in page

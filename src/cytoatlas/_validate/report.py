@@ -137,7 +137,8 @@ def html_cards(items: list[tuple[str, str]]) -> str:
 
 
 def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 3000,
-           compare: str | os.PathLike | None = None, cells: Sequence[str | os.PathLike] = ()) -> Path:
+           compare: str | os.PathLike | None = None, cells: Sequence[str | os.PathLike] = (),
+           groundtruth: str | os.PathLike | None = None) -> Path:
     """Write ``out/report.html``: a self-contained HTML report of the validation in ``out``.
 
     Parameters
@@ -242,6 +243,11 @@ of mean activity over the cell types the atlases share.</p>"""),
         from cytoatlas._compare.report import comparison_inputs, comparison_section
 
         sections.append(("compare", "Condition comparisons", comparison_section(compare, max_rows=max_rows)))
+    if groundtruth is not None:  # its own step: read only when asked for
+        from cytoatlas._groundtruth.report import groundtruth_section
+
+        sections.append(("groundtruth", "Perturbation ground truth", groundtruth_section(groundtruth,
+                                                                                        max_rows=max_rows)))
     cells_part = None
     if cells:  # imported here: per-cell activity is its own step, read only when asked for
         from cytoatlas._cells.report import cells_section
@@ -265,6 +271,11 @@ of mean activity over the cell types the atlases share.</p>"""),
     if compare is not None:
         parameters["compare"] = str(compare)
         inputs += comparison_inputs(compare)
+    if groundtruth is not None:
+        from cytoatlas._groundtruth.report import groundtruth_inputs
+
+        parameters["groundtruth"] = str(groundtruth)
+        inputs += groundtruth_inputs(groundtruth)
     records = {}
     if cells_part is not None:
         parameters["cells"] = [str(c) for c in cells]
