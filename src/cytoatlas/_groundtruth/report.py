@@ -82,9 +82,8 @@ def groundtruth_section(directory: str | os.PathLike, *, max_rows: int = 3000) -
     figs = "".join(html_figure(directory / FIGURES_DIR / f"{p.stem}.png", p.title, p.caption,
                                f"{(directory / FIGURES_DIR).as_posix()}/")
                    for p in plan_figures(effects, treatments) if (directory / FIGURES_DIR / f"{p.stem}.png").is_file())
-    return (intro + cards + "<h3>Per atlas, level and signature set</h3>" + html_table(summary, "t_gt_summary", max_rows,
-                                                                                     bad=None)
-            + figs + "<h3>Per treatment</h3>"
+    return (intro + cards + "<h3>Per atlas, level and signature set</h3>"
+            + html_table(summary, "t_gt_summary", max_rows, bad=None) + figs + "<h3>Per treatment</h3>"
             + html_table(treatments[[c for c in _SHOWN["treatments"] if c in treatments]], "t_gt_treatments", max_rows)
             + "<h3>Per treatment and cell type</h3>"
             + html_table(shown_effects[_SHOWN["effects"]], "t_gt_effects", max_rows, bad=None)
