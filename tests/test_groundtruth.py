@@ -201,3 +201,19 @@ def test_cli_and_report_section(planted, tmp_path, capsys) -> None:
     page = report(val, groundtruth=root / "out").read_text()
     assert 'id="groundtruth"' in page and "Perturbation ground truth" in page
     assert "IFN-gamma" in page and "DrugX" in page and "groundtruth__pert__L1__cytosig" in page
+
+
+def test_the_demo_stimulation_is_found(tmp_path) -> None:
+    """The demo's stimulation atlas (each donor a PBS and an IFN-gamma sample) through pseudobulk, activity and
+    the ground truth: IFNG ranks first in every cell type (CytoSig) and over all cell types (both sets)."""
+    from cytoatlas.demo import _stimulation
+
+    _stimulation(tmp_path, 30_000, {})
+    t = read_parquet(tmp_path / "groundtruth" / "treatments.parquet").set_index("signature_set")
+    assert set(t["treatment"]) == {"IFN-gamma"} and set(t["signature"]) == {"IFNG"}
+    assert (t["rank_effect"] == 1).all() and (t["auc_control"] == 1.0).all()
+    e = read_parquet(tmp_path / "groundtruth" / "effects.parquet")
+    cytosig = e[(e["signature_set"] == "cytosig") & (e["reason"] == "")]
+    assert len(cytosig) >= 5 and (cytosig["rank_effect"] == 1).all()
+    assert cytosig["correlated"].str.startswith("IL27 (r 0.8").all()  # its closest CytoSig neighbour, listed
+    assert (e["level"] == "L2").all()

@@ -45,14 +45,15 @@ class SignatureCorrelations:
     r: np.ndarray
     n_genes: int
 
+    def partners_of(self, i: int, threshold: float = CROSSTALK_THRESHOLD) -> list[tuple[str, float]]:
+        """The signatures other than ``i`` with r >= ``threshold``, strongest first (ties by name)."""
+        r = self.r[i]
+        js = [j for j in np.flatnonzero(r >= threshold) if j != i]
+        return sorted(((str(self.names[j]), float(r[j])) for j in js), key=lambda p: (-p[1], p[0]))
+
     def partners(self, threshold: float = CROSSTALK_THRESHOLD) -> list[list[tuple[str, float]]]:
-        """Per signature, the others with r >= ``threshold``, strongest first (ties by name)."""
-        out = []
-        for i in range(len(self.names)):
-            r = self.r[i]
-            js = [j for j in np.flatnonzero(r >= threshold) if j != i and np.isfinite(r[j])]
-            out.append(sorted(((str(self.names[j]), float(r[j])) for j in js), key=lambda p: (-p[1], p[0])))
-        return out
+        """:meth:`partners_of` every signature."""
+        return [self.partners_of(i, threshold) for i in range(len(self.names))]
 
 
 def correlations(matrix: np.ndarray, names: np.ndarray) -> SignatureCorrelations:

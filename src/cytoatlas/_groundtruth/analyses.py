@@ -170,7 +170,7 @@ def _crosstalk(row: dict, own: str, fdr: np.ndarray | None, names: np.ndarray,
     if corr is None:
         return
     i = int(np.flatnonzero(corr.names == own)[0])
-    partners = corr.partners(threshold)[i]
+    partners = corr.partners_of(i, threshold)
     row["correlated"] = ", ".join(f"{s} (r {r:.2f})" for s, r in partners)
     if fdr is not None:
         hits = set(names[fdr < FDR_THRESHOLD])
