@@ -217,3 +217,35 @@ def test_the_demo_stimulation_is_found(tmp_path) -> None:
     assert len(cytosig) >= 5 and (cytosig["rank_effect"] == 1).all()
     assert cytosig["correlated"].str.startswith("IL27 (r 0.8").all()  # its closest CytoSig neighbour, listed
     assert (e["level"] == "L2").all()
+
+
+def test_the_store_and_api_serve_the_ground_truth(planted, tmp_path) -> None:
+    """`cytoatlas index` over a results tree holding the activity files and the ground truth; /groundtruth/* serve
+    each table exactly as written (Parquet), filtered as pandas filters."""
+    from fastapi.testclient import TestClient
+
+    import cytoatlas
+    from cytoatlas._api.app import create_app
+
+    root = planted["root"]
+    summary = cytoatlas.index(root, tmp_path / "store.duckdb")
+    assert any(r.startswith("out/") and r.endswith("effects.parquet") for r in summary.read)
+    client = TestClient(create_app(tmp_path / "store.duckdb"))
+    from cytoatlas._groundtruth.tables import KEYS
+
+    for name in ("matches", "effects", "treatments", "summary"):
+        got = client.get(f"/api/v1/groundtruth/{name}", params={"limit": 1000}).json()
+        want = planted[name].sort_values(KEYS[name], ignore_index=True)
+        served = pd.DataFrame(got["rows"]).sort_values(KEYS[name], ignore_index=True)
+        assert got["total"] == len(want) and list(served.columns) == list(want.columns), name
+        pd.testing.assert_frame_equal(served, want, check_dtype=False)
+    rows = client.get("/api/v1/groundtruth/effects",
+                      params={"treatment": "IL-1beta", "cell_type": "all"}).json()["rows"]
+    assert len(rows) == 1 and rows[0]["signature"] == "IL1B" and rows[0]["rank_effect"] == 1
+    e = planted["effects"]
+    assert rows[0]["effect"] == pytest.approx(e.loc[(e["treatment"] == "IL-1beta") & (e["cell_type"] == "all"),
+                                                    "effect"].iloc[0])
+    unmatched = client.get("/api/v1/groundtruth/matches", params={"treatment": "DrugX"}).json()["rows"]
+    assert [(r["signature"], r["reason"][:8]) for r in unmatched] == [("", "no alias")]
+    csv = client.get("/api/v1/groundtruth/treatments", params={"format": "csv"})
+    assert csv.status_code == 200 and "auc_control" in csv.text.splitlines()[0]
