@@ -206,9 +206,10 @@ def test_cli_and_report_section(planted, tmp_path, capsys) -> None:
 def test_the_demo_stimulation_is_found(tmp_path) -> None:
     """The demo's stimulation atlas (each donor a PBS and an IFN-gamma sample) through pseudobulk, activity and
     the ground truth: IFNG ranks first in every cell type (CytoSig) and over all cell types (both sets)."""
+    from cytoatlas.defaults import DEMO_N_CELLS
     from cytoatlas.demo import _stimulation
 
-    _stimulation(tmp_path, 30_000, {})
+    _stimulation(tmp_path, DEMO_N_CELLS, {})  # the demo's own size
     t = read_parquet(tmp_path / "groundtruth" / "treatments.parquet").set_index("signature_set")
     assert set(t["treatment"]) == {"IFN-gamma"} and set(t["signature"]) == {"IFNG"}
     assert (t["rank_effect"] == 1).all() and (t["auc_control"] == 1.0).all()

@@ -32,7 +32,7 @@ DEMO_SAMPLE_COLUMNS = ["treatment", "bmi", "sex", "age"]
 # the demo's stimulation experiment (for `cytoatlas groundtruth`): a third, smaller atlas whose donors' cells are
 # each split into a PBS sample and an IFN-gamma sample (IFNG's response raised in every cell type of the latter);
 # its own atlas, so the other two and their validation and comparison are as they were. One level keeps it cheap.
-DEMO_STIMULATION = {"name": "demo_stim", "seed": 2, "n_donors": 6, "cells_fraction": 0.2, "donor_prefix": "E",
+DEMO_STIMULATION = {"name": "demo_stim", "seed": 2, "n_donors": 6, "cells_fraction": 0.1, "donor_prefix": "E",
                     "sample_prefix": "T", "stimulation": ("IFN-gamma", "IFNG", 0.5), "levels": ["L2"],
                     "column": "stimulation"}
 
