@@ -205,7 +205,8 @@ def _validate(args: argparse.Namespace) -> None:
                      levels=_list(args.levels), signatures=_list(args.signatures), min_samples=args.min_samples,
                      min_cell_types=args.min_cell_types, n_bootstrap=args.n_bootstrap, seed=args.seed,
                      target_genes=_pairs(args.target_gene, "--target-gene", "TARGET=GENE"),
-                     scatter_targets=args.scatter, figures=not args.no_figures, force=args.force)
+                     scatter_targets=args.scatter, figures=not args.no_figures, force=args.force,
+                     composition_level=args.composition_level)
     print("\n".join(map(str, paths)))
 
 
@@ -420,6 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target to draw in the expression vs activity scatters; repeatable (default: top 4)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     p.add_argument("--force", action="store_true", help="recompute everything, even what is current")
+    p.add_argument("--composition-level", metavar="LEVEL",
+                   help="level whose cell-type fractions adjust the donor-level rho of levels without cell types "
+                        "(partial rho; default: each atlas' first level with cell types)")
     _registry_args(p)
     p.set_defaults(func=_validate)
 
