@@ -64,6 +64,7 @@ def correlations(matrix: np.ndarray, names: np.ndarray) -> SignatureCorrelations
     with np.errstate(invalid="ignore", divide="ignore"):
         x = x / norm
         r = x.T @ x
+        r = (r + r.T) / 2  # exactly symmetric: "also significant" is read from either side
     r[:, norm == 0] = np.nan
     r[norm == 0, :] = np.nan
     return SignatureCorrelations(np.asarray(names, dtype=object), np.clip(r, -1.0, 1.0), x.shape[0])
@@ -159,11 +160,20 @@ def annotate(df: pd.DataFrame, correlations_of: Callable[[tuple], SignatureCorre
             sub = df.iloc[rows]
             for _, grows in sub.groupby(group_keys, sort=False).indices.items():
                 idx = rows[grows]
-                hits = {signature[i] for i in idx if sig_col[i] < alpha}
-                for i in idx:
-                    both = [(s, r) for s, r in partners.get(signature[i], []) if s in hits]
-                    if both:
-                        also[i], n_also[i] = _fmt(both), len(both)
+                hits = [i for i in idx if sig_col[i] < alpha]
+                if not hits:
+                    continue
+                # r is symmetric: a hit h is "also significant" beside each of its own partners (few hits, few
+                # partners: no loop over every row of the group)
+                row_of = {signature[i]: i for i in idx}
+                found: dict[int, list[tuple[str, float]]] = {}
+                for h in hits:
+                    for s, r in partners.get(signature[h], []):
+                        if s in row_of:
+                            found.setdefault(row_of[s], []).append((signature[h], r))
+                for i, both in found.items():
+                    both.sort(key=lambda p: (-p[1], p[0]))
+                    also[i], n_also[i] = _fmt(both), len(both)
     df["correlated"], df["also_significant"], df["n_correlated_significant"] = correlated, also, n_also
     return df
 
