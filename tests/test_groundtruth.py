@@ -250,3 +250,14 @@ def test_the_store_and_api_serve_the_ground_truth(planted, tmp_path) -> None:
     assert [(r["signature"], r["reason"][:8]) for r in unmatched] == [("", "no alias")]
     csv = client.get("/api/v1/groundtruth/treatments", params={"format": "csv"})
     assert csv.status_code == 200 and "auc_control" in csv.text.splitlines()[0]
+
+
+def test_a_store_without_a_ground_truth_serves_empty_tables(planted, tmp_path) -> None:
+    from fastapi.testclient import TestClient
+
+    import cytoatlas
+    from cytoatlas._api.app import create_app
+
+    cytoatlas.index(planted["root"] / "pert", tmp_path / "store.duckdb")
+    got = TestClient(create_app(tmp_path / "store.duckdb")).get("/api/v1/groundtruth/treatments").json()
+    assert got["total"] == 0 and got["rows"] == []

@@ -69,11 +69,6 @@ def ingest(con, path: Path, rel: str, kind: str, source_id: int) -> tuple[int, i
     return n, len(present)
 
 
-def indexed(cur) -> set[str]:
-    """The ground-truth tables with an indexed file."""
-    return {r[0] for r in cur.execute("SELECT DISTINCT kind FROM sources WHERE step = ?", [STEP]).fetchall()}
-
-
 def table_query(name: str, filters: dict) -> tuple[str, dict]:
     """SELECT of ground-truth table ``name`` (its contract columns) with the given filters (``None``: none)."""
     columns = GROUNDTRUTH_TABLES[name][0]
