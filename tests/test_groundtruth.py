@@ -261,3 +261,23 @@ def test_a_store_without_a_ground_truth_serves_empty_tables(planted, tmp_path) -
     cytoatlas.index(planted["root"] / "pert", tmp_path / "store.duckdb")
     got = TestClient(create_app(tmp_path / "store.duckdb")).get("/api/v1/groundtruth/treatments").json()
     assert got["total"] == 0 and got["rows"] == []
+
+
+def test_a_level_without_cell_types_has_one_row_per_treatment(tmp_path) -> None:
+    """A donor-level file (its one label "all"): one effects row, the donors the units of the AUC."""
+    rng = np.random.default_rng(11)
+    rows, z = [], []
+    for d in range(6):
+        base = rng.normal(size=len(NAMES))
+        for treatment in ("PBS", "IFN-gamma"):
+            rows.append({"sample": f"D{d}_{treatment}", "donor": f"D{d}", "cell_type": "all",
+                         "treatment": treatment})
+            z.append(base + rng.normal(0, 0.2, len(NAMES)) + (2.0 * (np.array(NAMES) == "IFNG")
+                                                              if treatment != "PBS" else 0.0))
+    obs = pd.DataFrame(rows, index=pd.Index([r["sample"] for r in rows], dtype=object))
+    write_samples_activity(tmp_path / "donors", "donors", "donor_only", "cytosig", obs, np.array(z), NAMES)
+    groundtruth("donors", tmp_path / "out", column="treatment", control="PBS", results=tmp_path, figures=False)
+    e = read_parquet(tmp_path / "out" / "effects.parquet")
+    assert list(e["cell_type"]) == ["all"] and e["rank_effect"].iloc[0] == 1 and e["n_donors"].iloc[0] == 6
+    t = read_parquet(tmp_path / "out" / "treatments.parquet").iloc[0]
+    assert (t["n_units"], t["n_cell_types"], t["auc_control"]) == (6, 0, 1.0)

@@ -129,9 +129,10 @@ def _labels(act: Activity, spec: Spec, where: str) -> tuple[np.ndarray, list[str
 
 
 def paired_differences(act: Activity, labels: np.ndarray, units: np.ndarray, treatment: str, control: str
-                       ) -> list[Differences]:
+                       ) -> tuple[list[Differences], Differences]:
     """Per cell type (sorted), the donors with both ``treatment`` and ``control`` samples and their differences
-    ``mean z (treatment) - mean z (control)``; then ``all``: each donor's differences averaged over its cell types.
+    ``mean z (treatment) - mean z (control)``; and ``all``: each donor's differences averaged over its cell types.
+    A level without cell types (its one label ``all``) has no per-cell-type parts: its one part is ``all``.
     """
     cell_type = act.obs["cell_type"].astype(str).to_numpy(dtype=object)
     out = []
@@ -145,6 +146,8 @@ def paired_differences(act: Activity, labels: np.ndarray, units: np.ndarray, tre
             present.append(np.bincount(codes[sel], minlength=len(uniques)) > 0)
         both = present[0] & present[1]
         out.append(Differences(ct, np.asarray(uniques, dtype=object)[both], (means[0] - means[1])[both]))
+    if [p.cell_type for p in out] == [ALL_CELL_TYPES]:
+        return [], out[0]
     donors = sorted({u for part in out for u in part.donors})
     if donors:
         pos = {u: i for i, u in enumerate(donors)}
@@ -156,10 +159,8 @@ def paired_differences(act: Activity, labels: np.ndarray, units: np.ndarray, tre
             np.add.at(count, idx, finite)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(count > 0, total / np.maximum(count, 1), np.nan)
-        out.append(Differences(ALL_CELL_TYPES, np.array(donors, dtype=object), mean))
-    else:
-        out.append(Differences(ALL_CELL_TYPES, np.array([], dtype=object), np.empty((0, act.z.shape[1]))))
-    return out
+        return out, Differences(ALL_CELL_TYPES, np.array(donors, dtype=object), mean)
+    return out, Differences(ALL_CELL_TYPES, np.array([], dtype=object), np.empty((0, act.z.shape[1])))
 
 
 def _crosstalk(row: dict, own: str, fdr: np.ndarray | None, names: np.ndarray,
@@ -250,23 +251,21 @@ def groundtruth_file(act: Activity, atlas: str, spec: Spec, overrides: Mapping[s
             continue
         own = int(np.flatnonzero(names == m.signature)[0])
         tested[t] = (own, paired_differences(act, labels, units, t, spec.control))
-    for t, (own, parts) in tested.items():
+    for t, (own, (per_type, all_part)) in tested.items():
         base = {**base0, "treatment": t, "signature": names[own]}
-        for part in parts:
+        rows = []
+        for part in [*per_type, all_part]:
             row, fdr = _effect_row(base, part, own, names, spec.min_donors)
             _crosstalk(row, names[own], fdr, names, correlations, crosstalk_threshold)
-            out.effects.append(row)
-        units_d = [p.d for p in parts if p.cell_type != ALL_CELL_TYPES and len(p.donors)]
+            rows.append(row)
+        out.effects += rows
+        all_row, ct_rows = rows[-1], [r for r in rows[:-1] if r["reason"] == ""]
+        # the units: donor x cell type (a level without cell types: donors)
+        units_d = [p.d for p in per_type or [all_part] if len(p.donors)]
         d = np.vstack(units_d) if units_d else np.empty((0, len(names)))
         own_d = d[:, own]
-        others = [p.d[:, own] for u, (_, ps) in tested.items() if u != t for p in ps
-                  if p.cell_type != ALL_CELL_TYPES and len(p.donors)]
-        all_part = parts[-1]
-        all_row = next(r for r in out.effects if r["treatment"] == t and r["cell_type"] == ALL_CELL_TYPES
-                       and r["level"] == act.level)
-        n_ct = sum(1 for p in parts if p.cell_type != ALL_CELL_TYPES and len(p.donors) >= spec.min_donors)
-        ct_rows = [r for r in out.effects if r["treatment"] == t and r["cell_type"] != ALL_CELL_TYPES
-                   and r["reason"] == ""]
+        others = [p.d[:, own] for u, (_, (ps, pa)) in tested.items() if u != t for p in ps or [pa] if len(p.donors)]
+        n_ct = sum(1 for p in per_type if len(p.donors) >= spec.min_donors)
         # each unit's own level removed: treated +d/2, control -d/2 (see the module docstring)
         out.treatments.append({
             **base, "n_donors": len(all_part.donors), "n_units": int(np.isfinite(own_d).sum()),
