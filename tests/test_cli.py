@@ -296,6 +296,10 @@ def test_demo_builds_two_atlases_validates_and_reports(tmp_path, capsys):
     assert out / "validation" / "cross_atlas.parquet" in printed and printed[-1] == out / "validation" / "report.html"
     matches = pd.read_csv(out / "validation" / "cell_type_matches.csv", keep_default_na=False)
     assert matches.loc[matches["cell_type"] == "T-unconv", "cl_id"].unique().tolist() == ["CL:0002419"]
+    # the stimulation atlas' ground truth, in the report
+    treatments = pd.read_csv(out / "groundtruth" / "treatments.csv", keep_default_na=False)
+    assert set(treatments["treatment"]) == {"IFN-gamma"} and set(treatments["signature"]) == {"IFNG"}
+    assert 'id="groundtruth"' in (out / "validation" / "report.html").read_text()
     mtimes = {n: (out / f"{n}_atlas.h5ad").stat().st_mtime_ns for n in ("demo", "demo2")}
     assert main(["-q", "demo", "--out", str(out), "--n-cells", "4000", "--n-bootstrap", "5"]) == 0
     assert {n: (out / f"{n}_atlas.h5ad").stat().st_mtime_ns for n in mtimes} == mtimes  # reused, not rebuilt

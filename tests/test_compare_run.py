@@ -16,6 +16,7 @@ import pytest
 from _compare_factory import PLANTED, SIGNATURES, SLOPE, Planted, write_atlas, write_samples_activity
 
 import cytoatlas
+from cytoatlas._compare.crosstalk import CROSSTALK_COLUMNS
 from cytoatlas.cli import main
 from cytoatlas.io.layout import (
     COMPARE_TABLES,
@@ -43,6 +44,8 @@ CONTRACT = {
     "untestable": ["atlas", "level", "signature_set", "cell_type", "analysis", "by", "contrast", "n_group",
                    "n_reference", "reason"],
 }
+for _name in ("differential", "association"):  # the cross-talk columns are appended (cytoatlas._compare.crosstalk)
+    CONTRACT[_name] = [*CONTRACT[_name], *CROSSTALK_COLUMNS]
 ATLASES = {"alpha": (14, 1, ["B cells", "CD14 Monocytes", "CD4 T cells"], Planted("CD14 Monocytes", "CD4 T cells")),
            "beta": (12, 2, ["B", "CD4+ T", "Classical monocytes"], Planted("Classical monocytes", "CD4+ T"))}
 OPTIONS = {"by": "treatment", "reference": "untreated", "continuous": ["bmi"], "covariates": ["age"],

@@ -47,5 +47,5 @@ def test_a_toy_section_is_one_function_and_one_registration_line(tmp_path: Path,
 
 def test_a_source_for_an_unknown_section_is_refused_by_name(tmp_path: Path) -> None:
     val = validation_dir(tmp_path / "val")
-    with pytest.raises(CytoatlasError, match="no report section named toys; sections: compare, cells"):
+    with pytest.raises(CytoatlasError, match="no report section named toys; sections: compare, groundtruth, cells"):
         cytoatlas.report(val, toys=1)

@@ -4,7 +4,8 @@ from cytoatlas._version import __version__
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.registry import AtlasConfig, get_atlas, load_registry
 
-__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", "compare", "get_atlas", "index",
+__all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", "compare", "get_atlas", "groundtruth",
+           "index",
            "load_registry", "load_signatures", "output_paths", "pseudobulk", "report", "run", "serve", "status",
            "validate"]
 
@@ -17,7 +18,7 @@ _LAZY = {"pseudobulk": ("cytoatlas._pseudobulk", "pseudobulk"),
          "index": ("cytoatlas._api", "index"), "serve": ("cytoatlas._api", "serve"),
          "run": ("cytoatlas.pipeline", "run"), "status": ("cytoatlas.pipeline", "status"),
          "validate": ("cytoatlas._validate", "validate"), "report": ("cytoatlas._report", "report"),
-         "compare": ("cytoatlas._compare", "compare")}
+         "compare": ("cytoatlas._compare", "compare"), "groundtruth": ("cytoatlas._groundtruth", "groundtruth")}
 
 
 def __getattr__(name: str):

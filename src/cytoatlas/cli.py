@@ -237,7 +237,7 @@ def _validate(args: argparse.Namespace) -> None:
                      bootstrap_seed=args.bootstrap_seed,
                      target_genes=_pairs(args.target_gene, "--target-gene", "TARGET=GENE"),
                      scatter_targets=args.scatter, figures=not args.no_figures, resolution=args.resolution,
-                     force=args.force)
+                     force=args.force, composition_level=args.composition_level)
     print("\n".join(map(str, paths)))
 
 
@@ -254,10 +254,23 @@ def _compare(args: argparse.Namespace) -> None:
     print("\n".join(map(str, paths)))
 
 
+def _groundtruth(args: argparse.Namespace) -> None:
+    from cytoatlas._groundtruth import groundtruth
+
+    paths = groundtruth(args.atlas, args.out, column=args.perturbation, control=args.control,
+                        treatments=_list(args.treatments), results=args.results, registry=args.registry,
+                        data_root=args.data_root, levels=_list(args.levels), signatures=_list(args.signatures),
+                        aliases=_pairs(args.alias, "--alias", "TREATMENT=SIGNATURE"), min_donors=args.min_donors,
+                        crosstalk_threshold=args.crosstalk_threshold, figures=not args.no_figures, force=args.force)
+    print("\n".join(map(str, paths)))
+
+
 def _report(args: argparse.Namespace) -> None:
     from cytoatlas._report import report
 
-    print(report(args.out, title=args.title, max_rows=args.max_rows, compare=args.compare, cells=args.cells or ()))
+    extra = {"groundtruth": args.groundtruth} if args.groundtruth else {}
+    print(report(args.out, title=args.title, max_rows=args.max_rows, compare=args.compare, cells=args.cells or (),
+                 **extra))
 
 
 def _activity(args: argparse.Namespace) -> None:
@@ -449,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="tables only")
     _resolution_arg(p)
     p.add_argument("--force", action="store_true", help="recompute everything, even what is current")
+    p.add_argument("--composition-level", metavar="LEVEL",
+                   help="level whose cell-type fractions adjust the donor-level rho of levels without cell types "
+                        "(partial rho; default: each atlas' first level with cell types)")
     _registry_args(p)
     p.set_defaults(func=_validate)
 
@@ -479,12 +495,38 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_args(p)
     p.set_defaults(func=_compare)
 
+    p = sub.add_parser("groundtruth", help="perturbation ground truth: does each treatment move its own signature "
+                       "(per donor and cell type, treated minus the same donor's control)?")
+    p.add_argument("--atlas", action="append", required=True, metavar="NAME", help="atlas to check; repeatable")
+    p.add_argument("--out", required=True, help="output directory for tables, figures and manifest")
+    p.add_argument("--results", default="results",
+                   help="parent of the atlases' results directories, RESULTS/NAME/activity (default: results)")
+    p.add_argument("--perturbation", required=True, metavar="COLUMN",
+                   help="the obs column naming each sample's treatment (a sample column, e.g. cytokine)")
+    p.add_argument("--control", required=True, metavar="VALUE", help="its control value (e.g. PBS)")
+    p.add_argument("--treatments", metavar="T1,T2", help="the treatments tested (default: every other value)")
+    p.add_argument("--alias", action="append", metavar="TREATMENT=SIGNATURE",
+                   help="match a treatment to a signature (or alias), before the registry's and the shipped table; "
+                        "repeatable")
+    p.add_argument("--levels", help="comma-separated levels (default: every level with sample activity files)")
+    p.add_argument("--signatures", help="comma-separated signature sets (default: every set found)")
+    p.add_argument("--min-donors", type=int, default=defaults.COMPARE_MIN_GROUP_SIZE,
+                   help=f"fewest donors with treated and control samples ({defaults.COMPARE_MIN_GROUP_SIZE})")
+    p.add_argument("--crosstalk-threshold", type=float, default=0.5,
+                   help="Pearson r of signature columns from which a signature is listed as cross-talk (0.5)")
+    p.add_argument("--no-figures", action="store_true", help="tables only")
+    p.add_argument("--force", action="store_true", help="recompute even when the tables are current")
+    _registry_args(p)
+    p.set_defaults(func=_groundtruth)
+
     p = sub.add_parser("report", help="self-contained HTML report of a validation directory")
     p.add_argument("--out", required=True, help="the directory written by `cytoatlas validate` (gets report.html)")
     p.add_argument("--title", help="page title")
     p.add_argument("--max-rows", type=int, default=3000, help="rows shown per table (files hold all; 3000)")
     p.add_argument("--compare", metavar="CDIR",
                    help="a directory written by `cytoatlas compare`: adds its condition comparisons to the report")
+    p.add_argument("--groundtruth", metavar="GDIR",
+                   help="a directory written by `cytoatlas groundtruth`: adds its perturbation ground truth")
     p.add_argument("--cells", action="append", metavar="RESULTS_DIR",
                    help="an atlas' results directory whose cells/ holds `cytoatlas cells` outputs: adds its per-cell "
                         "activity (embedding figures, top labels) to the report; repeatable")

@@ -29,6 +29,12 @@ DEMO_COMPARISON = {"by": "treatment", "reference": "untreated", "continuous": ["
 DEMO_GENERATION = 3
 # per-donor obs columns of the demo atlases, copied into their sample x cell type files (for `cytoatlas compare`)
 DEMO_SAMPLE_COLUMNS = ["treatment", "bmi", "sex", "age"]
+# the demo's stimulation experiment (for `cytoatlas groundtruth`): a third, smaller atlas whose donors' cells are
+# each split into a PBS sample and an IFN-gamma sample (IFNG's response raised in every cell type of the latter);
+# its own atlas, so the other two and their validation and comparison are as they were. One level keeps it cheap.
+DEMO_STIMULATION = {"name": "demo_stim", "seed": 2, "n_donors": 6, "cells_fraction": 0.1, "donor_prefix": "E",
+                    "sample_prefix": "T", "stimulation": ("IFN-gamma", "IFNG", 0.5), "levels": ["L2"],
+                    "column": "stimulation"}
 
 
 def demo_config(h5ad: str | os.PathLike, name: str = "demo", donor_only: bool = False) -> AtlasConfig:
@@ -41,6 +47,33 @@ def demo_config(h5ad: str | os.PathLike, name: str = "demo", donor_only: bool = 
     return atlas_from_mapping(name, {"h5ad": str(Path(h5ad).resolve()), "sample_col": "sample",
                                      "donor_col": "donor", "exclude": DEMO_EXCLUDE, "levels": levels,
                                      "harmonise": spec["harmonise"], "sample_columns": DEMO_SAMPLE_COLUMNS})
+
+
+def stimulation_config(h5ad: str | os.PathLike) -> AtlasConfig:
+    """The registry entry of the demo's stimulation atlas written at ``h5ad``: its levels, and ``stimulation``
+    (PBS or the treatment) as a sample column."""
+    from cytoatlas.demo_atlas import DEMO_EXCLUDE, DEMO_LEVELS
+
+    spec = DEMO_STIMULATION
+    return atlas_from_mapping(spec["name"], {
+        "h5ad": str(Path(h5ad).resolve()), "sample_col": "sample", "donor_col": "donor", "exclude": DEMO_EXCLUDE,
+        "levels": {lv: DEMO_LEVELS[lv] for lv in spec["levels"]}, "sample_columns": [spec["column"]]})
+
+
+def write_stimulation_atlas(out: Path, n_cells: int) -> Path:
+    """Write (or reuse) ``out/demo_stim_atlas.h5ad``, the demo's stimulation experiment."""
+    from cytoatlas import demo_atlas
+
+    spec = DEMO_STIMULATION
+    path, size = out / f"{spec['name']}_atlas.h5ad", max(10 * spec["n_donors"], int(n_cells * spec["cells_fraction"]))
+    if _current(path, size, spec["seed"]):
+        log.info("reusing demo atlas %s", path)
+        return path
+    log.info("writing demo atlas %s (%s cells, %d donors, each a PBS and a stimulated sample)", path, f"{size:,}",
+             spec["n_donors"])
+    return demo_atlas.write_demo_atlas(path, n_cells=size, n_donors=spec["n_donors"], seed=spec["seed"],
+                                       donor_prefix=spec["donor_prefix"], sample_prefix=spec["sample_prefix"],
+                                       generation=DEMO_GENERATION, stimulation=spec["stimulation"])
 
 
 def _current(path: Path, n_cells: int, seed: int) -> bool:
@@ -80,7 +113,9 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = defaul
     CytoSig and SecAct activity (sample x cell type files centred within cell type, as the seed did) in
     ``out/NAME/activity``; then ``out/validation`` (tables, figures), ``out/compare`` (:data:`DEMO_COMPARISON`:
     treated vs untreated donors and the BMI scan, per cell type, adjusted for sex and age, and their
-    meta-analysis across the two atlases) and ``out/validation/report.html`` with both. ``kwargs`` go to
+    meta-analysis across the two atlases), ``out/groundtruth`` (:data:`DEMO_STIMULATION`: a third, small atlas whose
+    donors each have a PBS and an IFN-gamma sample; does IFNG rank first?) and ``out/validation/report.html`` with
+    all three. ``kwargs`` go to
     :func:`cytoatlas.pseudobulk`. Outputs that are current are kept, as by ``cytoatlas run``. Returns the paths
     (pseudobulk files, activity files written, validation and comparison outputs and the report).
     """
@@ -105,4 +140,23 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = defaul
     results = {c.name: out / c.name for c in configs}
     paths += validate(configs, out / "validation", results=results)
     paths += compare(configs, out / "compare", results=results, **DEMO_COMPARISON)
-    return [*paths, report(out / "validation", compare=out / "compare")]
+    paths += _stimulation(out, n_cells, kwargs)
+    return [*paths, report(out / "validation", compare=out / "compare", groundtruth=out / "groundtruth")]
+
+
+def _stimulation(out: Path, n_cells: int, kwargs: dict) -> list[Path]:
+    """The stimulation atlas through pseudobulk, activity and the perturbation ground truth (``out/groundtruth``)."""
+    from cytoatlas._activity import activity
+    from cytoatlas._groundtruth import groundtruth
+    from cytoatlas._pseudobulk import pseudobulk
+    from cytoatlas.demo_atlas import STIMULATION_CONTROL
+
+    spec = DEMO_STIMULATION
+    cfg = stimulation_config(write_stimulation_atlas(out, n_cells))
+    results = out / cfg.name
+    # no bootstrap files: the ground truth reads the sample x cell type files only
+    pb = pseudobulk(cfg, layout.pseudobulk_dir(results), skip_existing=True, **{**kwargs, "n_bootstrap": 0})
+    paths = pb + activity([p for p in pb if "_samples" in p.name], layout.activity_dir(results),
+                          centre="within:cell_type", skip_existing=True)
+    return paths + groundtruth(cfg, out / "groundtruth", column=spec["column"], control=STIMULATION_CONTROL,
+                               results={cfg.name: results})

@@ -130,6 +130,12 @@ _DONOR_FACTOR = (0.75, 1.25)
 # milieu: a small shift along every cytokine's own direction (sd in strength units), the same in all their cells
 _DONOR_SD, _MILIEU_SD = 0.1, 0.05
 _DIRECTION_CLIP = 5.0
+# A stimulation experiment (`write_demo_atlas(stimulation=...)`, for the perturbation ground truth): every donor's
+# cells split at random into a control sample and a stimulated one (`STIMULATION_CONTROL` / the treatment's name
+# in obs `stimulation`), the cytokine's response raised in every cell type of the stimulated halves. The split
+# draws from a stream of its own, and an atlas without stimulation is drawn exactly as before.
+_STIMULATION_STREAM = 23
+STIMULATION_CONTROL = "PBS"
 
 
 def _signature_file(name: str) -> pathlib.Path:
@@ -300,15 +306,23 @@ def _make_obs(rng: np.random.Generator, table: pd.DataFrame, weights: np.ndarray
 
 def _cell_profiles(rng: np.random.Generator, genes: list[str], table: pd.DataFrame, donor_idx: np.ndarray,
                    type_idx: np.ndarray, sex: np.ndarray, planted: list,
-                   conditions: _ConditionDraw | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Normalised mean profile per (donor, L4 type, state) present, and each cell's row in it; ``conditions``
-    adds its plants, drawn once the donors' milieu is known."""
+                   conditions: _ConditionDraw | None = None, stimulated: np.ndarray | None = None,
+                   stimulation: tuple[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised mean profile per (donor, L4 type, state[, stimulated]) present, and each cell's row in it;
+    ``conditions`` adds its plants, drawn once the donors' milieu is known; ``stimulated`` (per cell) and
+    ``stimulation`` (cytokine, strength) raise the cytokine's response in the stimulated cells."""
     n_types, n_genes = len(table), len(genes)
     logp = _type_log_profiles(rng, genes, table)
     cytokines = [p[0] for p in planted] + (conditions.cytokines if conditions is not None else [])
     logp[:, [genes.index(cytokine_genes()[c]) for c in cytokines]] = _CYTOKINE_BASE
     state = rng.integers(0, _N_STATES, donor_idx.size)
-    keys, combo = np.unique((donor_idx * n_types + type_idx) * _N_STATES + state, return_inverse=True)
+    key = (donor_idx * n_types + type_idx) * _N_STATES + state
+    if stimulated is not None:  # the stimulated cells get profiles of their own (an atlas without: as before)
+        key = key * 2 + stimulated
+    keys, combo = np.unique(key, return_inverse=True)
+    stim_rows = None
+    if stimulated is not None:
+        keys, stim_rows = keys // 2, np.flatnonzero(keys % 2 == 1)
     d, t, s = keys // (n_types * _N_STATES), keys // _N_STATES % n_types, keys % _N_STATES
     state_eff = rng.normal(0.0, 0.25, (n_types, _N_STATES, n_genes))
     donor_eff = rng.normal(0.0, _DONOR_SD, (sex.size, n_genes))
@@ -329,6 +343,11 @@ def _cell_profiles(rng: np.random.Generator, genes: list[str], table: pd.DataFra
         scale = (strength * factor[np.searchsorted(donors, d[rows])]).astype(np.float32)[:, None]
         log[rows] += scale * w
         log[rows, gene] += _CYTOKINE_RISE * scale[:, 0]
+    if stim_rows is not None:
+        cytokine, strength = stimulation
+        w = _response_directions([cytokine]).reindex(genes).fillna(0.0).to_numpy(np.float32)[:, 0]
+        log[stim_rows] += np.float32(strength) * w
+        log[stim_rows, genes.index(cytokine_genes()[cytokine])] += np.float32(_CYTOKINE_RISE * strength)
     prof = np.exp(log - log.max(axis=1, keepdims=True))
     return prof / prof.sum(axis=1, keepdims=True), combo.ravel()
 
@@ -389,7 +408,8 @@ class _ConditionDraw:
 
 
 def _build_adata(n_cells: int, n_donors: int, seed: int, prefixes: tuple[str, str] = ("D", "S"),
-                 rename: dict[str, str] | None = None) -> anndata.AnnData:
+                 rename: dict[str, str] | None = None,
+                 stimulation: tuple[str, str, float] | None = None) -> anndata.AnnData:
     import anndata  # deferred: keeps `import cytoatlas.demo_atlas` cheap
 
     rng = np.random.default_rng(seed)
@@ -403,7 +423,11 @@ def _build_adata(n_cells: int, n_donors: int, seed: int, prefixes: tuple[str, st
         planted.append((cyt, l2, donors, strength, rng.uniform(*_DONOR_FACTOR, donors.size)))
     obs, donor_idx, type_idx, sex = _make_obs(rng, table, weights, n_cells, n_donors, prefixes)
     draw = _ConditionDraw(seed, n_donors, planted)
-    prof, combo = _cell_profiles(rng, genes, table, donor_idx, type_idx, sex, planted, draw)
+    stimulated = None
+    if stimulation is not None:
+        stimulated = (np.random.default_rng([seed, _STIMULATION_STREAM]).random(n_cells) < 0.5).astype(np.int64)
+    prof, combo = _cell_profiles(rng, genes, table, donor_idx, type_idx, sex, planted, draw, stimulated,
+                                 None if stimulation is None else stimulation[1:])
     conditions = draw.plants
     obs["treatment"] = pd.Categorical.from_codes(draw.treated[donor_idx].astype(np.int8), list(TREATMENT_LEVELS))
     obs["bmi"] = draw.bmi[donor_idx]
@@ -430,15 +454,26 @@ def _build_adata(n_cells: int, n_donors: int, seed: int, prefixes: tuple[str, st
         "column": np.array([c[2] for c in _CONDITIONS]), "strength": np.array([c[3] for c in _CONDITIONS]),
         "effect": np.array([_CONDITION_EFFECT[c[2]] for c in _CONDITIONS]),
         "donors": np.array([",".join(obs["donor"].cat.categories[p[2]]) for p in conditions])}
+    if stimulation is not None:  # each donor's sample split: control and stimulated halves
+        names = list(obs["sample"].cat.categories)
+        codes = obs["sample"].cat.codes.to_numpy().astype(np.int64) * 2 + stimulated
+        obs["sample"] = pd.Categorical.from_codes(codes, [n + suffix for n in names for suffix in ("", "-stim")])
+        obs["stimulation"] = pd.Categorical.from_codes(stimulated.astype(np.int8),
+                                                       [STIMULATION_CONTROL, stimulation[0]])
     uns = {"planted_responses": truth, "demo_atlas": {
         "seed": seed, "n_cells": n_cells, "n_donors": n_donors, "generator": "cytoatlas.demo_atlas",
         "renamed": bool(rename), "planted_conditions": condition_truth}}
+    if stimulation is not None:
+        uns["demo_atlas"]["planted_stimulation"] = {"treatment": stimulation[0], "cytokine": stimulation[1],
+                                                    "strength": float(stimulation[2]),
+                                                    "control": STIMULATION_CONTROL}
     return anndata.AnnData(X=X, obs=obs, var=var, uns=uns)
 
 
 def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = defaults.DEMO_N_CELLS, n_donors: int = 24,
                      seed: int = 0, donor_prefix: str = "D", sample_prefix: str = "S",
-                     rename: dict[str, str] | None = None, generation: int | None = None) -> pathlib.Path:
+                     rename: dict[str, str] | None = None, generation: int | None = None,
+                     stimulation: tuple[str, str, float] | None = None) -> pathlib.Path:
     """Write a deterministic synthetic immune atlas with planted cytokine responses to ``.h5ad``.
 
     Parameters
@@ -460,6 +495,12 @@ def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = defaults.DEMO_N_
         cells (e.g. `DEMO2_RENAME`); planted responses and all counts are unchanged by it.
     generation
         Recorded as ``uns["demo_atlas"]["generation"]`` (``cytoatlas demo`` rebuilds older generations).
+    stimulation
+        ``(treatment name, CytoSig cytokine, strength)``, e.g. ``("IFN-gamma", "IFNG", 0.5)``: a stimulation
+        experiment. Each donor's cells are split at random into two samples, ``S01`` (obs ``stimulation`` =
+        ``"PBS"``) and ``S01-stim`` (the treatment's name), and the cytokine's response is raised by ``strength``
+        in every cell type of the stimulated halves (truth in ``uns["demo_atlas"]["planted_stimulation"]``).
+        None (default): one sample per donor, drawn exactly as before the option existed.
 
     Returns
     -------
@@ -474,7 +515,7 @@ def write_demo_atlas(path: str | os.PathLike, *, n_cells: int = defaults.DEMO_N_
         raise ValueError(f"need n_donors >= 2 and n_cells >= 10 * n_donors, got {n_cells=}, {n_donors=}")
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    adata = _build_adata(int(n_cells), int(n_donors), int(seed), (donor_prefix, sample_prefix), rename)
+    adata = _build_adata(int(n_cells), int(n_donors), int(seed), (donor_prefix, sample_prefix), rename, stimulation)
     if generation is not None:
         adata.uns["demo_atlas"]["generation"] = int(generation)
     from cytoatlas.io.durable import atomic_path

@@ -22,7 +22,8 @@ from cytoatlas.io.layout import activity_dir
 
 DATA_ROOT_ENV = "CYTOATLAS_DATA_ROOT"
 _KEYS = {"h5ad", "sample_col", "donor_col", "gene_symbols", "counts", "exclude", "levels", "signature_files",
-         "cell_type_map", "harmonise", "sample_columns", "embedding", "cell_type_ontology_col"}
+         "cell_type_map", "harmonise", "sample_columns", "embedding", "cell_type_ontology_col",
+         "treatment_aliases"}
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class AtlasConfig:
     # the obs column of CL IDs of the cell types: one column for every single-column level, or per level; None:
     # ``{column}_ontology_term_id`` of each single-column level when obs has it (the CELLxGENE schema)
     cell_type_ontology_col: str | tuple[tuple[str, str], ...] | None = None
+    treatment_aliases: tuple[tuple[str, str], ...] = ()  # ground truth: treatment value -> signature (or alias)
 
     @property
     def unit_col(self) -> str:
@@ -145,6 +147,7 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
     if len(set(sample_columns)) != len(sample_columns):
         repeated = sorted({c for c in sample_columns if sample_columns.count(c) > 1})
         raise CytoatlasError(f"atlas {name!r}: sample_columns names {', '.join(map(repr, repeated))} more than once")
+    aliases = _treatment_aliases(name, entry)
     ontology_col = entry.get("cell_type_ontology_col")
     level_names = {str(k) for k in entry["levels"]}
     if isinstance(ontology_col, dict):
@@ -176,7 +179,25 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
         sample_columns=tuple(sample_columns),
         embedding=embedding,
         cell_type_ontology_col=ontology_col,
+        treatment_aliases=tuple(aliases.items()),
     )
+
+
+def _treatment_aliases(name: str, entry: dict | None) -> dict[str, str]:
+    table = (entry or {}).get("treatment_aliases", {})
+    if not isinstance(table, dict) or not all(isinstance(v, str) and v for v in table.values()):
+        raise CytoatlasError(f"atlas {name!r}: treatment_aliases must be a table of treatment = \"signature\", "
+                             f"got {table!r}")
+    return {str(k): v for k, v in table.items()}
+
+
+def treatment_aliases(atlas: str | AtlasConfig, registry: str | os.PathLike | None = None,
+                      data_root: str | os.PathLike | None = None) -> dict[str, str]:
+    """An atlas' ``treatment_aliases`` (treatment value -> signature or alias, for the ground truth): its
+    registry entry's, or empty when it has none or is not registered."""
+    if isinstance(atlas, AtlasConfig):
+        return dict(atlas.treatment_aliases)
+    return _treatment_aliases(atlas, _entry(str(atlas), registry, data_root))
 
 
 def _read_doc(path: Path) -> dict:

@@ -213,3 +213,15 @@ def _compare_model(name: str) -> type[BaseModel]:
 
 
 COMPARE_MODELS: dict[str, type[BaseModel]] = {name: _compare_model(name) for name in COMPARE_TABLES}
+
+
+def _groundtruth_model(name: str) -> type[BaseModel]:
+    from .groundtruth import GROUNDTRUTH_TABLES
+
+    columns, _ = GROUNDTRUTH_TABLES[name]
+    fields = {c: (_PY_TYPES[t] | None, ...) for c, t in columns.items()}
+    return create_model("GroundTruth" + name.capitalize() + "Row", **fields)
+
+
+GROUNDTRUTH_MODELS: dict[str, type[BaseModel]] = {name: _groundtruth_model(name)
+                                                  for name in ("matches", "effects", "treatments", "summary")}

@@ -68,7 +68,7 @@ def load_catalog(con, parts: Path) -> Catalog:
                        "ORDER BY source_id").fetchall()
     sources, levels, sets = {}, {}, {}
     for sid, step, atlas, level, kind, sset, part in rows:
-        if step in ("validate", "cells", "compare"):
+        if step in ("validate", "cells", "compare", "groundtruth"):
             continue
         sources[(step, atlas, level, kind, sset)] = Source(sid, parts / part if part else None)
         levels.setdefault(atlas, set()).add(level)

@@ -13,10 +13,12 @@ from pydantic import StringConstraints
 
 from . import cells as cells_tables
 from . import compare as compare_tables
+from . import groundtruth as groundtruth_tables
 from . import queries
 from .ingest import ACTIVITY_LAYERS
 from .models import (
     COMPARE_MODELS,
+    GROUNDTRUTH_MODELS,
     VALIDATION_MODELS,
     ActivityMatrix,
     ActivityRow,
@@ -369,6 +371,29 @@ def build_router(run: Callable) -> APIRouter:
                          "set) with its test and row counts.")
     api.add_api_route("/compare/contrasts", contrasts, methods=["GET"], name="compare_contrasts", tags=["compare"],
                       **_table(ContrastRow))
+
+    def groundtruth_route(name: str, doc: str) -> None:
+        def endpoint(format: Format = "json", limit: Limit = DEFAULT_LIMIT,
+                     offset: Offset = 0, **kwargs) -> Response:
+            def go(cur, cat: Catalog):  # a store without a ground truth serves the table empty, as a filter would
+                base, params = groundtruth_tables.table_query(name, kwargs)
+                return queries.page(cur, base, groundtruth_tables.order(name), params, limit, offset)
+            return respond(run(go), format, limit, offset, f"groundtruth_{name}")
+
+        _with_filters(endpoint, groundtruth_tables.FILTERS[name], False)
+        endpoint.__doc__ = doc
+        api.add_api_route(f"/groundtruth/{name}", endpoint, methods=["GET"], name=f"groundtruth_{name}",
+                          tags=["groundtruth"], **_table(GROUNDTRUTH_MODELS[name]))
+
+    for name, doc in (
+            ("summary", "Per atlas, level and signature set: median AUC of the own signatures, the fraction of "
+                        "treatments whose own signature ranks first and in the top 3, cross-donor consistency."),
+            ("treatments", "Per treatment: its own signature, the AUC against control and against the other "
+                           "treatments, its rank over all cell types, the fraction of donors where it ranks first."),
+            ("effects", "Per treatment and cell type (and `all`): the own signature's paired effect (treated - the "
+                        "same donor's control), CI, p, rank among the set, and its correlated signatures."),
+            ("matches", "Every treatment value and the signature it was matched to (empty: unmatched, and why).")):
+        groundtruth_route(name, doc)
 
     def _cells(cat: Catalog, atlas: str, signature_set: str, kind: str) -> dict[str, set[str]]:
         check("atlas", atlas, sorted({a for a, _ in cat.cells}), " with per-cell results (`cytoatlas cells`, "

@@ -9,9 +9,11 @@ from cytoatlas._compare.tables import column_dtype
 from cytoatlas.io.layout import COMPARE_TABLES as COMPARE_TABLE_NAMES
 
 from .cells import DDL as CELLS_DDL
+from .groundtruth import DDL as GROUNDTRUTH_DDL
 
-SCHEMA_VERSION = "5"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
-# 4: compare_* tables; 5: Cell Ontology columns (cl_id, cl_name, resolution, labels) in place of `harmonised`
+SCHEMA_VERSION = "6"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
+# 4: compare_* tables; 5: Cell Ontology columns (cl_id, cl_name, resolution, labels) in place of `harmonised`;
+# 6: groundtruth_* tables
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -26,7 +28,7 @@ CREATE TABLE groups (source_id INTEGER NOT NULL, "row" INTEGER NOT NULL, name VA
 CREATE TABLE genes (source_id INTEGER NOT NULL, idx INTEGER NOT NULL, gene VARCHAR NOT NULL, gene_id VARCHAR);
 CREATE TABLE signatures (source_id INTEGER NOT NULL, idx INTEGER NOT NULL, signature VARCHAR NOT NULL,
     "group" VARCHAR, cell_type VARCHAR, cytokine VARCHAR);
-""" + CELLS_DDL  # the compare_* tables' DDL is appended below, from COMPARE_TABLES
+""" + CELLS_DDL + GROUNDTRUTH_DDL  # the compare_* tables' DDL is appended below, from COMPARE_TABLES
 
 # Rebuilt at the end of every index run, from the tables above.
 DERIVED = """

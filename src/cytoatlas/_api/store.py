@@ -28,6 +28,7 @@ from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, read_manifest
 
 from . import cells as cells_tables
 from . import compare as compare_tables
+from . import groundtruth as groundtruth_tables
 from .schema import DDL, DERIVED, SCHEMA_VERSION, VALIDATION_TABLES, validation_table
 
 log = logging.getLogger("cytoatlas.index")
@@ -82,7 +83,7 @@ class Candidate:
         return self.size, self.mtime_ns, self.checksum
 
     def part_name(self) -> str | None:
-        if self.step in ("validate", "cells", "compare"):
+        if self.step in ("validate", "cells", "compare", groundtruth_tables.STEP):
             return None
         return f"{self.step}/{self.checksum.partition(':')[2][:32]}.parquet"
 
@@ -95,7 +96,7 @@ def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidat
     for manifest in manifests:
         directory = manifest.parent
         entries = read_manifest(directory)
-        tables, comparisons = {}, {}
+        tables, comparisons, groundtruth = {}, {}, {}
         for name, rec in sorted(entries.items()):
             step = rec.get("step")
             path = directory / name
@@ -107,6 +108,10 @@ def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidat
             if step == "compare":  # the four tables; not the figures (kind "figure")
                 if rec.get("kind") in compare_tables.KINDS and Path(name).suffix[1:] in TABLE_FORMATS:
                     comparisons.setdefault(rec["kind"], {})[Path(name).suffix] = (path, rec)
+                continue
+            if step == groundtruth_tables.STEP:  # its four tables; not the figures
+                if rec.get("table") in groundtruth_tables.KINDS and Path(name).suffix[1:] in TABLE_FORMATS:
+                    groundtruth.setdefault(rec["table"], {})[Path(name).suffix] = (path, rec)
                 continue
             if step == "cells" and rec.get("kind") in cells_tables.KINDS:  # per-cell summaries, not the matrices
                 c = _candidate(out, path, step, rec["kind"], rec.get("signature"), rec, skipped, verify)
@@ -129,6 +134,9 @@ def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidat
         for kind, files in sorted(comparisons.items()):
             path, rec = files.get(".parquet") or files[".csv"]
             found.append(_candidate(out, path, "compare", kind, None, rec, skipped, verify))
+        for kind, files in sorted(groundtruth.items()):
+            path, rec = files.get(".parquet") or files[".csv"]
+            found.append(_candidate(out, path, groundtruth_tables.STEP, kind, None, rec, skipped, verify))
     return [c for c in found if c is not None], skipped
 
 
@@ -282,6 +290,7 @@ def _delete_sources(con, ids: list[int]) -> None:
         con.execute(f"DELETE FROM {table} WHERE source_id IN (SELECT unnest(?))", [ids])
     cells_tables.delete(con, ids)
     compare_tables.delete(con, ids)
+    groundtruth_tables.delete(con, ids)
     for name in VALIDATION_TABLES:  # a validation table is replaced whole when its file changes
         table = validation_table(name)
         present = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0]
@@ -309,6 +318,9 @@ def _ingest(con, todo: list[Candidate], parts: Path, next_id: int, expression: S
                 part, atlas, level = None, None, None
             elif c.step == "compare":
                 n_rows, n_cols = compare_tables.ingest(con, c.path, c.rel, c.kind, sid)
+                part, atlas, level = None, None, None
+            elif c.step == groundtruth_tables.STEP:
+                n_rows, n_cols = groundtruth_tables.ingest(con, c.path, c.rel, c.kind, sid)
                 part, atlas, level = None, None, None
             elif c.step == "cells":
                 n_rows, n_cols = cells_tables.ingest(con, c.path, c.rel, c.kind, sid, c.atlas, c.signature_set)
@@ -374,7 +386,8 @@ def _check_unique(con) -> None:
     ambiguous. (Compare tables of several directories are one table each in the store: their comparisons must
     not overlap.)"""
     dups = con.execute("""
-        SELECT step, atlas, level, kind, signature_set, list(path ORDER BY path) FROM sources WHERE step <> 'compare'
+        SELECT step, atlas, level, kind, signature_set, list(path ORDER BY path) FROM sources
+        WHERE step NOT IN ('compare', 'groundtruth')
         GROUP BY ALL HAVING count(*) > 1 ORDER BY ALL""").fetchall()
     if dups:
         step, atlas, level, kind, sset, paths = dups[0]

@@ -24,15 +24,16 @@ from cytoatlas.io.tables import read_parquet
 _SHOWN = {
     "differential": ["atlas", "level", "signature_set", "cell_type", "signature", "n_group", "n_reference",
                      "mean_group", "mean_reference", "effect", "ci_low", "ci_high", "pvalue", "fdr", "fdr_cell_type",
-                     "test", "covariates"],
+                     "also_significant", "test", "covariates"],
     "association": ["atlas", "level", "signature_set", "cell_type", "signature", "n", "effect", "ci_low", "ci_high",
-                    "pvalue", "fdr", "fdr_cell_type", "test", "covariates"],
+                    "pvalue", "fdr", "fdr_cell_type", "also_significant", "test", "covariates"],
     "meta": ["level", "signature_set", "resolution", "cl_name", "cl_id", "labels", "signature", "n_atlases",
              "atlases", "effect", "ci_low",
              "ci_high", "pvalue", "fdr", "tau2", "i2", "q_pvalue", "sign_agreement"],
 }
 _TEXT = ("atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "resolution", "labels", "signature",
-         "by", "group", "reference", "contrast", "test", "covariates", "atlases", "analysis", "reason")
+         "by", "group", "reference", "contrast", "test", "covariates", "atlases", "analysis", "reason",
+         "correlated", "also_significant")
 
 
 def read_comparison(directory: str | os.PathLike) -> dict[str, pd.DataFrame]:
@@ -166,7 +167,9 @@ def comparison_section(directory: str | os.PathLike, *, max_rows: int = 3000,
              "cell type (a donor's samples in one group averaged), never pooled across cell types. Effect: the "
              "difference of mean activity z (group - reference), or for a covariate the slope per unit; FDR: "
              "Benjamini-Hochberg over each atlas x level x set x contrast (fdr) and within each cell type "
-             "(fdr_cell_type).</p>")
+             "(fdr_cell_type). also_significant: the signatures of the same set whose gene-response columns correlate "
+             "with this one (Pearson r &ge; 0.5 over the genes used) and that are significant too (FDR &lt; 0.05) in "
+             "the same cell type and contrast: read them as one finding, not several.</p>")
     blocks = [_contrast_block(i, key, tables, figures, directory, top_rows) for i, key in enumerate(keys)]
     if not keys:
         blocks = ['<p class="note">No contrast could be tested.</p>']

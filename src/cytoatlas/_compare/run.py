@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from cytoatlas import defaults
+from cytoatlas._compare import crosstalk
 from cytoatlas._compare import tables as tb
 from cytoatlas._compare.analyses import Spec, compare_file
 from cytoatlas._compare.inputs import AtlasFiles, resolve_atlases
@@ -137,6 +138,11 @@ def _compute(inputs: list[AtlasFiles], spec: Spec, lock: StepDirectory,
     out = {"differential": tb.with_fdr("differential", tb.concat("differential", differential)),
            "association": tb.with_fdr("association", tb.concat("association", association)),
            "untestable": tb.table_frame("untestable", untestable)}
+    # cross-talk beside every row: appended columns, computed in their own module (see crosstalk.py)
+    correlations_of = crosstalk.cached_correlations({(a.name, f.level, f.signature_set): f.path for a, f in files})
+    for name in ("differential", "association"):
+        keys = tb.FDR_PARTS[name][:3]
+        out[name] = crosstalk.annotate(out[name], correlations_of, keys, [*tb.FDR_PARTS[name], "cell_type", "test"])
     if len(inputs) >= 2:
         effects = pd.concat([out["differential"].assign(analysis="differential"),
                              out["association"].assign(analysis="association")], ignore_index=True)
@@ -259,7 +265,7 @@ def compare(
               "continuous": list(spec.continuous), "covariates": list(spec.covariates), "paired_by": spec.paired_by,
               "test": spec.test, "min_group_size": spec.min_group_size, "figures": figures,
               "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs}, "resolution": list(chosen),
-              **cell_ontology().provenance}
+              **cell_ontology().provenance, "crosstalk_threshold": crosstalk.CROSSTALK_THRESHOLD}
     fps = [input_fingerprint(f.path) for a in inputs for f in a.files]
     with StepDirectory(out, COMPARE, subdirs=[COMPARE_FIGURES_DIR]) as d:
         tables = [p for t in COMPARE_TABLES for p in compare_table_paths(out, t)]

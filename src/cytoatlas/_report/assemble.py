@@ -105,6 +105,8 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
         ``compare``
             A directory written by :func:`cytoatlas.compare`: a "Condition comparisons" section (its tables'
             strongest rows per contrast, what was not testable, its figures).
+        ``groundtruth``
+            A directory written by :func:`cytoatlas.groundtruth`: a "Perturbation ground truth" section.
         ``cells``
             Atlases' results directories whose ``cells/`` holds `cytoatlas cells` outputs: a "Per-cell
             activity" section (per atlas x signature set, the embedding subsample coloured by the z of the

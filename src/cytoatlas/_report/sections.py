@@ -21,6 +21,15 @@ def comparison(source: str | os.PathLike, out: Path, max_rows: int) -> Section:
                    inputs=comparison_inputs(source), parameters={"compare": str(source)})
 
 
+@register_section("groundtruth")
+def perturbation_ground_truth(source: str | os.PathLike, out: Path, max_rows: int) -> Section:
+    """"Perturbation ground truth", from a directory written by `cytoatlas groundtruth`."""
+    from cytoatlas._groundtruth.report import groundtruth_inputs, groundtruth_section
+
+    return Section("groundtruth", "Perturbation ground truth", groundtruth_section(source, max_rows=max_rows),
+                   inputs=groundtruth_inputs(source), parameters={"groundtruth": str(source)})
+
+
 @register_section("cells")
 def per_cell(source: str | os.PathLike | Sequence[str | os.PathLike], out: Path, max_rows: int) -> Section:
     """"Per-cell activity", from atlases' results directories holding `cytoatlas cells` outputs."""

@@ -31,7 +31,7 @@ def _read(directory: Path, name: str) -> pd.DataFrame:
         raise CytoatlasError(f"{directory} has no {name}.csv: run `cytoatlas validate --out {directory}` first")
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])
     for col in ("reason", "cl_id", "cl_name", "source", "context", "candidates", "cell_types", "rhos", "gene",
-                "stratum", "resolution"):
+                "stratum", "resolution", "fractions_level", "partial_reason"):
         if col in df:
             df[col] = df[col].fillna("").astype(str)
     return df
@@ -70,6 +70,8 @@ def validation_sections(out: Path, max_rows: int) -> ValidationSections:
                          ("cell type labels unmatched", f"{len(unmatched):,} of {len(matches):,}")])
     rep_cols = ["atlas", "level", "signature_set", "target", "gene", "stratum", "n_samples", "rho", "pvalue", "fdr",
                 "rho_ci_low", "rho_ci_high", "n_strata", "median_rho"]
+    rep_cols += [c for c in ("partial_rho", "partial_pvalue", "partial_ci_low", "partial_ci_high", "fractions_level")
+                 if c in rep]
     not_done = rho[rho["reason"] != ""].groupby(["atlas", "level", "signature_set", "reason"]).size() \
         .rename("rows").reset_index()
     cons_sorted = cons.assign(_o=cons["conservation"].map({"conserved": 0, "moderate": 1, "not conserved": 2})) \
@@ -83,7 +85,10 @@ inflate it. Across atlases, the same cell type should show the same activity: pe
 of mean activity over the cell types the atlases share.</p>"""),
         ("summary", "Summary per atlas, level and signature set",
          '<p class="note">Over each target\'s representative rho: median, % positive, and how many have p &lt; 0.05 '
-         "and |rho| &gt; 0.3 (n_significant; with BH-FDR &lt; 0.05: n_significant_fdr).</p>"
+         "and |rho| &gt; 0.3 (n_significant; with BH-FDR &lt; 0.05: n_significant_fdr). At a level without cell "
+         "types, median_partial_rho is the median partial Spearman rho given each donor's cell-type fractions at "
+         "fractions_level (composition removed), and pct_rho_surviving how much of the median rho of the same "
+         "targets it keeps.</p>"
          + html_table(summ, "t_summary", max_rows) + figs("rho_distribution")),
         ("versus", "CytoSig vs SecAct on shared targets",
          '<p class="note">Targets in both sets (a CytoSig cytokine whose gene is a SecAct protein), their '

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from cytoatlas import defaults
@@ -26,9 +27,16 @@ from cytoatlas._harness.steps import VALIDATE
 from cytoatlas._validate import cross_atlas as xa
 from cytoatlas._validate import figures as fg
 from cytoatlas._validate.inputs import LevelSet, discover
+from cytoatlas._validate.partial import composition as composition_of
 from cytoatlas._validate.summaries import cytosig_vs_secact, summary
-from cytoatlas._validate.within import CELL_TYPE_COLUMNS, RHO_COLUMNS, across_cell_types, within_atlas
-from cytoatlas.celltypes import Resolution, cell_ontology, registry_hint, resolutions
+from cytoatlas._validate.within import (
+    CELL_TYPE_COLUMNS,
+    PARTIAL_COLUMNS,
+    RHO_COLUMNS,
+    across_cell_types,
+    within_atlas,
+)
+from cytoatlas.celltypes import UNSTRATIFIED, Resolution, cell_ontology, registry_hint, resolutions
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import (
     VALIDATION_FIGURES_DIR,
@@ -76,13 +84,36 @@ def _fingerprints(paths: Sequence[Path]) -> list[dict]:
     return [input_fingerprint(p) for p in paths]
 
 
+def _stratified(group: LevelSet) -> bool:
+    """Whether a level's sample pseudobulk has cell types (not one ``all`` row per sample)."""
+    obs = read_header(group.pseudobulk["samples"], "pseudobulk", var_columns=()).obs
+    return "cell_type" in obs and set(obs["cell_type"].astype(str)) != {UNSTRATIFIED}
+
+
+def _composition_groups(inputs: list[AtlasInput], level: str | None) -> dict[str, LevelSet | None]:
+    """Per atlas, the level whose cell-type fractions adjust its unstratified levels' rho: ``level`` when given
+    (an atlas without it: none), else the first level with cell types in the atlas' level order."""
+    out: dict[str, LevelSet | None] = {}
+    for a in inputs:
+        candidates = [g for g in a.groups if "samples" in g.pseudobulk]
+        if level is not None:
+            candidates = [g for g in candidates if g.level.lower() == level.lower()]
+        out[a.name] = next((g for g in candidates if _stratified(g)), None)
+        if level is not None and out[a.name] is None:
+            log.warning("atlas %s: no level %r with cell types: no composition-adjusted rho", a.name, level)
+    return out
+
+
 def _parts(inputs: list[AtlasInput], d: StepDirectory, *, min_samples: int, n_bootstrap: int | None,
-           bootstrap_seed: int | None, gene_overrides: dict[str, str], force: bool) -> tuple[list[pd.DataFrame], ...]:
+           bootstrap_seed: int | None, gene_overrides: dict[str, str], force: bool,
+           composition_level: str | None = None) -> tuple[list[pd.DataFrame], ...]:
     """The correlations of every (atlas, level, set): reused when current, else computed and recorded."""
     out = d.out
     (out / VALIDATION_PARTS_DIR).mkdir(exist_ok=True)
     rho_parts, ct_parts, used = [], [], []
     groups = [g for a in inputs for g in a.groups if "samples" in g.activity]
+    stratified = {id(g): _stratified(g) for g in groups}
+    composition = _composition_groups(inputs, composition_level) if not all(stratified.values()) else {}
     t0 = time.perf_counter()
     for k, g in enumerate(groups, 1):
         level_boot, level_seed = _level_bootstrap(g)
@@ -92,15 +123,24 @@ def _parts(inputs: list[AtlasInput], d: StepDirectory, *, min_samples: int, n_bo
                   "atlas": g.atlas, "level": g.level, "signature_set": g.signature_set}
         paths = validation_part_paths(out, g.atlas, g.level, g.signature_set)
         fps = _fingerprints(g.files())
+        fractions_group = None if stratified[id(g)] else composition.get(g.atlas)
+        if fractions_group is not None:  # the fractions' file is an input of this part
+            params["fractions_level"] = fractions_group.level
+            fps += _fingerprints([fractions_group.pseudobulk["samples"]])
         current = not force and all(d.output_state(p, params, fps) == "complete" for p in paths.values())
         if current:
             log.info("[%d/%d] %s %s %s: correlations are current; reused", k, len(groups), g.atlas, g.level,
                      g.signature_set)
             rho, ct = read_parquet(paths["rho"]), read_parquet(paths["ct"])
+            for c in PARTIAL_COLUMNS:  # a part written before the partial rho existed (a stratified level's)
+                if c not in rho:
+                    rho[c] = "" if c in ("fractions_level", "partial_reason") else 0 if c == "n_fractions" else np.nan
         else:
             log.info("[%d/%d] %s %s %s: correlating", k, len(groups), g.atlas, g.level, g.signature_set)
+            fractions = None if fractions_group is None else \
+                composition_of(fractions_group.pseudobulk["samples"], fractions_group.level)
             rho = within_atlas(g, min_samples=min_samples, n_boot=params["n_bootstrap"], seed=params["seed"],
-                               gene_overrides=gene_overrides)
+                               gene_overrides=gene_overrides, fractions=fractions)
             ct = across_cell_types(g, min_samples=min_samples, gene_overrides=gene_overrides)
             write_parquet(rho, paths["rho"])
             write_parquet(ct, paths["ct"])
@@ -172,6 +212,7 @@ def validate(
     figures: bool = True,
     resolution: str | None = None,
     force: bool = False,
+    composition_level: str | None = None,
 ) -> list[Path]:
     """Validate activity within and across atlases: tables (CSV and Parquet) and figures (PNG and SVG).
 
@@ -209,6 +250,9 @@ def validate(
         term both atlases hold), ``lineage`` (a fixed set of lineage terms) or ``both`` (default).
     force
         Recompute everything, even what is current.
+    composition_level
+        The level whose cell-type fractions (per donor, from its sample pseudobulk's ``n_cells``) adjust the rho
+        of levels without cell types (the partial rho columns); default: each atlas' first level with cell types.
 
     Returns
     -------
@@ -235,7 +279,7 @@ def validate(
     with StepDirectory(out, VALIDATE, subdirs=(VALIDATION_PARTS_DIR, VALIDATION_FIGURES_DIR)) as d:
         rho_parts, ct_parts, part_paths = _parts(inputs, d, min_samples=min_samples, n_bootstrap=n_bootstrap,
                                                  bootstrap_seed=bootstrap_seed, gene_overrides=gene_overrides,
-                                                 force=force)
+                                                 force=force, composition_level=composition_level)
         d.touch()
         params = {"atlases": [a.name for a in inputs], "min_samples": min_samples, "min_cell_types": min_cell_types,
                   "n_bootstrap": n_bootstrap, "seed": bootstrap_seed,
@@ -243,7 +287,8 @@ def validate(
                   "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs},
                   "levels": list(levels or []), "signatures": list(signatures or []), "figures": figures,
                   "scatter_targets": list(scatter_targets or []), "resolution": list(chosen),
-                  **cell_ontology().provenance}
+                  **cell_ontology().provenance,
+                  "composition_level": composition_level}
         cell_files = [g.activity["celltype"] for a in inputs for g in a.groups if "celltype" in g.activity]
         fps = [{"name": d.key(p), "checksum": d.records[d.key(p)].checksum} for p in part_paths]
         fps += _fingerprints(cell_files)

@@ -9,6 +9,10 @@ median across strata (the lower middle one for an even count): repeated measures
 never enter one correlation, and the representative is an observed, tested correlation with its own p and CI.
 Each rho gets a percentile bootstrap interval from resampling the stratum's donors.
 
+At a level without cell types, beside ``rho``: the partial Spearman rho given each donor's cell-type fractions at
+another level (:mod:`cytoatlas._validate.partial`), with its p, interval, the level and the number of fractions
+used; empty at stratified levels (a cell type's donors share its composition).
+
 Across cell types (``rho_cell_types``): the same correlation over the cell-type pseudobulks of a level, with the
 interval from the ``_resampled`` files: one rho per bootstrap over the resampled cell types.
 """
@@ -24,6 +28,7 @@ import pandas as pd
 
 from cytoatlas import defaults
 from cytoatlas._validate.inputs import LevelSet
+from cytoatlas._validate.partial import Fractions, covariate_ranks, partial_spearman
 from cytoatlas._validate.stats import (
     bh_fdr,
     bootstrap_ci,
@@ -39,7 +44,10 @@ from cytoatlas.io.results import Activity, read_activity, read_pseudobulk
 log = logging.getLogger("cytoatlas.validate")
 
 RHO_COLUMNS = ["atlas", "level", "signature_set", "target", "gene", "stratum", "n_samples", "rho", "pvalue", "fdr",
-               "rho_ci_low", "rho_ci_high", "representative", "reason", "n_boot", "n_strata", "median_rho"]
+               "rho_ci_low", "rho_ci_high", "representative", "reason", "n_boot", "n_strata", "median_rho",
+               "partial_rho", "partial_pvalue", "partial_ci_low", "partial_ci_high", "fractions_level", "n_fractions",
+               "partial_reason"]
+PARTIAL_COLUMNS = RHO_COLUMNS[RHO_COLUMNS.index("partial_rho"):]
 CELL_TYPE_COLUMNS = ["atlas", "level", "signature_set", "target", "gene", "n_cell_types", "rho", "pvalue", "fdr",
                      "rho_ci_low", "rho_ci_high", "n_boot", "n_cell_types_boot", "reason"]
 GENE_ABSENT = "gene absent"
@@ -90,7 +98,7 @@ def _pick_representatives(df: pd.DataFrame, stratified: bool) -> None:
 
 def within_atlas(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SAMPLES,
                  n_boot: int = defaults.N_BOOTSTRAP, seed: int = defaults.SEED,
-                 gene_overrides: dict[str, str] | None = None) -> pd.DataFrame:
+                 gene_overrides: dict[str, str] | None = None, fractions: Fractions | None = None) -> pd.DataFrame:
     """The ``rho`` rows of one (atlas, level, signature set): every target x stratum, computed or with a reason.
 
     Parameters
@@ -103,6 +111,9 @@ def within_atlas(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SA
         Donor resamples per stratum for the interval (0: no interval) and their seed.
     gene_overrides
         ``{target: gene}`` replacing the shipped target -> gene table.
+    fractions
+        The donors' cell-type fractions at another level: a level without cell types gets the partial rho given
+        them (None: the partial columns are empty).
     """
     t0 = time.perf_counter()
     act = read_activity(group.activity["samples"])
@@ -114,7 +125,7 @@ def within_atlas(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SA
     stratified = strata != [UNSTRATIFIED]
     units = (obs["donor"] if "donor" in obs else obs["sample"] if "sample" in obs else obs.index.to_series())
     units = units.astype(str).to_numpy()
-    rows = []
+    rows, todo_all = [], []
     for target in act.names:  # a target whose gene the file lacks: one row, not one per stratum
         if genes[target] not in col:
             rows.append({"atlas": group.atlas, "level": group.level, "signature_set": group.signature_set,
@@ -140,6 +151,7 @@ def within_atlas(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SA
             rows.append({**base, "n_samples": int(ok.sum()), "reason": reason})
             if not reason:
                 todo.append((len(rows) - 1, ok, x, y))
+        todo_all += [(i, idx, ok, x, y) for i, ok, x, y in todo]
         complete = [t for t in todo if t[1].all()]
         if complete:  # the usual case: all samples complete, vectorised over targets
             xs, ys = np.column_stack([t[2] for t in complete]), np.column_stack([t[3] for t in complete])
@@ -157,6 +169,8 @@ def within_atlas(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SA
             if weights is not None:
                 lo, hi, n_valid = bootstrap_ci(x[ok], y[ok], weights[:, ok])
                 rows[i].update(rho_ci_low=lo, rho_ci_high=hi, n_boot=n_valid)
+    if fractions is not None and not stratified:
+        _partial(rows, todo_all, units, fractions)
     seen = {r["target"] for r in rows}
     for target in act.names:  # cell-type-specific signatures whose cell type is no stratum: listed, not dropped
         if target not in seen:
@@ -165,15 +179,34 @@ def within_atlas(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SA
                          "pvalue": np.nan, "rho_ci_low": np.nan, "rho_ci_high": np.nan, "n_boot": 0,
                          "reason": "no stratum of the signature's cell type"})
     df = pd.DataFrame(rows, columns=[c for c in RHO_COLUMNS if c not in ("fdr", "representative", "n_strata",
-                                                                        "median_rho")])
+                                                                        "median_rho", *PARTIAL_COLUMNS)])
+    for c in PARTIAL_COLUMNS:
+        default = "" if c in ("fractions_level", "partial_reason") else 0 if c == "n_fractions" else np.nan
+        df[c] = [r.get(c, default) for r in rows]
     df["fdr"] = bh_fdr(df["pvalue"].to_numpy())
     _pick_representatives(df, stratified)
-    df = df[RHO_COLUMNS].astype({"n_samples": int, "n_boot": int, "n_strata": int, "representative": bool})
+    df = df[RHO_COLUMNS].astype({"n_samples": int, "n_boot": int, "n_strata": int, "representative": bool,
+                                 "n_fractions": int})
     n_ok = int((df["reason"] == "").sum())
     log.info("%s %s %s: %d targets x %d strata, %d correlations (%d not computed) in %.1f s", group.atlas,
              group.level, group.signature_set, len(act.names), len(strata), n_ok, len(df) - n_ok,
              time.perf_counter() - t0)
     return df
+
+
+def _partial(rows: list[dict], todo: list, units: np.ndarray, fractions: Fractions) -> None:
+    """The partial columns of the computed rows of a level without cell types (in place)."""
+    for i, idx, ok, x, y in todo:
+        f = fractions.of(units[idx][ok])
+        known = np.isfinite(f).all(axis=1)
+        rows[i]["fractions_level"] = fractions.level
+        if known.sum() < len(known):
+            log.debug("%s: %d donor(s) without fractions at %s left out of the partial rho", rows[i]["target"],
+                      int((~known).sum()), fractions.level)
+        covariates = covariate_ranks(f[known])
+        res = partial_spearman(x[ok][known], y[ok][known], covariates)
+        rows[i].update(partial_rho=res.rho, partial_pvalue=res.pvalue, partial_ci_low=res.ci_low,
+                       partial_ci_high=res.ci_high, n_fractions=res.n_covariates, partial_reason=res.reason)
 
 
 def across_cell_types(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SAMPLES,

@@ -1,0 +1,183 @@
+"""`cytoatlas groundtruth`: does each treatment of a perturbation atlas move its own signature? Four tables (and
+figures) in one directory.
+
+The tables (``matches``, ``effects``, ``treatments``, ``summary``; CSV and Parquet, see
+:mod:`cytoatlas._groundtruth.tables`) and figures are recorded in ``OUT/manifest.json`` (step ``groundtruth``)
+with the parameters and the fingerprints of every activity file read; a rerun with the same inputs and parameters
+finds them current and does nothing, ``force`` recomputes. The structure follows ``cytoatlas compare`` (inputs,
+analyses, tables, figures, report, run).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from cytoatlas import defaults
+from cytoatlas._compare.crosstalk import CROSSTALK_THRESHOLD, file_correlations
+from cytoatlas._compare.inputs import resolve_atlases
+from cytoatlas._groundtruth import tables as tb
+from cytoatlas._groundtruth.analyses import Spec, groundtruth_file
+from cytoatlas._groundtruth.figures import FIGURES_DIR
+from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.layout import manifest_key, table_paths
+from cytoatlas.io.lock import DirectoryLock, remove_leftovers
+from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest, upstream_fingerprint
+from cytoatlas.io.results import read_activity
+from cytoatlas.io.tables import write_table
+from cytoatlas.registry import AtlasConfig, treatment_aliases
+
+log = logging.getLogger("cytoatlas.groundtruth")
+STEP = "groundtruth"
+
+
+def _compute(inputs, spec: Spec, overrides: dict[str, dict[str, str]], threshold: float,
+             lock: DirectoryLock) -> dict[str, pd.DataFrame]:
+    effects, treatments, matches = [], [], []
+    files = [(a, f) for a in inputs for f in a.files]
+    for k, (a, f) in enumerate(files, 1):
+        t0 = time.perf_counter()
+        act = read_activity(f.path)
+        res = groundtruth_file(act, a.name, spec, overrides[a.name], file_correlations(f.path), threshold)
+        effects += res.effects
+        treatments += res.treatments
+        matches += res.matches
+        unmatched = [m["treatment"] for m in res.matches if not m["signature"]]
+        log.info("[%d/%d] %s %s %s: %d treatment(s), %d matched%s in %.1f s", k, len(files), a.name, f.level,
+                 f.signature_set, len(res.matches), len(res.matches) - len(unmatched),
+                 f"; unmatched: {', '.join(unmatched)}" if unmatched else "", time.perf_counter() - t0)
+        lock.touch()
+    out = {"matches": tb.table_frame("matches", matches), "effects": tb.table_frame("effects", effects),
+           "treatments": tb.table_frame("treatments", treatments)}
+    out["summary"] = tb.summary(out["matches"], out["treatments"], out["effects"])
+    return out
+
+
+def _write(out: Path, tables: dict[str, pd.DataFrame], figures: bool, params: dict, fps: list[dict]) -> list[Path]:
+    written, records = [], {}
+    for name, df in tables.items():
+        for p in write_table(df, out, name):
+            written.append(p)
+            records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="table",
+                                                  table=name)
+    log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
+    if figures:
+        from cytoatlas._groundtruth.figures import plan_figures, write_figures
+
+        fig_dir = out / FIGURES_DIR
+        fig_dir.mkdir(exist_ok=True)
+        plans = {p.stem: p for p in plan_figures(tables["effects"], tables["treatments"])}
+        for p in write_figures(tables["effects"], tables["treatments"], fig_dir):
+            written.append(p)
+            plan = plans[p.stem]
+            records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
+                                                  figure=p.stem, title=plan.title, caption=plan.caption)
+    update_manifest(out, records)
+    return written
+
+
+def groundtruth(
+    atlases: str | AtlasConfig | Sequence[str | AtlasConfig],
+    out: str | os.PathLike,
+    *,
+    column: str,
+    control: str,
+    treatments: Sequence[str] | None = None,
+    results: str | os.PathLike | Mapping[str, str | os.PathLike] = "results",
+    registry: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    levels: Sequence[str] | None = None,
+    signatures: Sequence[str] | None = None,
+    aliases: Mapping[str, str] | None = None,
+    min_donors: int = defaults.COMPARE_MIN_GROUP_SIZE,
+    crosstalk_threshold: float = CROSSTALK_THRESHOLD,
+    figures: bool = True,
+    force: bool = False,
+) -> list[Path]:
+    """Perturbation ground truth: per treatment and cell type, does the treatment move its own signature?
+
+    Parameters
+    ----------
+    atlases
+        Registry names (or :class:`~cytoatlas.AtlasConfig` objects) of atlases whose samples carry a treatment
+        column (in the registry entry's ``sample_columns``, so their sample x cell type files carry it) and a
+        donor column (each donor seen under the control and under treatments).
+    out
+        Output directory: ``matches``, ``effects``, ``treatments``, ``summary`` (CSV and Parquet),
+        ``figures/*.png|svg`` and ``manifest.json``.
+    column, control
+        The treatment column and its control value (e.g. ``treatment`` and ``PBS``).
+    treatments
+        The treatment values tested (default: every value but the control).
+    results, registry, data_root, levels, signatures
+        As for :func:`cytoatlas.compare`.
+    aliases
+        ``{treatment: signature or alias}`` tried before each atlas' registry ``treatment_aliases`` and the
+        shipped alias table.
+    min_donors
+        Fewest donors with both treated and control samples a treatment x cell type needs (3).
+    crosstalk_threshold
+        Pearson r (over the genes used) from which another signature of the set is listed beside the own one.
+    figures
+        Draw the rank grid and AUC figure per atlas x level x set.
+    force
+        Recompute even when the tables are current.
+
+    Returns
+    -------
+    list of Path
+        The tables and figures written (or found current).
+
+    Raises
+    ------
+    CytoatlasError
+        A missing column (naming the obs columns there are), a control or treatment value that is absent (naming
+        the values present), a bad option.
+    """
+    if not column or control is None:
+        raise CytoatlasError("name the treatment column and its control value (--perturbation COLUMN "
+                             "--control VALUE)")
+    if min_donors < 2:
+        raise CytoatlasError(f"min_donors must be >= 2 (a paired test needs a variance), got {min_donors}")
+    if not -1.0 <= crosstalk_threshold <= 1.0:
+        raise CytoatlasError(f"crosstalk_threshold must be a correlation in [-1, 1], got {crosstalk_threshold}")
+    spec = Spec(column, str(control), tuple(str(t) for t in treatments or ()), int(min_donors))
+    if spec.control in spec.treatments:
+        raise CytoatlasError(f"the control {spec.control!r} cannot be one of the treatments")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise CytoatlasError(f"output directory {out} is a file")
+    t0 = time.perf_counter()
+    inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
+                             list(signatures or []) or None)
+    configs = [atlases] if isinstance(atlases, (str, AtlasConfig)) else list(atlases)
+    overrides = {}
+    for a, item in zip(inputs, configs, strict=True):
+        overrides[a.name] = {**treatment_aliases(item, registry, data_root), **dict(aliases or {})}
+    params = {"atlases": [a.name for a in inputs], "levels": list(levels or []), "signatures": list(signatures or []),
+              "column": spec.column, "control": spec.control, "treatments": list(spec.treatments),
+              "min_donors": spec.min_donors, "crosstalk_threshold": float(crosstalk_threshold), "figures": figures,
+              "aliases": {k: dict(sorted(v.items())) for k, v in overrides.items()}}
+    fps = [upstream_fingerprint(f.path) for a in inputs for f in a.files]
+    with DirectoryLock(out) as lock:
+        remove_leftovers(out / FIGURES_DIR)  # the lock clears the top directory only
+        entries = {} if force else read_manifest(out)
+        previous = {k: v for k, v in entries.items() if v.get("step") == STEP}
+        recorded = [out / k for k in previous]
+        tables = [p for t in tb.TABLES for p in table_paths(out, t)]
+        if not force and previous and all(p in recorded for p in tables) and all(
+                check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
+            log.info("ground-truth tables in %s are current; nothing to do", out)
+            return sorted(recorded)
+        written = _write(out, _compute(inputs, spec, overrides, crosstalk_threshold, lock), figures, params, fps)
+        stale = [k for k, e in read_manifest(out).items() if e.get("step") == STEP and out / k not in written]
+        for k in stale:
+            (out / k).unlink(missing_ok=True)
+        update_manifest(out, {}, remove=stale)
+    log.info("ground truth of %d atlas(es) written to %s in %.1f s", len(inputs), out, time.perf_counter() - t0)
+    return written
