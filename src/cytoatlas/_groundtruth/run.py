@@ -24,20 +24,20 @@ from cytoatlas._compare.inputs import resolve_atlases
 from cytoatlas._groundtruth import tables as tb
 from cytoatlas._groundtruth.analyses import Spec, groundtruth_file
 from cytoatlas._groundtruth.figures import FIGURES_DIR
+from cytoatlas._harness import StepDirectory, input_fingerprint
+from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness.steps import GROUNDTRUTH
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.layout import manifest_key, table_paths
-from cytoatlas.io.lock import DirectoryLock, remove_leftovers
-from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest, upstream_fingerprint
+from cytoatlas.io.layout import table_paths
 from cytoatlas.io.results import read_activity
 from cytoatlas.io.tables import write_table
 from cytoatlas.registry import AtlasConfig, treatment_aliases
 
 log = logging.getLogger("cytoatlas.groundtruth")
-STEP = "groundtruth"
 
 
 def _compute(inputs, spec: Spec, overrides: dict[str, dict[str, str]], threshold: float,
-             lock: DirectoryLock) -> dict[str, pd.DataFrame]:
+             lock: StepDirectory) -> dict[str, pd.DataFrame]:
     effects, treatments, matches = [], [], []
     files = [(a, f) for a in inputs for f in a.files]
     for k, (a, f) in enumerate(files, 1):
@@ -58,13 +58,13 @@ def _compute(inputs, spec: Spec, overrides: dict[str, dict[str, str]], threshold
     return out
 
 
-def _write(out: Path, tables: dict[str, pd.DataFrame], figures: bool, params: dict, fps: list[dict]) -> list[Path]:
-    written, records = [], {}
+def _write(d: StepDirectory, tables: dict[str, pd.DataFrame], figures: bool, params: dict,
+           fps: list[dict]) -> list[Path]:
+    out, written, records = d.out, [], {}
     for name, df in tables.items():
         for p in write_table(df, out, name):
             written.append(p)
-            records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="table",
-                                                  table=name)
+            records.update([d.record(p, params, fps, kind="table", table=name)])
     log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
     if figures:
         from cytoatlas._groundtruth.figures import plan_figures, write_figures
@@ -75,9 +75,9 @@ def _write(out: Path, tables: dict[str, pd.DataFrame], figures: bool, params: di
         for p in write_figures(tables["effects"], tables["treatments"], fig_dir):
             written.append(p)
             plan = plans[p.stem]
-            records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
-                                                  figure=p.stem, title=plan.title, caption=plan.caption)
-    update_manifest(out, records)
+            records.update([d.record(p, params, fps, kind="figure", figure=p.stem, title=plan.title,
+                                     caption=plan.caption)])
+    d.commit(records)
     return written
 
 
@@ -149,9 +149,7 @@ def groundtruth(
     spec = Spec(column, str(control), tuple(str(t) for t in treatments or ()), int(min_donors))
     if spec.control in spec.treatments:
         raise CytoatlasError(f"the control {spec.control!r} cannot be one of the treatments")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CytoatlasError(f"output directory {out} is a file")
+    out = check_output_dir(out)
     t0 = time.perf_counter()
     inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
                              list(signatures or []) or None)
@@ -163,21 +161,13 @@ def groundtruth(
               "column": spec.column, "control": spec.control, "treatments": list(spec.treatments),
               "min_donors": spec.min_donors, "crosstalk_threshold": float(crosstalk_threshold), "figures": figures,
               "aliases": {k: dict(sorted(v.items())) for k, v in overrides.items()}}
-    fps = [upstream_fingerprint(f.path) for a in inputs for f in a.files]
-    with DirectoryLock(out) as lock:
-        remove_leftovers(out / FIGURES_DIR)  # the lock clears the top directory only
-        entries = {} if force else read_manifest(out)
-        previous = {k: v for k, v in entries.items() if v.get("step") == STEP}
-        recorded = [out / k for k in previous]
+    fps = [input_fingerprint(f.path) for a in inputs for f in a.files]
+    with StepDirectory(out, GROUNDTRUTH, subdirs=[FIGURES_DIR]) as d:
         tables = [p for t in tb.TABLES for p in table_paths(out, t)]
-        if not force and previous and all(p in recorded for p in tables) and all(
-                check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
+        if not force and d.is_current(params, fps, tables):
             log.info("ground-truth tables in %s are current; nothing to do", out)
-            return sorted(recorded)
-        written = _write(out, _compute(inputs, spec, overrides, crosstalk_threshold, lock), figures, params, fps)
-        stale = [k for k, e in read_manifest(out).items() if e.get("step") == STEP and out / k not in written]
-        for k in stale:
-            (out / k).unlink(missing_ok=True)
-        update_manifest(out, {}, remove=stale)
+            return sorted(out / k for k in d.previous())
+        written = _write(d, _compute(inputs, spec, overrides, crosstalk_threshold, d), figures, params, fps)
+        d.remove_stale(written)
     log.info("ground truth of %d atlas(es) written to %s in %.1f s", len(inputs), out, time.perf_counter() - t0)
     return written

@@ -60,4 +60,5 @@ ACTIVITY = register_step(Step("activity", 1, "signature activity of every pseudo
 CELLS = register_step(Step("cells", 1, "per-cell activity and its summaries"))
 VALIDATE = register_step(Step("validate", 1, "validation tables and figures"))
 COMPARE = register_step(Step("compare", 1, "comparison tables and figures"))
+GROUNDTRUTH = register_step(Step("groundtruth", 1, "perturbation ground-truth tables and figures"))
 REPORT = register_step(Step("report", 1, "the HTML report and its own figures"))
