@@ -112,7 +112,8 @@ def _compute(inputs: list[AtlasFiles], spec: Spec, lock: DirectoryLock) -> dict[
     return {name: out[name] for name in COMPARE_TABLES}
 
 
-def _write(out: Path, tables: dict[str, pd.DataFrame], write_figures, params: dict, fps: list[dict]) -> list[Path]:
+def _write(out: Path, tables: dict[str, pd.DataFrame], write_figures, scope: str, params: dict,
+           fps: list[dict]) -> list[Path]:
     written, records = [], {}
     for name, df in tables.items():
         for p in write_table(df, out, name):  # compare_table_paths(out, name)
@@ -122,7 +123,7 @@ def _write(out: Path, tables: dict[str, pd.DataFrame], write_figures, params: di
     if write_figures is not None:
         fig_dir = out / COMPARE_FIGURES_DIR
         fig_dir.mkdir(exist_ok=True)
-        paths = write_figures(tables, fig_dir)
+        paths = write_figures(tables, fig_dir, scope=scope)
         for p in paths:
             written.append(p)
             records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
@@ -150,6 +151,7 @@ def compare(
     test: str = defaults.COMPARE_TEST,
     min_group_size: int = defaults.COMPARE_MIN_GROUP_SIZE,
     figures: bool = True,
+    all_figures: bool = False,
     force: bool = False,
 ) -> list[Path]:
     """Compare activity between donor groups, or along a donor covariate, per cell type; pool across atlases.
@@ -187,6 +189,10 @@ def compare(
         Fewest donors per group of a contrast (3); a regression on a covariate needs ``covariates + 3``.
     figures
         Draw the volcano, forest and heatmap figures (False: tables only).
+    all_figures
+        Volcanos and heatmaps of every atlas x level x signature set x contrast; by default only those of the level
+        holding each atlas x set x contrast's strongest row (what the report leads with), which for many levels and
+        sets is a small share of the drawing time.
     force
         Recompute even when the tables are current.
 
@@ -216,7 +222,8 @@ def compare(
     params = {"atlases": [a.name for a in inputs], "levels": list(levels or []), "signatures": list(signatures or []),
               "by": spec.by, "reference": spec.reference, "groups": list(spec.groups),
               "continuous": list(spec.continuous), "covariates": list(spec.covariates), "paired_by": spec.paired_by,
-              "test": spec.test, "min_group_size": spec.min_group_size, "figures": figures,
+              "test": spec.test, "min_group_size": spec.min_group_size,
+              "figures": figures and ("all" if all_figures else "shown"),
               "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs}}
     fps = [upstream_fingerprint(f.path) for a in inputs for f in a.files]
     with DirectoryLock(out) as lock:
@@ -229,7 +236,8 @@ def compare(
                 check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
             log.info("comparison tables%s in %s are current; nothing to do", " and figures" if figures else "", out)
             return sorted(recorded)
-        written = _write(out, _compute(inputs, spec, lock), write_figures, params, fps)
+        written = _write(out, _compute(inputs, spec, lock), write_figures, "all" if all_figures else "shown", params,
+                         fps)
         stale = [k for k, e in read_manifest(out).items() if e.get("step") == STEP and out / k not in written]
         for k in stale:
             (out / k).unlink(missing_ok=True)
