@@ -3,9 +3,12 @@ matrix as a Parquet part, written column band by column band so memory does not 
 
 A part holds one row per (file row, gene or signature): integer indices into the ``groups`` / ``genes`` /
 ``signatures`` tables of its source (``sources.part`` names the part), then the values. Integer indices and no
-repeated strings keep writing fast (~6 M values/s) and the parts small;
-rows are in column-band order (gene- or signature-major), so a filter on one gene or signature reads only the
-row groups that hold it (Parquet min/max statistics).
+repeated strings keep the parts small; rows are in column-band order (gene- or signature-major), so a filter on
+one gene or signature reads only the row groups that hold it (Parquet min/max statistics).
+
+Expression parts (hundreds of millions of rows at an atlas' finest sample level) are written from the numpy
+bands by :class:`cytoatlas.io.parquet.ParquetWriter`, with no table in between; activity parts (fewer rows, more
+columns, a nullable boolean) through a DuckDB table.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.durable import atomic_path
 from cytoatlas.io.h5ad import open_h5ad
 from cytoatlas.io.layout import GROUP_KINDS
+from cytoatlas.io.parquet import ParquetWriter
 from cytoatlas.io.results import read_header
 
 BAND = 1024  # columns per block, at most (rounded down to whole chunk columns)
@@ -32,6 +36,9 @@ PART_COLUMNS = {
                 + ", matched BOOLEAN",
     "pseudobulk": '"row" INTEGER, gene INTEGER, value FLOAT, zscore FLOAT',
 }
+# the expression part's columns for the Parquet writer (the floats nullable: NaN is NULL, as through DuckDB)
+EXPRESSION_COLUMNS = {"row": "int32", "gene": "int32", "value": "float32", "zscore": "float32"}
+ROW_GROUP_SIZE = 122_880  # DuckDB's default: a one-gene filter reads one or two row groups
 
 
 @dataclass
@@ -80,7 +87,7 @@ def read_file(path: Path, step: str) -> FileContent:
     return FileContent(head.atlas, head.level, head.kind, _groups(head.obs), columns, head.shape, matrices)
 
 
-def bands(path: Path, content: FileContent, step: str) -> Iterator[pd.DataFrame]:
+def bands(path: Path, content: FileContent, step: str) -> Iterator[dict[str, np.ndarray]]:
     """The file's matrices as long blocks (row, column index, one column per matrix), one column band each."""
     n, k = content.shape
     names = (*ACTIVITY_LAYERS, "matched") if step == "activity" else ("value", "zscore")
@@ -96,14 +103,15 @@ def bands(path: Path, content: FileContent, step: str) -> Iterator[pd.DataFrame]
                 key = content.matrices.get(name)
                 if key is None:
                     size = n * (j1 - j0)
-                    block[name] = np.full(size, np.nan) if name != "matched" else \
+                    block[name] = np.full(size, np.nan, dtype=np.float32 if step == "pseudobulk" else None) \
+                        if name != "matched" else \
                         pd.arrays.BooleanArray(np.zeros(size, bool), np.ones(size, bool))  # all NULL
                     continue
                 try:
                     block[name] = np.ascontiguousarray(f[key][:, j0:j1].T).ravel()
                 except OSError as e:
                     raise CytoatlasError(f"{path}: {key} cannot be read (corrupt or truncated?): {e}") from None
-            yield pd.DataFrame(block)
+            yield block
 
 
 def write_part(con, path: Path, step: str, content: FileContent, source: Path) -> int:
@@ -111,15 +119,22 @@ def write_part(con, path: Path, step: str, content: FileContent, source: Path) -
 
     ``con`` is a scratch DuckDB connection (in memory, spilling to disk past its memory limit).
     """
+    if step == "pseudobulk":
+        with atomic_path(path) as tmp, ParquetWriter(tmp, EXPRESSION_COLUMNS, row_group_size=ROW_GROUP_SIZE) as w:
+            for block in bands(source, content, step):
+                w.write({"row": block["row"], "gene": block["col"], "value": block["value"],
+                         "zscore": block["zscore"]})
+        return content.shape[0] * content.shape[1]
     con.execute("DROP TABLE IF EXISTS part")
     con.execute(f"CREATE TABLE part ({PART_COLUMNS[step]})")
     try:
         with atomic_path(path) as tmp:
             for block in bands(source, content, step):
-                con.register("block", block)
+                con.register("block", pd.DataFrame(block))
                 con.execute("INSERT INTO part SELECT * FROM block")
                 con.unregister("block")
-            con.execute(f"COPY part TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
+            con.execute(f"COPY part TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, "
+                        f"ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
     finally:
         con.execute("DROP TABLE IF EXISTS part")
     return content.shape[0] * content.shape[1]
