@@ -51,7 +51,7 @@ def test_what_is_written_is_what_duckdb_reads(tmp_path) -> None:
 
 
 def test_bad_columns_are_refused(tmp_path) -> None:
-    with pytest.raises(CytoatlasError, match="column type must be one of int32, int64, float32, float64, got 'str'"):
+    with pytest.raises(CytoatlasError, match="must be one of int32, int64, float32, float64, bool, got 'str'"):
         ParquetWriter(tmp_path / "a.parquet", {"a": "str"})
     with ParquetWriter(tmp_path / "b.parquet", {"a": "int32", "b": "float32"}) as w:
         with pytest.raises(CytoatlasError, match="no values for Parquet column"):
@@ -59,3 +59,18 @@ def test_bad_columns_are_refused(tmp_path) -> None:
         with pytest.raises(CytoatlasError, match="one length"):
             w.write({"a": np.zeros(3, np.int32), "b": np.zeros(2, np.float32)})
     assert duckdb.connect().execute(f"SELECT count(*) FROM '{tmp_path / 'b.parquet'}'").fetchall() == [(0,)]
+
+
+def test_boolean_columns_and_columns_given_as_none(tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    flags = rng.random(10_001) < 0.3
+    path = tmp_path / "b.parquet"
+    with ParquetWriter(path, {"i": "int32", "flag": "bool", "absent": "float64"}, row_group_size=3_000) as w:
+        w.write({"i": np.arange(10_001, dtype=np.int32), "flag": flags, "absent": None})
+    con = duckdb.connect()
+    got = con.execute(f"SELECT i, flag, absent FROM '{path}'").fetchall()
+    assert [r[1] for r in got] == flags.tolist() and [r[0] for r in got] == list(range(10_001))
+    assert all(r[2] is None for r in got)
+    with ParquetWriter(tmp_path / "c.parquet", {"i": "int32", "f": "float32"}) as w:
+        with pytest.raises(CytoatlasError, match="column i holds integers: it cannot be NULL"):
+            w.write({"i": None, "f": np.zeros(3, np.float32)})

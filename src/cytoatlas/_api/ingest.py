@@ -6,9 +6,9 @@ A part holds one row per (file row, gene or signature): integer indices into the
 repeated strings keep the parts small; rows are in column-band order (gene- or signature-major), so a filter on
 one gene or signature reads only the row groups that hold it (Parquet min/max statistics).
 
-Expression parts (hundreds of millions of rows at an atlas' finest sample level) are written from the numpy
-bands by :class:`cytoatlas.io.parquet.ParquetWriter`, with no table in between; activity parts (fewer rows, more
-columns, a nullable boolean) through a DuckDB table.
+Parts are written from the numpy bands by :class:`cytoatlas.io.parquet.ParquetWriter`, with no table in between
+(an expression part holds hundreds of millions of rows at an atlas' finest sample level: through a DuckDB table
+that spilled to disk, writing them took most of an index run).
 """
 
 from __future__ import annotations
@@ -30,14 +30,12 @@ from cytoatlas.io.results import read_header
 BAND = 1024  # columns per block, at most (rounded down to whole chunk columns)
 
 ACTIVITY_LAYERS = ("z", "beta", "se", "pvalue", "z_ci_low", "z_ci_high", "z_boot_mean", "z_boot_sd")
-# step of the source file -> columns of its part (pseudobulk files give the expression parts)
-PART_COLUMNS = {
-    "activity": '"row" INTEGER, sig INTEGER, ' + ", ".join(f"{c} DOUBLE" for c in ACTIVITY_LAYERS)
-                + ", matched BOOLEAN",
-    "pseudobulk": '"row" INTEGER, gene INTEGER, value FLOAT, zscore FLOAT',
+# step of the source file -> columns of its part, for the Parquet writer (floats and booleans nullable: NaN is
+# NULL, as DuckDB stores a data frame's NaN)
+WRITER_COLUMNS = {
+    "activity": {"row": "int32", "sig": "int32", **{c: "float64" for c in ACTIVITY_LAYERS}, "matched": "bool"},
+    "pseudobulk": {"row": "int32", "gene": "int32", "value": "float32", "zscore": "float32"},
 }
-# the expression part's columns for the Parquet writer (the floats nullable: NaN is NULL, as through DuckDB)
-EXPRESSION_COLUMNS = {"row": "int32", "gene": "int32", "value": "float32", "zscore": "float32"}
 ROW_GROUP_SIZE = 122_880  # DuckDB's default: a one-gene filter reads one or two row groups
 
 
@@ -87,8 +85,9 @@ def read_file(path: Path, step: str) -> FileContent:
     return FileContent(head.atlas, head.level, head.kind, _groups(head.obs), columns, head.shape, matrices)
 
 
-def bands(path: Path, content: FileContent, step: str) -> Iterator[dict[str, np.ndarray]]:
-    """The file's matrices as long blocks (row, column index, one column per matrix), one column band each."""
+def bands(path: Path, content: FileContent, step: str) -> Iterator[dict[str, np.ndarray | None]]:
+    """The file's matrices as long blocks (row, column index, one column per matrix; None for a matrix the file
+    does not have), one column band each."""
     n, k = content.shape
     names = (*ACTIVITY_LAYERS, "matched") if step == "activity" else ("value", "zscore")
     with open_h5ad(path) as f:
@@ -102,10 +101,7 @@ def bands(path: Path, content: FileContent, step: str) -> Iterator[dict[str, np.
             for name in names:
                 key = content.matrices.get(name)
                 if key is None:
-                    size = n * (j1 - j0)
-                    block[name] = np.full(size, np.nan, dtype=np.float32 if step == "pseudobulk" else None) \
-                        if name != "matched" else \
-                        pd.arrays.BooleanArray(np.zeros(size, bool), np.ones(size, bool))  # all NULL
+                    block[name] = None
                     continue
                 try:
                     block[name] = np.ascontiguousarray(f[key][:, j0:j1].T).ravel()
@@ -114,29 +110,14 @@ def bands(path: Path, content: FileContent, step: str) -> Iterator[dict[str, np.
             yield block
 
 
-def write_part(con, path: Path, step: str, content: FileContent, source: Path) -> int:
-    """Write the part of ``source`` to ``path`` (under a temporary name, renamed when complete); its row count.
-
-    ``con`` is a scratch DuckDB connection (in memory, spilling to disk past its memory limit).
-    """
-    if step == "pseudobulk":
-        with atomic_path(path) as tmp, ParquetWriter(tmp, EXPRESSION_COLUMNS, row_group_size=ROW_GROUP_SIZE) as w:
-            for block in bands(source, content, step):
-                w.write({"row": block["row"], "gene": block["col"], "value": block["value"],
-                         "zscore": block["zscore"]})
-        return content.shape[0] * content.shape[1]
-    con.execute("DROP TABLE IF EXISTS part")
-    con.execute(f"CREATE TABLE part ({PART_COLUMNS[step]})")
-    try:
-        with atomic_path(path) as tmp:
-            for block in bands(source, content, step):
-                con.register("block", pd.DataFrame(block))
-                con.execute("INSERT INTO part SELECT * FROM block")
-                con.unregister("block")
-            con.execute(f"COPY part TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, "
-                        f"ROW_GROUP_SIZE {ROW_GROUP_SIZE})")
-    finally:
-        con.execute("DROP TABLE IF EXISTS part")
+def write_part(path: Path, step: str, content: FileContent, source: Path) -> int:
+    """Write the part of ``source`` to ``path`` (under a temporary name, renamed when complete); its row count."""
+    columns = WRITER_COLUMNS[step]
+    index = "sig" if step == "activity" else "gene"
+    with atomic_path(path) as tmp, ParquetWriter(tmp, columns, row_group_size=ROW_GROUP_SIZE) as w:
+        for block in bands(source, content, step):
+            block[index] = block.pop("col")
+            w.write(block)
     return content.shape[0] * content.shape[1]
 
 

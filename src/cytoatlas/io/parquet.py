@@ -6,8 +6,9 @@ atlas' finest sample x cell type level. DuckDB's writer, fed data frames through
 column in numpy, so the file is written here directly: one data page per column and row group, values PLAIN
 encoded (BYTE_STREAM_SPLIT, tried for the floats, compressed pseudobulk-like values worse and costs a transpose),
 each page zstd-compressed in worker threads (zstandard releases the GIL), the footer in Thrift's compact protocol.
-Float columns are OPTIONAL: NaN is written as NULL, as DuckDB stores a data frame's NaN; integer columns are
-REQUIRED, with min / max statistics so that readers skip row groups on range filters.
+Float and boolean columns are OPTIONAL: NaN is written as NULL, as DuckDB stores a data frame's NaN, and a column
+given as None is all NULL; integer columns are REQUIRED, with min / max statistics so that readers skip row
+groups on range filters.
 
 Only what the store needs is implemented (format version 1, data pages v1, no dictionaries, no nesting); the
 files are read by any Parquet reader (the tests read them with DuckDB).
@@ -25,10 +26,11 @@ import numpy as np
 
 from cytoatlas.errors import CytoatlasError
 
-ColumnType = Literal["int32", "int64", "float32", "float64"]
+ColumnType = Literal["int32", "int64", "float32", "float64", "bool"]
 # numpy dtype and Parquet physical type (parquet.thrift's Type enum) of each column type
 _TYPES: dict[str, tuple[np.dtype, int]] = {"int32": (np.dtype("<i4"), 1), "int64": (np.dtype("<i8"), 2),
-                                           "float32": (np.dtype("<f4"), 4), "float64": (np.dtype("<f8"), 5)}
+                                           "float32": (np.dtype("<f4"), 4), "float64": (np.dtype("<f8"), 5),
+                                           "bool": (np.dtype("bool"), 0)}
 _PLAIN, _RLE = 0, 3  # Encoding enum
 _ZSTD = 6  # CompressionCodec enum
 _DATA_PAGE = 0  # PageType enum
@@ -112,8 +114,8 @@ class _Struct:
 def _definition_levels(present: np.ndarray) -> bytes:
     """The RLE / bit-packed hybrid definition levels (bit width 1) of an OPTIONAL column's page, length-prefixed."""
     n = len(present)
-    if present.all():
-        body = _varint(n << 1) + b"\x01"  # one RLE run of n ones
+    if present.all() or not present.any():
+        body = _varint(n << 1) + (b"\x01" if present.all() else b"\x00")  # one RLE run of n ones (zeros)
     else:
         groups = (n + 7) // 8  # bit-packed groups of 8 values, padded with zeros
         body = _varint((groups << 1) | 1) + np.packbits(present, bitorder="little").tobytes()
@@ -125,16 +127,25 @@ class _Column:
         if ctype not in _TYPES:
             raise CytoatlasError(f"Parquet column type must be one of {', '.join(_TYPES)}, got {ctype!r}")
         self.name, self.dtype, self.physical = name, *_TYPES[ctype]
-        self.optional = self.dtype.kind == "f"
+        self.optional = self.dtype.kind in "fb"
         self.encoding = _PLAIN
 
     def schema(self) -> _Struct:
         return (_Struct().i32(1, self.physical).i32(3, _OPTIONAL if self.optional else _REQUIRED)
                 .binary(4, self.name.encode()))
 
-    def page_body(self, values: np.ndarray) -> tuple[list, int, int, bytes | None, bytes | None]:
+    def page_body(self, values: np.ndarray | int) -> tuple[list, int, int, bytes | None, bytes | None]:
         """(uncompressed page body as buffers, its size, null count, min, max) of one page's values."""
+        if isinstance(values, int):  # a column given as None: this many NULLs
+            if not self.optional:
+                raise CytoatlasError(f"Parquet column {self.name} holds integers: it cannot be NULL")
+            levels = _definition_levels(np.zeros(values, bool))
+            return [levels], len(levels), values, None, None
         values = np.ascontiguousarray(values, dtype=self.dtype)
+        if self.dtype.kind == "b":  # PLAIN booleans: one bit each, least significant first
+            bits = np.packbits(values, bitorder="little")
+            levels = _definition_levels(np.ones(len(values), bool))
+            return [levels, bits], len(levels) + bits.nbytes, 0, None, None
         if not self.optional:
             lo, hi = values.min(), values.max()
             return [values], values.nbytes, 0, lo.tobytes(), hi.tobytes()
@@ -195,26 +206,32 @@ class ParquetWriter:
         obj = c.compressobj(size=size)
         return b"".join([*(obj.compress(b) for b in buffers), obj.flush()])
 
-    def _page(self, column: _Column, values: np.ndarray) -> tuple[bytes, bytes, int, int, bytes | None,
+    def _page(self, column: _Column, values: np.ndarray | int) -> tuple[bytes, bytes, int, int, bytes | None,
                                                                 bytes | None, int]:
         body, size, nulls, lo, hi = column.page_body(values)
+        count = values if isinstance(values, int) else len(values)
         packed = self._compress(body)
         header = (_Struct().i32(1, _DATA_PAGE).i32(2, size).i32(3, len(packed))
-                  .struct(5, _Struct().i32(1, len(values)).i32(2, column.encoding).i32(3, _RLE).i32(4, _RLE)))
-        return header.end(), packed, size, len(values), lo, hi, nulls
+                  .struct(5, _Struct().i32(1, count).i32(2, column.encoding).i32(3, _RLE).i32(4, _RLE)))
+        return header.end(), packed, size, count, lo, hi, nulls
 
-    def write(self, arrays: Mapping[str, np.ndarray]) -> None:
-        """Append rows: one array per column, all of one length, in the columns' order."""
+    def write(self, arrays: Mapping[str, np.ndarray | None]) -> None:
+        """Append rows: one array per column (None: all NULL), all of one length."""
         missing = [c.name for c in self.columns if c.name not in arrays]
         if missing:
             raise CytoatlasError(f"no values for Parquet column(s) {', '.join(missing)}")
-        n = len(arrays[self.columns[0].name])
-        if any(len(arrays[c.name]) != n for c in self.columns):
-            raise CytoatlasError("the columns of one Parquet write must have one length")
+        lengths = {len(arrays[c.name]) for c in self.columns if arrays[c.name] is not None}
+        if len(lengths) != 1:
+            raise CytoatlasError("the columns of one Parquet write must have one length (and one not None)")
+        n = lengths.pop()
         starts = range(0, n, self.row_group_size)
+
+        def piece(name: str, s: int) -> np.ndarray | int:
+            a = arrays[name]
+            return min(self.row_group_size, n - s) if a is None else a[s:s + self.row_group_size]
+
         # every page of this write compressed in the pool, written in order
-        futures = [[self._pool.submit(self._page, c, arrays[c.name][s:s + self.row_group_size])
-                    for c in self.columns] for s in starts]
+        futures = [[self._pool.submit(self._page, c, piece(c.name, s)) for c in self.columns] for s in starts]
         for s, pages in zip(starts, futures, strict=True):
             chunks, start, total, packed_total = [], self._file.tell(), 0, 0
             for column, future in zip(self.columns, pages, strict=True):
