@@ -83,12 +83,17 @@ function chooseLevel() {
 }
 
 // ---- big scatters ---------------------------------------------------------------------------------------------------
-// WebGL (plotly's scattergl) where the browser has it; else the bulk of the points rasterised on a 2D canvas under
-// an SVG trace of at most MAX_SVG_POINTS (the strongest, which keep their hover): SVG slows with every point
+// WebGL (plotly's scattergl) where the browser has a GPU for it; else the bulk of the points rasterised on a 2D
+// canvas under an SVG trace of at most MAX_SVG_POINTS (the strongest, which keep their hover): SVG slows with every
+// point. A software WebGL (SwiftShader in headless Chromium, llvmpipe) counts as none: plotly's WebGL traces can
+// come out blank there.
 const HAS_WEBGL = (() => {
   try {
-    const c = document.createElement("canvas");
-    return Boolean(c.getContext("webgl2") || c.getContext("webgl"));
+    const gl = document.createElement("canvas").getContext("webgl");
+    if (!gl) return false;
+    const info = gl.getExtension("WEBGL_debug_renderer_info");
+    const renderer = String(info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER));
+    return !/swiftshader|llvmpipe|softpipe|software|basic render/i.test(renderer);
   } catch (error) {
     return false;
   }
