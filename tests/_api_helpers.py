@@ -75,16 +75,19 @@ def validation_frames(targets: list[str], atlases: list[str], levels: list[str],
                "median_rho_cytosig": float(rng.uniform()), "median_rho_secact": float(rng.uniform()),
                "statistic": float(rng.uniform(0, 100)), "pvalue": float(rng.uniform())}
               for a in atlases for lev in levels]
-    cross = [{"signature_set": "cytosig", "signature": t, "level": lev, "atlas_a": atlases[0], "atlas_b": atlases[1],
-              "n_cell_types": int(rng.integers(3, 9)), "r": float(rng.uniform(-1, 1)), "reason": ""}
-             for t in targets for lev in levels]
-    conservation = [{"signature_set": "cytosig", "signature": t, "n_pairs": 1, "n_pairs_r07": int(rng.integers(0, 2)),
-                     "n_pairs_r05": 1, "conservation": str(rng.choice(["conserved", "moderate", "not conserved"]))}
-                    for t in targets]
+    cross = [{"signature_set": "cytosig", "signature": t, "level": lev, "resolution": res, "atlas_a": atlases[0],
+              "atlas_b": atlases[1], "n_cell_types": int(rng.integers(3, 9)), "r": float(rng.uniform(-1, 1)),
+              "reason": ""}
+             for t in targets for lev in levels for res in ("fine", "lineage")]
+    conservation = [{"signature_set": "cytosig", "signature": t, "resolution": res, "n_pairs": 1,
+                     "n_pairs_r07": int(rng.integers(0, 2)), "n_pairs_r05": 1,
+                     "conservation": str(rng.choice(["conserved", "moderate", "not conserved"]))}
+                    for t in targets for res in ("fine", "lineage")]
     consistency = [{"signature_set": "cytosig", "target": t, "n_atlases": len(atlases),
                     "n_positive": int(rng.integers(0, 3)), "tier": str(rng.choice(["high", "medium", "low"]))}
                    for t in targets]
-    matches = [{"atlas": a, "level": "L1", "cell_type": c, "harmonised": c.lower().replace(" ", "_")}
+    matches = [{"atlas": a, "level": "L1", "cell_type": c, "cl_id": "", "cl_name": c.lower().replace(" ", "_"),
+                "source": "registry"}
                for a in atlases for c in ("B cells", "Myeloid", "NK cells", "T cells")]
     return {"rho": rho, "summary": summary, "cytosig_vs_secact": versus, "cross_atlas": cross,
             "conservation": conservation, "consistency": consistency, "cell_type_matches": matches}
@@ -186,7 +189,7 @@ def compare_frames(atlases: list[str], levels: list[str], seed: int = 0, by: str
                     if signature == "TNFA" and cell_type.startswith("B"):
                         p = np.nan  # e.g. a constant activity
                     base = {"atlas": atlas, "level": level, "signature_set": "cytosig", "cell_type": cell_type,
-                            "harmonised": harmonised, "signature": signature}
+                            "cl_id": "", "cl_name": harmonised, "signature": signature}
                     differential.append({**base, "by": by, "group": "treated", "reference": "untreated",
                                          "contrast": "treated vs untreated", "test": "ols", "covariates": "age,sex",
                                          "paired": False, "n_group": int(rng.integers(3, 12)),
@@ -206,19 +209,22 @@ def compare_frames(atlases: list[str], levels: list[str], seed: int = 0, by: str
     meta = []
     for analysis, frame in tables.items():
         for (level, sset, harmonised, signature, col, contrast), part in frame.groupby(
-                ["level", "signature_set", "harmonised", "signature", "by", "contrast"], sort=True):
+                ["level", "signature_set", "cl_name", "signature", "by", "contrast"], sort=True):
             if part["atlas"].nunique() < 2:
                 continue
             effect = float(part["effect"].mean())
-            meta.append({"analysis": analysis, "level": level, "signature_set": sset, "harmonised": harmonised,
+            labels = "; ".join(f"{a}: {c}" for a, c in sorted(set(zip(part["atlas"], part["cell_type"], strict=True))))
+            meta.append({"analysis": analysis, "level": level, "signature_set": sset, "resolution": "fine", "cl_id": "",
+                         "cl_name": harmonised, "labels": labels,
                          "signature": signature, "by": col, "contrast": contrast, "n_atlases": part["atlas"].nunique(),
                          "atlases": ",".join(sorted(part["atlas"].unique())), "effect": effect, "se": 0.2,
                          "ci_low": effect - 0.392, "ci_high": effect + 0.392, "pvalue": float(rng.uniform()),
                          "fdr": float(rng.uniform()), "tau2": float(rng.uniform(0, 0.1)), "q": float(rng.uniform(0, 3)),
                          "q_pvalue": float(rng.uniform()), "i2": float(rng.uniform(0, 100)),
                          "sign_agreement": float(np.mean(np.sign(part["effect"]) == np.sign(effect)))})
-    tables["meta"] = pd.DataFrame(meta, columns=["analysis", "level", "signature_set", "harmonised", "signature", "by",
-                                                 "contrast", "n_atlases", "atlases", "effect", "se", "ci_low",
+    tables["meta"] = pd.DataFrame(meta, columns=["analysis", "level", "signature_set", "resolution", "cl_id",
+                                                 "cl_name", "labels", "signature", "by", "contrast", "n_atlases",
+                                                 "atlases", "effect", "se", "ci_low",
                                                  "ci_high", "pvalue", "fdr", "tau2", "q", "q_pvalue", "i2",
                                                  "sign_agreement"])
     tables["untestable"] = pd.DataFrame(untestable, columns=["atlas", "level", "signature_set", "cell_type", "analysis",

@@ -22,14 +22,15 @@ def validation_dir(path: Path) -> Path:
         "cytosig_vs_secact": pd.DataFrame([{"atlas": "alpha", "level": "L2", "n_shared": 1, "statistic": 0.0,
                                             "pvalue": 1.0}]),
         "cross_atlas": pd.DataFrame([{"signature_set": "cytosig", "signature": "IFNG", "level": "L2",
-                                      "atlas_a": "alpha", "atlas_b": "beta", "n_cell_types": 3, "r": 0.8,
-                                      "reason": ""}]),
-        "conservation": pd.DataFrame([{"signature_set": "cytosig", "signature": "IFNG", "n_pairs": 1,
-                                       "median_r": 0.8, "conservation": "conserved", "reason": ""}]),
+                                      "resolution": "fine", "atlas_a": "alpha", "atlas_b": "beta",
+                                      "n_cell_types": 3, "r": 0.8, "reason": ""}]),
+        "conservation": pd.DataFrame([{"signature_set": "cytosig", "signature": "IFNG", "resolution": "fine",
+                                       "n_pairs": 1, "median_r": 0.8, "conservation": "conserved", "reason": ""}]),
         "consistency": pd.DataFrame([{"signature_set": "cytosig", "target": "IFNG", "n_atlases": 1,
                                       "tier": "all"}]),
         "cell_type_matches": pd.DataFrame([{"atlas": "alpha", "level": "L2", "cell_type": "CD4 T",
-                                            "harmonised": "CD4 T", "source": "shared name"}]),
+                                            "cl_id": "CL:0000624", "cl_name": "CD4-positive, alpha-beta T cell",
+                                            "source": "rule", "context": "", "candidates": ""}]),
     }
     path.mkdir(parents=True)
     for name, df in tables.items():

@@ -245,6 +245,8 @@ def test_validation_filters(client: TestClient, api_results: Path) -> None:
     assert len(rows) == len(want) == 1 and rows[0]["rho"] == want["rho"].iloc[0]
     cross = client.get("/api/v1/cross-atlas", params={"atlas": "beta", "signature": "IL4"}).json()["rows"]
     assert cross and all(x["signature"] == "IL4" and "beta" in (x["atlas_a"], x["atlas_b"]) for x in cross)
+    lineage = client.get("/api/v1/cross-atlas", params={"signature": "IL4", "resolution": "lineage"}).json()["rows"]
+    assert lineage and {x["resolution"] for x in lineage} == {"lineage"} and len(lineage) * 2 == len(cross)
     assert client.get("/api/v1/validation/rho", params={"atlas": "gamma"}).status_code == 404
 
 

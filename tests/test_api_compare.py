@@ -74,7 +74,7 @@ def test_types_follow_the_contract(client: TestClient) -> None:
     row = _all(client, "/api/v1/compare/differential", signature="IL10", cell_type="Myeloid", atlas="alpha")[0]
     assert row["paired"] is False and isinstance(row["n_group"], int) and isinstance(row["effect"], float)
     assert row["covariates"] == "age,sex" and row["test"] == "ols"
-    meta = _all(client, "/api/v1/compare/meta", harmonised="myeloid", signature="IL10", level="L1",
+    meta = _all(client, "/api/v1/compare/meta", cl_name="myeloid", signature="IL10", level="L1",
                 analysis="differential")
     assert len(meta) == 1 and meta[0]["n_atlases"] == 2 and meta[0]["atlases"] == "alpha,beta"
 
@@ -84,11 +84,11 @@ def test_types_follow_the_contract(client: TestClient) -> None:
 @pytest.mark.parametrize(("name", "params"), [
     ("differential", {"atlas": "beta", "level": "L1"}),
     ("differential", {"cell_type": "Myeloid", "signature": "IL10"}),
-    ("differential", {"harmonised": "myeloid", "level": "L2", "by": "treatment", "contrast": "treated vs untreated"}),
+    ("differential", {"cl_name": "myeloid", "level": "L2", "by": "treatment", "contrast": "treated vs untreated"}),
     ("differential", {"fdr_max": 0.2}),
     ("differential", {"fdr_max": 0.0, "test": "ols"}),
     ("association", {"atlas": "alpha", "signature_set": "cytosig", "fdr_max": 0.5}),
-    ("association", {"by": "bmi", "harmonised": "nk"}),
+    ("association", {"by": "bmi", "cl_name": "nk"}),
     ("meta", {"analysis": "association", "signature": "IFNG"}),
     ("meta", {"level": "L2", "fdr_max": 0.3}),
     ("untestable", {"analysis": "differential", "atlas": "beta"}),
@@ -196,7 +196,7 @@ def test_openapi_examples_come_from_the_comparisons(client: TestClient) -> None:
     spec = client.get("/api/v1/openapi.json").json()
     params = {p["name"]: p for p in spec["paths"]["/api/v1/compare/differential"]["get"]["parameters"]}
     assert params["by"]["example"] == "treatment" and params["contrast"]["example"] == "treated vs untreated"
-    assert params["harmonised"]["example"] == "b" and params["test"]["example"] == "ols"
+    assert params["cl_name"]["example"] == "b" and params["test"]["example"] == "ols"
     assert params["fdr_max"]["schema"]["anyOf"][0]["maximum"] == 1
     assert "cell_type" not in {p["name"] for p in spec["paths"]["/api/v1/compare/meta"]["get"]["parameters"]}
 

@@ -295,7 +295,7 @@ def test_demo_builds_two_atlases_validates_and_reports(tmp_path, capsys):
     # the two atlases validated together, and the report
     assert out / "validation" / "cross_atlas.parquet" in printed and printed[-1] == out / "validation" / "report.html"
     matches = pd.read_csv(out / "validation" / "cell_type_matches.csv", keep_default_na=False)
-    assert matches.loc[matches["cell_type"] == "T-unconv", "harmonised"].unique().tolist() == ["Unconventional T"]
+    assert matches.loc[matches["cell_type"] == "T-unconv", "cl_id"].unique().tolist() == ["CL:0002419"]
     mtimes = {n: (out / f"{n}_atlas.h5ad").stat().st_mtime_ns for n in ("demo", "demo2")}
     assert main(["-q", "demo", "--out", str(out), "--n-cells", "4000", "--n-bootstrap", "5"]) == 0
     assert {n: (out / f"{n}_atlas.h5ad").stat().st_mtime_ns for n in mtimes} == mtimes  # reused, not rebuilt

@@ -28,7 +28,7 @@ def _table(out: Path, name: str) -> pd.DataFrame:
 
 
 def _planted(frame: pd.DataFrame, signature: str, harmonised: str) -> pd.Series:
-    return (frame["signature"] == signature) & (frame["harmonised"] == harmonised)
+    return (frame["signature"] == signature) & (frame["cl_name"] == harmonised)
 
 
 @pytest.mark.parametrize(("table", "contrast", "signature", "cell_type"), [
@@ -40,7 +40,7 @@ def test_the_planted_effect_is_found_and_little_else(compared, table, contrast, 
     frame = frame[frame["contrast"] == contrast]
     assert set(frame["atlas"]) == {"demo", "demo2"}
     # the planted L2 type as named in `demo`; `demo2` names it in its own vocabulary, matched by harmonisation
-    harmonised = frame.loc[(frame["atlas"] == "demo") & (frame["cell_type"] == cell_type), "harmonised"].iloc[0]
+    harmonised = frame.loc[(frame["atlas"] == "demo") & (frame["cell_type"] == cell_type), "cl_name"].iloc[0]
     for atlas, part in frame.groupby("atlas"):
         hit = _planted(part, signature, harmonised)
         assert hit.sum() == 1, atlas
@@ -57,8 +57,8 @@ def test_the_meta_analysis_finds_it_in_both_atlases(compared) -> None:
     meta = _table(compared, "meta")
     differential = _table(compared, "differential")
     monocytes = differential.loc[(differential["atlas"] == "demo") & (differential["cell_type"] == "Monocytes"),
-                                 "harmonised"].iloc[0]
-    part = meta[(meta["analysis"] == "differential") & (meta["contrast"] == CONTRAST)]
+                                 "cl_name"].iloc[0]
+    part = meta[(meta["analysis"] == "differential") & (meta["contrast"] == CONTRAST) & (meta["resolution"] == "fine")]
     row = part[_planted(part, "IL10", monocytes)].iloc[0]
     assert row["n_atlases"] == 2 and row["sign_agreement"] == 1.0 and row["effect"] > 0
     assert row["fdr"] == part["fdr"].min() and row["fdr"] < 0.01

@@ -25,13 +25,15 @@ ATLASES = {"alpha": {"CD4 T": "CD4 T", "Monocytes": "Monocytes", "NK": "NK"},
 SIGNATURES = ["IFNG", "IL10", "IL6", "TGFB1", "TNF"]
 CONTRAST = "treated vs untreated"
 UNTESTABLE_REASON = "fewer than 3 donors in group treated"
-DIFFERENTIAL = ["atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "group", "reference",
-                "contrast", "test", "covariates", "paired", "n_group", "n_reference", "mean_group", "mean_reference",
-                "effect", "se", "ci_low", "ci_high", "statistic", "pvalue", "fdr", "fdr_cell_type"]
-ASSOCIATION = ["atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "contrast", "test",
-               "covariates", "n", "effect", "se", "ci_low", "ci_high", "statistic", "pvalue", "fdr", "fdr_cell_type"]
-META = ["analysis", "level", "signature_set", "harmonised", "signature", "by", "contrast", "n_atlases", "atlases",
-        "effect", "se", "ci_low", "ci_high", "pvalue", "fdr", "tau2", "q", "q_pvalue", "i2", "sign_agreement"]
+DIFFERENTIAL = ["atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "signature", "by", "group",
+                "reference", "contrast", "test", "covariates", "paired", "n_group", "n_reference", "mean_group",
+                "mean_reference", "effect", "se", "ci_low", "ci_high", "statistic", "pvalue", "fdr", "fdr_cell_type"]
+ASSOCIATION = ["atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "signature", "by", "contrast",
+               "test", "covariates", "n", "effect", "se", "ci_low", "ci_high", "statistic", "pvalue", "fdr",
+               "fdr_cell_type"]
+META = ["analysis", "level", "signature_set", "resolution", "cl_id", "cl_name", "signature", "by", "contrast",
+        "n_atlases", "atlases", "labels", "effect", "se", "ci_low", "ci_high", "pvalue", "fdr", "tau2", "q",
+        "q_pvalue", "i2", "sign_agreement"]
 UNTESTABLE = ["atlas", "level", "signature_set", "cell_type", "analysis", "by", "contrast", "n_group", "n_reference",
               "reason"]
 
@@ -47,7 +49,7 @@ def _rows(analysis: str, rng: np.random.Generator) -> pd.DataFrame:
                 se = 0.2 + 0.05 * rng.random()
                 effect = (2.5 if (sig, harmonised) == planted else 0.0) + rng.normal(0, 0.15)
                 rows.append({"atlas": atlas, "level": "L2", "signature_set": "cytosig", "cell_type": cell_type,
-                             "harmonised": harmonised, "signature": sig, "effect": effect, "se": se})
+                             "cl_id": "", "cl_name": harmonised, "signature": sig, "effect": effect, "se": se})
     df = pd.DataFrame(rows)
     df["statistic"] = df["effect"] / df["se"]
     df["pvalue"] = 2 * stats.norm.sf(np.abs(df["statistic"]))
@@ -67,12 +69,14 @@ def _meta(rows: pd.DataFrame, analysis: str) -> pd.DataFrame:
     """Fixed-weight pooled effect per harmonised type x signature (numbers for drawing; the statistics are
     contract B's and tested there)."""
     out = []
-    for (harmonised, sig), g in rows.groupby(["harmonised", "signature"], sort=True):
+    for (harmonised, sig), g in rows.groupby(["cl_name", "signature"], sort=True):
         w = 1 / g["se"].to_numpy() ** 2
         effect = float((w * g["effect"]).sum() / w.sum())
         se = float(np.sqrt(1 / w.sum()))
         q = float((w * (g["effect"] - effect) ** 2).sum())
-        out.append({"analysis": analysis, "level": "L2", "signature_set": "cytosig", "harmonised": harmonised,
+        out.append({"analysis": analysis, "level": "L2", "signature_set": "cytosig", "resolution": "fine",
+                    "cl_id": "", "cl_name": harmonised,
+                    "labels": "; ".join(f"{a}: {c}" for a, c in sorted(zip(g["atlas"], g["cell_type"], strict=True))),
                     "signature": sig, "by": rows["by"].iloc[0], "contrast": rows["contrast"].iloc[0],
                     "n_atlases": len(g), "atlases": ",".join(sorted(g["atlas"])), "effect": effect, "se": se,
                     "ci_low": effect - 1.96 * se, "ci_high": effect + 1.96 * se,
@@ -170,7 +174,7 @@ def test_a_secact_sized_volcano_stays_fast_and_small(tmp_path: Path) -> None:
                        "cell_type": np.repeat([f"type {i}" for i in range(n_ct)], n_sig),
                        "signature": np.tile([f"S{i:04d}" for i in range(n_sig)], n_ct), "by": "treatment",
                        "contrast": CONTRAST, "effect": rng.normal(0, 1, n_sig * n_ct)})
-    df["harmonised"] = df["cell_type"]
+    df["cl_name"] = df["cell_type"]
     df["pvalue"] = rng.uniform(0, 1, len(df)) ** 3
     df["fdr"] = stats.false_discovery_control(df["pvalue"])
     df["ci_low"], df["ci_high"] = df["effect"] - 0.5, df["effect"] + 0.5

@@ -30,16 +30,16 @@ from cytoatlas.io.tables import read_parquet
 
 # the contract's columns, written out again here (not imported) so that a change to them fails this test
 CONTRACT = {
-    "differential": ["atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "group",
+    "differential": ["atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "signature", "by", "group",
                      "reference", "contrast", "test", "covariates", "paired", "n_group", "n_reference", "mean_group",
                      "mean_reference", "effect", "se", "ci_low", "ci_high", "statistic", "pvalue", "fdr",
                      "fdr_cell_type"],
-    "association": ["atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "contrast",
-                    "test", "covariates", "n", "effect", "se", "ci_low", "ci_high", "statistic", "pvalue", "fdr",
-                    "fdr_cell_type"],
-    "meta": ["analysis", "level", "signature_set", "harmonised", "signature", "by", "contrast", "n_atlases",
-             "atlases", "effect", "se", "ci_low", "ci_high", "pvalue", "fdr", "tau2", "q", "q_pvalue", "i2",
-             "sign_agreement"],
+    "association": ["atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "signature", "by",
+                    "contrast", "test", "covariates", "n", "effect", "se", "ci_low", "ci_high", "statistic",
+                    "pvalue", "fdr", "fdr_cell_type"],
+    "meta": ["analysis", "level", "signature_set", "resolution", "cl_id", "cl_name", "signature", "by", "contrast",
+             "n_atlases", "atlases", "labels", "effect", "se", "ci_low", "ci_high", "pvalue", "fdr", "tau2", "q",
+             "q_pvalue", "i2", "sign_agreement"],
     "untestable": ["atlas", "level", "signature_set", "cell_type", "analysis", "by", "contrast", "n_group",
                    "n_reference", "reason"],
 }
@@ -85,11 +85,12 @@ def test_tables_follow_the_contract(compared: Path) -> None:
     alpha = diff[diff["atlas"] == "alpha"]
     assert set(alpha["n_group"] + alpha["n_reference"]) == {14}
     assert set(diff["contrast"]) == {"treated vs untreated"} and set(diff["covariates"]) == {"age"}
-    keys = ["atlas", "level", "signature_set", "cell_type", "harmonised", "signature"]
+    keys = ["atlas", "level", "signature_set", "cell_type", "signature"]
     assert diff[keys].equals(diff[keys].sort_values(keys, ignore_index=True))
-    assert dict(zip(diff["cell_type"], diff["harmonised"], strict=True)) == {
-        "B cells": "B", "B": "B", "CD14 Monocytes": "CD14 Monocyte", "Classical monocytes": "CD14 Monocyte",
-        "CD4 T cells": "CD4 T", "CD4+ T": "CD4 T"}
+    # each label's own Cell Ontology term: two vocabularies, the same terms
+    assert dict(zip(diff["cell_type"], diff["cl_id"], strict=True)) == {
+        "B cells": "CL:0000236", "B": "CL:0000236", "CD14 Monocytes": "CL:0000860",
+        "Classical monocytes": "CL:0000860", "CD4 T cells": "CL:0000624", "CD4+ T": "CL:0000624"}
     assert len(tables["untestable"]) == 0
 
 
@@ -109,14 +110,19 @@ def test_planted_effects_have_the_smallest_fdr(compared: Path) -> None:
         # unplanted rows: noise, found at most at the 5 % rate (one row allowed in these small tables)
         assert (others["fdr"] < 0.05).sum() <= max(1, 0.05 * len(others))
     meta = tables["meta"]
-    assert len(meta) == 2 * 3 * len(SIGNATURES)  # both analyses, every shared cell type, every signature
-    top = meta[meta["analysis"] == "differential"].sort_values("pvalue").iloc[0]
-    assert (top["harmonised"], top["signature"], top["n_atlases"], top["atlases"]) == \
-        ("CD14 Monocyte", PLANTED[0], 2, "alpha,beta")
+    # both analyses, every shared cell type, every signature, at the fine and the lineage resolution
+    assert len(meta) == 2 * 2 * 3 * len(SIGNATURES)
+    fine = meta[meta["resolution"] == "fine"]
+    top = fine[fine["analysis"] == "differential"].sort_values("pvalue").iloc[0]
+    assert (top["cl_name"], top["signature"], top["n_atlases"], top["atlases"]) == \
+        ("classical monocyte", PLANTED[0], 2, "alpha,beta")
+    assert top["labels"] == "alpha: CD14 Monocytes; beta: Classical monocytes"
+    lineage = meta[(meta["resolution"] == "lineage") & (meta["analysis"] == "differential")]
+    assert lineage.sort_values("pvalue").iloc[0]["cl_name"] == "monocyte"
     assert top["sign_agreement"] == 1.0 and top["effect"] > 0 and top["fdr"] < 1e-3
     assert ((meta["i2"] >= 0) & (meta["i2"] <= 100)).all() and (meta["tau2"] >= 0).all()
-    top = meta[meta["analysis"] == "association"].sort_values("pvalue").iloc[0]
-    assert (top["harmonised"], top["signature"], top["contrast"]) == ("CD4 T", SLOPE[0], "bmi")
+    top = fine[fine["analysis"] == "association"].sort_values("pvalue").iloc[0]
+    assert (top["cl_name"], top["signature"], top["contrast"]) == ("CD4-positive, alpha-beta T cell", SLOPE[0], "bmi")
 
 
 def test_the_manifest_records_tables_parameters_and_inputs(compared: Path, results: Path) -> None:
@@ -254,5 +260,22 @@ def test_compare_reads_the_pipelines_activity_files(demo_h5ad: Path, tmp_path: P
                                                                 if k in set(rows["cell_type"])}
         assert np.isfinite(rows["pvalue"]).all()
     pooled = assoc[assoc["level"] == "donor_only"]
-    assert set(pooled["cell_type"]) == {"all"} and set(pooled["harmonised"]) == {""}
+    assert set(pooled["cell_type"]) == {"all"} and set(pooled["cl_name"]) == {""}
     assert json.loads((out / "manifest.json").read_text())["outputs"]["association.parquet"]["step"] == "compare"
+
+
+def test_dendritic_cells_named_two_ways_pool_in_the_meta_analysis(tmp_path: Path) -> None:
+    # one atlas says "Dendritic cells", the other "Conventional dendritic cell" (a child term in CL): they meet at
+    # dendritic cell, the finest term both hold, and are pooled; a shared name table kept them apart
+    atlases = {"gamma": (12, 3, ["Dendritic cells", "CD14 Monocytes", "CD4 T cells"]),
+               "delta": (12, 4, ["Conventional dendritic cell", "Classical monocytes", "CD4+ T"])}
+    for name, (n_donors, seed, cell_types) in atlases.items():
+        write_atlas(tmp_path, name, n_donors, seed, cell_types, Planted(cell_types[1], cell_types[2]))
+    out = tmp_path / "cmp"
+    cytoatlas.compare(list(atlases), out, results=tmp_path, **OPTIONS)
+    meta = _tables(out)["meta"]
+    fine = meta[(meta["resolution"] == "fine") & (meta["analysis"] == "association")]
+    assert set(fine["cl_name"]) == {"dendritic cell", "classical monocyte", "CD4-positive, alpha-beta T cell"}
+    dc = fine[fine["cl_id"] == "CL:0000451"]
+    assert len(dc) == len(SIGNATURES) and set(dc["n_atlases"]) == {2}
+    assert set(dc["labels"]) == {"delta: Conventional dendritic cell; gamma: Dendritic cells"}

@@ -309,16 +309,19 @@ def test_dersimonian_laird_matches_the_hand_computation(effects, se) -> None:
         assert raw < 0 and got["tau2"] == 0.0 and got["i2"] == 0.0
 
 
-def test_meta_table_pools_atlases_of_one_harmonised_type() -> None:
+def test_meta_table_pools_atlases_of_one_cell_type_unit() -> None:
     base = {"analysis": "differential", "signature_set": "cytosig", "signature": "IL10", "by": "treatment",
-            "contrast": "treated vs untreated"}
+            "contrast": "treated vs untreated", "resolution": "fine"}
+    mono = {"cl_id": "CL:0000860", "cl_name": "classical monocyte"}
     rows = pd.DataFrame([
-        {**base, "atlas": "a", "level": "L2", "harmonised": "CD14 Monocyte", "effect": 1.0, "se": 0.2},
-        {**base, "atlas": "b", "level": "l2", "harmonised": "CD14 Monocyte", "effect": 0.6, "se": 0.3},
-        {**base, "atlas": "b", "level": "l2", "harmonised": "CD14 Monocyte", "effect": 0.8, "se": 0.1},
-        {**base, "atlas": "c", "level": "L2", "harmonised": "CD14 Monocyte", "effect": -0.2, "se": 0.4},
-        {**base, "atlas": "a", "level": "L2", "harmonised": "B", "effect": 0.3, "se": 0.2},  # only in one atlas
-        {**base, "atlas": "b", "level": "L2", "harmonised": "", "effect": 0.3, "se": 0.2},   # unmatched
+        {**base, **mono, "atlas": "a", "level": "L2", "cell_type": "CD14 Mono", "effect": 1.0, "se": 0.2},
+        {**base, **mono, "atlas": "b", "level": "l2", "cell_type": "Mono_classical", "effect": 0.6, "se": 0.3},
+        {**base, **mono, "atlas": "b", "level": "l2", "cell_type": "M05_Mo_CD14", "effect": 0.8, "se": 0.1},
+        {**base, **mono, "atlas": "c", "level": "L2", "cell_type": "Classical monocytes", "effect": -0.2, "se": 0.4},
+        {**base, "cl_id": "CL:0000236", "cl_name": "B cell", "atlas": "a", "level": "L2", "cell_type": "B",
+         "effect": 0.3, "se": 0.2},  # only in one atlas
+        {**base, "cl_id": "", "cl_name": "", "atlas": "b", "level": "L2", "cell_type": "odd", "effect": 0.3,
+         "se": 0.2},  # unmatched
     ])
     rows["pvalue"] = 2 * ss.norm.sf(np.abs(rows["effect"] / rows["se"]))  # normal tests: SEs taken as they are
     meta = meta_analysis(rows)
@@ -328,6 +331,8 @@ def test_meta_table_pools_atlases_of_one_harmonised_type() -> None:
     want = _hand_dl(np.array([1.0, 0.7, -0.2]), np.array([0.2, 0.2, 0.4]))
     assert r["effect"] == pytest.approx(want["effect"], rel=1e-10)
     assert (r["n_atlases"], r["atlases"], r["level"]) == (3, "a,b,c", "L2")
+    assert (r["cl_id"], r["resolution"]) == ("CL:0000860", "fine")
+    assert r["labels"] == "a: CD14 Mono; b: M05_Mo_CD14+Mono_classical; c: Classical monocytes"
     assert r["sign_agreement"] == pytest.approx(2 / 3)
 
 
@@ -337,8 +342,8 @@ def test_an_atlas_with_few_donors_is_pooled_with_the_se_its_own_test_implies() -
     t, df, se = np.array([-8.85, -0.5555]), np.array([3, 1]), np.array([0.03992, 0.2641])
     effect, p = t * se, 2 * ss.t.sf(np.abs(t), df)
     base = {"analysis": "association", "level": "L2", "signature_set": "cytosig", "signature": "IL2", "by": "bmi",
-            "contrast": "bmi", "harmonised": "Plasma"}
-    rows = pd.DataFrame([{**base, "atlas": a, "effect": e, "se": s, "pvalue": q}
+            "contrast": "bmi", "resolution": "fine", "cl_id": "CL:0000786", "cl_name": "plasma cell"}
+    rows = pd.DataFrame([{**base, "atlas": a, "cell_type": "Plasma", "effect": e, "se": s, "pvalue": q}
                          for a, e, s, q in zip("ab", effect, se, p, strict=True)])
     r = meta_analysis(rows).iloc[0]
     implied = np.abs(effect) / ss.norm.isf(p / 2)  # the normal test's SE that gives each atlas' own p

@@ -92,7 +92,7 @@ def test_the_compare_tab_draws_the_volcano_and_a_points_forest(server: str) -> N
         forest = {t["name"]: t for t in _traces(page, "compare-forest")}
         assert forest["per atlas"]["y"] == ["alpha · Myeloid", "beta · Myeloid"]
         meta = _api(server, "/compare/meta", analysis="differential", level="L1", by="treatment",
-                    contrast=CONTRAST, harmonised="myeloid", signature="IL10")
+                    contrast=CONTRAST, cl_name="myeloid", signature="IL10")
         assert forest["pooled"]["x"] == [meta[0]["effect"]] and forest["pooled"]["y"] == ["pooled (DL, 2 atlases)"]
         page.screenshot(path=str(ARTIFACTS / "web_compare_volcano.png"), full_page=True)
 
@@ -107,13 +107,13 @@ def test_the_compare_tab_draws_the_volcano_and_a_points_forest(server: str) -> N
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         _wait(page, f'#compare-forest[data-drawn="differential|L1|cytosig|{CONTRAST}|t|IFNG"] .main-svg')
         across = _api(server, "/compare/differential", level="L1", signature_set="cytosig", by="treatment",
-                      contrast=CONTRAST, harmonised="t", signature="IFNG")
+                      contrast=CONTRAST, cl_name="t", signature="IFNG")
         forest = {t["name"]: t for t in _traces(page, "compare-forest")}
         assert forest["per atlas"]["y"] == [f"{r['atlas']} · {r['cell_type']}" for r in across]
         assert [r["atlas"] for r in across] == ["alpha", "beta"]
         assert forest["per atlas"]["x"] == [r["effect"] for r in across]
         meta = _api(server, "/compare/meta", analysis="differential", level="L1", by="treatment",
-                    contrast=CONTRAST, harmonised="t", signature="IFNG")
+                    contrast=CONTRAST, cl_name="t", signature="IFNG")
         assert forest["pooled"]["x"] == [meta[0]["effect"]]
         state = _hash(page)
         assert {k: state.get(k) for k in ("view", "analysis", "by", "contrast", "atlas", "level", "set",

@@ -26,10 +26,12 @@ CONTRACT = {
     "summary": ["atlas", "level", "signature_set", "n_targets", "median_rho", "pct_positive", "n_significant"],
     "cytosig_vs_secact": ["atlas", "level", "n_shared", "median_rho_cytosig", "median_rho_secact", "statistic",
                           "pvalue"],
-    "cross_atlas": ["signature_set", "signature", "level", "atlas_a", "atlas_b", "n_cell_types", "r", "reason"],
-    "conservation": ["signature_set", "signature", "n_pairs", "n_pairs_r07", "n_pairs_r05", "conservation"],
+    "cross_atlas": ["signature_set", "signature", "level", "resolution", "atlas_a", "atlas_b", "n_cell_types", "r",
+                    "reason"],
+    "conservation": ["signature_set", "signature", "resolution", "n_pairs", "n_pairs_r07", "n_pairs_r05",
+                     "conservation"],
     "consistency": ["signature_set", "target", "n_atlases", "n_positive", "tier"],
-    "cell_type_matches": ["atlas", "level", "cell_type", "harmonised"],
+    "cell_type_matches": ["atlas", "level", "cell_type", "cl_id", "cl_name", "source"],
 }
 PLANTED = {cytokine: l2 for cytokine, l2, _, _ in _PLANTED}
 # the planted conditions (IL10 in treated donors' monocytes, IL6 along bmi in CD4 T cells) are no unplanted targets
@@ -104,9 +106,15 @@ def test_planted_signatures_are_conserved_and_unplanted_are_not(validated: Path)
     cross = _table(validated, "cross_atlas")
     cyto = cross[cross["signature_set"] == "cytosig"]
     assert set(cyto["level"]) == {"L2", "L3"}  # donor_only has no cell types to match
-    assert (cyto["reason"] == "").all() and (cyto["n_cell_types"] >= 9).all()
+    fine = cyto["resolution"] == "fine"
+    # fine: every L2 type and 17 L3 types both atlases hold; lineage: fewer, coarser units (L3 monocytes pooled)
+    assert (cyto["reason"] == "").all() and (cyto.loc[fine, "n_cell_types"] >= 9).all()
+    assert (cyto.loc[~fine, "n_cell_types"] >= 8).all()
+    assert (cyto.loc[fine & (cyto["level"] == "L3"), "n_cell_types"] > cyto.loc[~fine & (cyto["level"] == "L3"),
+                                                                                 "n_cell_types"].max()).all()
     cons = _table(validated, "conservation")
-    cons = cons[cons["signature_set"] == "cytosig"].set_index("signature")
+    assert set(cons["resolution"]) == {"fine", "lineage"}
+    cons = cons[(cons["signature_set"] == "cytosig") & (cons["resolution"] == "fine")].set_index("signature")
     for cytokine in PLANTED:
         assert cons.loc[cytokine, "conservation"] == "conserved", cytokine
         assert cons.loc[cytokine, "n_pairs_r07"] == cons.loc[cytokine, "n_pairs"] == 2
@@ -123,13 +131,17 @@ def test_planted_signatures_are_conserved_and_unplanted_are_not(validated: Path)
 def test_cell_types_are_matched_across_vocabularies(validated: Path) -> None:
     m = _table(validated, "cell_type_matches")
     for level in ("L2", "L3"):
-        a = set(m[(m["atlas"] == "demo") & (m["level"] == level)]["harmonised"])
-        b = set(m[(m["atlas"] == "demo2") & (m["level"] == level)]["harmonised"])
-        assert a == b and "" not in a
+        # every label of both vocabularies has a CL term; the two atlases hold the same terms, but for the one
+        # label demo2's registry maps by ID (mature T cell), where demo's "Unconventional T" reads as T cell
+        a = m[(m["atlas"] == "demo") & (m["level"] == level)]
+        b = m[(m["atlas"] == "demo2") & (m["level"] == level)]
+        assert (a["source"] != "none").all() and (b["source"] != "none").all()
+        assert set(a.loc[a["cell_type"] != "Unconventional T", "cl_id"]) == set(b.loc[b["cell_type"] != "T-unconv",
+                                                                                        "cl_id"])
     unconv = m[(m["atlas"] == "demo2") & (m["cell_type"] == "T-unconv")]
-    assert set(unconv["harmonised"]) == {"Unconventional T"} and set(unconv["source"]) == {"registry"}
+    assert set(unconv["cl_id"]) == {"CL:0002419"} and set(unconv["source"]) == {"registry"}
     donor_only = m[m["level"] == "donor_only"]
-    assert set(donor_only["cell_type"]) == {"all"} and set(donor_only["harmonised"]) == {""}
+    assert set(donor_only["cell_type"]) == {"all"} and set(donor_only["cl_id"]) == {""}
 
 
 def test_cytosig_vs_secact_is_a_paired_wilcoxon(validated: Path) -> None:
@@ -236,7 +248,7 @@ def test_cli_validate_and_report(demo_pair, tmp_path: Path, capsys) -> None:
     assert set(rho.loc[rho["target"] == "IFN1", "gene"]) == {"IFNB1"}
     assert (rho["rho_ci_low"] == "").all()  # no resamples asked for
     m = pd.read_csv(out / "cell_type_matches.csv", keep_default_na=False)
-    assert m.loc[m["cell_type"] == "T-unconv", "harmonised"].tolist() == ["Unconventional T"]
+    assert m.loc[m["cell_type"] == "T-unconv", "cl_name"].tolist() == ["Unconventional T"]
     assert main(["report", "--out", str(out), "--title", "Two demo atlases"]) == 0
     assert "Two demo atlases" in (out / "report.html").read_text()
     # errors: one line, exit 2

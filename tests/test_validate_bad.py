@@ -48,10 +48,11 @@ def test_too_few_samples_are_reported(with_clusters: Path) -> None:
 def test_no_matched_cell_types_are_reported(with_clusters: Path) -> None:
     matches = read_parquet(with_clusters / "cell_type_matches.parquet")
     clusters = matches[matches["atlas"] == "clusters"]
-    assert len(clusters) >= 8 and (clusters["harmonised"] == "").all()  # listed, unmatched
+    assert len(clusters) >= 8 and (clusters["cl_id"] == "").all()  # listed, unmatched
+    assert (clusters["source"] == "none").all() and (clusters["candidates"] != "").all()
     cross = read_parquet(with_clusters / "cross_atlas.parquet")
     with_c = cross[(cross["atlas_a"] == "clusters") | (cross["atlas_b"] == "clusters")]
-    assert len(with_c) == 2 * 43 and (with_c["reason"] == "no matched cell types").all()
+    assert len(with_c) == 2 * 2 * 43 and (with_c["reason"] == "no matched cell types").all()  # x 2 resolutions
     assert (with_c["n_cell_types"] == 0).all() and with_c["r"].isna().all()
     pair = cross[(cross["atlas_a"] == "demo") & (cross["atlas_b"] == "demo2")]
     assert (pair["reason"] == "").sum() >= 40  # the matched pair is compared all the same

@@ -1,5 +1,5 @@
 """Validation building blocks on hand-made data: Spearman as scipy computes it, bootstrap resamples, BH-FDR, the
-target -> gene table, cell-type harmonisation, the independent-level rule and the cross-atlas classes."""
+target -> gene table, the independent-level rule and the cross-atlas classes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 from scipy import stats
 
 from cytoatlas._validate import cross_atlas as xa
-from cytoatlas._validate.harmonise import harmonise
 from cytoatlas._validate.inputs import LevelSet
 from cytoatlas._validate.stats import (
     bh_fdr,
@@ -24,6 +23,7 @@ from cytoatlas._validate.stats import (
 from cytoatlas._validate.summaries import cytosig_vs_secact, summary
 from cytoatlas._validate.targets import target_gene
 from cytoatlas._validate.within import within_atlas
+from cytoatlas.celltypes import map_labels
 
 # hand-picked pairs: ties on one side, on both sides, a perfect and a perfectly reversed order, n = 3, zeros
 CASES = [
@@ -110,29 +110,6 @@ def test_target_genes() -> None:
     names = set(load_signatures("cytosig").signatures)
     genes = [target_gene(t, "cytosig") for t in names]
     assert len(set(genes)) == len(names) and all(g.isupper() or g[0].isdigit() for g in genes)
-
-
-def test_harmonise_matches_vocabularies_and_lists_the_unmatched() -> None:
-    from cytoatlas.demo_atlas import DEMO2_RENAME, _parse_hierarchy
-
-    table, _ = _parse_hierarchy()
-    labels = sorted(set(table.to_numpy().ravel()) - {"Doublets"})
-    a = harmonise(labels).set_index("cell_type")["harmonised"]
-    b = harmonise([DEMO2_RENAME.get(x, x) for x in labels]).set_index("cell_type")["harmonised"]
-    b.index = labels
-    assert (a != "").all()
-    differs = sorted(x for x in labels if a[x] != b[x])
-    assert differs == ["Unconventional T"]  # its other name "T-unconv" reads as plain T: a registry override
-    fixed = harmonise(["T-unconv"], {"T-unconv": "Unconventional T"})
-    assert fixed.loc[0, "harmonised"] == "Unconventional T" and fixed.loc[0, "source"] == "registry"
-    kang = harmonise(["CD14+ Monocytes", "FCGR3A+ Monocytes", "CD4 T cells", "CD8 T cells", "NK cells", "B cells",
-                      "Dendritic cells", "Megakaryocytes"]).set_index("cell_type")["harmonised"]
-    assert kang.to_dict() == {"CD14+ Monocytes": "CD14 Monocyte", "FCGR3A+ Monocytes": "CD16 Monocyte",
-                              "CD4 T cells": "CD4 T", "CD8 T cells": "CD8 T", "NK cells": "NK", "B cells": "B",
-                              "Dendritic cells": "DC", "Megakaryocytes": "Megakaryocyte"}
-    odd = harmonise(["Lung|CD8 TEM", "Cluster 7", "all", "Doublets"], {"Doublets": ""}, separator="|")
-    assert odd["harmonised"].tolist() == ["Lung|CD8 T", "", "", ""]
-    assert odd["source"].tolist() == ["shipped table", "", "unstratified level", "registry"]
 
 
 def _write_level(directory: Path, strata: dict[str, tuple[np.ndarray, np.ndarray]], extra_target: bool = True,
@@ -232,7 +209,12 @@ def test_cross_atlas_rules() -> None:
     d.index = [f"cluster {i}" for i in range(5)]  # nothing shared
     profiles = {"A": {("L1", "cytosig"): a, ("L2", "cytosig"): a}, "B": {("L1", "cytosig"): b, ("L2", "cytosig"): b},
                 "C": {("L1", "cytosig"): c}, "D": {("other", "cytosig"): d}}
-    cross = xa.cross_atlas(profiles, min_cell_types=3)
+    matches = pd.concat([map_labels(frame.index).assign(atlas=atlas, level=level)
+                         for atlas, by in profiles.items() for (level, _), frame in by.items()], ignore_index=True)
+    assert (matches.loc[matches["atlas"] != "D", "source"] != "none").all()
+    cross, units = xa.cross_atlas(profiles, matches, resolutions=("fine",), min_cell_types=3)
+    assert set(units) == {(x, lv, "cytosig") for x, lv in [("A", "L1"), ("A", "L2"), ("B", "L1"), ("B", "L2"),
+                                                           ("C", "L1")]}
     ab = cross[(cross["atlas_a"] == "A") & (cross["atlas_b"] == "B")].set_index(["level", "signature"])
     assert ab.loc[("L1", "S1"), "r"] == pytest.approx(1.0)
     np.testing.assert_allclose(ab.loc[("L1", "S2"), ["r", "pvalue"]].to_numpy(float),
@@ -248,7 +230,7 @@ def test_cross_atlas_rules() -> None:
     assert cons.loc["S3", "n_pairs"] == 0 and cons.loc["S3", "reason"] != ""
     # a single pair decides alone; r > 0.5 (but not 0.7) twice is moderate
     one = pd.DataFrame({"signature_set": "s", "signature": ["x", "y", "y", "z", "z"], "r": [0.8, 0.6, 0.65, 0.9, 0.2],
-                        "reason": ""})
+                        "reason": "", "resolution": "fine"})
     got = xa.conservation(one).set_index("signature")["conservation"].to_dict()
     assert got == {"x": "conserved", "y": "moderate", "z": "not conserved"}
 

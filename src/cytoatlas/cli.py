@@ -198,6 +198,33 @@ def _list(value: str | None) -> list[str] | None:
     return [s.strip() for s in value.split(",") if s.strip()] if value else None
 
 
+def _cell_types(args: argparse.Namespace) -> None:
+    from cytoatlas.celltypes import cell_ontology, lineages, map_labels
+    from cytoatlas.celltypes.units import lineage_of
+
+    labels = list(args.labels)
+    if args.file:
+        try:
+            labels += [ln.strip() for ln in Path(args.file).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise CytoatlasError(f"cannot read labels from {args.file}: {e}") from None
+    if not labels:
+        raise CytoatlasError("give cell-type labels (arguments or --file FILE, one per line)")
+    table = map_labels(labels)
+    short = lineages()
+    print(f"# Cell Ontology {cell_ontology().version} ({cell_ontology().source})")
+    print("label\tcl_id\tcl_name\tsource\tlineage\tcandidates")
+    for r in table.itertuples(index=False):
+        lineage = short.get(lineage_of(r.cl_id) or "", "") if r.cl_id else ""
+        print("\t".join([r.cell_type, r.cl_id, r.cl_name, r.source, lineage, r.candidates]))
+
+
+def _resolution_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--resolution", choices=("fine", "lineage", "both"), default="both",
+                   help="cell types across atlases: fine (each label at the finest Cell Ontology term the other "
+                        "atlases hold), lineage (T, CD4 T, B, monocyte, ... and tissue compartments) or both")
+
+
 def _validate(args: argparse.Namespace) -> None:
     from cytoatlas._validate import validate
 
@@ -205,7 +232,8 @@ def _validate(args: argparse.Namespace) -> None:
                      levels=_list(args.levels), signatures=_list(args.signatures), min_samples=args.min_samples,
                      min_cell_types=args.min_cell_types, n_bootstrap=args.n_bootstrap, seed=args.seed,
                      target_genes=_pairs(args.target_gene, "--target-gene", "TARGET=GENE"),
-                     scatter_targets=args.scatter, figures=not args.no_figures, force=args.force)
+                     scatter_targets=args.scatter, figures=not args.no_figures, resolution=args.resolution,
+                     force=args.force)
     print("\n".join(map(str, paths)))
 
 
@@ -218,7 +246,7 @@ def _compare(args: argparse.Namespace) -> None:
                     continuous=[c for item in args.continuous or [] for c in _list(item) or []],
                     covariates=_list(args.covariates) or (), paired_by=args.paired_by, test=args.test,
                     min_group_size=args.min_group_size, figures=not args.no_figures,
-                    all_figures=args.all_figures, force=args.force)
+                    all_figures=args.all_figures, resolution=args.resolution, force=args.force)
     print("\n".join(map(str, paths)))
 
 
@@ -362,6 +390,11 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_args(p)
     p.set_defaults(func=_atlases)
 
+    p = sub.add_parser("cell-types", help="the Cell Ontology term of cell-type labels, and how it was found")
+    p.add_argument("labels", nargs="*", help="cell-type labels as an atlas writes them")
+    p.add_argument("--file", help="a file of labels, one per line")
+    p.set_defaults(func=_cell_types)
+
     p = sub.add_parser("activity", help="CytoSig / SecAct / LinCytoSig activity of pseudobulk files")
     p.add_argument("files", nargs="*", help="pseudobulk .h5ad files (default with --atlas: OUT/pseudobulk/*)")
     p.add_argument("--out", required=True, help="output directory (with --atlas and no files: the atlas' "
@@ -407,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scatter", action="append", metavar="TARGET",
                    help="target to draw in the expression vs activity scatters; repeatable (default: top 4)")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    _resolution_arg(p)
     p.add_argument("--force", action="store_true", help="recompute everything, even what is current")
     _registry_args(p)
     p.set_defaults(func=_validate)
@@ -433,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-group-size", type=int, default=defaults.COMPARE_MIN_GROUP_SIZE,
                    help=f"fewest donors per group ({defaults.COMPARE_MIN_GROUP_SIZE})")
     p.add_argument("--no-figures", action="store_true", help="tables only")
+    _resolution_arg(p)
     p.add_argument("--all-figures", action="store_true",
                    help="volcanos and heatmaps of every level (default: of the level of each atlas x set x "
                         "contrast's strongest row, which the report leads with)")

@@ -16,11 +16,11 @@ log = logging.getLogger(__name__)
 
 
 # The two demo atlases: the same planted responses in matched cell types, other donors, another seed and the
-# second one's cell types named in another vocabulary (one label mapped for validation in its registry entry).
+# second one's cell types named in another vocabulary (one label mapped to a Cell Ontology ID in its registry entry).
 DEMO_ATLASES = {
     "demo": {"seed": 0, "n_donors": 24, "donor_prefix": "D", "sample_prefix": "S", "rename": None, "harmonise": {}},
     "demo2": {"seed": 1, "n_donors": 20, "donor_prefix": "P", "sample_prefix": "Q", "rename": "DEMO2_RENAME",
-              "harmonise": {"T-unconv": "Unconventional T"}},
+              "harmonise": {"T-unconv": "CL:0002419"}},  # mature T cell: a registry entry by CL ID
 }
 # the demo's comparison: the planted condition (IL10 in treated donors' monocytes) and covariate (IL6 in CD4 T
 # cells along BMI), per cell type with the donor as the unit, adjusted for sex and age

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
 
 DEMO_LEVELS = {"L1": "cell_type_l1", "L2": "cell_type_l2", "L3": "cell_type_l3", "L4": "cell_type_l4"}
 DEMO_EXCLUDE = {"cell_type_l1": ["Doublets"]}
-# The second demo atlas names the same lineages as another consortium would (its L2 "T-unconv" is a label the
-# shipped harmonisation table cannot place: the demo maps it in its registry entry).
+# The second demo atlas names the same lineages as another consortium would (its L2 "T-unconv" is mapped to a Cell
+# Ontology ID in its registry entry, and meets the first atlas' "Unconventional T" at T cell).
 DEMO2_RENAME = {
     # L1
     "T cells": "T lymphocytes", "B cells": "B lymphocytes", "Myeloid": "Myeloid cells", "NK cells": "Natural killer",

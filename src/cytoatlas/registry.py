@@ -22,7 +22,7 @@ from cytoatlas.io.layout import activity_dir
 
 DATA_ROOT_ENV = "CYTOATLAS_DATA_ROOT"
 _KEYS = {"h5ad", "sample_col", "donor_col", "gene_symbols", "counts", "exclude", "levels", "signature_files",
-         "cell_type_map", "harmonise", "sample_columns", "embedding"}
+         "cell_type_map", "harmonise", "sample_columns", "embedding", "cell_type_ontology_col"}
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,12 @@ class AtlasConfig:
     exclude: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
     signature_files: tuple[Path, ...] = ()
     cell_type_map: tuple[tuple[str, str], ...] = ()
-    harmonise: tuple[tuple[str, str], ...] = ()  # validation: cell-type label -> shared name across atlases
+    harmonise: tuple[tuple[str, str], ...] = ()  # cell-type label -> CL ID, CL name or shared name across atlases
     sample_columns: tuple[str, ...] = ()  # per-sample obs columns copied into sample x cell type pseudobulk obs
     embedding: str | None = None  # per-cell activity: the obsm key of the embedding (else X_umap when present)
+    # the obs column of CL IDs of the cell types: one column for every single-column level, or per level; None:
+    # ``{column}_ontology_term_id`` of each single-column level when obs has it (the CELLxGENE schema)
+    cell_type_ontology_col: str | tuple[tuple[str, str], ...] | None = None
 
     @property
     def unit_col(self) -> str:
@@ -131,7 +134,8 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
         raise CytoatlasError(f"atlas {name!r}: cell_type_map must be a table of label = \"CellType\", got {cmap!r}")
     harm = entry.get("harmonise", {})
     if not isinstance(harm, dict) or not all(isinstance(v, str) for v in harm.values()):
-        raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"shared name\", got {harm!r}")
+        raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"CL ID, CL name or shared "
+                             f"name\", got {harm!r}")
     sample_columns = entry.get("sample_columns", [])
     if not isinstance(sample_columns, list) or not all(isinstance(c, str) and c for c in sample_columns):
         raise CytoatlasError(f"atlas {name!r}: sample_columns must be a list of obs column names, "
@@ -139,6 +143,18 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
     if len(set(sample_columns)) != len(sample_columns):
         repeated = sorted({c for c in sample_columns if sample_columns.count(c) > 1})
         raise CytoatlasError(f"atlas {name!r}: sample_columns names {', '.join(map(repr, repeated))} more than once")
+    ontology_col = entry.get("cell_type_ontology_col")
+    level_names = {str(k) for k in entry["levels"]}
+    if isinstance(ontology_col, dict):
+        unknown_levels = sorted(set(map(str, ontology_col)) - level_names)
+        if unknown_levels or not all(isinstance(v, str) and v for v in ontology_col.values()):
+            raise CytoatlasError(f"atlas {name!r}: cell_type_ontology_col must name an obs column of CL IDs, or be a "
+                                 f"table of level = \"column\" over its levels ({', '.join(sorted(level_names))}); "
+                                 f"got {ontology_col!r}")
+        ontology_col = tuple((str(k), v) for k, v in ontology_col.items())
+    elif ontology_col is not None and not (isinstance(ontology_col, str) and ontology_col):
+        raise CytoatlasError(f"atlas {name!r}: cell_type_ontology_col must name an obs column of CL IDs, or be a "
+                             f"table of level = \"column\"; got {ontology_col!r}")
     embedding = entry.get("embedding")
     if embedding is not None and not (isinstance(embedding, str) and embedding):
         raise CytoatlasError(f"atlas {name!r}: embedding must be the obsm key of an embedding (a non-empty string, "
@@ -157,6 +173,7 @@ def atlas_from_mapping(name: str, entry: dict, base_dir: Path | None = None, dat
         harmonise=tuple((str(k), v) for k, v in harm.items()),
         sample_columns=tuple(sample_columns),
         embedding=embedding,
+        cell_type_ontology_col=ontology_col,
     )
 
 
@@ -242,7 +259,8 @@ def _entry(name: str, registry, data_root) -> dict | None:
 def _harmonise_of(name: str, entry: dict | None) -> dict[str, str]:
     table = (entry or {}).get("harmonise", {})
     if not isinstance(table, dict) or not all(isinstance(v, str) for v in table.values()):
-        raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"shared name\", got {table!r}")
+        raise CytoatlasError(f"atlas {name!r}: harmonise must be a table of label = \"CL ID, CL name or shared "
+                             f"name\", got {table!r}")
     return {str(k): v for k, v in table.items()}
 
 

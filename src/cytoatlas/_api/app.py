@@ -132,7 +132,8 @@ def _compare_examples(catalog) -> dict[str, str]:
     if not tables:
         return {}
     values = catalog.compare[tables[0]]
-    ex = {col: sorted(values[col])[0] for col in ("by", "contrast", "harmonised", "test", "analysis")
+    ex = {col: sorted(values[col])[0] for col in ("by", "contrast", "cl_name", "cl_id", "resolution", "test",
+                                                    "analysis")
           if values.get(col)}
     ex.setdefault("analysis", tables[0] if tables[0] in ("differential", "association") else "differential")
     return ex

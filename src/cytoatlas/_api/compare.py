@@ -20,17 +20,18 @@ KINDS = tuple(COMPARE_TABLES)
 # filterable columns of each table (a query parameter of the same name, equality; meta's ``atlas``: one of its
 # ``atlases``), and the tables with an ``fdr`` column take ``fdr_max`` too
 FILTERS: dict[str, tuple[str, ...]] = {
-    "differential": ("atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "contrast",
-                     "test"),
-    "association": ("atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "contrast",
-                    "test"),
-    "meta": ("analysis", "atlas", "level", "signature_set", "harmonised", "signature", "by", "contrast"),
+    "differential": ("atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "signature", "by",
+                     "contrast", "test"),
+    "association": ("atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "signature", "by",
+                    "contrast", "test"),
+    "meta": ("analysis", "atlas", "level", "signature_set", "resolution", "cl_id", "cl_name", "signature", "by",
+             "contrast"),
     "untestable": ("analysis", "atlas", "level", "signature_set", "cell_type", "by", "contrast"),
 }
 CONTRAST_FILTERS = ("analysis", "atlas", "level", "signature_set", "by", "contrast")
 VOCABULARY = sorted({c for cols in FILTERS.values() for c in cols})
 LABELS = {"by": "compared column (by)", "signature_set": "signature set", "cell_type": "cell type",
-          "harmonised": "harmonised cell type"}  # how a 404 names a filter
+          "cl_id": "Cell Ontology ID", "cl_name": "Cell Ontology cell type"}  # how a 404 names a filter
 
 
 def has_fdr(name: str) -> bool:

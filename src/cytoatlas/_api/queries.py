@@ -269,8 +269,8 @@ VALIDATION_FILTERS: dict[str, tuple[str, ...]] = {
     "rho": ("atlas", "level", "signature_set", "target", "gene", "stratum", "representative"),
     "summary": ("atlas", "level", "signature_set"),
     "cytosig_vs_secact": ("atlas", "level"),
-    "cross_atlas": ("signature_set", "signature", "level", "atlas"),
-    "conservation": ("signature_set", "signature"),
+    "cross_atlas": ("signature_set", "signature", "level", "resolution", "atlas"),
+    "conservation": ("signature_set", "signature", "resolution"),
     "consistency": ("signature_set", "target", "tier"),
     "cell_type_matches": ("atlas", "level", "cell_type"),
 }

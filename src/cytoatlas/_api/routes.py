@@ -302,7 +302,8 @@ def build_router(run: Callable) -> APIRouter:
             ("/validation/summary", "summary", "Per atlas, level and signature set: median rho and more."),
             ("/validation/rho", "rho", "Spearman rho of each target's activity with its gene's expression."),
             ("/validation/cytosig-vs-secact", "cytosig_vs_secact", "CytoSig vs SecAct on their shared targets."),
-            ("/validation/cell-type-matches", "cell_type_matches", "Each atlas' cell types, harmonised."),
+            ("/validation/cell-type-matches", "cell_type_matches",
+             "Each atlas' cell-type labels as Cell Ontology terms, and how each was found."),
             ("/cross-atlas", "cross_atlas", "Agreement of each signature between two atlases at a level."),
             ("/cross-atlas/conservation", "conservation", "How many atlas pairs agree, per signature."),
             ("/cross-atlas/consistency", "consistency", "Per target: atlases with a positive rho, and a tier.")):
@@ -350,8 +351,9 @@ def build_router(run: Callable) -> APIRouter:
                              "activity between a group and the reference (donors), its CI, p and FDR."),
             ("association", "Per atlas, level, signature set, cell type and signature: the slope of activity per "
                             "unit of a covariate (donors), its CI, p and FDR."),
-            ("meta", "Per harmonised cell type and signature: the random-effects (DerSimonian-Laird) pooled effect "
-                     "across atlases, its heterogeneity (tau2, Q, I2) and sign agreement. `atlas`: rows pooling it."),
+            ("meta", "Per Cell Ontology cell type (`resolution` fine: the finest term the atlases share; lineage) "
+                     "and signature: the random-effects (DerSimonian-Laird) pooled effect across atlases, its "
+                     "heterogeneity (tau2, Q, I2) and sign agreement. `atlas`: rows pooling it."),
             ("untestable", "The cell types a comparison could not test, with the counts and the reason.")):
         compare_route(name, doc)
 

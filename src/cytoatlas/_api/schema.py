@@ -10,8 +10,8 @@ from cytoatlas.io.layout import COMPARE_TABLES as COMPARE_TABLE_NAMES
 
 from .cells import DDL as CELLS_DDL
 
-SCHEMA_VERSION = "4"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
-# 4: compare_* tables
+SCHEMA_VERSION = "5"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
+# 4: compare_* tables; 5: Cell Ontology columns (cl_id, cl_name, resolution, labels) in place of `harmonised`
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -81,16 +81,18 @@ VALIDATION_TABLES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
                            "median_rho_cytosig": "DOUBLE", "median_rho_secact": "DOUBLE", "statistic": "DOUBLE",
                            "pvalue": "DOUBLE"},
                           ("atlas", "level")),
-    "cross_atlas": ({"signature_set": "VARCHAR", "signature": "VARCHAR", "level": "VARCHAR", "atlas_a": "VARCHAR",
+    "cross_atlas": ({"signature_set": "VARCHAR", "signature": "VARCHAR", "level": "VARCHAR", "resolution": "VARCHAR",
+                     "atlas_a": "VARCHAR",
                      "atlas_b": "VARCHAR", "n_cell_types": "BIGINT", "r": "DOUBLE", "reason": "VARCHAR"},
-                    ("signature_set", "signature", "level", "atlas_a", "atlas_b")),
-    "conservation": ({"signature_set": "VARCHAR", "signature": "VARCHAR", "n_pairs": "BIGINT",
+                    ("signature_set", "signature", "level", "resolution", "atlas_a", "atlas_b")),
+    "conservation": ({"signature_set": "VARCHAR", "signature": "VARCHAR", "resolution": "VARCHAR", "n_pairs": "BIGINT",
                       "n_pairs_r07": "BIGINT", "n_pairs_r05": "BIGINT", "conservation": "VARCHAR"},
-                     ("signature_set", "signature")),
+                     ("signature_set", "signature", "resolution")),
     "consistency": ({"signature_set": "VARCHAR", "target": "VARCHAR", "n_atlases": "BIGINT",
                      "n_positive": "BIGINT", "tier": "VARCHAR"},
                     ("signature_set", "target")),
-    "cell_type_matches": ({"atlas": "VARCHAR", "level": "VARCHAR", "cell_type": "VARCHAR", "harmonised": "VARCHAR"},
+    "cell_type_matches": ({"atlas": "VARCHAR", "level": "VARCHAR", "cell_type": "VARCHAR", "cl_id": "VARCHAR",
+                           "cl_name": "VARCHAR", "source": "VARCHAR"},
                           ("atlas", "level", "cell_type")),
 }
 
@@ -117,7 +119,7 @@ _DUCKDB_TYPES = {"int64": "BIGINT", "float64": "DOUBLE", "bool": "BOOLEAN", "obj
 _COMPARE_ORDER = {
     "differential": ("atlas", "level", "signature_set", "by", "contrast", "cell_type", "signature"),
     "association": ("atlas", "level", "signature_set", "by", "contrast", "cell_type", "signature"),
-    "meta": ("analysis", "level", "signature_set", "by", "contrast", "harmonised", "signature"),
+    "meta": ("analysis", "level", "signature_set", "by", "contrast", "resolution", "cl_name", "signature"),
     "untestable": ("atlas", "level", "signature_set", "analysis", "by", "contrast", "cell_type"),
 }
 # the columns and their types are the ones `cytoatlas compare` writes (cytoatlas._compare.tables)

@@ -72,7 +72,7 @@ class FileResult:
 class _File:
     """One activity file being compared: its rows' labels, units and z, and the row frames it builds."""
 
-    def __init__(self, act: Activity, atlas: str, harmonised: Mapping[str, str], spec: Spec):
+    def __init__(self, act: Activity, atlas: str, terms: Mapping[str, tuple[str, str]], spec: Spec):
         self.atlas, self.level, self.signature_set = atlas, act.level, act.signature_set
         self.spec, self.obs, self.z, self.names = spec, act.obs, act.z, act.names.astype(str)
         self.where = f"atlas {atlas!r}, level {act.level!r} ({act.path.name})"
@@ -84,7 +84,7 @@ class _File:
         self.units = self.obs[self.unit_col].astype(str).to_numpy(dtype=object)
         self.cell_type = self.obs["cell_type"].astype(str).to_numpy(dtype=object)
         self.cell_types = sorted(set(self.cell_type))
-        self.harmonised = {c: harmonised.get(c, "") for c in self.cell_types}
+        self.terms = {c: terms.get(c, ("", "")) for c in self.cell_types}
         # (unit[, group], cell type) with several samples: their mean is the unit's value
         keys = pd.DataFrame({"unit": self.units, "cell_type": self.cell_type})
         if spec.paired_by and spec.by:
@@ -94,7 +94,8 @@ class _File:
     def row_base(self, cell_type: str, by: str, contrast: str, test: str) -> dict:
         """The columns a table row of this file and cell type starts with (``signature``: all of them)."""
         return {"atlas": self.atlas, "level": self.level, "signature_set": self.signature_set, "cell_type": cell_type,
-                "harmonised": self.harmonised[cell_type], "signature": self.names, "by": by, "contrast": contrast,
+                "cl_id": self.terms[cell_type][0], "cl_name": self.terms[cell_type][1], "signature": self.names,
+                "by": by, "contrast": contrast,
                 "test": test, "covariates": ",".join(self.spec.covariates)}
 
     def untestable(self, cell_type: str, analysis: str, by: str, contrast: str, n_group: int, n_reference: int,
@@ -259,7 +260,7 @@ def _association(f: _File, column: str, cell_type: str, rows: np.ndarray, out: F
     out.association.append(pd.DataFrame(row))
 
 
-def compare_file(act: Activity, atlas: str, harmonised: Mapping[str, str], spec: Spec) -> FileResult:
+def compare_file(act: Activity, atlas: str, terms: Mapping[str, tuple[str, str]], spec: Spec) -> FileResult:
     """Every contrast and covariate scan of one sample x cell type activity file, per cell type.
 
     Parameters
@@ -268,8 +269,8 @@ def compare_file(act: Activity, atlas: str, harmonised: Mapping[str, str], spec:
         The activity file (its obs holds ``sample``, ``cell_type``, [``donor``] and the sample columns).
     atlas
         Its atlas' name (the tables' ``atlas``).
-    harmonised
-        ``{cell type label: shared name}`` (empty when unmatched).
+    terms
+        ``{cell type label: (CL ID, CL name)}`` (see :func:`cytoatlas.celltypes.map_labels`; empty when unmatched).
     spec
         What to compare.
 
@@ -279,7 +280,7 @@ def compare_file(act: Activity, atlas: str, harmonised: Mapping[str, str], spec:
         A column that is not in obs (naming those that are), a reference or group value that is absent (naming
         those present), a donor in both groups of an unpaired contrast, a ``continuous`` column that is not numeric.
     """
-    f = _File(act, atlas, harmonised, spec)
+    f = _File(act, atlas, terms, spec)
     out = FileResult([], [], [], f.averaged)
     if spec.by:
         labels, values = _group_labels(f)

@@ -37,10 +37,10 @@ FIGURE_SCOPES = ("shown", "all")
 _UP, _DOWN, _FLAT = "#c0504d", "#4f81bd", "#b8bec6"
 
 # The columns each figure reads (contract B's tables hold more).
-_ROW_COLUMNS = ("atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "contrast",
+_ROW_COLUMNS = ("atlas", "level", "signature_set", "cell_type", "signature", "by", "contrast",
                 "effect", "ci_low", "ci_high", "pvalue", "fdr")
-_META_COLUMNS = ("analysis", "level", "signature_set", "harmonised", "signature", "by", "contrast", "effect",
-                 "ci_low", "ci_high", "pvalue", "fdr", "tau2", "i2", "n_atlases")
+_META_COLUMNS = ("analysis", "level", "signature_set", "resolution", "cl_name", "labels", "signature", "by",
+                 "contrast", "effect", "ci_low", "ci_high", "pvalue", "fdr", "tau2", "i2", "n_atlases")
 
 
 
@@ -154,6 +154,7 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
     meta = tables.get("meta")
     if meta is not None and len(meta):
         _check(meta, _META_COLUMNS, "meta")
+        meta = meta[meta["resolution"] == "fine"]  # forests per finest shared cell type
         for row in _forest_keys(meta, top).itertuples(index=False):
             what = _label(row.by, row.analysis, row.contrast)
             plans.append(ComparisonFigure(
@@ -161,7 +162,8 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
                                              contrast=row.contrast, signature=row.signature), row.analysis,
                 row.level, row.signature_set, row.by, row.contrast, "", row.signature,
                 f"Across atlases: {row.signature} ({row.signature_set}), {row.level}, {what}",
-                f"Per harmonised cell type (at most {MAX_FOREST_CELL_TYPES}, strongest first): each atlas' "
+                f"Per Cell Ontology cell type both atlases hold (at most {MAX_FOREST_CELL_TYPES}, strongest "
+                "first): each atlas' "
                 "effect with its 95% CI (squares) and the DerSimonian-Laird random-effects pooled effect with its "
                 "CI (diamond); I2 of each cell type beside its pooled row."))
     return _unique(plans)
@@ -247,20 +249,24 @@ def heatmap(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
 
 
 def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path] | None:
-    """One signature across atlases: per harmonised cell type, each atlas' effect +- CI and the pooled diamond."""
+    """One signature across atlases: per cell-type unit, each atlas' effect +- CI (the labels pooled into the
+    unit, from the meta row's ``labels``) and the pooled diamond."""
     from matplotlib.patches import Polygon
 
-    meta = strongest_first(meta).drop_duplicates("harmonised").head(MAX_FOREST_CELL_TYPES)
+    meta = strongest_first(meta).drop_duplicates("cl_name").head(MAX_FOREST_CELL_TYPES)
     if meta.empty:
         return None
     lines = []  # (label, effect, low, high, pooled?)
     for m in meta.itertuples(index=False):
-        per_atlas = rows[rows["harmonised"] == m.harmonised].sort_values(["atlas", "cell_type"], kind="stable")
+        pooled = {(atlas, label) for part in m.labels.split("; ") if ": " in part
+                  for atlas, _, labels in [part.partition(": ")] for label in labels.split("+")}
+        keep = [(a, c) in pooled for a, c in zip(rows["atlas"], rows["cell_type"], strict=True)]
+        per_atlas = rows[keep].sort_values(["atlas", "cell_type"], kind="stable")
         for r in per_atlas.itertuples(index=False):
-            where = "" if r.cell_type == m.harmonised else f" ({r.cell_type})"
-            lines.append((f"{m.harmonised} · {r.atlas}{where}", r.effect, r.ci_low, r.ci_high, False))
+            where = "" if r.cell_type == m.cl_name else f" ({r.cell_type})"
+            lines.append((f"{m.cl_name} · {r.atlas}{where}", r.effect, r.ci_low, r.ci_high, False))
         i2 = "" if pd.isna(m.i2) else f", I² {m.i2:.0f}%"
-        lines.append((f"{m.harmonised} · pooled{i2}", m.effect, m.ci_low, m.ci_high, True))
+        lines.append((f"{m.cl_name} · pooled{i2}", m.effect, m.ci_low, m.ci_high, True))
     fig = new_figure(6.4, 0.24 * len(lines) + 1.6)
     ax = fig.subplots()
     y = np.arange(len(lines))[::-1].astype(float)
@@ -285,7 +291,7 @@ def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, direc
                   else f"slope per unit of {plan.by}, 95% CI")
     top = meta.iloc[0]
     ax.set_title(f"{plan.signature} ({plan.signature_set}) · {plan.level}: "
-                 f"{_label(plan.by, plan.analysis, plan.contrast)}\n{top['harmonised']}: τ² = {top['tau2']:.3g}, "
+                 f"{_label(plan.by, plan.analysis, plan.contrast)}\n{top['cl_name']}: τ² = {top['tau2']:.3g}, "
                  f"I² = {top['i2']:.0f}%, FDR = {top['fdr']:.2g}", fontsize=10)
     return save_figure(fig, directory, plan.stem)
 

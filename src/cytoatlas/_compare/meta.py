@@ -1,6 +1,6 @@
 """Across atlases: a DerSimonian-Laird random-effects meta-analysis of each effect.
 
-Per analysis x level x signature set x harmonised cell type x signature x contrast, the atlases' effects are
+Per analysis x level x signature set x cell-type unit x signature x contrast, the atlases' effects are
 pooled as ``statsmodels.stats.meta_analysis.combine_effects(method_re="dl")`` does (all groups at once, see
 :func:`pool_studies`): inverse-variance weights ``1 / (se^2 + tau^2)`` with the DerSimonian-Laird
 ``tau^2 = max(0, (Q - (k - 1)) / (sum w - sum w^2 / sum w))``
@@ -14,9 +14,11 @@ a t test on few donors (or a rank test): a seven-donor covariate scan with three
 degrees of freedom, where t = 8.9 is p = 0.003, not the normal 1e-18, and its plain SE would weigh and pool as if
 it were known. With many donors the two SEs agree.
 
-Labels of one atlas sharing a harmonised name (two CD4 T subsets, say) count as one study: the mean of their
-effects, with the mean of their standard errors, which bounds the SE of that mean whatever their correlation
-(they share donors). A harmonised cell type found in only one atlas gets no row.
+A unit is a Cell Ontology term at a resolution (:mod:`cytoatlas.celltypes`): at ``fine``, each label at the finest
+term another atlas holds (``cDC2`` of one atlas meets ``DC`` of another at dendritic cell); at ``lineage``, at the
+fixed lineage terms. Labels of one atlas meeting at one unit (two CD4 T subsets, say) count as one study: the mean
+of their effects, with the mean of their standard errors, which bounds the SE of that mean whatever their
+correlation (they share donors). A unit found in only one atlas gets no row.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from scipy import stats
 from cytoatlas._compare.tables import table_frame
 
 log = logging.getLogger("cytoatlas.compare")
-_KEYS = ["analysis", "level_key", "signature_set", "harmonised", "signature", "by", "contrast"]
+_KEYS = ["analysis", "level_key", "signature_set", "resolution", "cl_id", "cl_name", "signature", "by", "contrast"]
 
 
 def _inference(pooled: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
@@ -71,18 +73,20 @@ def study_se(effect: np.ndarray, se: np.ndarray, pvalue: np.ndarray) -> np.ndarr
 
 
 def _studies(rows: pd.DataFrame) -> pd.DataFrame:
-    """One study per atlas: labels sharing a harmonised name averaged (effect and SE, see the module's note)."""
+    """One study per atlas: labels meeting at one unit averaged (effect and SE, see the module's note)."""
     rows = rows.assign(se=study_se(rows["effect"], rows["se"], rows["pvalue"]))
-    usable = rows[(rows["harmonised"] != "") & np.isfinite(rows["effect"]) & np.isfinite(rows["se"])
+    usable = rows[(rows["cl_name"] != "") & np.isfinite(rows["effect"]) & np.isfinite(rows["se"])
                   & (rows["se"] > 0)]
     keys = [*_KEYS, "atlas"]
     merged = usable.groupby(keys, sort=False, dropna=False).agg(
-        effect=("effect", "mean"), se=("se", "mean"), n_labels=("effect", "size")).reset_index()
-    several = merged[merged["n_labels"] > 1]
+        effect=("effect", "mean"), se=("se", "mean"), n_labels=("effect", "size"),
+        labels=("cell_type", lambda s: "+".join(sorted(set(s))))).reset_index()
+    several = merged[(merged["n_labels"] > 1) & (merged["resolution"] == "fine")]
     if len(several):
-        pairs = several[["atlas", "harmonised"]].drop_duplicates()
-        log.info("%d (atlas, harmonised cell type) pair(s) hold several labels, pooled as one study each: %s",
-                 len(pairs), ", ".join(f"{a}:{h}" for a, h in pairs.itertuples(index=False))[:400])
+        pairs = several[["atlas", "cl_name", "labels"]].drop_duplicates()
+        log.info("%d (atlas, cell type) pair(s) at the fine resolution hold several labels, pooled as one study "
+                 "each: %s", len(pairs),
+                 ", ".join(f"{a}:{h} ({lb})" for a, h, lb in pairs.itertuples(index=False))[:400])
     return merged
 
 
@@ -99,7 +103,8 @@ def pool_studies(studies: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     Parameters
     ----------
     studies
-        One row per study: the ``keys`` columns, ``atlas``, ``effect`` and ``se`` (finite, ``se > 0``).
+        One row per study: the ``keys`` columns, ``atlas``, ``effect`` and ``se`` (finite, ``se > 0``), and
+        optionally ``labels`` (the atlas' labels of the study).
     keys
         The grouping columns; groups with fewer than two studies get no row.
 
@@ -107,10 +112,13 @@ def pool_studies(studies: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per group of two or more studies, in the sorted order of ``keys``: the ``keys`` columns,
-        ``effect, se, tau2, q, n_atlases``, ``atlases`` (sorted, comma-joined) and ``sign_agreement`` (the share
-        of studies whose effect has the pooled effect's sign).
+        ``effect, se, tau2, q, n_atlases``, ``atlases`` (sorted, comma-joined), ``labels`` when the studies have
+        them (``"atlas: labels"`` of each study, sorted, joined by ``"; "``) and ``sign_agreement`` (the share of
+        studies whose effect has the pooled effect's sign).
     """
-    columns = [*keys, "effect", "se", "tau2", "q", "n_atlases", "atlases", "sign_agreement"]
+    labelled = "labels" in studies.columns
+    columns = [*keys, "effect", "se", "tau2", "q", "n_atlases", "atlases", *(["labels"] if labelled else []),
+               "sign_agreement"]
     if not len(studies):
         return pd.DataFrame(columns=columns)
     gid = studies.groupby(keys, sort=True, dropna=False).ngroup().to_numpy()
@@ -149,10 +157,16 @@ def pool_studies(studies: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     first = np.r_[0, np.flatnonzero(np.diff(gid)) + 1]
     out = studies[keys].iloc[first]
     atlas = studies["atlas"].astype(str).to_numpy()
-    by_atlas = np.lexsort((atlas, gid))
-    atlases = pd.Series(atlas[by_atlas]).groupby(gid[by_atlas], sort=True).agg(",".join)
-    return out.reset_index(drop=True).assign(
-        effect=effect, se=se, tau2=tau2, q=q, n_atlases=k, atlases=atlases.to_numpy(), sign_agreement=agree)
+    labels = studies["labels"].astype(str).to_numpy() if labelled else np.full(len(atlas), "")
+    order = np.lexsort((labels, atlas, gid))  # by group, then atlas, then labels
+    g = gid[order]
+    atlases = pd.Series(atlas[order]).groupby(g, sort=True).agg(",".join).to_numpy()
+    extra = {}
+    if labelled:
+        pairs = pd.Series(atlas[order]) + ": " + pd.Series(labels[order])
+        extra["labels"] = pairs.groupby(g, sort=True).agg("; ".join).to_numpy()
+    return out.reset_index(drop=True).assign(effect=effect, se=se, tau2=tau2, q=q, n_atlases=k, atlases=atlases,
+                                             **extra, sign_agreement=agree)
 
 
 def meta_analysis(effects: pd.DataFrame) -> pd.DataFrame:
@@ -161,10 +175,10 @@ def meta_analysis(effects: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     effects
-        Rows of the ``differential`` and ``association`` tables with an ``analysis`` column: ``analysis, atlas,
-        level, signature_set, harmonised, signature, by, contrast, effect, se, pvalue`` (each atlas pooled with
-        :func:`study_se`'s SE). Levels are matched by name
-        (case-insensitively; the first atlas' spelling is kept).
+        Rows of the ``differential`` and ``association`` tables with an ``analysis`` column and, per resolution,
+        their label's unit: ``analysis, atlas, level, signature_set, cell_type, resolution, cl_id, cl_name
+        (the unit's), signature, by, contrast, effect, se, pvalue`` (each atlas pooled with :func:`study_se`'s
+        SE). Levels are matched by name (case-insensitively; the first atlas' spelling is kept).
     """
     if not len(effects):
         return table_frame("meta", [])

@@ -27,11 +27,12 @@ _SHOWN = {
                      "test", "covariates"],
     "association": ["atlas", "level", "signature_set", "cell_type", "signature", "n", "effect", "ci_low", "ci_high",
                     "pvalue", "fdr", "fdr_cell_type", "test", "covariates"],
-    "meta": ["level", "signature_set", "harmonised", "signature", "n_atlases", "atlases", "effect", "ci_low",
+    "meta": ["level", "signature_set", "resolution", "cl_name", "cl_id", "labels", "signature", "n_atlases",
+             "atlases", "effect", "ci_low",
              "ci_high", "pvalue", "fdr", "tau2", "i2", "q_pvalue", "sign_agreement"],
 }
-_TEXT = ("atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "group", "reference",
-         "contrast", "test", "covariates", "atlases", "analysis", "reason")
+_TEXT = ("atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "resolution", "labels", "signature",
+         "by", "group", "reference", "contrast", "test", "covariates", "atlases", "analysis", "reason")
 
 
 def read_comparison(directory: str | os.PathLike) -> dict[str, pd.DataFrame]:
@@ -119,8 +120,9 @@ def _contrast_block(i: int, key: tuple[str, str, str], tables: dict[str, pd.Data
     meta = meta[(meta["analysis"] == analysis) & (meta["by"] == by) & (meta["contrast"] == contrast)]
     if len(meta):
         n_meta = int((meta["fdr"].astype(float) < FDR_THRESHOLD).sum())
-        parts += [f'<p class="note">Across atlases (DerSimonian-Laird random effects per harmonised cell type x '
-                  f"signature): {len(meta):,} rows, {n_meta:,} with FDR &lt; {FDR_THRESHOLD:g}.</p>",
+        parts += [f'<p class="note">Across atlases (DerSimonian-Laird random effects per Cell Ontology cell '
+                  "type x signature, at the finest term the atlases share and at the lineage resolution): "
+                  f"{len(meta):,} rows, {n_meta:,} with FDR &lt; {FDR_THRESHOLD:g}.</p>",
                   html_table(_shown(meta, "meta"), f"t_cmp_meta_{i}", top_rows, bad=None)]
     svg_dir = f"{(directory / COMPARE_FIGURES_DIR).as_posix()}/"
     for kind in ("volcano", "heatmap", "forest"):  # the overview first, then each signature across atlases

@@ -21,7 +21,16 @@ from cytoatlas._compare import tables as tb
 from cytoatlas._compare.analyses import TESTS, Spec, compare_file
 from cytoatlas._compare.inputs import AtlasFiles, resolve_atlases
 from cytoatlas._compare.meta import meta_analysis
-from cytoatlas._validate.harmonise import harmonise
+from cytoatlas.celltypes import (
+    MATCH_COLUMNS,
+    UNIT_COLUMNS,
+    Resolution,
+    cell_ontology,
+    comparable_units,
+    map_labels,
+    ontology_ids,
+    resolutions,
+)
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, compare_table_paths, manifest_key
 from cytoatlas.io.lock import DirectoryLock, remove_leftovers
@@ -77,19 +86,43 @@ def make_spec(by: str | None, reference: str | None, groups: str | Sequence[str]
     return spec
 
 
-def _harmonised(act, overrides: Mapping[str, str]) -> dict[str, str]:
-    table = harmonise(act.obs["cell_type"].astype(str), overrides, act.separator) if "cell_type" in act.obs else None
-    return {} if table is None else dict(zip(table["cell_type"], table["harmonised"], strict=True))
+def _cell_types(act, overrides: Mapping[str, str]) -> pd.DataFrame:
+    """The CL term of each cell-type label of an activity file (empty without a ``cell_type`` column)."""
+    if "cell_type" not in act.obs:
+        return pd.DataFrame(columns=MATCH_COLUMNS)
+    return map_labels(act.obs["cell_type"].astype(str), overrides=overrides, ontology_ids=ontology_ids(act.obs),
+                      separator=act.separator)
 
 
-def _compute(inputs: list[AtlasFiles], spec: Spec, lock: DirectoryLock) -> dict[str, pd.DataFrame]:
+def _with_units(effects: pd.DataFrame, matches: dict[tuple[str, str], pd.DataFrame],
+                chosen: Sequence[Resolution]) -> pd.DataFrame:
+    """The per-atlas rows once per resolution, with their label's unit across the atlases of the same level as
+    ``cl_id`` / ``cl_name`` (see :func:`cytoatlas.celltypes.comparable_units`)."""
+    units = []
+    for level_key in sorted({lv.lower() for _, lv in matches}):
+        by_atlas = {a: m for (a, lv), m in matches.items() if lv.lower() == level_key}
+        for resolution in chosen:
+            u = comparable_units(by_atlas, resolution)
+            units.append(u.assign(level_key=level_key))
+    units = pd.concat(units, ignore_index=True) if units else pd.DataFrame(columns=[*UNIT_COLUMNS, "level_key"])
+    units = units.rename(columns={"unit_id": "cl_id", "unit_name": "cl_name"})
+    rows = effects.drop(columns=["cl_id", "cl_name"]).assign(level_key=effects["level"].str.lower())
+    return rows.merge(units, on=["atlas", "level_key", "cell_type"], how="inner").drop(columns="level_key")
+
+
+def _compute(inputs: list[AtlasFiles], spec: Spec, lock: DirectoryLock,
+             chosen: Sequence[Resolution]) -> dict[str, pd.DataFrame]:
     """The four tables: every file's comparisons, their FDRs, and the meta-analysis across atlases."""
     files = [(a, f) for a in inputs for f in a.files]
     differential, association, untestable = [], [], []
+    matches: dict[tuple[str, str], pd.DataFrame] = {}
     for k, (a, f) in enumerate(files, 1):
         t0 = time.perf_counter()
         act = read_activity(f.path)
-        res = compare_file(act, a.name, _harmonised(act, a.harmonise), spec)
+        table = _cell_types(act, a.harmonise)
+        matches.setdefault((a.name, f.level), table)
+        terms = {c: (i, n) for c, i, n in zip(table["cell_type"], table["cl_id"], table["cl_name"], strict=True)}
+        res = compare_file(act, a.name, terms, spec)
         differential += res.differential
         association += res.association
         untestable += res.untestable
@@ -106,6 +139,7 @@ def _compute(inputs: list[AtlasFiles], spec: Spec, lock: DirectoryLock) -> dict[
     if len(inputs) >= 2:
         effects = pd.concat([out["differential"].assign(analysis="differential"),
                              out["association"].assign(analysis="association")], ignore_index=True)
+        effects = _with_units(effects, matches, chosen)
         out["meta"] = tb.table_frame("meta", tb.with_fdr("meta", meta_analysis(effects)))
     else:
         out["meta"] = tb.table_frame("meta", [])
@@ -151,6 +185,7 @@ def compare(
     test: str = defaults.COMPARE_TEST,
     min_group_size: int = defaults.COMPARE_MIN_GROUP_SIZE,
     figures: bool = True,
+    resolution: str | None = None,
     all_figures: bool = False,
     force: bool = False,
 ) -> list[Path]:
@@ -167,8 +202,8 @@ def compare(
         Parent of the atlases' results directories (``results/NAME/activity``, as written by ``cytoatlas run
         --out results/NAME``), or a mapping ``{name: results directory}``.
     registry, data_root
-        Registry whose entries give each atlas' level order and ``harmonise`` overrides (cell-type label ->
-        shared name) for matching cell types across atlases.
+        Registry whose entries give each atlas' level order and ``harmonise`` overrides (cell-type label -> CL ID,
+        CL name or a shared name) for matching cell types across atlases through the Cell Ontology.
     levels, signatures
         Restrict to these levels and signature sets (default: every sample x cell type activity file found).
     by, reference, groups
@@ -189,6 +224,9 @@ def compare(
         Fewest donors per group of a contrast (3); a regression on a covariate needs ``covariates + 3``.
     figures
         Draw the volcano, forest and heatmap figures (False: tables only).
+    resolution
+        The cell-type resolution of the meta-analysis: ``fine`` (each label at the finest Cell Ontology term
+        another atlas holds), ``lineage`` (a fixed set of lineage terms) or ``both`` (default).
     all_figures
         Volcanos and heatmaps of every atlas x level x signature set x contrast; by default only those of the level
         holding each atlas x set x contrast's strongest row (what the report leads with), which for many levels and
@@ -208,6 +246,10 @@ def compare(
         the values present), a donor in both groups of an unpaired contrast, options that do not go together.
     """
     spec = make_spec(by, reference, groups, continuous, covariates, paired_by, test, min_group_size)
+    try:
+        chosen = resolutions(resolution)
+    except ValueError as e:
+        raise CytoatlasError(str(e)) from None
     write_figures = None
     if figures:  # matplotlib only when figures are drawn
         from cytoatlas._compare.figures import write_figures
@@ -224,7 +266,8 @@ def compare(
               "continuous": list(spec.continuous), "covariates": list(spec.covariates), "paired_by": spec.paired_by,
               "test": spec.test, "min_group_size": spec.min_group_size,
               "figures": figures and ("all" if all_figures else "shown"),
-              "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs}}
+              "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs}, "resolution": list(chosen),
+              **cell_ontology().provenance}
     fps = [upstream_fingerprint(f.path) for a in inputs for f in a.files]
     with DirectoryLock(out) as lock:
         remove_leftovers(out / COMPARE_FIGURES_DIR)  # the lock clears the top directory only
@@ -236,8 +279,8 @@ def compare(
                 check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
             log.info("comparison tables%s in %s are current; nothing to do", " and figures" if figures else "", out)
             return sorted(recorded)
-        written = _write(out, _compute(inputs, spec, lock), write_figures, "all" if all_figures else "shown", params,
-                         fps)
+        written = _write(out, _compute(inputs, spec, lock, chosen), write_figures, "all" if all_figures else "shown",
+                         params, fps)
         stale = [k for k, e in read_manifest(out).items() if e.get("step") == STEP and out / k not in written]
         for k in stale:
             (out / k).unlink(missing_ok=True)

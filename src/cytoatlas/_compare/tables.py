@@ -16,30 +16,30 @@ from cytoatlas._compare.stats import bh
 _ESTIMATE = ["effect", "se", "ci_low", "ci_high"]
 # in the order of cytoatlas.io.layout.COMPARE_TABLES
 COLUMNS: dict[str, list[str]] = {
-    "differential": ["atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "group",
+    "differential": ["atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "signature", "by", "group",
                      "reference", "contrast", "test", "covariates", "paired", "n_group", "n_reference", "mean_group",
                      "mean_reference", *_ESTIMATE, "statistic", "pvalue", "fdr", "fdr_cell_type"],
-    "association": ["atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "contrast",
-                    "test", "covariates", "n", *_ESTIMATE, "statistic", "pvalue", "fdr", "fdr_cell_type"],
-    "meta": ["analysis", "level", "signature_set", "harmonised", "signature", "by", "contrast", "n_atlases",
-             "atlases", *_ESTIMATE, "pvalue", "fdr", "tau2", "q", "q_pvalue", "i2", "sign_agreement"],
+    "association": ["atlas", "level", "signature_set", "cell_type", "cl_id", "cl_name", "signature", "by",
+                    "contrast", "test", "covariates", "n", *_ESTIMATE, "statistic", "pvalue", "fdr", "fdr_cell_type"],
+    "meta": ["analysis", "level", "signature_set", "resolution", "cl_id", "cl_name", "signature", "by", "contrast",
+             "n_atlases", "atlases", "labels", *_ESTIMATE, "pvalue", "fdr", "tau2", "q", "q_pvalue", "i2",
+             "sign_agreement"],
     "untestable": ["atlas", "level", "signature_set", "cell_type", "analysis", "by", "contrast", "n_group",
                    "n_reference", "reason"],
 }
 # the columns that say which row it is (the sort order)
 KEYS: dict[str, list[str]] = {
-    "differential": ["atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "group",
-                     "reference", "contrast", "test"],
-    "association": ["atlas", "level", "signature_set", "cell_type", "harmonised", "signature", "by", "contrast",
-                    "test"],
-    "meta": ["analysis", "level", "signature_set", "harmonised", "signature", "by", "contrast"],
+    "differential": ["atlas", "level", "signature_set", "cell_type", "signature", "by", "group", "reference",
+                     "contrast", "test"],
+    "association": ["atlas", "level", "signature_set", "cell_type", "signature", "by", "contrast", "test"],
+    "meta": ["analysis", "level", "signature_set", "resolution", "cl_name", "cl_id", "signature", "by", "contrast"],
     "untestable": ["atlas", "level", "signature_set", "cell_type", "analysis", "by", "contrast"],
 }
 # the table part each ``fdr`` is computed over (``fdr_cell_type``: the part x cell type)
 FDR_PARTS: dict[str, list[str]] = {
     "differential": ["atlas", "level", "signature_set", "by", "contrast"],
     "association": ["atlas", "level", "signature_set", "by", "contrast"],
-    "meta": ["analysis", "level", "signature_set", "by", "contrast"],
+    "meta": ["analysis", "level", "signature_set", "resolution", "by", "contrast"],
 }
 _COUNTS = {"n_group", "n_reference", "n", "n_atlases"}
 _BOOLS = {"paired"}

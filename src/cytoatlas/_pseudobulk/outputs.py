@@ -8,6 +8,7 @@ is ~30 k x 36 k per layer).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 from collections import deque
@@ -26,6 +27,7 @@ from cytoatlas._pseudobulk.bootstrap import draw_counts, resample_rng
 from cytoatlas._pseudobulk.normalise import cpm_scale, inverse_std
 from cytoatlas._pseudobulk.sample_meta import SampleValues, take_rows
 from cytoatlas._pseudobulk.state import AtomState
+from cytoatlas.celltypes.mapping import ONTOLOGY_COLUMN
 from cytoatlas.io.writer import COLUMN_BLOCK, ColumnWriter, Writeback, even_chunk, seal_file
 
 log = logging.getLogger(__name__)
@@ -111,10 +113,15 @@ def _listed(labels, counts, limit: int = 10) -> str:
 def plan_level(
     atoms: AtomTable, state: AtomState, groups: LevelGroups, paths: dict[str, Path], uns: dict, *,
     min_cells: int, min_samples: int, n_bootstrap: int, seed: int, sample_values: SampleValues | None = None,
+    ontology: dict[str, str] | None = None,
 ) -> list[FilePlan]:
     """Plans for a level's cell type, sample x cell type and (if ``n_bootstrap``) resampled files; the sample x
-    cell type file's obs ends with the ``sample_values`` columns (see :mod:`cytoatlas._pseudobulk.sample_meta`)."""
+    cell type file's obs ends with the ``sample_values`` columns (see :mod:`cytoatlas._pseudobulk.sample_meta`);
+    with ``ontology`` (``{label: CL ID}``), every file's obs has ``cell_type_ontology_term_id`` after the labels."""
     name, sep, n_groups = groups.level.name, atoms.separator, len(groups.labels)
+    if ontology is not None:  # the atlas' own CL IDs travel with the labels (as a composite part would)
+        ids = np.asarray([ontology.get(str(x), "") for x in groups.labels], dtype=object)
+        groups = dataclasses.replace(groups, parts={**groups.parts, ONTOLOGY_COLUMN: ids})
     atom_group = groups.atom_group.astype(np.int64)
 
     n_cells = _cells(atom_group, n_groups, state.atom_cells)

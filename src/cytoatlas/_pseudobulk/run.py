@@ -18,6 +18,7 @@ import numpy as np
 from cytoatlas import defaults
 from cytoatlas._faults import crash_point
 from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
+from cytoatlas._pseudobulk.cell_ontology import ontology_columns, read_ontology_ids
 from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, load_checkpoint, save_checkpoint
 from cytoatlas._pseudobulk.outputs import AtlasStats, plan_level, write_plans
 from cytoatlas._pseudobulk.partitions import accumulate_on_cluster, prepare_worker
@@ -169,7 +170,10 @@ def pseudobulk(
         if len(var) != counts.shape[1]:
             raise CytoatlasError(f"{cfg.h5ad}: {cfg.counts} has {counts.shape[1]} genes but var has {len(var)}")
         fingerprint = file_fingerprint(cfg.h5ad)
+        onto_cols = ontology_columns(cfg, chosen, obs.columns)
         params = {lev.name: level_parameters(cfg, lev, n_bootstrap, seed, min_cells, min_samples) for lev in chosen}
+        for level, column in onto_cols.items():  # only when set: other outputs keep their records
+            params[level]["cell_type_ontology_col"] = column
         # the files to write per level: all, or (skip_existing) those not current; a level with any file to
         # write is computed, but its current files are left as they are
         stale = {lev.name: set(kinds) for lev in chosen}
@@ -203,10 +207,10 @@ def pseudobulk(
                 # load the compiled kernels. On a cluster, the pass is a map-reduce of partitions
                 cluster = stack.enter_context(dask_client(scheduler, slurm)) if scheduler else None
                 planning = planner.submit(_plan, cfg, obs, counts, todo, min_cells, min_samples, n_bootstrap,
-                                          warm=not scheduler)
+                                          onto_cols, warm=not scheduler)
                 if cluster is not None:
                     cluster.client.run(prepare_worker, counts.block(0, 0))
-                atoms, sample_values = planning.result()
+                atoms, sample_values, ontology = planning.result()
                 if cluster is not None:
                     if state is not None:
                         log.info("%s: a checkpoint is continued in one process only; the cluster redoes the pass",
@@ -226,7 +230,8 @@ def pseudobulk(
                 uns = {**run_uns, "level": lev.name, "parameters": params[lev.name], "separator": atoms.separator}
                 plans += [p for p in plan_level(atoms, state, atoms.levels[lev.name], paths[lev.name], uns,
                                                 min_cells=min_cells, min_samples=min_samples,
-                                                n_bootstrap=n_bootstrap, seed=seed, sample_values=sample_values)
+                                                n_bootstrap=n_bootstrap, seed=seed, sample_values=sample_values,
+                                                ontology=ontology.get(lev.name))
                           if p.uns["kind"] in stale[lev.name]]
             out.mkdir(parents=True, exist_ok=True)
             written = write_plans(plans, state, stats, var)
@@ -243,9 +248,10 @@ def pseudobulk(
 
 
 def _plan(cfg: AtlasConfig, obs: ObsReader, counts, todo: list[Level], min_cells: int, min_samples: int,
-          n_bootstrap: int, warm: bool) -> tuple[AtomTable, SampleValues]:
-    """The atoms of the levels to compute and the sample columns' values, checked before the pass (``warm``:
-    load the kernels meanwhile)."""
+          n_bootstrap: int, ontology_cols: dict[str, str], warm: bool
+          ) -> tuple[AtomTable, SampleValues, dict[str, dict[str, str]]]:
+    """The atoms of the levels to compute, the sample columns' values and the levels' CL IDs, checked before the
+    pass (``warm``: load the kernels meanwhile)."""
     # numba's start-up (~1 s) runs on a second thread while obs becomes atoms; blocks are read only after
     # that, since h5py serialises all HDF5 calls and a block read would stall the obs reads
     loader = threading.Thread(target=AtomState.warm_up, args=(counts.block(0, 0),), daemon=True)
@@ -264,9 +270,11 @@ def _plan(cfg: AtlasConfig, obs: ObsReader, counts, todo: list[Level], min_cells
     cell_sample = np.where(atoms.cell_atom >= 0, atoms.sample[np.maximum(atoms.cell_atom, 0)], -1)
     sample_values = read_sample_values(obs, cfg.sample_columns, cell_sample, atoms.sample_labels)
     del cell_sample
+    todo_names = {lev.name for lev in todo}
+    ontology = read_ontology_ids(cfg, obs, atoms, {lv: c for lv, c in ontology_cols.items() if lv in todo_names})
     if warm:
         loader.join()
-    return atoms, sample_values
+    return atoms, sample_values, ontology
 
 
 def _local_pass(cfg: AtlasConfig, counts, atoms: AtomTable, state: AtomState | None, start_row: int,

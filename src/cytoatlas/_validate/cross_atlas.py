@@ -1,11 +1,13 @@
 """Across atlases: the same cell type should show the same activity in every atlas.
 
-Per atlas and level, each cell type's activity (the cell-type pseudobulk's z-scores) is averaged over the labels
-that harmonise to one shared name. Per signature set, atlas pair and level, each signature's mean activities over
-the shared cell types are correlated (Pearson r, >= ``min_cell_types`` of them). Levels are paired by name; two
-atlases without a level name in common are compared at the pair of levels that share the most cell types.
-A *pair* below is one such comparison (two atlases at one level): a signature is conserved when r > 0.7 in at
-least two pairs (or in the only pair, when there is one), moderate when r > 0.5 in as many, else not conserved.
+Per atlas and level, each cell-type label is a Cell Ontology term (:mod:`cytoatlas.celltypes`). For each pair of
+atlases, the labels of each are compared at the finest CL term both hold (a label rolls up to its nearest ancestor
+the other atlas has; labels of one atlas meeting at one term are averaged), and at the lineage resolution. Per
+signature set, atlas pair, level and resolution, each signature's mean activities over the shared units are
+correlated (Pearson r, >= ``min_cell_types`` of them). Levels are paired by name; two atlases without a level name
+in common are compared at the pair of levels that share the most units. A *pair* below is one such comparison (two
+atlases at one level and resolution): a signature is conserved when r > 0.7 in at least two pairs (or in the only
+pair, when there is one), moderate when r > 0.5 in as many, else not conserved.
 """
 
 from __future__ import annotations
@@ -19,24 +21,23 @@ import pandas as pd
 from scipy import stats
 
 from cytoatlas import defaults
-from cytoatlas._validate.harmonise import UNSTRATIFIED, harmonise
 from cytoatlas._validate.inputs import LevelSet
+from cytoatlas.celltypes import UNSTRATIFIED, Resolution, comparable_units, map_labels, ontology_ids
 from cytoatlas.io.results import read_activity
 
 log = logging.getLogger("cytoatlas.validate")
 
-CROSS_COLUMNS = ["signature_set", "signature", "level", "atlas_a", "atlas_b", "n_cell_types", "r", "reason",
-                 "level_a", "level_b", "pvalue", "cell_types"]
-CONSERVATION_COLUMNS = ["signature_set", "signature", "n_pairs", "n_pairs_r07", "n_pairs_r05", "conservation",
-                        "median_r", "reason"]
-MATCH_COLUMNS = ["atlas", "level", "cell_type", "harmonised", "source"]
-
-
+CROSS_COLUMNS = ["signature_set", "signature", "level", "resolution", "atlas_a", "atlas_b", "n_cell_types", "r",
+                 "reason", "level_a", "level_b", "pvalue", "cell_types"]
+CONSERVATION_COLUMNS = ["signature_set", "signature", "resolution", "n_pairs", "n_pairs_r07", "n_pairs_r05",
+                        "conservation", "median_r", "reason"]
+MATCH_COLUMNS = ["atlas", "level", "cell_type", "cl_id", "cl_name", "source", "context", "candidates"]
 def level_profiles(groups: Sequence[LevelSet], overrides: Mapping[str, str] | None
                    ) -> tuple[dict[tuple[str, str], pd.DataFrame], pd.DataFrame]:
-    """Mean activity per shared cell type of each (level, signature set) of one atlas, and its label matches.
+    """Activity per cell-type label of each (level, signature set) of one atlas, and its labels' CL terms.
 
-    Returns ``{(level, set): harmonised x signatures frame}`` and the ``cell_type_matches`` rows.
+    Returns ``{(level, set): labels x signatures frame}`` (labels with a CL term or a shared name only) and the
+    ``cell_type_matches`` rows.
     """
     profiles, matches = {}, {}
     for g in groups:
@@ -44,56 +45,94 @@ def level_profiles(groups: Sequence[LevelSet], overrides: Mapping[str, str] | No
             continue
         act = read_activity(g.activity["celltype"])
         labels = act.obs["cell_type"].astype(str).to_numpy()
-        table = harmonise(labels, overrides, act.separator)
+        table = map_labels(labels, overrides=overrides, ontology_ids=ontology_ids(act.obs), separator=act.separator)
         matches.setdefault(g.level, table.assign(atlas=g.atlas, level=g.level))
         if list(labels) == [UNSTRATIFIED]:
             continue  # donors pooled over cell types: nothing to match across atlases
-        name = dict(zip(table["cell_type"], table["harmonised"], strict=True))
-        shared = np.array([name[x] for x in labels], dtype=object)
-        keep = shared != ""
+        named = set(table.loc[(table["cl_id"] != "") | (table["cl_name"] != ""), "cell_type"])
+        keep = np.array([x in named for x in labels], dtype=bool)
         frame = pd.DataFrame(act.z[keep], columns=act.names)
-        profiles[(g.level, g.signature_set)] = frame.groupby(shared[keep], sort=True).mean()
+        profiles[(g.level, g.signature_set)] = frame.groupby(labels[keep], sort=True).mean()
     rows = pd.concat(matches.values(), ignore_index=True) if matches else pd.DataFrame(columns=MATCH_COLUMNS)
     return profiles, rows[MATCH_COLUMNS]
 
 
-def _level_pairs(a: dict, b: dict, signature_set: str) -> list[tuple[str, str]]:
+def _units(matches: pd.DataFrame, pair: tuple[tuple[str, str], tuple[str, str]], resolution: Resolution
+           ) -> pd.DataFrame:
+    """The units of two (atlas, level)s' labels at one resolution."""
+    by = {}
+    for atlas, level in pair:
+        by[atlas] = matches[(matches["atlas"] == atlas) & (matches["level"] == level)]
+    return comparable_units(by, resolution)
+
+
+def _level_pairs(a: dict, b: dict, signature_set: str, shared) -> list[tuple[str, str]]:
     la = [lv for lv, s in a if s == signature_set]
     lb = [lv for lv, s in b if s == signature_set]
     same = [(x, y) for x in la for y in lb if x.lower() == y.lower()]
     if same or not la or not lb:
         return same
-    shared = {(x, y): len(set(a[(x, signature_set)].index) & set(b[(y, signature_set)].index)) for x in la for y in lb}
-    return [max(shared, key=lambda k: (shared[k], -la.index(k[0]), -lb.index(k[1])))]
+    counts = {(x, y): shared(x, y) for x in la for y in lb}
+    return [max(counts, key=lambda k: (counts[k], -la.index(k[0]), -lb.index(k[1])))]
 
 
-def cross_atlas(profiles: Mapping[str, dict[tuple[str, str], pd.DataFrame]], *,
-                min_cell_types: int = defaults.VALIDATE_MIN_CELL_TYPES) -> pd.DataFrame:
-    """The ``cross_atlas`` rows: per signature set, signature, atlas pair and level, r of mean activity over the
-    shared cell types (or why not)."""
-    rows = []
+def _unit_means(frame: pd.DataFrame, units: pd.DataFrame, atlas: str) -> tuple[pd.DataFrame, dict[str, str]]:
+    """``frame``'s labels averaged per unit (index: unit key), and each unit key's labels."""
+    u = units[(units["atlas"] == atlas) & units["cell_type"].isin(frame.index)]
+    key = (u["unit_name"] + "\t" + u["unit_id"]).to_numpy()
+    means = frame.loc[u["cell_type"].to_numpy()].groupby(key, sort=True).mean()
+    labels = {k: "+".join(sorted(g)) for k, g in u.groupby(key)["cell_type"]}
+    return means, labels
+
+
+def cross_atlas(profiles: Mapping[str, dict[tuple[str, str], pd.DataFrame]], matches: pd.DataFrame, *,
+                resolutions: Sequence[Resolution] = ("fine", "lineage"),
+                min_cell_types: int = defaults.VALIDATE_MIN_CELL_TYPES
+                ) -> tuple[pd.DataFrame, dict[tuple[str, str, str], pd.DataFrame]]:
+    """The ``cross_atlas`` rows: per signature set, signature, atlas pair, level and resolution, r of mean
+    activity over the units both atlases hold (or why not); and the fine units' mean activity per (atlas, level,
+    set), for the heatmaps."""
+    rows, unit_frames = [], {}
     for (na, pa), (nb, pb) in itertools.combinations(profiles.items(), 2):
+        def shared(x: str, y: str, na: str = na, nb: str = nb) -> int:
+            u = _units(matches, ((na, x), (nb, y)), "fine")
+            return len(set(u.loc[u["atlas"] == na, "unit_id"]) & set(u.loc[u["atlas"] == nb, "unit_id"]))
+
         for sig_set in sorted({s for _, s in pa} & {s for _, s in pb}):
-            for la, lb in _level_pairs(pa, pb, sig_set):
-                fa, fb = pa[(la, sig_set)], pb[(lb, sig_set)]
+            for la, lb in _level_pairs(pa, pb, sig_set, shared):
                 level = la if la.lower() == lb.lower() else f"{la}/{lb}"
-                common = sorted(set(fa.index) & set(fb.index))
-                in_b = set(fb.columns)
-                sigs = [s for s in fa.columns if s in in_b]
-                base = {"signature_set": sig_set, "level": level, "atlas_a": na, "atlas_b": nb,
-                        "n_cell_types": len(common), "level_a": la, "level_b": lb, "cell_types": "; ".join(common)}
-                if not common:
-                    reason = "no matched cell types"
-                elif len(common) < min_cell_types:
-                    reason = f"fewer than {min_cell_types} matched cell types"
-                else:
-                    reason = ""
-                va, vb = fa.loc[common, sigs].to_numpy(float), fb.loc[common, sigs].to_numpy(float)
-                r, p = pearson_columns(va, vb) if not reason else (np.full(len(sigs), np.nan),) * 2
-                for k, sig in enumerate(sigs):
-                    why = reason or ("" if np.isfinite(r[k]) else "activity constant or undefined")
-                    rows.append({**base, "signature": sig, "r": float(r[k]), "pvalue": float(p[k]), "reason": why})
-    return pd.DataFrame(rows, columns=CROSS_COLUMNS).astype({"n_cell_types": int})
+                for resolution in resolutions:
+                    units = _units(matches, ((na, la), (nb, lb)), resolution)
+                    fa, names_a = _unit_means(pa[(la, sig_set)], units, na)
+                    fb, names_b = _unit_means(pb[(lb, sig_set)], units, nb)
+                    if resolution == "fine":
+                        for atlas, lev, f in ((na, la, fa), (nb, lb, fb)):
+                            if f.empty:
+                                continue
+                            old = unit_frames.get((atlas, lev, sig_set))
+                            unit_frames[(atlas, lev, sig_set)] = f if old is None else \
+                                pd.concat([old, f[~f.index.isin(old.index)]]).sort_index()
+                    common = sorted(set(fa.index) & set(fb.index))
+                    sigs = [s for s in fa.columns if s in set(fb.columns)]
+                    described = [f"{k.split(chr(9))[0]} ({k.split(chr(9))[1] or 'shared name'}): "
+                                 f"{names_a[k]} | {names_b[k]}" for k in common]
+                    base = {"signature_set": sig_set, "level": level, "resolution": resolution, "atlas_a": na,
+                            "atlas_b": nb, "n_cell_types": len(common), "level_a": la, "level_b": lb,
+                            "cell_types": "; ".join(described)}
+                    if not common:
+                        reason = "no matched cell types"
+                    elif len(common) < min_cell_types:
+                        reason = f"fewer than {min_cell_types} matched cell types"
+                    else:
+                        reason = ""
+                    va, vb = fa.loc[common, sigs].to_numpy(float), fb.loc[common, sigs].to_numpy(float)
+                    r, p = pearson_columns(va, vb) if not reason else (np.full(len(sigs), np.nan),) * 2
+                    for k, sig in enumerate(sigs):
+                        why = reason or ("" if np.isfinite(r[k]) else "activity constant or undefined")
+                        rows.append({**base, "signature": sig, "r": float(r[k]), "pvalue": float(p[k]),
+                                     "reason": why})
+    frames = {k: v.set_axis([i.split("\t")[0] for i in v.index]) for k, v in unit_frames.items()}
+    return pd.DataFrame(rows, columns=CROSS_COLUMNS).astype({"n_cell_types": int}), frames
 
 
 def pearson_columns(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +157,7 @@ def conservation(cross: pd.DataFrame) -> pd.DataFrame:
     done = cross["reason"] == ""
     r = cross["r"].where(done)
     g = cross.assign(_n=done, _n7=done & (r > 0.7), _n5=done & (r > 0.5), _r=r) \
-        .groupby(["signature_set", "signature"], sort=True)
+        .groupby(["signature_set", "signature", "resolution"], sort=True)
     out = pd.DataFrame({"n_pairs": g["_n"].sum(), "n_pairs_r07": g["_n7"].sum(), "n_pairs_r05": g["_n5"].sum(),
                         "median_r": g["_r"].median()}).reset_index()
     n, need = out["n_pairs"], out["n_pairs"].clip(upper=2)

@@ -128,12 +128,12 @@ def scatters(chosen: dict[str, list[dict]], load_xy: Callable[[dict], tuple[np.n
     return out
 
 
-def heatmaps(profiles: dict[str, dict[tuple[str, str], pd.DataFrame]], cross: pd.DataFrame, directory: Path,
+def heatmaps(profiles: dict[tuple[str, str, str], pd.DataFrame], cross: pd.DataFrame, directory: Path,
              max_signatures: int = 40) -> list[FigureFile]:
-    """Per signature set, at the compared level with the most matched cell types: mean activity of each matched
-    cell type in each atlas."""
+    """Per signature set, at the compared level with the most matched cell types (fine resolution): mean activity
+    of each Cell Ontology unit in each atlas (``profiles[(atlas, level, set)]``: units x signatures)."""
     out = []
-    done = cross[cross["reason"] == ""]
+    done = cross[(cross["reason"] == "") & (cross["resolution"] == "fine")]
     best = done.groupby(["signature_set", "level"], sort=False)["n_cell_types"].max().reset_index() \
         .sort_values("n_cell_types", ascending=False, kind="stable").drop_duplicates("signature_set")
     for sig_set, level in zip(best["signature_set"], best["level"], strict=True):
@@ -142,7 +142,7 @@ def heatmaps(profiles: dict[str, dict[tuple[str, str], pd.DataFrame]], cross: pd
         cols: dict[tuple[str, str], pd.Series] = {}
         for a, la, b, lb in pairs.itertuples(index=False):
             for atlas, lev in ((a, la), (b, lb)):
-                frame = profiles[atlas][(lev, sig_set)]
+                frame = profiles[(atlas, lev, sig_set)]
                 for ct in frame.index:
                     cols.setdefault((ct, atlas), frame.loc[ct])
         cell_types = sorted({ct for ct, _ in cols if sum(c == ct for c, _ in cols) >= 2})
@@ -163,7 +163,8 @@ def heatmaps(profiles: dict[str, dict[tuple[str, str], pd.DataFrame]], cross: pd
         fig.colorbar(im, ax=ax, shrink=0.6, label="mean activity z")
         stem = f"heatmap_{safe_name(sig_set)}"
         out.append(FigureFile(stem, f"Cross-atlas activity: {sig_set}, {level}",
-                              "Mean activity of each harmonised cell type (columns: cell type | atlas), "
+                              "Mean activity of each Cell Ontology unit both atlases hold "
+                              "(columns: cell type | atlas), "
                               + ("the most variable signatures." if len(mat) == max_signatures else "every signature."),
                               save_figure(fig, directory, stem)))
     return out

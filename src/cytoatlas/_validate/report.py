@@ -124,7 +124,8 @@ def _read(directory: Path, name: str) -> pd.DataFrame:
     if not path.is_file():
         raise CytoatlasError(f"{directory} has no {name}.csv: run `cytoatlas validate --out {directory}` first")
     df = pd.read_csv(path, keep_default_na=False, na_values=[""])
-    for col in ("reason", "harmonised", "source", "cell_types", "rhos", "gene", "stratum"):
+    for col in ("reason", "cl_id", "cl_name", "source", "context", "candidates", "cell_types", "rhos", "gene",
+                "stratum", "resolution"):
         if col in df:
             df[col] = df[col].fillna("").astype(str)
     return df
@@ -184,7 +185,7 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
     rho, summ, cons = t["rho"], t["summary"], t["conservation"]
     rep = rho[rho["representative"].astype(str).str.lower() == "true"]
     matches = t["cell_type_matches"]
-    unmatched = matches[(matches["harmonised"] == "") & (matches["source"] != "unstratified level")]
+    unmatched = matches[matches["source"] == "none"]
     computed = cons[cons["reason"] == ""]
     cards = html_cards([("atlases", str(len(atlases))), ("correlations computed", f"{(rho['reason'] == '').sum():,}"),
                          ("targets with a representative rho", f"{len(rep):,}"),
@@ -221,19 +222,24 @@ of mean activity over the cell types the atlases share.</p>"""),
          + html_table(t["rho_cell_types"][t["rho_cell_types"]["reason"] == ""], "t_ct", max_rows, bad=None)),
         ("cross", "Across atlases",
          '<p class="note">Per signature and compared level of an atlas pair: Pearson r of mean activity over the '
-         "matched cell types (at least 3). Conserved: r &gt; 0.7 in at least two pairs (or the only one); "
-         "moderate: r &gt; 0.5 as often.</p>" + html_table(cons_sorted, "t_cons", max_rows, pills="conservation")
+         "cell types both atlases hold (at least 3), matched through the Cell Ontology at two resolutions: "
+         "<i>fine</i>, each label at the finest CL term the other atlas also holds (labels meeting at one term "
+         "averaged), and <i>lineage</i>, a fixed set of lineage terms. Conserved: r &gt; 0.7 in at least two pairs "
+         "(or the only one) of a resolution; moderate: r &gt; 0.5 as often.</p>"
+         + html_table(cons_sorted, "t_cons", max_rows, pills="conservation")
          + figs("agreement") + figs("heatmap") + "<h3>Every comparison</h3>"
          + html_table(t["cross_atlas"], "t_cross", max_rows)),
         ("consistency", "Consistency across atlases",
          '<p class="note">Per target, the atlases whose representative rho exceeds 0.1: in all, most (more than '
          "half) or few of them.</p>" + html_table(t["consistency"], "t_consistency", max_rows)),
         ("matching", "Cell-type matching",
-         f'<p class="note">{len(unmatched):,} label(s) match no shared name and take no part in the cross-atlas '
-         "comparison; map them in the atlas' registry entry (<code>harmonise = { \"label\" = \"shared name\" }"
-         "</code>).</p>" + html_table(matches.assign(reason=np.where(
-             (matches["harmonised"] == "") & (matches["source"] != "unstratified level"), "unmatched", "")),
-             "t_match", max_rows)),
+         f'<p class="note">Each label\'s Cell Ontology term and how it was found (column: the atlas\' own CL IDs; '
+         "registry; name; synonym; rule: composed from the label's words). "
+         f"{len(unmatched):,} label(s) match no CL term and take no part in the cross-atlas comparison; map them "
+         "in the atlas' registry entry (<code>[atlas.NAME.harmonise] \"label\" = \"CL:0000236\"</code>, a CL "
+         "name, or a shared name of your own); their closest CL terms are listed.</p>"
+         + html_table(matches.assign(reason=np.where(matches["source"] == "none", "unmatched", "")),
+                      "t_match", max_rows)),
         ("notcomputed", "Not computed",
          '<p class="note">Correlations that could not be computed, and why.</p>'
          + html_table(not_done, "t_nd", max_rows, bad=None)),

@@ -25,6 +25,7 @@ from cytoatlas._validate import figures as fg
 from cytoatlas._validate.inputs import LevelSet, discover
 from cytoatlas._validate.summaries import cytosig_vs_secact, summary
 from cytoatlas._validate.within import CELL_TYPE_COLUMNS, RHO_COLUMNS, across_cell_types, within_atlas
+from cytoatlas.celltypes import Resolution, cell_ontology, registry_hint, resolutions
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import (
     VALIDATION_FIGURES_DIR,
@@ -176,6 +177,7 @@ def validate(
     target_genes: Mapping[str, str] | None = None,
     scatter_targets: Sequence[str] | None = None,
     figures: bool = True,
+    resolution: str | None = None,
     force: bool = False,
 ) -> list[Path]:
     """Validate activity within and across atlases: tables (CSV and Parquet) and figures (PNG and SVG).
@@ -209,6 +211,9 @@ def validate(
         Targets drawn in the expression vs activity scatters (default: each atlas' four highest rhos).
     figures
         Draw the figures (False: tables only).
+    resolution
+        Which cell-type resolution the cross-atlas tables report: ``fine`` (each label at the finest Cell Ontology
+        term both atlases hold), ``lineage`` (a fixed set of lineage terms) or ``both`` (default).
     force
         Recompute everything, even what is current.
 
@@ -217,6 +222,10 @@ def validate(
     list of Path
         The tables and figures written (or found current).
     """
+    try:
+        chosen = resolutions(resolution)
+    except ValueError as e:
+        raise CytoatlasError(str(e)) from None
     if min_samples < 3:
         raise CytoatlasError(f"min_samples must be >= 3, got {min_samples}")
     if min_cell_types < 2:
@@ -247,7 +256,8 @@ def validate(
                   "n_bootstrap": n_bootstrap, "seed": seed, "target_genes": dict(sorted(gene_overrides.items())),
                   "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs},
                   "levels": list(levels or []), "signatures": list(signatures or []), "figures": figures,
-                  "scatter_targets": list(scatter_targets or [])}
+                  "scatter_targets": list(scatter_targets or []), "resolution": list(chosen),
+                  **cell_ontology().provenance}
         cell_files = [g.activity["celltype"] for a in inputs for g in a.groups if "celltype" in g.activity]
         fps = [{"name": manifest_key(p, out), "checksum": recorded_checksum(entries[manifest_key(p, out)])}
                for p in part_paths]
@@ -260,6 +270,7 @@ def validate(
             log.info("validation tables and figures in %s are current; nothing to do", out)
             return sorted(recorded)
         written = _aggregate(inputs, out, rho_parts, ct_parts, min_cell_types=min_cell_types, figures=figures,
+                             resolutions=chosen,
                              scatter_targets=scatter_targets, params=params, fps=fps)
         stale = [k for k in previous if out / k not in written]
         for k in stale:
@@ -270,7 +281,7 @@ def validate(
 
 
 def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_cell_types: int, figures: bool,
-               scatter_targets, params: dict, fps: list[dict]) -> list[Path]:
+               resolutions: tuple[Resolution, ...], scatter_targets, params: dict, fps: list[dict]) -> list[Path]:
     t0 = time.perf_counter()
     rho = _concat(rho_parts, RHO_COLUMNS)
     rho["representative"] = rho["representative"].astype(bool)
@@ -279,16 +290,17 @@ def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_
     for a in inputs:
         profiles[a.name], m = xa.level_profiles(a.groups, a.harmonise)
         matches.append(m)
-        unmatched = m[(m["harmonised"] == "") & (m["source"] != "unstratified level")]
+        unmatched = m[m["source"] == "none"].drop_duplicates("cell_type")
         if len(unmatched):
-            log.warning("atlas %s: %d cell type label(s) match no shared name (add them to its registry entry, "
-                        "harmonise = { label = \"name\" }): %s", a.name, len(unmatched),
-                        ", ".join(f"{lv}:{ct}" for lv, ct in list(zip(unmatched["level"], unmatched["cell_type"],
-                                                                        strict=True))[:12]))
-    cross = xa.cross_atlas(profiles, min_cell_types=min_cell_types)
+            log.warning("atlas %s: %d cell type label(s) match no Cell Ontology term and take part in no "
+                        "cross-atlas comparison (listed in cell_type_matches with candidates); to map them, add "
+                        "to the registry:\n%s", a.name, len(unmatched), registry_hint(a.name, unmatched.head(12)))
+    all_matches = _concat(matches, xa.MATCH_COLUMNS)
+    cross, unit_frames = xa.cross_atlas(profiles, all_matches, resolutions=resolutions,
+                                        min_cell_types=min_cell_types)
     tables = {"rho": rho, "rho_cell_types": cell, "summary": summary(rho), "cytosig_vs_secact": cytosig_vs_secact(rho),
               "cross_atlas": cross, "conservation": xa.conservation(cross), "consistency": xa.consistency(rho),
-              "cell_type_matches": _concat(matches, xa.MATCH_COLUMNS)}
+              "cell_type_matches": all_matches}
     written, records = [], {}
     for name, df in tables.items():
         for p in write_table(df, out, name):
@@ -301,7 +313,7 @@ def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_
         levels = xa.consistency_levels(rho) if len(rho) else {}
         figs = [fg.rho_distribution(rho, fig_dir), *fg.top_targets(rho, levels, fig_dir),
                 *fg.scatters(_chosen_scatters(rho, levels, scatter_targets), _loader(inputs), fig_dir),
-                *fg.heatmaps(profiles, cross, fig_dir), *fg.agreement(cross, fig_dir)]
+                *fg.heatmaps(unit_frames, cross, fig_dir), *fg.agreement(cross, fig_dir)]
         for f in filter(None, figs):
             for p in f.paths:
                 written.append(p)

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas import defaults
-from cytoatlas._validate.harmonise import UNSTRATIFIED
 from cytoatlas._validate.inputs import LevelSet
 from cytoatlas._validate.stats import (
     bh_fdr,
@@ -33,6 +32,7 @@ from cytoatlas._validate.stats import (
     spearman_columns,
 )
 from cytoatlas._validate.targets import target_genes
+from cytoatlas.celltypes import UNSTRATIFIED
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.results import Activity, read_activity, read_pseudobulk
 

@@ -586,7 +586,7 @@ async function drawCompare(token) {
   const rest = HAS_WEBGL ? [] : shown.filter((r) => !inSvg.has(r));
   const trace = (part, name, color) => ({
     type: HAS_WEBGL ? "scattergl" : "scatter", mode: "markers", name, x: part.map((r) => r.effect), y: part.map(y),
-    customdata: part.map((r) => [r.cell_type, r.signature, r.fdr ?? NaN, r.pvalue, r.harmonised ?? ""]),
+    customdata: part.map((r) => [r.cell_type, r.signature, r.fdr ?? NaN, r.pvalue, r.cl_name ?? ""]),
     hovertemplate: "%{customdata[1]} in %{customdata[0]}<br>effect = %{x:.3g}<br>p = %{customdata[3]:.2g}, " +
                    "FDR = %{customdata[2]:.2g}<extra></extra>",
     marker: { size: 8, color, opacity: 0.85, line: { width: 0 } } });
@@ -651,16 +651,26 @@ async function drawCompare(token) {
 }
 
 async function drawForest(token, c, picked) {
-  // the same harmonised cell type, signature and contrast in every atlas, and the pooled (meta-analysis) row
+  // the pooled (meta-analysis) row at the finest Cell Ontology term the atlases share that holds this atlas'
+  // label, and every atlas' labels pooled into it (the meta row's labels: "atlas: label+label; atlas: label")
   const where = { level: c.level, signature_set: c.signature_set, by: c.by, contrast: c.contrast,
                   signature: picked.signature };
   let rows = [picked];
   let pooled = null;
-  if (picked.harmonised) {
-    rows = await all(`/compare/${c.analysis}`, { ...where, harmonised: picked.harmonised });
-    const meta = await all("/compare/meta", { ...where, analysis: c.analysis, harmonised: picked.harmonised });
+  const pooledLabels = (m) => new Set(m.labels.split("; ").flatMap((part) => {
+    const at = part.indexOf(": ");
+    return at < 0 ? [] : part.slice(at + 2).split("+").map((label) => `${part.slice(0, at)}\t${label}`);
+  }));
+  if (picked.cl_name) {
+    const meta = await all("/compare/meta", { ...where, analysis: c.analysis, resolution: "fine" });
     if (stale(token)) return;
-    pooled = meta[0] ?? null;
+    pooled = meta.find((m) => pooledLabels(m).has(`${picked.atlas}\t${picked.cell_type}`)) ?? null;
+    if (pooled) {
+      const members = pooledLabels(pooled);
+      const all_rows = await all(`/compare/${c.analysis}`, where);
+      if (stale(token)) return;
+      rows = all_rows.filter((r) => members.has(`${r.atlas}\t${r.cell_type}`));
+    }
   }
   const label = (r) => `${r.atlas} · ${r.cell_type}`;
   const ci = (r, side) => (r[side] === null || r.effect === null ? 0 : Math.abs(r[side] - r.effect));
@@ -683,7 +693,7 @@ async function drawForest(token, c, picked) {
                   marker: { size: 16, symbol: "diamond", color: COLORS[1] } });
   }
   const fmt = (v, d = 3) => (v === null || v === undefined ? "–" : +v.toPrecision(d));
-  const what = picked.harmonised ? `${picked.signature} in ${picked.harmonised}` : `${picked.signature} in ${picked.cell_type}`;
+  const what = pooled ? `${picked.signature} in ${pooled.cl_name}` : `${picked.signature} in ${picked.cell_type}`;
   const heterogeneity = pooled ? ` · τ² = ${fmt(pooled.tau2)}, I² = ${fmt(pooled.i2)} %`
     : " · no pooled estimate (one atlas)";
   await Plotly.react($("compare-forest"), traces, {
@@ -692,7 +702,7 @@ async function drawForest(token, c, picked) {
     yaxis: { automargin: true, autorange: "reversed", type: "category" },
     title: { text: `${what} · ${c.contrast}${heterogeneity}`, font: { size: 14 } } }, PLOT_CONFIG);
   $("compare-forest").dataset.drawn = `${c.analysis}|${c.level}|${c.signature_set}|${c.contrast}|` +
-    `${picked.harmonised ?? picked.cell_type}|${picked.signature}`;
+    `${pooled ? pooled.cl_name : picked.cell_type}|${picked.signature}`;
 }
 
 // ---- wiring -----------------------------------------------------------------------------------------------------
