@@ -421,6 +421,7 @@ def test_pooling_all_groups_at_once_matches_statsmodels_group_by_group() -> None
                          "se": rng.uniform(0.05, 0.4)})
     rows.append({**rows[0], "signature": "lonely"})  # a group of one study: no row
     studies = pd.DataFrame(rows).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    studies["labels"] = [f"t{i % 4}+t{i % 3}" for i in range(len(studies))]
     keys = ["analysis", "level_key", "signature_set", "harmonised", "signature", "by", "contrast"]
     got = pool_studies(studies, keys)
     assert len(got) == 400 and "lonely" not in set(got["signature"])
@@ -436,5 +437,7 @@ def test_pooling_all_groups_at_once_matches_statsmodels_group_by_group() -> None
         assert (r["effect"], r["se"], r["tau2"]) == pytest.approx(want, rel=1e-10, abs=1e-14)
         assert r["q"] == pytest.approx(res.q, rel=1e-10)
         assert r["n_atlases"] == len(part) and r["atlases"] == ",".join(sorted(part["atlas"]))
+        assert r["labels"] == "; ".join(f"{a}: {lb}" for a, lb in sorted(zip(part["atlas"], part["labels"],
+                                                                               strict=True)))
         assert r["sign_agreement"] == pytest.approx(np.mean(np.sign(part["effect"]) == np.sign(want[0])))
     assert (got["tau2"] == 0).sum() > 100 and (got["tau2"] > 0).sum() > 100
