@@ -35,7 +35,7 @@ def page(cur, base: str, order: str, params: dict, limit: int, offset: int, one_
     for a ``base`` that is one plain ``SELECT`` (no DISTINCT, no GROUP BY).
     """
     if one_pass:
-        head, select, rest = base.partition("SELECT ")
+        head, _, rest = base.partition("SELECT ")
         result = cur.execute(f"{head}SELECT count(*) OVER () AS {_TOTAL}, {rest} ORDER BY {order} "
                              "LIMIT $limit OFFSET $offset", {**params, "limit": limit, "offset": offset})
         columns = [d[0] for d in result.description][1:]
