@@ -84,7 +84,7 @@ def big_comparison(tmp_path_factory) -> Path:
     template = small["differential"].iloc[0]
     big = pd.DataFrame({c: [template[c]] * len(effect) for c in small["differential"].columns})
     big["cell_type"] = np.repeat([f"type {i}" for i in range(n_types)], n_sigs)
-    big["cl_name"] = big["cell_type"]
+    big["cl_id"], big["cl_name"] = "", ""  # no Cell Ontology unit: one atlas, no meta-analysis
     big["signature"] = np.tile([f"S{j:04d}" for j in range(n_sigs)], n_types)
     big["effect"], big["pvalue"] = effect, np.clip(np.exp(-np.abs(effect) * 3) * rng.uniform(0.5, 1, len(effect)),
                                                    1e-12, 1)
