@@ -141,7 +141,8 @@ def worker(args: argparse.Namespace) -> None:
         np.savez(out / "secactpy.npz", **{k: res[k].to_numpy() for k in ("beta", "se", "zscore", "pvalue")},
                  rows=res["beta"].index.to_numpy(str))
     else:
-        (path,) = activity([args.file], out, signatures=[args.sig], method=args.worker, n_rand=N_RAND, seed=0)
+        (path,) = activity([args.file], out, signatures=[args.sig], method=args.worker, n_rand=N_RAND,
+                             permutation_seed=0)
         elapsed = time.perf_counter() - t0
         peak = _peak_rss_mb()
         a = ad.read_h5ad(path)

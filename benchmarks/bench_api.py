@@ -88,7 +88,7 @@ def plan(client: httpx.Client, n: int, seed: int, mix: str = "all") -> list[tupl
     """``n`` (endpoint kind, path) pairs drawn from the names the server reports."""
     rng = random.Random(seed)
     get = lambda path, **p: client.get(path, params=p).raise_for_status().json()  # noqa: E731
-    atlases = [a for a in get("/api/v1/atlases")["rows"]]
+    atlases = list(get("/api/v1/atlases")["rows"])
     q = lambda s: quote(s, safe="")  # noqa: E731
     pools: dict[str, list[str]] = {k: [] for k in (
         "atlases", "levels", "cell_types", "activity", "activity_csv", "matrix", "signature", "expression",

@@ -428,7 +428,7 @@ class Bench:
 
     def check(self, h5ad: Path) -> dict:
         a, b = self.out / f"cytoatlas_{h5ad.stem}", self.out / f"seed_{h5ad.stem}"
-        cmd = [sys.executable, str(HERE / "compare_outputs.py"), str(a), str(b)]
+        cmd = [sys.executable, str(HERE / "compare_trees.py"), str(a), str(b), "--mode", "rows"]
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
         problems = [x for x in r.stdout.splitlines() if x.strip()]
         self.log(

@@ -50,6 +50,7 @@ def write(table: dict, path: Path) -> None:
 
 
 def main() -> None:
+    """Build the table and write it (``--out`` to write elsewhere)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()

@@ -24,7 +24,7 @@ from cytoatlas.io.results import unique_symbols
 def pb_files(demo_h5ad: Path, tmp_path_factory) -> dict[str, Path]:
     """Level L2 of the 6,000-cell demo atlas: cell type, sample x cell type and bootstrap files."""
     out = tmp_path_factory.mktemp("pb")
-    paths = cytoatlas.pseudobulk(demo_config(demo_h5ad), out, levels=["L2"], n_bootstrap=40, seed=1)
+    paths = cytoatlas.pseudobulk(demo_config(demo_h5ad), out, levels=["L2"], n_bootstrap=40, bootstrap_seed=1)
     return {p.name.removeprefix("demo_pseudobulk_l2").removesuffix(".h5ad").lstrip("_") or "main": p for p in paths}
 
 
@@ -212,7 +212,7 @@ def _no_outputs(out: Path) -> bool:
     return not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize("case, message", [
+@pytest.mark.parametrize(("case", "message"), [
     ("no_overlap", "of the 3 nooverlap genes"),
     ("duplicate_genes", "duplicated gene name"),
     ("nan", "missing (NaN)"),
@@ -296,11 +296,12 @@ def test_cli_atlas_mode_uses_the_registry(demo_h5ad: Path, tmp_path: Path, capsy
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("sig, n_rand", [("cytosig", 1000), ("secact", 100)])
+@pytest.mark.parametrize(("sig", "n_rand"), [("cytosig", 1000), ("secact", 100)])
 def test_permutation_method_reproduces_secactpy(pb_files: dict[str, Path], tmp_path: Path, sig: str,
                                                 n_rand: int) -> None:
     ref = _secactpy(_expression(pb_files["main"]), sig, n_rand=n_rand, seed=3)
-    (path,) = activity([pb_files["main"]], tmp_path, signatures=[sig], method="permutation", n_rand=n_rand, seed=3)
+    (path,) = activity([pb_files["main"]], tmp_path, signatures=[sig], method="permutation", n_rand=n_rand,
+                     permutation_seed=3)
     ours = ad.read_h5ad(path)
     assert list(ours.var_names) == list(ref["beta"].index)
     np.testing.assert_allclose(ours.X, ref["zscore"].to_numpy().T, rtol=0, atol=1e-6)

@@ -19,7 +19,7 @@ from cytoatlas.io.h5ad import read_dataframe
 @pytest.fixture(scope="module")
 def pb_paths(demo_h5ad: Path, tmp_path_factory) -> list[Path]:
     out = tmp_path_factory.mktemp("pb")
-    return cytoatlas.pseudobulk(demo_config(demo_h5ad), out, levels=["L2"], n_bootstrap=5, seed=1)
+    return cytoatlas.pseudobulk(demo_config(demo_h5ad), out, levels=["L2"], n_bootstrap=5, bootstrap_seed=1)
 
 
 def _same(path: Path, key: str) -> None:

@@ -38,9 +38,7 @@ def _indexable(out: Path) -> set[str]:
     for manifest in out.rglob("manifest.json"):
         for name, rec in read_manifest(manifest.parent).items():
             if (rec["step"] in ("pseudobulk", "activity") and rec.get("kind") in ("celltype", "samples")
-                    and name.endswith(".h5ad")):
-                files.add((manifest.parent / name).relative_to(out).as_posix())
-            elif rec["step"] == "validate" and name.endswith(".parquet"):
+                    and name.endswith(".h5ad")) or rec["step"] == "validate" and name.endswith(".parquet"):
                 files.add((manifest.parent / name).relative_to(out).as_posix())
     return files
 

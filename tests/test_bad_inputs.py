@@ -152,7 +152,7 @@ def pb_file(demo_h5ad: Path, tmp_path_factory) -> Path:
     return cytoatlas.pseudobulk(demo_config(demo_h5ad), out, levels=["L1"], n_bootstrap=0)[0]
 
 
-@pytest.mark.parametrize("case, message", [
+@pytest.mark.parametrize(("case", "message"), [
     ("no_overlap", "signatures are matched on symbols"),
     ("signature_duplicates", "duplicated gene name"),
     ("signature_nan", "missing (NaN)"),

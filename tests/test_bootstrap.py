@@ -16,7 +16,7 @@ CFG = atlas_from_mapping("kang", {"h5ad": str(KANG), "sample_col": "donor", "gen
 
 
 def _resampled(tmp_path, seed, n_bootstrap=30, min_samples=5):
-    cytoatlas.pseudobulk(CFG, tmp_path, n_bootstrap=n_bootstrap, seed=seed, min_samples=min_samples)
+    cytoatlas.pseudobulk(CFG, tmp_path, n_bootstrap=n_bootstrap, bootstrap_seed=seed, min_samples=min_samples)
     return (ad.read_h5ad(tmp_path / "kang_pseudobulk_ct_resampled.h5ad"),
             ad.read_h5ad(tmp_path / "kang_pseudobulk_ct_samples.h5ad"))
 

@@ -325,14 +325,15 @@ def test_status_lists_the_cells_outputs(synth, tmp_path):
     path, _ = synth
     cfg = tiny_config(path)
     cytoatlas.cells(cfg, tmp_path, signatures=["cytosig"])
-    rows = [r for r in atlas_status(cfg, tmp_path, signatures=["cytosig"]) if r["step"].startswith("cells:")]
+    rows = [r for r in atlas_status(cfg, tmp_path, activity={"signatures": ["cytosig"]})
+            if r["step"].startswith("cells:")]
     assert {r["step"] for r in rows} == {"cells:activity:cytosig", "cells:summary:cytosig", "cells:embedding:cytosig"}
     assert all(r["state"] == "complete" for r in rows)
     f = layout.cells_activity_path(layout.cells_dir(tmp_path), "tiny", "cytosig")
     with open(f, "r+b") as fh:  # damage the file: status says so
         fh.seek(-10, 2)
         fh.write(b"0123456789")
-    rows = atlas_status(cfg, tmp_path, signatures=["cytosig"], verify=True)
+    rows = atlas_status(cfg, tmp_path, activity={"signatures": ["cytosig"]}, verify=True)
     assert next(r for r in rows if r["step"] == "cells:activity:cytosig")["state"] == "corrupt"
 
 

@@ -111,7 +111,7 @@ LABELS = {
 }
 
 
-@pytest.mark.parametrize("label, term", list(LABELS.items()))
+@pytest.mark.parametrize(("label", "term"), list(LABELS.items()))
 def test_atlas_labels_compose_to_their_cl_term(label: str, term: str) -> None:
     got = match(label)
     assert (got.term, cell_ontology().name(got.term)) == (term, cell_ontology().name(term))

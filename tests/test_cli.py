@@ -110,7 +110,7 @@ def test_cli_pseudobulk_matches_python_api(tiny, tmp_path, capsys):
     assert rc == 0
     printed = capsys.readouterr().out.split()
     api_paths = cytoatlas.pseudobulk("tiny", api_out, registry=reg, levels=["L1", "lineage"], batch_size=50,
-                                     n_bootstrap=5, seed=1, min_cells=3, min_samples=2)
+                                     n_bootstrap=5, bootstrap_seed=1, min_cells=3, min_samples=2)
     assert [Path(p).name for p in printed] == [p.name for p in api_paths]
     assert len(api_paths) == 6
     assert sorted(p.name for p in cli_out.iterdir()) == sorted(p.name for p in api_out.iterdir())

@@ -290,7 +290,7 @@ def _hand_dl(y: np.ndarray, se: np.ndarray) -> dict:
             "ci_low": mu - 1.959963984540054 * mu_se, "ci_high": mu + 1.959963984540054 * mu_se}
 
 
-@pytest.mark.parametrize("effects, se", [
+@pytest.mark.parametrize(("effects", "se"), [
     ([0.1, 0.9, 0.3, -0.4], [0.1, 0.15, 0.2, 0.12]),   # heterogeneous: tau2 > 0
     ([0.40, 0.35, 0.42], [0.05, 0.07, 0.06]),          # Q < df: tau2 truncated at 0 (statsmodels leaves it < 0)
 ])

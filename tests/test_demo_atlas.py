@@ -205,7 +205,7 @@ def test_planted_response_separates_donor_pseudobulks_and_is_specific(
 
 @pytest.mark.parametrize("kwargs", [{"n_donors": 1}, {"n_cells": 50, "n_donors": 20}])
 def test_invalid_sizes_are_rejected(tmp_path: pathlib.Path, kwargs: dict) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"need n_donors >= 2 and n_cells >= 10 \* n_donors"):
         write_demo_atlas(tmp_path / "x.h5ad", **kwargs)
     assert not any(tmp_path.iterdir())
 

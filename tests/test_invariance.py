@@ -22,7 +22,8 @@ def test_identical_across_batch_sizes_bootstrap_included(tmp_path, monkeypatch):
     monkeypatch.setattr(state, "STRIPE_ROWS", 1000)  # 8 stripes: blocks of 7 and 50,000 rows straddle them
     runs = {}
     for bs in (7, 1000, 50_000):
-        paths = cytoatlas.pseudobulk(CFG, tmp_path / str(bs), batch_size=bs, n_bootstrap=20, seed=3, min_samples=5)
+        paths = cytoatlas.pseudobulk(CFG, tmp_path / str(bs), batch_size=bs, n_bootstrap=20, bootstrap_seed=3,
+                                     min_samples=5)
         runs[bs] = [ad.read_h5ad(p) for p in paths]
     ref = runs[50_000]
     assert [a.n_obs for a in ref] == [a.n_obs for a in runs[7]]

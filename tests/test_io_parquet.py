@@ -71,6 +71,6 @@ def test_boolean_columns_and_columns_given_as_none(tmp_path) -> None:
     got = con.execute(f"SELECT i, flag, absent FROM '{path}'").fetchall()
     assert [r[1] for r in got] == flags.tolist() and [r[0] for r in got] == list(range(10_001))
     assert all(r[2] is None for r in got)
-    with ParquetWriter(tmp_path / "c.parquet", {"i": "int32", "f": "float32"}) as w:
-        with pytest.raises(CytoatlasError, match="column i holds integers: it cannot be NULL"):
-            w.write({"i": None, "f": np.zeros(3, np.float32)})
+    with (ParquetWriter(tmp_path / "c.parquet", {"i": "int32", "f": "float32"}) as w,
+          pytest.raises(CytoatlasError, match="column i holds integers: it cannot be NULL")):
+        w.write({"i": None, "f": np.zeros(3, np.float32)})

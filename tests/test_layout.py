@@ -64,9 +64,9 @@ def test_parse_and_build_agree():
     assert layout.activity_inputs(main, layout.PSEUDOBULK_KINDS) == [main, res]
     assert layout.activity_inputs(main, layout.GROUP_KINDS) == [main]
     assert layout.parse("/r/notes.txt") is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not a resampled pseudobulk file name"):
         layout.main_of(main)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="is not an activity file of signature set 'secact'"):
         layout.pseudobulk_of(layout.activity_path("/r", main, "cytosig"), "secact", d)
     assert layout.safe_name("CD4 T/naive") == "CD4_T_naive"
 
@@ -80,7 +80,7 @@ def _literal_in(pattern: str, module_allowed: str) -> list[str]:
                           if not line.lstrip().startswith("#")))
 
 
-@pytest.mark.parametrize("pattern, home", [(".tmp-", "io/durable.py"), ("_activity.h5ad", "io/layout.py"),
+@pytest.mark.parametrize(("pattern", "home"), [(".tmp-", "io/durable.py"), ("_activity.h5ad", "io/layout.py"),
                                            ("_activity_ci.csv", "io/layout.py"), (".checkpoint.npz", "io/layout.py")])
 def test_one_module_spells_each_name(pattern, home):
     assert _literal_in(pattern, home) == []
@@ -97,9 +97,13 @@ def test_importing_io_the_registry_or_the_api_loads_no_engine():
 def test_atomic_path_leaves_the_old_file_on_error(tmp_path):
     target = tmp_path / "table.csv"
     target.write_text("old")
-    with pytest.raises(RuntimeError), durable.atomic_path(target) as tmp:
-        tmp.write_text("half")
-        raise RuntimeError("crash")
+    def crash_while_writing() -> None:
+        with durable.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError, match="crash"):
+        crash_while_writing()
     assert target.read_text() == "old" and sorted(tmp_path.iterdir()) == [target]
     durable.write_text_atomic(target, "new")
     assert target.read_text() == "new" and sorted(tmp_path.iterdir()) == [target]

@@ -46,8 +46,7 @@ def test_producer_error_reaches_consumer():
 
     got = []
     with pytest.raises(OSError, match="truncated chunk"):
-        for x in Prefetch(produce()):
-            got.append(x)
+        got.extend(Prefetch(produce()))
     assert got == [1]
 
 

@@ -161,7 +161,7 @@ def test_extract_checksum_mismatch_writes_nothing(tmp_path: Path) -> None:
     assert not list((tmp_path / "other").iterdir())
 
 
-@pytest.mark.parametrize("content, message", [(None, "has no secactpy/data/SecAct.tsv.gz"),
+@pytest.mark.parametrize(("content", "message"), [(None, "has no secactpy/data/SecAct.tsv.gz"),
                                                (b"not a zip", "is not a readable wheel")])
 def test_extract_refuses_what_is_not_the_wheel(tmp_path: Path, content: bytes | None, message: str) -> None:
     wheel = tmp_path / "secactpy.whl"

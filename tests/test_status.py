@@ -21,7 +21,7 @@ def _registry(path: Path, h5ad: Path, l3: str = "cell_type_l3") -> Path:
     return path
 
 
-@pytest.fixture()
+@pytest.fixture
 def tree(demo_h5ad: Path, tmp_path: Path, capsys) -> tuple[Path, Path]:
     """A complete results tree (results/demo/...) and its registry."""
     import shutil
@@ -137,6 +137,26 @@ def test_changed_level_recomputes_only_its_outputs(tree, capsys) -> None:
     after = _ids(results)
     assert {n for n in after if after[n] != before[n]} == {name for name in rows if "_l3" in name}
     assert _status(results, reg, capsys, "--verify")[0] == 0
+
+
+def test_a_new_activity_algorithm_makes_activity_stale_and_run_recomputes_only_it(tree, capsys, monkeypatch) -> None:
+    from cytoatlas._harness import STEPS
+
+    results, reg = tree
+    before = _ids(results)
+    monkeypatch.setattr(STEPS["activity"], "algorithm", 2)  # a release whose activity numbers changed
+    code, rows = _status(results, reg, capsys)
+    assert code == 1
+    assert {n for n, r in rows.items() if r["state"] != "complete"} == {n for n in rows if "activity" in n}
+    assert all("algorithm version 1 of step activity; this release computes version 2" in r["reason"]
+               for n, r in rows.items() if "activity" in n)
+    assert main(["-q", "run", "--registry", str(reg), "--atlas", "demo", "--out", str(results / "demo"), *OPTS]) == 0
+    capsys.readouterr()
+    after = _ids(results)
+    assert {n for n in after if after[n] != before[n]} == {n for n in rows if "activity" in n}
+    assert _status(results, reg, capsys, "--verify")[0] == 0
+    monkeypatch.undo()  # this release again: the version-2 outputs are from another algorithm version
+    assert _status(results, reg, capsys)[0] == 1
 
 
 def test_touched_input_marks_everything_stale(tree, capsys) -> None:

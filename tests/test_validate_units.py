@@ -37,7 +37,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("x, y", CASES)
+@pytest.mark.parametrize(("x", "y"), CASES)
 def test_spearman_equals_scipy_on_hand_picked_cases(x, y) -> None:
     x, y = np.asarray(x, float), np.asarray(y, float)
     ref = stats.spearmanr(x, y)

@@ -16,7 +16,7 @@ _LAZY = {"pseudobulk": ("cytoatlas._pseudobulk", "pseudobulk"),
          "cells": ("cytoatlas._cells", "cells"),
          "index": ("cytoatlas._api", "index"), "serve": ("cytoatlas._api", "serve"),
          "run": ("cytoatlas.pipeline", "run"), "status": ("cytoatlas.pipeline", "status"),
-         "validate": ("cytoatlas._validate", "validate"), "report": ("cytoatlas._validate", "report"),
+         "validate": ("cytoatlas._validate", "validate"), "report": ("cytoatlas._report", "report"),
          "compare": ("cytoatlas._compare", "compare")}
 
 

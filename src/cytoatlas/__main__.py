@@ -1,3 +1,5 @@
+"""``python -m cytoatlas``: the ``cytoatlas`` command."""
+
 import sys
 
 from cytoatlas.cli import main

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from cytoatlas import defaults
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.options import ActivityOptions, Method, PseudobulkOptions, Test, choices
 
 
 def _registry_args(p: argparse.ArgumentParser) -> None:
@@ -50,7 +51,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
                    help=f"cells per block read (default {defaults.BATCH_SIZE})")
     p.add_argument("--n-bootstrap", type=int, default=defaults.N_BOOTSTRAP,
                    help=f"donor resamples per cell type (default {defaults.N_BOOTSTRAP})")
-    p.add_argument("--seed", type=int, default=defaults.SEED, help=f"bootstrap seed (default {defaults.SEED})")
+    p.add_argument("--bootstrap-seed", "--seed", dest="bootstrap_seed", type=int, default=defaults.BOOTSTRAP_SEED,
+                   help=f"seed of the donor bootstrap (default {defaults.BOOTSTRAP_SEED}; --seed is its old name)")
     p.add_argument("--min-cells", type=int, default=defaults.MIN_CELLS,
                    help=f"smallest group kept (default {defaults.MIN_CELLS} cells)")
     p.add_argument("--min-samples", type=int, default=defaults.MIN_SAMPLES,
@@ -85,16 +87,17 @@ def _checkpoint_args(p: argparse.ArgumentParser) -> None:
                    "SIGTERM)")
 
 
-def _activity_args(p: argparse.ArgumentParser, seed_flag: str = "--seed") -> None:
+def _activity_args(p: argparse.ArgumentParser, old_seed_flag: str = "--seed") -> None:
     p.add_argument("--signatures", help="comma-separated sets (default: cytosig, secact and every signature file)")
     p.add_argument("--signature-file", action="append", metavar="TSV",
                    help="genes x signatures TSV(.gz), e.g. LinCytoSig; repeatable")
-    p.add_argument("--method", choices=("exact", "permutation"), default=defaults.METHOD,
+    p.add_argument("--method", choices=choices(Method), default=defaults.METHOD,
                    help="exact: closed-form permutation z (default); permutation: secactpy's procedure")
     p.add_argument("--n-rand", type=int, default=defaults.N_RAND,
                    help=f"permutations for --method permutation ({defaults.N_RAND})")
-    p.add_argument(seed_flag, dest="perm_seed", type=int, default=defaults.PERM_SEED,
-                   help=f"permutation seed (secactpy's default {defaults.PERM_SEED})")
+    p.add_argument("--permutation-seed", old_seed_flag, dest="permutation_seed", type=int,
+                   default=defaults.PERMUTATION_SEED, help=f"seed of the permutations of --method permutation "
+                   f"(secactpy's default {defaults.PERMUTATION_SEED}; {old_seed_flag} is its old name)")
     p.add_argument("--centre", default=defaults.CENTRE,
                    help="'across' (default) or 'within:COLUMN', e.g. within:cell_type for sample x cell type files")
     p.add_argument("--cell-type-map", action="append", metavar="LABEL=CELLTYPE",
@@ -109,21 +112,24 @@ def _pseudobulk(args: argparse.Namespace) -> None:
 
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
     paths = pseudobulk(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
-                       skip_existing=args.skip_existing, resume=args.resume, **_pseudobulk_options(args))
+                       skip_existing=args.skip_existing, resume=args.resume, **_pseudobulk_options(args).kwargs(),
+                       **_scheduler_options(args))
     print("\n".join(map(str, paths)))
 
 
-def _pseudobulk_options(args: argparse.Namespace) -> dict:
-    return {"batch_size": args.batch_size, "n_bootstrap": args.n_bootstrap, "seed": args.seed,
-            "min_cells": args.min_cells, "min_samples": args.min_samples, "checkpoint_every": args.checkpoint_every,
-            "threads": args.threads, **_scheduler_options(args)}
+def _pseudobulk_options(args: argparse.Namespace) -> PseudobulkOptions:
+    return PseudobulkOptions(batch_size=args.batch_size, n_bootstrap=args.n_bootstrap,
+                             bootstrap_seed=args.bootstrap_seed, min_cells=args.min_cells,
+                             min_samples=args.min_samples,
+                             checkpoint_every=getattr(args, "checkpoint_every", defaults.CHECKPOINT_EVERY),
+                             threads=getattr(args, "threads", None))
 
 
-def _activity_options(args: argparse.Namespace) -> dict:
+def _activity_options(args: argparse.Namespace) -> ActivityOptions:
     sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
-    return {"signatures": sets, "signature_files": args.signature_file or (), "method": args.method,
-            "n_rand": args.n_rand, "seed": args.perm_seed, "centre": args.centre,
-            "cell_type_map": _pairs(args.cell_type_map), "lambda_": args.lambda_, **_scheduler_options(args)}
+    return ActivityOptions(signatures=sets, signature_files=args.signature_file or (), method=args.method,
+                           n_rand=args.n_rand, permutation_seed=args.permutation_seed, centre=args.centre,
+                           cell_type_map=_pairs(args.cell_type_map), lambda_=args.lambda_)
 
 
 def _cells_options(args: argparse.Namespace) -> dict | None:
@@ -141,7 +147,8 @@ def _run(args: argparse.Namespace) -> None:
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
     paths = run(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
                 resume=args.resume, pseudobulk_options=_pseudobulk_options(args),
-                activity_options=_activity_options(args), cells_options=_cells_options(args))
+                activity_options=_activity_options(args), cells_options=_cells_options(args),
+                **_scheduler_options(args))
     print("\n".join(map(str, paths)))
 
 
@@ -152,12 +159,8 @@ def _status(args: argparse.Namespace) -> int:
 
     if not args.atlas and not args.all:
         raise CytoatlasError("name an atlas with --atlas, or --all for every atlas with results in --out")
-    act = _activity_options(args)
     rows = status([args.atlas] if args.atlas else None, args.out, registry=args.registry, data_root=args.data_root,
-                  verify=args.verify, n_bootstrap=args.n_bootstrap, seed=args.seed, min_cells=args.min_cells,
-                  min_samples=args.min_samples, signatures=act["signatures"], signature_files=act["signature_files"],
-                  method=act["method"], n_rand=act["n_rand"], perm_seed=act["seed"], centre=act["centre"],
-                  cell_type_map=act["cell_type_map"], lambda_=act["lambda_"])
+                  verify=args.verify, pseudobulk=_pseudobulk_options(args), activity=_activity_options(args))
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -230,7 +233,8 @@ def _validate(args: argparse.Namespace) -> None:
 
     paths = validate(args.atlas, args.out, results=args.results, registry=args.registry, data_root=args.data_root,
                      levels=_list(args.levels), signatures=_list(args.signatures), min_samples=args.min_samples,
-                     min_cell_types=args.min_cell_types, n_bootstrap=args.n_bootstrap, seed=args.seed,
+                     min_cell_types=args.min_cell_types, n_bootstrap=args.n_bootstrap,
+                     bootstrap_seed=args.bootstrap_seed,
                      target_genes=_pairs(args.target_gene, "--target-gene", "TARGET=GENE"),
                      scatter_targets=args.scatter, figures=not args.no_figures, resolution=args.resolution,
                      force=args.force)
@@ -251,7 +255,7 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _report(args: argparse.Namespace) -> None:
-    from cytoatlas._validate import report
+    from cytoatlas._report import report
 
     print(report(args.out, title=args.title, max_rows=args.max_rows, compare=args.compare, cells=args.cells or ()))
 
@@ -262,7 +266,8 @@ def _activity(args: argparse.Namespace) -> None:
     # with --atlas and no files, --out is the atlas' results directory (its pseudobulk/ read, activity/ written)
     files, out, results = (args.files, args.out, None) if args.files or not args.atlas else (None, None, args.out)
     paths = activity(files, out, atlas=args.atlas, results=results, registry=args.registry,
-                     data_root=args.data_root, skip_existing=args.skip_existing, **_activity_options(args))
+                     data_root=args.data_root, skip_existing=args.skip_existing, **_activity_options(args).kwargs(),
+                     **_scheduler_options(args))
     print("\n".join(map(str, paths)))
 
 
@@ -293,8 +298,8 @@ def _demo(args: argparse.Namespace) -> None:
     from cytoatlas.demo import run_demo
 
     for path in run_demo(args.out, n_cells=args.n_cells, batch_size=args.batch_size,
-                         n_bootstrap=args.n_bootstrap, seed=args.seed, min_cells=args.min_cells,
-                         min_samples=args.min_samples):
+                         n_bootstrap=args.n_bootstrap, bootstrap_seed=args.bootstrap_seed,
+                         min_cells=args.min_cells, min_samples=args.min_samples):
         print(path)
 
 
@@ -325,6 +330,7 @@ def _cells(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cytoatlas`` command's parser: one subcommand per step."""
     parser = argparse.ArgumentParser(prog="cytoatlas", description=__doc__)
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -349,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     _registry_args(p)
     _run_args(p)
     _checkpoint_args(p)
-    _activity_args(p, seed_flag="--perm-seed")
+    _activity_args(p, old_seed_flag="--perm-seed")
     p.add_argument("--cells", action="store_true", help="also per-cell activity (cytoatlas cells; off by default)")
     _scheduler_args(p)
     p.set_defaults(func=_run)
@@ -362,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _registry_args(p)
     _run_args(p)
-    _activity_args(p, seed_flag="--perm-seed")
+    _activity_args(p, old_seed_flag="--perm-seed")
     p.set_defaults(func=_status)
 
     p = sub.add_parser("cells", help="per-cell CytoSig / SecAct activity of every kept cell (secactpy's method)")
@@ -434,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"({defaults.VALIDATE_MIN_CELL_TYPES})")
     p.add_argument("--n-bootstrap", type=int, default=None,
                    help="donor resamples per rho interval (default: the level's pseudobulk n_bootstrap; 0: none)")
-    p.add_argument("--seed", type=int, default=None, help="resampling seed (default: the level's pseudobulk seed)")
+    p.add_argument("--bootstrap-seed", "--seed", dest="bootstrap_seed", type=int, default=None,
+                   help="resampling seed (default: the level's pseudobulk bootstrap seed; --seed is its old name)")
     p.add_argument("--target-gene", action="append", metavar="TARGET=GENE",
                    help="map a target to another gene than the shipped table does, e.g. IFN1=IFNB1; repeatable")
     p.add_argument("--scatter", action="append", metavar="TARGET",
@@ -462,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--covariates", metavar="A,B", help="comma-separated obs columns to adjust for (e.g. age,sex)")
     p.add_argument("--paired-by", metavar="COLUMN",
                    help="the column of the unit seen in both groups (e.g. donor): tests per-unit differences")
-    p.add_argument("--test", choices=("ols", "wilcoxon"), default=defaults.COMPARE_TEST,
+    p.add_argument("--test", choices=choices(Test), default=defaults.COMPARE_TEST,
                    help="ols (regression, default) or wilcoxon (rank-sum; signed-rank with --paired-by)")
     p.add_argument("--min-group-size", type=int, default=defaults.COMPARE_MIN_GROUP_SIZE,
                    help=f"fewest donors per group ({defaults.COMPARE_MIN_GROUP_SIZE})")
@@ -515,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``cytoatlas`` with ``argv`` (default: the command line); returns the exit code."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")

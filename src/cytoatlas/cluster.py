@@ -72,6 +72,7 @@ class Cluster:
     planned_threads: int
 
     def threads(self) -> int:
+        """Threads of the workers connected now."""
         now = sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values())
         return max(1, now, self.planned_threads)
 

@@ -4,7 +4,7 @@ read them from here (the pseudobulk ones are the seed's contract)."""
 # pseudobulk (the seed's: B = 100, min cells per group 10, min units for a bootstrap 5, seed 42, 50 k cells per block)
 BATCH_SIZE = 50_000
 N_BOOTSTRAP = 100
-SEED = 42
+BOOTSTRAP_SEED = 42
 MIN_CELLS = 10
 MIN_SAMPLES = 5
 CHECKPOINT_EVERY = 300.0
@@ -13,7 +13,7 @@ CHECKPOINT_EVERY = 300.0
 LAMBDA = 5e5
 METHOD = "exact"
 N_RAND = 1000
-PERM_SEED = 0
+PERMUTATION_SEED = 0
 CENTRE = "across"
 
 # validation
@@ -31,3 +31,8 @@ DEMO_N_CELLS = 50_000
 COMPARE_FIGURE_TOP = 12  # forest plots: the signatures of this many strongest meta-analysis rows
 REPORT_COMPARE_ROWS = 200  # rows of each contrast's tables in the report (the strongest; the files hold all)
 REPORT_CELLS_ROWS = 10  # per level, the label x signature rows of highest mean per-cell z shown in the report
+
+# the seeds' former names (each seeds something else: the bootstrap, the permutations), kept as aliases for code
+# written against them; new code uses BOOTSTRAP_SEED and PERMUTATION_SEED
+SEED = BOOTSTRAP_SEED
+PERM_SEED = PERMUTATION_SEED

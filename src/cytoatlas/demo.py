@@ -88,7 +88,8 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = defaul
     from cytoatlas._activity.signature_data import SHA256, signature_data_file
     from cytoatlas._compare import compare
     from cytoatlas._pseudobulk import pseudobulk
-    from cytoatlas._validate import report, validate
+    from cytoatlas._report import report
+    from cytoatlas._validate import validate
 
     for filename in SHA256:  # both are needed (atlas genes, activity): say so before any work, not minutes in
         signature_data_file(filename)

@@ -23,6 +23,7 @@ class Progress:
         self._lock = threading.Lock()  # updated from worker threads too
 
     def update(self, n: int) -> None:
+        """Count ``n`` more units done (logging now and then)."""
         with self._lock:
             self.done += n
             now = time.perf_counter()
@@ -37,6 +38,7 @@ class Progress:
 
     @property
     def elapsed(self) -> float:
+        """Seconds since the start."""
         return time.perf_counter() - self.start
 
 

@@ -38,6 +38,7 @@ class Level:
 
     @property
     def columns(self) -> list[str]:
+        """The obs columns the level reads (its labels and its filters)."""
         return list(self.by) + [c for c, _ in self.where]
 
 
@@ -68,6 +69,7 @@ class AtlasConfig:
         return self.donor_col or self.sample_col
 
     def level(self, name: str) -> Level:
+        """The level called ``name``."""
         for lev in self.levels:
             if lev.name == name:
                 return lev

@@ -29,6 +29,7 @@ from cytoatlas._activity.outputs import (
 from cytoatlas._activity.ridge import exact_test, standardise_columns
 from cytoatlas._activity.signatures import SignatureSet
 from cytoatlas._faults import crash_point
+from cytoatlas._harness.steps import ACTIVITY
 from cytoatlas._version import __version__
 from cytoatlas.cluster import usable_cores
 from cytoatlas.errors import CytoatlasError
@@ -195,8 +196,9 @@ class FileJob:
                 files = self._write(path, pb, res, file_centring, boot)
                 written += files
                 for f in files:
-                    records[f.name] = record(f, step="activity", parameters=self.set_params(res.sig),
-                                             inputs=inputs(), file=path.name, signature=res.sig.name, kind=pb.kind)
+                    records[f.name] = record(f, step=ACTIVITY.name, parameters=self.set_params(res.sig),
+                                             inputs=inputs(), algorithm=ACTIVITY.algorithm, file=path.name,
+                                             signature=res.sig.name, kind=pb.kind)
                 crash_point("activity_set")
         boot.pop(path, None)
         log.info("%s: %d columns x %s in %.1f s", path.name, pb.values.shape[1],

@@ -13,16 +13,19 @@ from typing import Any
 from cytoatlas import defaults
 from cytoatlas._activity.files import Centring, FileJob, run_unit
 from cytoatlas._activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
+from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness.steps import ACTIVITY
 from cytoatlas.cluster import check_scheduler, dask_client, slurm_options
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import layout
 from cytoatlas.io.chunks import tune_allocator
 from cytoatlas.io.lock import DirectoryLock
 from cytoatlas.io.manifest import check_output, read_manifest, update_manifest, upstream_fingerprint
+from cytoatlas.options import Method, check_choice, choices
 from cytoatlas.progress import Progress, peak_rss_gb
 
 log = logging.getLogger("cytoatlas.activity")
-METHODS = ("exact", "permutation")
+METHODS = choices(Method)
 
 
 def _kind(path: Path) -> str:
@@ -66,9 +69,9 @@ def activity(
     signatures: Sequence[str] | None = None,
     signature_files: Sequence[str | os.PathLike] = (),
     results: str | os.PathLike | None = None,
-    method: str = defaults.METHOD,
+    method: Method = defaults.METHOD,
     n_rand: int = defaults.N_RAND,
-    seed: int = defaults.PERM_SEED,
+    permutation_seed: int = defaults.PERMUTATION_SEED,
     centre: str = defaults.CENTRE,
     cell_type_map: Mapping[str, str] | None = None,
     lambda_: float = defaults.LAMBDA,
@@ -96,8 +99,8 @@ def activity(
         Genes x signatures TSV(.gz) files (LinCytoSig or any custom matrix of that form).
     method
         ``exact`` (closed-form permutation z, no random numbers) or ``permutation`` (secactpy's procedure).
-    n_rand, seed
-        Permutations and seed of ``permutation`` (secactpy's C ``srand`` RNG).
+    n_rand, permutation_seed
+        Permutations and their seed for ``permutation`` (secactpy's C ``srand`` RNG; recorded as ``seed``).
     centre
         ``across`` (each gene centred over the file's columns) or ``within:COLUMN`` (within each group of
         that obs column, e.g. ``within:cell_type`` for sample x cell type files; a file whose groups are all
@@ -121,8 +124,7 @@ def activity(
         The activity files and bootstrap interval tables written (named by :mod:`cytoatlas.io.layout`).
     """
     tune_allocator()  # the batches' float64 temporaries (<= 64 MB) reuse freed memory instead of fresh pages
-    if method not in METHODS:
-        raise CytoatlasError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    check_choice("method", method, Method)
     if method == "permutation" and n_rand < 1:
         raise CytoatlasError(f"n_rand must be >= 1, got {n_rand}")
     if not lambda_ >= 0:
@@ -158,8 +160,7 @@ def activity(
     for p in paths:
         if not p.is_file():
             raise CytoatlasError(f"{p}: no such file")
-    if out.exists() and not out.is_dir():
-        raise CytoatlasError(f"output directory {out} is a file")
+    out = check_output_dir(out)
     sets = signature_sets(signatures, sig_files)
     genes = set().union(*(s.genes for s in sets))
 
@@ -168,7 +169,7 @@ def activity(
     order = sorted(paths, key=lambda p: (str(layout.main_of(p)) if kinds[p] == "resampled" else str(p),
                                          kinds[p] != "resampled"))
     boot_of = {layout.main_of(p): p for p in paths if kinds[p] == "resampled"}
-    params = run_parameters(method, lambda_, centring, n_rand, seed)
+    params = run_parameters(method, lambda_, centring, n_rand, permutation_seed)
     upstream: dict[Path, dict] = {}
 
     def inputs_of(path: Path) -> list[dict]:
@@ -190,7 +191,8 @@ def activity(
         entries = read_manifest(out) if skip_existing else {}
         for path in paths:
             todo[path] = [s for s in sets if not skip_existing or any(
-                check_output(t, entries.get(t.name), set_params(s), inputs_of(path))[0] != "complete"
+                check_output(t, entries.get(t.name), set_params(s), inputs_of(path),
+                             algorithm=ACTIVITY.algorithm)[0] != "complete"
                 for t in targets(path, s))]
         stale = {path: list(v) for path, v in todo.items()}
         for main_path, res_path in boot_of.items():  # a main file's intervals need its bootstrap results
@@ -198,7 +200,8 @@ def activity(
                 todo[res_path] = [s for s in sets if s in todo[res_path] or s in todo[main_path]]
         written = []
         start = time.perf_counter()
-        job = FileJob(out, genes, centring, method, n_rand, seed, lambda_, cmap, params, set_params, targets)
+        job = FileJob(out, genes, centring, method, n_rand, permutation_seed, lambda_, cmap, params, set_params,
+                      targets)
         # units of work: a file, after its bootstrap file when it has one (whose results give its intervals)
         units = [[p for p in ([boot_of[path]] if path in boot_of else []) + [path] if todo[p]]
                  for path in order if kinds[path] != "resampled" or layout.main_of(path) not in paths]
@@ -225,11 +228,11 @@ def activity(
     return written
 
 
-def run_parameters(method: str, lambda_: float, centring: Centring, n_rand: int, seed: int) -> dict:
+def run_parameters(method: Method, lambda_: float, centring: Centring, n_rand: int, permutation_seed: int) -> dict:
     """What every activity output of a run depends on, besides its signature set."""
     params = {"method": method, "lambda": lambda_, "centre": str(centring)}
     if method == "permutation":
-        params.update(n_rand=n_rand, seed=seed, rng="C srand/rand (glibc), cumulative Fisher-Yates")
+        params.update(n_rand=n_rand, seed=permutation_seed, rng="C srand/rand (glibc), cumulative Fisher-Yates")
     return params
 
 

@@ -33,7 +33,7 @@ ACTIVITY_LAYERS = ("z", "beta", "se", "pvalue", "z_ci_low", "z_ci_high", "z_boot
 # step of the source file -> columns of its part, for the Parquet writer (floats and booleans nullable: NaN is
 # NULL, as DuckDB stores a data frame's NaN)
 WRITER_COLUMNS = {
-    "activity": {"row": "int32", "sig": "int32", **{c: "float64" for c in ACTIVITY_LAYERS}, "matched": "bool"},
+    "activity": {"row": "int32", "sig": "int32", **dict.fromkeys(ACTIVITY_LAYERS, "float64"), "matched": "bool"},
     "pseudobulk": {"row": "int32", "gene": "int32", "value": "float32", "zscore": "float32"},
 }
 # rows per row group, rounded down to whole columns (genes, signatures) so that a one-column filter reads one row

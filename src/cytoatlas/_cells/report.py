@@ -21,10 +21,10 @@ import pandas as pd
 from cytoatlas._cells.figures import N_PANELS, embedding_figure, widest_spread, z_columns
 from cytoatlas._cells.plan import EMBEDDING_CELLS, EMBEDDING_SEED
 from cytoatlas._cells.summary import QUANTILE_CELLS
-from cytoatlas._validate.report import html_cards, html_figure, html_table
 from cytoatlas.defaults import REPORT_CELLS_ROWS
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import layout
+from cytoatlas.io.html import html_cards, html_figure, html_table
 from cytoatlas.io.manifest import read_manifest, recorded_checksum
 
 STEP = "cells"
@@ -115,7 +115,7 @@ def find_cells_outputs(root: str | os.PathLike) -> list[CellsOutputs]:
 
 def _read_csv(path: Path, text: Sequence[str]) -> pd.DataFrame:
     # labels are text even when they look like numbers or "NA"
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={c: str for c in text})
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=dict.fromkeys(text, str))
 
 
 def top_rows(summary: pd.DataFrame, n: int) -> dict[str, pd.DataFrame]:
@@ -144,7 +144,7 @@ def _block(i: int, out: CellsOutputs, figures_dir: Path, top: int) -> tuple[str,
     figure = None
     if "embedding" in out.records:
         table = pd.read_csv(out.path("embedding"), keep_default_na=False, na_values=[""],
-                            dtype={c: str for c in ("cell",)})
+                            dtype=dict.fromkeys(("cell",), str))
         chosen = widest_spread(table, N_PANELS)
         key = out.embedding_key or "the embedding"
         title = f"{out.atlas}, {out.signature_set}: per-cell activity on obsm['{key}']"

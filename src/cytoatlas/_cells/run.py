@@ -30,6 +30,8 @@ from cytoatlas._cells.scoring import score_block
 from cytoatlas._cells.summary import QUANTILES, Summary, quantile_sample
 from cytoatlas._cells.tables import write_tables
 from cytoatlas._faults import crash_point
+from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness.steps import CELLS
 from cytoatlas._version import __version__
 from cytoatlas.cluster import check_scheduler, dask_client, slurm_options, usable_cores
 from cytoatlas.errors import CytoatlasError
@@ -129,9 +131,7 @@ def cells(
     cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
     slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
     sets = signature_sets(signatures, [*cfg.signature_files, *map(Path, signature_files)])
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CytoatlasError(f"output directory {out} is a file")
+    out = check_output_dir(out)
     directory = layout.cells_dir(out)
     threads = threads or usable_cores()
     with open_h5ad(cfg.h5ad) as f, open_counts(f, cfg.counts, threads) as counts:
@@ -168,8 +168,9 @@ def cells(
             models = fit_models(sets, plan, sums, lambda_, cfg.name)
             pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="cytoatlas-score")) \
                 if threads > 1 and cluster is None else None
-            paths = _score(cfg, counts, plan, models, layers, sums, saved, identity, ckpt, directory, lock,
-                           batch_size, checkpoint_every, cluster, fingerprint, params, (pool, threads))
+            paths = _score(cfg, counts, plan, models, layers, sums, saved, identity, ckpt, directory=directory,
+                           lock=lock, batch_size=batch_size, every=checkpoint_every, cluster=cluster,
+                           fingerprint=fingerprint, params=params, workers=(pool, threads))
     log.info("%s: %s cells x %s in %.1f s, peak memory %.2f GB", cfg.name, f"{plan.n_kept:,}",
              ", ".join(f"{m.sig.name} ({m.n:,}/{len(m.sig.genes):,} genes)" for m in models),
              time.perf_counter() - t0, peak_rss_gb())
@@ -188,7 +189,8 @@ def _current(directory: Path, entries: dict, atlas: str, sig, params: dict, fing
     kinds = ["activity", "summary"] + (["embedding"] if with_embedding else [])
     for kind in kinds:
         path = layout.cells_path(directory, atlas, sig.name, kind)
-        state, _ = check_output(path, entries.get(path.name), _record_parameters(params, sig, kind), [fingerprint])
+        state, _ = check_output(path, entries.get(path.name), _record_parameters(params, sig, kind), [fingerprint],
+                                algorithm=CELLS.algorithm)
         if state != "complete":
             return False
     return True
@@ -244,7 +246,7 @@ def fit_models(sets, plan: CellsPlan, sums: GeneSums, lambda_: float, atlas: str
     return models
 
 
-def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: GeneSums, saved, identity, ckpt,
+def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: GeneSums, saved, identity, ckpt, *,
            directory: Path, lock, batch_size: int, every: float, cluster, fingerprint, params, workers) -> list[Path]:
     """Pass 2: score, write, summarise; then the tables, the manifest, and the checkpoint removed."""
     sampled, per_label = quantile_sample(plan.levels)
@@ -307,8 +309,9 @@ def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: 
     for m, path, s in zip(models, paths, summaries, strict=True):
         tables = write_tables(directory, cfg.name, m, s, plan, QUANTILES, per_label)
         for kind, p in [("activity", path), *tables]:
-            records[p.name] = record(p, step="cells", parameters=_record_parameters(params, m.sig, kind),
-                                     inputs=[fingerprint], atlas=cfg.name, signature=m.sig.name, kind=kind)
+            records[p.name] = record(p, step=CELLS.name, parameters=_record_parameters(params, m.sig, kind),
+                                     inputs=[fingerprint], algorithm=CELLS.algorithm, atlas=cfg.name,
+                                     signature=m.sig.name, kind=kind)
     update_manifest(directory, records)
     ckpt.unlink(missing_ok=True)
     return paths

@@ -29,9 +29,10 @@ from cytoatlas._compare import stats
 from cytoatlas._compare.units import complete, covariate_columns, is_numeric, unit_covariates, unit_means
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.results import Activity
+from cytoatlas.options import Test, choices
 
 log = logging.getLogger("cytoatlas.compare")
-TESTS = ("ols", "wilcoxon")
+TESTS = choices(Test)
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from cytoatlas._compare.figures import FDR_THRESHOLD, ComparisonFigure, plan_figures, strongest_first
-from cytoatlas._validate.report import html_cards, html_figure, html_table
 from cytoatlas.defaults import REPORT_COMPARE_ROWS
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.html import html_cards, html_figure, html_table
 from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, manifest_key, table_paths
 from cytoatlas.io.manifest import read_manifest, recorded_checksum
 from cytoatlas.io.tables import read_parquet

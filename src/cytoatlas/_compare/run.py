@@ -18,9 +18,12 @@ import pandas as pd
 
 from cytoatlas import defaults
 from cytoatlas._compare import tables as tb
-from cytoatlas._compare.analyses import TESTS, Spec, compare_file
+from cytoatlas._compare.analyses import Spec, compare_file
 from cytoatlas._compare.inputs import AtlasFiles, resolve_atlases
 from cytoatlas._compare.meta import meta_analysis
+from cytoatlas._harness import StepDirectory, input_fingerprint
+from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness.steps import COMPARE
 from cytoatlas.celltypes import (
     MATCH_COLUMNS,
     UNIT_COLUMNS,
@@ -32,15 +35,14 @@ from cytoatlas.celltypes import (
     resolutions,
 )
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, compare_table_paths, manifest_key
-from cytoatlas.io.lock import DirectoryLock, remove_leftovers
-from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest, upstream_fingerprint
+from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, compare_table_paths
 from cytoatlas.io.results import read_activity
 from cytoatlas.io.tables import write_table
+from cytoatlas.options import Test, check_choice
 from cytoatlas.registry import AtlasConfig
 
 log = logging.getLogger("cytoatlas.compare")
-STEP = "compare"
+STEP = COMPARE.name
 
 
 def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -66,8 +68,7 @@ def make_spec(by: str | None, reference: str | None, groups: str | Sequence[str]
                 min_group_size=int(min_group_size))
     if not spec.by and not spec.continuous:
         raise CytoatlasError("name what to compare: --by COLUMN (with --reference VALUE) and/or --continuous COLUMN")
-    if test not in TESTS:
-        raise CytoatlasError(f"test must be one of {', '.join(TESTS)}, got {test!r}")
+    check_choice("test", test, Test)
     if spec.by and spec.reference is None:
         raise CytoatlasError(f"--by {spec.by} needs --reference VALUE: the group the others are compared with")
     if not spec.by and (spec.reference is not None or spec.groups or spec.paired_by):
@@ -110,7 +111,7 @@ def _with_units(effects: pd.DataFrame, matches: dict[tuple[str, str], pd.DataFra
     return rows.merge(units, on=["atlas", "level_key", "cell_type"], how="inner").drop(columns="level_key")
 
 
-def _compute(inputs: list[AtlasFiles], spec: Spec, lock: DirectoryLock,
+def _compute(inputs: list[AtlasFiles], spec: Spec, lock: StepDirectory,
              chosen: Sequence[Resolution]) -> dict[str, pd.DataFrame]:
     """The four tables: every file's comparisons, their FDRs, and the meta-analysis across atlases."""
     files = [(a, f) for a in inputs for f in a.files]
@@ -146,24 +147,23 @@ def _compute(inputs: list[AtlasFiles], spec: Spec, lock: DirectoryLock,
     return {name: out[name] for name in COMPARE_TABLES}
 
 
-def _write(out: Path, tables: dict[str, pd.DataFrame], write_figures, scope: str, params: dict,
+def _write(d: StepDirectory, tables: dict[str, pd.DataFrame], write_figures, scope: str, params: dict,
            fps: list[dict]) -> list[Path]:
     written, records = [], {}
     for name, df in tables.items():
-        for p in write_table(df, out, name):  # compare_table_paths(out, name)
+        for p in write_table(df, d.out, name):  # compare_table_paths(out, name)
             written.append(p)
-            records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind=name, table=name)
+            records.update([d.record(p, params, fps, kind=name, table=name)])
     log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
     if write_figures is not None:
-        fig_dir = out / COMPARE_FIGURES_DIR
+        fig_dir = d.out / COMPARE_FIGURES_DIR
         fig_dir.mkdir(exist_ok=True)
         paths = write_figures(tables, fig_dir, scope=scope)
         for p in paths:
             written.append(p)
-            records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
-                                                  figure=p.stem)
+            records.update([d.record(p, params, fps, kind="figure", figure=p.stem)])
         log.info("%d figure files in %s", len(paths), fig_dir)
-    update_manifest(out, records)
+    d.commit(records)
     return written
 
 
@@ -182,7 +182,7 @@ def compare(
     continuous: Sequence[str] = (),
     covariates: Sequence[str] = (),
     paired_by: str | None = None,
-    test: str = defaults.COMPARE_TEST,
+    test: Test = defaults.COMPARE_TEST,
     min_group_size: int = defaults.COMPARE_MIN_GROUP_SIZE,
     figures: bool = True,
     resolution: str | None = None,
@@ -253,9 +253,7 @@ def compare(
     write_figures = None
     if figures:  # matplotlib only when figures are drawn
         from cytoatlas._compare.figures import write_figures
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CytoatlasError(f"output directory {out} is a file")
+    out = check_output_dir(out)
     t0 = time.perf_counter()
     inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
                              list(signatures or []) or None)
@@ -268,22 +266,14 @@ def compare(
               "figures": figures and ("all" if all_figures else "shown"),
               "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs}, "resolution": list(chosen),
               **cell_ontology().provenance}
-    fps = [upstream_fingerprint(f.path) for a in inputs for f in a.files]
-    with DirectoryLock(out) as lock:
-        remove_leftovers(out / COMPARE_FIGURES_DIR)  # the lock clears the top directory only
-        entries = {} if force else read_manifest(out)
-        previous = {k: v for k, v in entries.items() if v.get("step") == STEP}
-        recorded = [out / k for k in previous]
+    fps = [input_fingerprint(f.path) for a in inputs for f in a.files]
+    with StepDirectory(out, COMPARE, subdirs=[COMPARE_FIGURES_DIR]) as d:
         tables = [p for t in COMPARE_TABLES for p in compare_table_paths(out, t)]
-        if not force and previous and all(p in recorded for p in tables) and all(
-                check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
+        if not force and d.is_current(params, fps, tables):
             log.info("comparison tables%s in %s are current; nothing to do", " and figures" if figures else "", out)
-            return sorted(recorded)
-        written = _write(out, _compute(inputs, spec, lock, chosen), write_figures, "all" if all_figures else "shown",
+            return sorted(out / k for k in d.previous())
+        written = _write(d, _compute(inputs, spec, d, chosen), write_figures, "all" if all_figures else "shown",
                          params, fps)
-        stale = [k for k, e in read_manifest(out).items() if e.get("step") == STEP and out / k not in written]
-        for k in stale:
-            (out / k).unlink(missing_ok=True)
-        update_manifest(out, {}, remove=stale)
+        d.remove_stale(written)
     log.info("comparison of %d atlas(es) written to %s in %.1f s", len(inputs), out, time.perf_counter() - t0)
     return written

@@ -17,6 +17,8 @@ import numpy as np
 
 from cytoatlas import defaults
 from cytoatlas._faults import crash_point
+from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness.steps import PSEUDOBULK
 from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
 from cytoatlas._pseudobulk.cell_ontology import ontology_columns, read_ontology_ids
 from cytoatlas._pseudobulk.checkpoint import checkpoint_levels, load_checkpoint, save_checkpoint
@@ -41,14 +43,14 @@ log = logging.getLogger("cytoatlas.pseudobulk")
 FIRST_BLOCK = 4096
 
 
-def level_parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, seed: int, min_cells: int,
+def level_parameters(cfg: AtlasConfig, lev: Level, n_bootstrap: int, bootstrap_seed: int, min_cells: int,
                 min_samples: int) -> dict:
     """Everything a level's results depend on (batch size is not: results do not depend on it)."""
     params = {
         "counts": cfg.counts, "sample_col": cfg.sample_col, "donor_col": cfg.donor_col or "",
         "gene_symbols": cfg.gene_symbols or "", "exclude": {c: list(v) for c, v in cfg.exclude},
         "level_by": list(lev.by), "level_where": {c: list(v) for c, v in lev.where},
-        "n_bootstrap": n_bootstrap, "seed": seed, "min_cells": min_cells, "min_samples": min_samples,
+        "n_bootstrap": n_bootstrap, "seed": bootstrap_seed, "min_cells": min_cells, "min_samples": min_samples,
     }
     if cfg.sample_columns:  # only when set: outputs of atlases without sample columns keep their records
         params["sample_columns"] = list(cfg.sample_columns)
@@ -60,7 +62,8 @@ def level_status(paths: dict[str, Path], kinds: Sequence[str], parameters: dict,
     """``{kind: (state, reason)}`` of a level's outputs against the directory's manifest (see
     :func:`cytoatlas.io.manifest.check_output`)."""
     entries = read_manifest(next(iter(paths.values())).parent)
-    return {k: check_output(paths[k], entries.get(paths[k].name), {**parameters, "kind": k}, [fingerprint], verify)
+    return {k: check_output(paths[k], entries.get(paths[k].name), {**parameters, "kind": k}, [fingerprint], verify,
+                         PSEUDOBULK.algorithm)
             for k in kinds}
 
 
@@ -84,7 +87,7 @@ def pseudobulk(
     levels: Sequence[str] | None = None,
     batch_size: int = defaults.BATCH_SIZE,
     n_bootstrap: int = defaults.N_BOOTSTRAP,
-    seed: int = defaults.SEED,
+    bootstrap_seed: int = defaults.BOOTSTRAP_SEED,
     min_cells: int = defaults.MIN_CELLS,
     min_samples: int = defaults.MIN_SAMPLES,
     skip_existing: bool = False,
@@ -114,8 +117,8 @@ def pseudobulk(
         Level names to compute (default: all of the atlas').
     batch_size
         Cells per block read; results do not depend on it, memory does.
-    n_bootstrap, seed
-        Resamples per eligible cell type (0 = no resampled file) and their seed.
+    n_bootstrap, bootstrap_seed
+        Resamples per eligible cell type (0 = no resampled file) and their seed (recorded as ``seed``).
     min_cells
         Groups (cell type, sample x cell type, unit x cell type) with fewer cells are left out.
     min_samples
@@ -155,9 +158,7 @@ def pseudobulk(
     slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
     chosen = _select_levels(cfg, levels)
     kinds = pseudobulk_kinds(n_bootstrap)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CytoatlasError(f"output directory {out} is a file")
+    out = check_output_dir(out)
     paths = {lev.name: pseudobulk_paths(out, cfg.name, lev.name) for lev in chosen}
     ckpt = checkpoint_path(out, cfg.name)
     threads = threads or usable_cores()
@@ -171,7 +172,8 @@ def pseudobulk(
             raise CytoatlasError(f"{cfg.h5ad}: {cfg.counts} has {counts.shape[1]} genes but var has {len(var)}")
         fingerprint = file_fingerprint(cfg.h5ad)
         onto_cols = ontology_columns(cfg, chosen, obs.columns)
-        params = {lev.name: level_parameters(cfg, lev, n_bootstrap, seed, min_cells, min_samples) for lev in chosen}
+        params = {lev.name: level_parameters(cfg, lev, n_bootstrap, bootstrap_seed, min_cells, min_samples)
+                  for lev in chosen}
         for level, column in onto_cols.items():  # only when set: other outputs keep their records
             params[level]["cell_type_ontology_col"] = column
         # the files to write per level: all, or (skip_existing) those not current; a level with any file to
@@ -230,14 +232,15 @@ def pseudobulk(
                 uns = {**run_uns, "level": lev.name, "parameters": params[lev.name], "separator": atoms.separator}
                 plans += [p for p in plan_level(atoms, state, atoms.levels[lev.name], paths[lev.name], uns,
                                                 min_cells=min_cells, min_samples=min_samples,
-                                                n_bootstrap=n_bootstrap, seed=seed, sample_values=sample_values,
-                                                ontology=ontology.get(lev.name))
+                                                n_bootstrap=n_bootstrap, seed=bootstrap_seed,
+                                                sample_values=sample_values, ontology=ontology.get(lev.name))
                           if p.uns["kind"] in stale[lev.name]]
             out.mkdir(parents=True, exist_ok=True)
             written = write_plans(plans, state, stats, var)
             update_manifest(out, {
-                p.name: record(p, step="pseudobulk", parameters={**params[lev], "kind": kind}, inputs=[fingerprint],
-                               checksum=checksum, atlas=cfg.name, level=lev, kind=kind)
+                p.name: record(p, step=PSEUDOBULK.name, parameters={**params[lev], "kind": kind}, inputs=[fingerprint],
+                               checksum=checksum, algorithm=PSEUDOBULK.algorithm, atlas=cfg.name, level=lev,
+                               kind=kind)
                 for (p, checksum), (lev, kind) in zip(written, _plan_keys(plans), strict=True)})
             ckpt.unlink(missing_ok=True)
             groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)

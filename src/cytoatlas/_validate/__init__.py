@@ -1,6 +1,5 @@
-"""Validation of activity within and across atlases, and its self-contained HTML report."""
+"""Validation of activity within and across atlases (its report sections: :mod:`cytoatlas._validate.report`)."""
 
-from cytoatlas._validate.report import report
 from cytoatlas._validate.run import validate
 
-__all__ = ["report", "validate"]
+__all__ = ["validate"]

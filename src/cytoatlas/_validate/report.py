@@ -1,122 +1,28 @@
-"""`cytoatlas report`: one self-contained HTML file from a validation directory.
-
-Figures are embedded (PNG as base64), tables are sortable and filterable by a few lines of inline JavaScript, and
-nothing is fetched from the network, so the file can be mailed and opened anywhere.
-"""
+"""The validation sections of `cytoatlas report` (see :mod:`cytoatlas._report`), from a validation directory."""
 
 from __future__ import annotations
 
-import base64
-import html
-import json
-import logging
-import os
-import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.durable import write_text_atomic
-from cytoatlas.io.layout import CELLS_FIGURE_KIND, VALIDATION_FIGURES_DIR, manifest_key, table_paths
-from cytoatlas.io.manifest import read_manifest, record, recorded_checksum, update_manifest
-
-log = logging.getLogger("cytoatlas.validate")
-REPORT_NAME = "report.html"
-
-_CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#1d2733;background:#f6f7f9}
-header{background:#23395d;color:#fff;padding:18px 32px}header h1{margin:0;font-size:22px}
-header p{margin:4px 0 0;opacity:.85;font-size:13px}
-nav{background:#fff;border-bottom:1px solid #dde2e8;padding:8px 32px;font-size:13px;position:sticky;top:0;z-index:2}
-nav a{margin-right:14px;color:#23395d;text-decoration:none}main{padding:8px 32px 40px;max-width:1500px}
-section{background:#fff;border:1px solid #dde2e8;border-radius:6px;margin:18px 0;padding:14px 20px}
-h2{font-size:18px;margin:4px 0 10px;color:#23395d}h3{font-size:15px;margin:14px 0 6px}
-p.note{font-size:13px;color:#4a5766;margin:4px 0 10px;max-width:1100px}
-.cards{display:flex;flex-wrap:wrap;gap:12px;margin:8px 0}
-.card{border:1px solid #dde2e8;border-radius:6px;padding:10px 14px;min-width:150px;background:#fafbfc}
-.card b{display:block;font-size:22px;color:#23395d}.card span{font-size:12px;color:#4a5766}
-figure{margin:10px 0 18px}figure img{max-width:100%;border:1px solid #eef0f3}
-figcaption{font-size:12.5px;color:#4a5766;margin-top:4px}
-.tablewrap{max-height:460px;overflow:auto;border:1px solid #dde2e8;border-radius:4px}
-table{border-collapse:collapse;font-size:12.5px;width:100%}
-th{position:sticky;top:0;background:#e9edf2;cursor:pointer;text-align:left;padding:5px 8px;white-space:nowrap;
-user-select:none}th:after{content:' \\2195';opacity:.35}th.asc:after{content:' \\25B2';opacity:.8}
-th.desc:after{content:' \\25BC';opacity:.8}td{padding:4px 8px;border-top:1px solid #eef0f3;white-space:nowrap}
-td.num{text-align:right;font-variant-numeric:tabular-nums}tr.bad td{color:#8a5a00;background:#fff8e6}
-input.filter{margin:6px 0;padding:5px 8px;width:320px;border:1px solid #c6ced8;border-radius:4px;font-size:13px}
-.pill{display:inline-block;padding:1px 7px;border-radius:9px;font-size:11.5px}
-.conserved{background:#d7f0dc;color:#17612a}.moderate{background:#fff1c9;color:#7a5800}
-.not{background:#f0f1f3;color:#59636e}
-"""
-
-_JS = """
-function cellValue(td){const v=td.getAttribute('data-v');if(v!==null&&v!==''){const n=parseFloat(v);
-if(!isNaN(n))return n;}return td.textContent.trim().toLowerCase();}
-document.querySelectorAll('table.sortable').forEach(function(table){
- table.querySelectorAll('th').forEach(function(th,col){th.addEventListener('click',function(){
-  const body=table.tBodies[0];const rows=Array.from(body.rows);const asc=!th.classList.contains('asc');
-  table.querySelectorAll('th').forEach(function(h){h.classList.remove('asc','desc');});
-  th.classList.add(asc?'asc':'desc');
-  rows.sort(function(a,b){const x=cellValue(a.cells[col]),y=cellValue(b.cells[col]);
-   const nx=(typeof x==='number'),ny=(typeof y==='number');
-   if(nx&&ny)return asc?x-y:y-x; if(nx)return -1; if(ny)return 1;
-   return asc?String(x).localeCompare(String(y)):String(y).localeCompare(String(x));});
-  rows.forEach(function(r){body.appendChild(r);});});});});
-document.querySelectorAll('input.filter').forEach(function(inp){inp.addEventListener('input',function(){
- const q=inp.value.toLowerCase();const t=document.getElementById(inp.getAttribute('data-table'));
- Array.from(t.tBodies[0].rows).forEach(function(r){r.style.display=r.textContent.toLowerCase().indexOf(q)>=0?'':'none';});
-});});
-"""
+from cytoatlas.io.html import html_cards, html_figure, html_table
+from cytoatlas.io.layout import table_paths
+from cytoatlas.io.manifest import read_manifest
 
 
-def _fmt(v) -> tuple[str, str, bool]:
-    """(display text, sort value, numeric?) of a cell."""
-    if isinstance(v, (bool, np.bool_)):
-        return ("yes" if v else "no"), ("1" if v else "0"), False
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}", str(int(v)), True
-    if isinstance(v, (float, np.floating)):
-        if np.isnan(v):
-            return "", "", True
-        a = abs(v)
-        text = f"{v:.2e}" if (a != 0 and (a < 1e-3 or a >= 1e5)) else f"{v:.3f}"
-        return text, repr(float(v)), True
-    return ("" if v is None else str(v)), "", False
+@dataclass
+class ValidationSections:
+    """The validation's sections as ``(id, title, HTML)``, the validation's parameters and atlases, and the
+    number of figures shown."""
 
-
-def html_table(df: pd.DataFrame, table_id: str, max_rows: int, bad: str | None = "reason",
-               pills: str | None = None) -> str:
-    """A sortable, filterable table of ``df``'s first ``max_rows`` rows (rows with a ``bad`` text highlighted)."""
-    shown = df.head(max_rows)
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
-    body = []
-    for rec in shown.itertuples(index=False):
-        cells = []
-        for col, v in zip(shown.columns, rec, strict=True):
-            text, sort, num = _fmt(v)
-            content = html.escape(text)
-            if pills and col == pills and text:
-                content = f'<span class="pill {html.escape(text.split()[0])}">{content}</span>'
-            attrs = (" class=num" if num else "") + (f' data-v="{sort}"' if sort else "")
-            cells.append(f"<td{attrs}>{content}</td>")
-        row_bad = bad is not None and bad in shown.columns and str(getattr(rec, bad) or "") not in ("", "nan")
-        body.append(f"<tr{' class=bad' if row_bad else ''}>{''.join(cells)}</tr>")
-    more = (f'<p class="note">Showing {len(shown):,} of {len(df):,} rows; all of them are in the CSV and Parquet '
-            f'files beside this report.</p>') if len(df) > len(shown) else ""
-    return (f'<input class="filter" data-table="{table_id}" placeholder="filter rows...">'
-            f'<div class="tablewrap"><table class="sortable" id="{table_id}"><thead><tr>{head}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody></table></div>{more}')
-
-
-def html_figure(path: Path, title: str, caption: str, svg_dir: str = "figures/") -> str:
-    """A figure's PNG embedded (base64), with its title, caption and where its SVG is (``svg_dir``)."""
-    data = base64.b64encode(path.read_bytes()).decode()
-    return (f'<figure><img alt="{html.escape(title)}" src="data:image/png;base64,{data}">'
-            f'<figcaption><b>{html.escape(title)}.</b> {html.escape(caption)} '
-            f'(SVG: {html.escape(svg_dir)}{html.escape(path.with_suffix(".svg").name)})</figcaption></figure>')
+    sections: list[tuple[str, str, str]]
+    parameters: dict
+    atlases: list[str]
+    n_figures: int
 
 
 def _read(directory: Path, name: str) -> pd.DataFrame:
@@ -131,44 +37,14 @@ def _read(directory: Path, name: str) -> pd.DataFrame:
     return df
 
 
-def html_cards(items: list[tuple[str, str]]) -> str:
-    """A row of cards, each a big value over its label."""
-    return '<div class="cards">' + "".join(f'<div class="card"><b>{html.escape(v)}</b><span>{html.escape(k)}'
-                                           f"</span></div>" for k, v in items) + "</div>"
+def validation_sections(out: Path, max_rows: int) -> ValidationSections:
+    """The report's sections made from the validation directory ``out`` (its tables, figures and manifest).
 
-
-def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 3000,
-           compare: str | os.PathLike | None = None, cells: Sequence[str | os.PathLike] = ()) -> Path:
-    """Write ``out/report.html``: a self-contained HTML report of the validation in ``out``.
-
-    Parameters
-    ----------
-    out
-        A directory written by :func:`cytoatlas.validate`.
-    title
-        Page title (default: "cytoatlas validation: ATLAS, ...").
-    max_rows
-        Rows shown per table (the CSV and Parquet files hold all of them).
-    compare
-        A directory written by :func:`cytoatlas.compare`: the report gains a "Condition comparisons" section (its
-        tables' strongest rows per contrast, what was not testable, its figures). None: no such section, and the
-        report is what it was before comparisons existed.
-    cells
-        Atlases' results directories whose ``cells/`` holds `cytoatlas cells` outputs: the report gains a
-        "Per-cell activity" section (per atlas x signature set, the embedding subsample coloured by the z of the
-        signatures that vary most over it, written to ``out/figures/cells_embedding__*.png|svg``; per level the
-        summary's rows of highest mean z). Empty: no such section, and the page is what it was without it.
-
-    Returns
-    -------
-    Path
-        The report file.
+    Raises
+    ------
+    CytoatlasError
+        A table is missing (the directory was not written by `cytoatlas validate`).
     """
-    out = Path(out)
-    if not out.is_dir():
-        raise CytoatlasError(f"validation directory {out} does not exist; run `cytoatlas validate --out {out}` first")
-    cells = [cells] if isinstance(cells, (str, os.PathLike)) else list(cells)  # one directory, not its characters
-    t0 = time.perf_counter()
     t = {name: _read(out, name) for name in ("summary", "rho", "rho_cell_types", "cytosig_vs_secact", "cross_atlas",
                                              "conservation", "consistency", "cell_type_matches")}
     entries = read_manifest(out)
@@ -176,7 +52,6 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
                and (out / k).is_file()}
     params = next((e.get("parameters", {}) for e in entries.values() if e.get("kind") == "table"), {})
     atlases = params.get("atlases") or sorted(set(t["summary"]["atlas"]))
-    title = title or f"cytoatlas validation: {', '.join(atlases)}"
 
     def figs(prefix: str) -> str:
         return "".join(html_figure(out / k, e.get("title", k), e.get("caption", "")) for k, e in sorted(figures.items())
@@ -244,50 +119,4 @@ of mean activity over the cell types the atlases share.</p>"""),
          '<p class="note">Correlations that could not be computed, and why.</p>'
          + html_table(not_done, "t_nd", max_rows, bad=None)),
     ]
-    if compare is not None:  # imported here: the comparison step comes after validation and uses its helpers
-        from cytoatlas._compare.report import comparison_inputs, comparison_section
-
-        sections.append(("compare", "Condition comparisons", comparison_section(compare, max_rows=max_rows)))
-    cells_part = None
-    if cells:  # imported here: per-cell activity is its own step, read only when asked for
-        from cytoatlas._cells.report import cells_section
-
-        cells_part = cells_section(cells, out / VALIDATION_FIGURES_DIR, max_rows=max_rows)
-        sections.append(("cells", "Per-cell activity", cells_part.html))
-    nav = "".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name, _ in sections)
-    body = "".join(f'<section id="{sid}"><h2>{html.escape(name)}</h2>{content}</section>'
-                   for sid, name, content in sections)
-    when = time.strftime("%Y-%m-%d %H:%M")
-    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{_CSS}</style></head><body><header><h1>{html.escape(title)}</h1><p>Written {when} by "
-            f"cytoatlas from {html.escape(str(out.resolve()))}; parameters: "
-            f"{html.escape(json.dumps({k: params.get(k) for k in ('min_samples', 'min_cell_types', 'n_bootstrap')}))}"
-            f"</p></header><nav>{nav}</nav><main>{body}</main><script>{_JS}</script></body></html>")
-    path = out / REPORT_NAME
-    write_text_atomic(path, page)
-    inputs = [{"name": k, "checksum": recorded_checksum(e)} for k, e in sorted(entries.items())
-              if e.get("kind") in ("table", "figure")]
-    parameters = {"title": title, "max_rows": max_rows}
-    if compare is not None:
-        parameters["compare"] = str(compare)
-        inputs += comparison_inputs(compare)
-    records = {}
-    if cells_part is not None:
-        parameters["cells"] = [str(c) for c in cells]
-        inputs += cells_part.inputs
-        for fig in cells_part.figures:
-            for p in fig.paths:
-                records[manifest_key(p, out)] = record(
-                    p, step="report", parameters={"signatures": fig.signatures},
-                    inputs=fig.outputs.inputs(["embedding"]), kind=CELLS_FIGURE_KIND, atlas=fig.outputs.atlas,
-                    signature=fig.outputs.signature_set)
-    # per-cell figures of an earlier report that this one does not show are removed with their records
-    stale = [k for k, e in entries.items() if e.get("step") == "report" and e.get("kind") == CELLS_FIGURE_KIND
-             and k not in records]
-    for k in stale:
-        (out / k).unlink(missing_ok=True)
-    records[REPORT_NAME] = record(path, step="report", parameters=parameters, inputs=inputs, kind="report")
-    update_manifest(out, records, remove=stale)
-    log.info("report %s (%.1f MB, %d figures) in %.1f s", path, path.stat().st_size / 1e6, len(figures),
-             time.perf_counter() - t0)
-    return path
+    return ValidationSections(sections, params, list(atlases), len(figures))

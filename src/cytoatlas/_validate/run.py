@@ -20,6 +20,9 @@ from pathlib import Path
 import pandas as pd
 
 from cytoatlas import defaults
+from cytoatlas._harness import StepDirectory, input_fingerprint
+from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness.steps import VALIDATE
 from cytoatlas._validate import cross_atlas as xa
 from cytoatlas._validate import figures as fg
 from cytoatlas._validate.inputs import LevelSet, discover
@@ -30,18 +33,8 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import (
     VALIDATION_FIGURES_DIR,
     VALIDATION_PARTS_DIR,
-    manifest_key,
     table_paths,
     validation_part_paths,
-)
-from cytoatlas.io.lock import remove_leftovers
-from cytoatlas.io.manifest import (
-    check_output,
-    read_manifest,
-    record,
-    recorded_checksum,
-    update_manifest,
-    upstream_fingerprint,
 )
 from cytoatlas.io.results import read_activity, read_header, read_pseudobulk
 from cytoatlas.io.tables import read_parquet, write_parquet, write_table
@@ -50,7 +43,8 @@ from cytoatlas.registry import AtlasConfig, atlas_results
 log = logging.getLogger("cytoatlas.validate")
 TABLES = ("rho", "rho_cell_types", "summary", "cytosig_vs_secact", "cross_atlas", "conservation", "consistency",
           "cell_type_matches")
-STEP = "validate"
+STEP = VALIDATE.name
+_AGGREGATES = ("table", "figure")  # the outputs made from every part (the parts are reused one by one)
 
 
 @dataclass
@@ -75,16 +69,17 @@ def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
         p = read_header(group.pseudobulk["samples"], "pseudobulk", var_columns=()).parameters
     except CytoatlasError:
         p = {}
-    return int(p.get("n_bootstrap", defaults.N_BOOTSTRAP)), int(p.get("seed", defaults.SEED))
+    return int(p.get("n_bootstrap", defaults.N_BOOTSTRAP)), int(p.get("seed", defaults.BOOTSTRAP_SEED))
 
 
 def _fingerprints(paths: Sequence[Path]) -> list[dict]:
-    return [upstream_fingerprint(p) for p in paths]
+    return [input_fingerprint(p) for p in paths]
 
 
-def _parts(inputs: list[AtlasInput], out: Path, entries: dict, *, min_samples: int, n_bootstrap: int | None,
-           seed: int | None, gene_overrides: dict[str, str], force: bool) -> tuple[list[pd.DataFrame], ...]:
+def _parts(inputs: list[AtlasInput], d: StepDirectory, *, min_samples: int, n_bootstrap: int | None,
+           bootstrap_seed: int | None, gene_overrides: dict[str, str], force: bool) -> tuple[list[pd.DataFrame], ...]:
     """The correlations of every (atlas, level, set): reused when current, else computed and recorded."""
+    out = d.out
     (out / VALIDATION_PARTS_DIR).mkdir(exist_ok=True)
     rho_parts, ct_parts, used = [], [], []
     groups = [g for a in inputs for g in a.groups if "samples" in g.activity]
@@ -92,12 +87,12 @@ def _parts(inputs: list[AtlasInput], out: Path, entries: dict, *, min_samples: i
     for k, g in enumerate(groups, 1):
         level_boot, level_seed = _level_bootstrap(g)
         params = {"min_samples": min_samples, "n_bootstrap": level_boot if n_bootstrap is None else n_bootstrap,
-                  "seed": level_seed if seed is None else seed, "target_genes": dict(sorted(gene_overrides.items())),
+                  "seed": level_seed if bootstrap_seed is None else bootstrap_seed,
+                  "target_genes": dict(sorted(gene_overrides.items())),
                   "atlas": g.atlas, "level": g.level, "signature_set": g.signature_set}
         paths = validation_part_paths(out, g.atlas, g.level, g.signature_set)
         fps = _fingerprints(g.files())
-        current = not force and all(check_output(p, entries.get(manifest_key(p, out)), params, fps, verify=False)[0]
-                                    == "complete" for p in paths.values())
+        current = not force and all(d.output_state(p, params, fps) == "complete" for p in paths.values())
         if current:
             log.info("[%d/%d] %s %s %s: correlations are current; reused", k, len(groups), g.atlas, g.level,
                      g.signature_set)
@@ -109,9 +104,7 @@ def _parts(inputs: list[AtlasInput], out: Path, entries: dict, *, min_samples: i
             ct = across_cell_types(g, min_samples=min_samples, gene_overrides=gene_overrides)
             write_parquet(rho, paths["rho"])
             write_parquet(ct, paths["ct"])
-            update_manifest(out, {manifest_key(p, out): record(p, step=STEP, parameters=params, inputs=fps,
-                                                            kind="part") for p in paths.values()})
-            entries.update(read_manifest(out))
+            d.commit(dict(d.record(p, params, fps, kind="part") for p in paths.values()))
         rho_parts.append(rho.astype({"representative": bool}))
         ct_parts.append(ct)
         used += list(paths.values())
@@ -173,7 +166,7 @@ def validate(
     min_samples: int = defaults.VALIDATE_MIN_SAMPLES,
     min_cell_types: int = defaults.VALIDATE_MIN_CELL_TYPES,
     n_bootstrap: int | None = None,
-    seed: int | None = None,
+    bootstrap_seed: int | None = None,
     target_genes: Mapping[str, str] | None = None,
     scatter_targets: Sequence[str] | None = None,
     figures: bool = True,
@@ -202,9 +195,9 @@ def validate(
         Fewest samples (or cell types) a correlation needs (10).
     min_cell_types
         Fewest matched cell types a cross-atlas correlation needs (3).
-    n_bootstrap, seed
+    n_bootstrap, bootstrap_seed
         Donor resamples per stratum for the rho intervals, and their seed; default: each level's pseudobulk
-        ``n_bootstrap`` and ``seed`` (100 and 42 unless changed). 0 disables the intervals.
+        ``n_bootstrap`` and bootstrap seed (100 and 42 unless changed). 0 disables the intervals.
     target_genes
         ``{target: gene}`` overriding the shipped CytoSig target -> gene table (e.g. ``{"IFN1": "IFNB1"}``).
     scatter_targets
@@ -232,56 +225,44 @@ def validate(
         raise CytoatlasError(f"min_cell_types must be >= 2, got {min_cell_types}")
     if n_bootstrap is not None and n_bootstrap < 0:
         raise CytoatlasError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CytoatlasError(f"output directory {out} is a file")
+    out = check_output_dir(out)
     t0 = time.perf_counter()
     inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
                              list(signatures or []) or None)
     gene_overrides = dict(target_genes or {})
     for a in inputs:
         log.info("atlas %s: %d (level, signature set) groups in %s", a.name, len(a.groups), a.results)
-    from cytoatlas.io.lock import DirectoryLock
-
-    with DirectoryLock(out) as lock:
-        for sub in (VALIDATION_PARTS_DIR, VALIDATION_FIGURES_DIR):  # the lock clears the top directory only
-            remove_leftovers(out / sub)
-        entries = {} if force else read_manifest(out)
-        rho_parts, ct_parts, part_paths = _parts(inputs, out, entries, min_samples=min_samples,
-                                                 n_bootstrap=n_bootstrap, seed=seed, gene_overrides=gene_overrides,
+    with StepDirectory(out, VALIDATE, subdirs=(VALIDATION_PARTS_DIR, VALIDATION_FIGURES_DIR)) as d:
+        rho_parts, ct_parts, part_paths = _parts(inputs, d, min_samples=min_samples, n_bootstrap=n_bootstrap,
+                                                 bootstrap_seed=bootstrap_seed, gene_overrides=gene_overrides,
                                                  force=force)
-        lock.touch()
-        entries = read_manifest(out)
+        d.touch()
         params = {"atlases": [a.name for a in inputs], "min_samples": min_samples, "min_cell_types": min_cell_types,
-                  "n_bootstrap": n_bootstrap, "seed": seed, "target_genes": dict(sorted(gene_overrides.items())),
+                  "n_bootstrap": n_bootstrap, "seed": bootstrap_seed,
+                  "target_genes": dict(sorted(gene_overrides.items())),
                   "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs},
                   "levels": list(levels or []), "signatures": list(signatures or []), "figures": figures,
                   "scatter_targets": list(scatter_targets or []), "resolution": list(chosen),
                   **cell_ontology().provenance}
         cell_files = [g.activity["celltype"] for a in inputs for g in a.groups if "celltype" in g.activity]
-        fps = [{"name": manifest_key(p, out), "checksum": recorded_checksum(entries[manifest_key(p, out)])}
-               for p in part_paths]
+        fps = [{"name": d.key(p), "checksum": d.records[d.key(p)].checksum} for p in part_paths]
         fps += _fingerprints(cell_files)
-        previous = {k: v for k, v in entries.items() if v.get("step") == STEP and v.get("kind") in ("table", "figure")}
         tables = [p for t in TABLES for p in table_paths(out, t)]
-        recorded = [out / k for k in previous]
-        if not force and previous and all(p in recorded for p in tables) and all(
-                check_output(out / k, e, params, fps, verify=False)[0] == "complete" for k, e in previous.items()):
+        if not force and d.is_current(params, fps, tables, kinds=_AGGREGATES):
             log.info("validation tables and figures in %s are current; nothing to do", out)
-            return sorted(recorded)
-        written = _aggregate(inputs, out, rho_parts, ct_parts, min_cell_types=min_cell_types, figures=figures,
+            return sorted(out / k for k in d.previous(_AGGREGATES))
+        written = _aggregate(inputs, d, rho_parts, ct_parts, min_cell_types=min_cell_types, figures=figures,
                              resolutions=chosen,
                              scatter_targets=scatter_targets, params=params, fps=fps)
-        stale = [k for k in previous if out / k not in written]
-        for k in stale:
-            (out / k).unlink(missing_ok=True)
-        update_manifest(out, {}, remove=stale)
+        d.remove_stale(written, kinds=_AGGREGATES)
     log.info("validation of %d atlas(es) written to %s in %.1f s", len(inputs), out, time.perf_counter() - t0)
     return written
 
 
-def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_cell_types: int, figures: bool,
-               resolutions: tuple[Resolution, ...], scatter_targets, params: dict, fps: list[dict]) -> list[Path]:
+def _aggregate(inputs: list[AtlasInput], d: StepDirectory, rho_parts, ct_parts, *, min_cell_types: int,
+               figures: bool, resolutions: tuple[Resolution, ...], scatter_targets, params: dict,
+               fps: list[dict]) -> list[Path]:
+    out = d.out
     t0 = time.perf_counter()
     rho = _concat(rho_parts, RHO_COLUMNS)
     rho["representative"] = rho["representative"].astype(bool)
@@ -305,7 +286,7 @@ def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_
     for name, df in tables.items():
         for p in write_table(df, out, name):
             written.append(p)
-            records[p.name] = record(p, step=STEP, parameters=params, inputs=fps, kind="table", table=name)
+            records.update([d.record(p, params, fps, kind="table", table=name)])
     log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
     if figures:
         fig_dir = out / VALIDATION_FIGURES_DIR
@@ -317,9 +298,9 @@ def _aggregate(inputs: list[AtlasInput], out: Path, rho_parts, ct_parts, *, min_
         for f in filter(None, figs):
             for p in f.paths:
                 written.append(p)
-                records[manifest_key(p, out)] = record(p, step=STEP, parameters=params, inputs=fps, kind="figure",
-                                                      figure=f.stem, title=f.title, caption=f.caption)
+                records.update([d.record(p, params, fps, kind="figure", figure=f.stem, title=f.title,
+                                         caption=f.caption)])
         log.info("%d figures (PNG and SVG) in %s", len(list(filter(None, figs))), fig_dir)
-    update_manifest(out, records)
+    d.commit(records)
     log.info("tables and figures in %.1f s", time.perf_counter() - t0)
     return written

@@ -67,6 +67,7 @@ class Labels:
 
     @classmethod
     def from_values(cls, values: np.ndarray) -> Labels:
+        """Labels (sorted categories and codes) of an array of values."""
         codes, uniques = pd.factorize(pd.Series(_decode(values)), sort=True)
         return cls(codes.astype(np.int32), _label_strings(np.asarray(uniques)))
 
@@ -110,7 +111,7 @@ class ObsReader:
         self._obs = f["obs"]
         self.filename = f.filename
         index = self._obs.attrs.get("_index", "_index")
-        self.columns = [k for k in self._obs.keys() if k not in (index, "__categories")]
+        self.columns = [k for k in self._obs if k not in (index, "__categories")]
 
     def require(self, names: list[str], what: str = "column") -> None:
         """Fail before any work if a column is missing, naming the ones that exist."""
@@ -122,6 +123,7 @@ class ObsReader:
             )
 
     def labels(self, name: str) -> Labels:
+        """The obs column ``name`` as labels (categories and codes)."""
         self.require([name])
         return read_labels(self._obs[name], name)
 
@@ -159,7 +161,7 @@ def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFram
     if gene_symbols is None:
         symbols = ids.copy()
     else:
-        columns = [k for k in var.keys() if k != var.attrs.get("_index", "_index")]
+        columns = [k for k in var if k != var.attrs.get("_index", "_index")]
         if gene_symbols not in columns:
             raise CytoatlasError(
                 f"{f.filename}: {var_path} has no column {gene_symbols!r}; available: {', '.join(columns)}"
@@ -239,6 +241,7 @@ class CountsMatrix:
         self.dtype = node.dtype if self.dense else self._data.dtype
 
     def close(self) -> None:
+        """Stop the decompression threads."""
         if getattr(self, "_pool", None) is not None:
             self._pool.shutdown(cancel_futures=True)
 

@@ -25,11 +25,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cytoatlas.options import PseudobulkKind, choices
+
 PSEUDOBULK_DIR = "pseudobulk"
 ACTIVITY_DIR = "activity"
 
 # the pseudobulk kinds, in the order a level's files are listed (and written)
-PSEUDOBULK_KINDS = ("celltype", "samples", "resampled")
+PSEUDOBULK_KINDS = choices(PseudobulkKind)
 # the kinds with one row per group (the bootstrap file holds resamples of the celltype rows)
 GROUP_KINDS = ("celltype", "samples")
 _KIND_SUFFIX = {"celltype": "", "samples": "_samples", "resampled": "_resampled"}

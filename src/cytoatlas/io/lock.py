@@ -7,6 +7,7 @@ taken over with a warning. The holder refreshes the lock's mtime as it works (:m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -56,6 +57,7 @@ def lock_is_live(info: dict | None) -> bool:
 
 
 def describe(info: dict) -> str:
+    """A lock record as text: pid, host, start and command."""
     return (f"pid {info.get('pid')} on {info.get('host')}, started {info.get('start')} "
             f"({info.get('command', '?')})")
 
@@ -114,17 +116,13 @@ class DirectoryLock:
     def touch(self) -> None:
         """Refresh the lock's mtime: proof of life for runs on other hosts."""
         if self._held:
-            try:
+            with contextlib.suppress(OSError):
                 os.utime(self.path)
-            except OSError:
-                pass
 
     def __exit__(self, *exc) -> None:
         if self._held:
             self.path.unlink(missing_ok=True)
             self._held = False
         if self._created:  # a run that failed before writing anything leaves no empty directory behind
-            try:
+            with contextlib.suppress(OSError):
                 self.directory.rmdir()
-            except OSError:
-                pass

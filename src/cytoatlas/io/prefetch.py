@@ -60,6 +60,7 @@ class Prefetch(Generic[T]):
             self.close()
 
     def close(self) -> None:
+        """Stop the reader thread."""
         self._stop.set()
         self._thread.join()
 

@@ -28,6 +28,7 @@ def write_parquet(df: pd.DataFrame, path: Path) -> Path:
 
 
 def read_parquet(path: Path) -> pd.DataFrame:
+    """A Parquet file as a DataFrame (read by DuckDB: no pyarrow needed)."""
     import duckdb
 
     con = duckdb.connect()

@@ -170,6 +170,7 @@ class Writeback:
             self._pending = self._pool.submit(_datasync, list(paths))
 
     def close(self) -> None:
+        """Wait for the pending syncs and stop their thread."""
         self._pool.shutdown(wait=True)
 
 
