@@ -79,7 +79,12 @@ def _demo_store(cells: int) -> Path:
     return db
 
 
-def plan(client: httpx.Client, n: int, seed: int) -> list[tuple[str, str]]:
+# the endpoints of each mix: "all" the page's calls and more; "core" the activity / matrix / signature /
+# expression routes only (the CIMA-shaped case of issue 25)
+MIXES = {"all": None, "core": ("activity", "matrix", "signature", "expression", "expression_samples")}
+
+
+def plan(client: httpx.Client, n: int, seed: int, mix: str = "all") -> list[tuple[str, str]]:
     """``n`` (endpoint kind, path) pairs drawn from the names the server reports."""
     rng = random.Random(seed)
     get = lambda path, **p: client.get(path, params=p).raise_for_status().json()  # noqa: E731
@@ -127,17 +132,18 @@ def plan(client: httpx.Client, n: int, seed: int) -> list[tuple[str, str]]:
     weights = {"activity": 20, "matrix": 12, "signature": 12, "expression": 12, "expression_samples": 8,
                "search": 8, "cell_types": 6, "levels": 4, "atlases": 3, "validation": 5, "activity_csv": 4,
                "parquet": 3, "health": 3}
-    kinds = [k for k in weights if pools[k]]
+    kinds = [k for k in weights if pools[k] and (MIXES[mix] is None or k in MIXES[mix])]
     chosen = rng.choices(kinds, weights=[weights[k] for k in kinds], k=n)
     return [(k, rng.choice(pools[k])) for k in chosen]
 
 
-def run(url: str, token: str | None, clients: int, requests: int, time_limit: float, seed: int) -> dict:
+def run(url: str, token: str | None, clients: int, requests: int, time_limit: float, seed: int,
+        mix: str = "all") -> dict:
     if urlsplit(url).hostname not in ("127.0.0.1", "localhost", "::1"):
         raise SystemExit("the load test targets this machine only (127.0.0.1)")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
-        work = plan(c, requests, seed)
+        work = plan(c, requests, seed, mix)
     results: list[tuple[str, float, int]] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -203,15 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=5_000, help="requests in all (default 5000)")
     p.add_argument("--time-limit", type=float, default=300.0, help="stop after this many seconds (default 300)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mix", choices=tuple(MIXES), default="all",
+                   help="all endpoints (default) or core: activity, matrix, signature and expression only")
     p.add_argument("--json", help="also write the summary here")
     args = p.parse_args(argv)
     token = Path(args.token_file).read_text().strip() if args.token_file else None
     if args.url:
-        summary = run(args.url, token, args.clients, args.requests, args.time_limit, args.seed)
+        summary = run(args.url, token, args.clients, args.requests, args.time_limit, args.seed, args.mix)
     else:
         db = _demo_store(args.demo_cells) if args.demo else Path(args.db)
         with _server(db, args.token_file, args.workers) as url:
-            summary = run(url, token, args.clients, args.requests, args.time_limit, args.seed)
+            summary = run(url, token, args.clients, args.requests, args.time_limit, args.seed, args.mix)
         summary["db"], summary["workers"] = str(db), args.workers
     text = json.dumps(summary, indent=1)
     print(text)

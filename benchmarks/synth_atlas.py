@@ -48,7 +48,7 @@ BLOCK = 10_000  # cells per generation block (fixed: it is part of the determini
 TABLE_BITS = 22  # size of the gene sampling lookup table (2**22 slots)
 MARKER_FRACTION = 0.15
 N_MARKERS = 100
-N_DONORS = 40
+N_DONORS = 40  # default number of donors (samples); --n-donors changes it (CIMA has 421)
 
 L1_NAMES = ["B", "CD4_T", "CD8_T", "NK", "Myeloid", "Progenitor"]
 LEVEL_SIZES = (6, 27, 38, 73)
@@ -81,7 +81,7 @@ def _nested_hierarchy(rng: np.random.Generator) -> tuple[list[np.ndarray], list[
 class Model:
     """Everything that is global to the atlas (drawn from ``default_rng(seed)``)."""
 
-    def __init__(self, seed: int, n_genes: int, nnz_per_cell: float):
+    def __init__(self, seed: int, n_genes: int, nnz_per_cell: float, n_donors: int = N_DONORS):
         rng = np.random.default_rng(seed)
         self.n_genes = n_genes
         self.parents, self.level_names = _nested_hierarchy(rng)
@@ -93,9 +93,10 @@ class Model:
             self.l4_to_levels[k] = self.parents[k][self.l4_to_levels[k + 1]]
 
         # donors: unequal sizes; cell-type composition varies by donor around a skewed base
-        self.donor_p = rng.dirichlet(np.full(N_DONORS, 4.0))
+        self.n_donors = n_donors
+        self.donor_p = rng.dirichlet(np.full(n_donors, 4.0))
         base = 0.8 * rng.dirichlet(np.full(n4, 1.0)) + 0.2 / n4  # skewed, no type below 0.3 %
-        comp = np.stack([rng.dirichlet(base * 40.0 + 1e-3) for _ in range(N_DONORS)])
+        comp = np.stack([rng.dirichlet(base * 40.0 + 1e-3) for _ in range(n_donors)])
         self.type_cdf = np.cumsum(comp, axis=1)
         self.type_cdf[:, -1] = 1.0
 
@@ -135,7 +136,7 @@ class Model:
         """Generate block ``b`` of ``n`` cells: obs codes and CSR arrays (indptr relative, int64)."""
         rng = np.random.default_rng([seed, b])
         donor = np.searchsorted(np.cumsum(self.donor_p), rng.random(n), side="right")
-        donor = np.minimum(donor, N_DONORS - 1)
+        donor = np.minimum(donor, self.n_donors - 1)
         u = rng.random(n)
         l4 = (u[:, None] > self.type_cdf[donor]).sum(axis=1)
         l4 = np.minimum(l4, LEVEL_SIZES[3] - 1)
@@ -272,6 +273,7 @@ def generate(
     atlas_name: str = "synth",
     verbose: bool = True,
     symbols: bool = False,
+    n_donors: int = N_DONORS,
 ) -> Path:
     """Write the atlas to ``out`` (atomically, via ``out.tmp``) and the registry TOML beside it.
 
@@ -281,14 +283,14 @@ def generate(
 
     out = Path(out).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    params = generation_params(n_cells, n_genes, nnz_per_cell, extra_obs, seed, symbols)
+    params = generation_params(n_cells, n_genes, nnz_per_cell, extra_obs, seed, symbols, n_donors)
     t0 = time.perf_counter()
-    model = Model(seed, n_genes, nnz_per_cell)
+    model = Model(seed, n_genes, nnz_per_cell, n_donors)
     tmp = out.with_name(out.name + ".tmp")
     est_nnz = int(n_cells * nnz_per_cell)
     comp = {"compression": "gzip", "compression_opts": 4}
 
-    donor_codes = np.empty(n_cells, dtype=np.int8)
+    donor_codes = np.empty(n_cells, dtype=np.int16 if n_donors > 127 else np.int8)
     l4_codes = np.empty(n_cells, dtype=np.int8)
     with h5py.File(tmp, "w") as f:
         f.attrs["encoding-type"] = "anndata"
@@ -325,7 +327,8 @@ def generate(
 
         # ---- obs
         obs = pd.DataFrame(index=pd.Index([f"cell{i:08d}" for i in range(n_cells)]))
-        obs["sample"] = pd.Categorical.from_codes(donor_codes, [f"donor{d:02d}" for d in range(N_DONORS)])
+        width = max(2, len(str(n_donors - 1)))
+        obs["sample"] = pd.Categorical.from_codes(donor_codes, [f"donor{d:0{width}d}" for d in range(n_donors)])
         for k in range(4):
             codes = model.l4_to_levels[k][l4_codes].astype(np.int8)
             obs[f"cell_type_l{k + 1}"] = pd.Categorical.from_codes(codes, model.level_names[k])
@@ -373,9 +376,11 @@ def gene_names(n_genes: int, seed: int, symbols: bool) -> list[str]:
 
 
 def generation_params(n_cells: int, n_genes: int, nnz_per_cell: float, extra_obs: int, seed: int,
-                      symbols: bool = False) -> dict:
+                      symbols: bool = False, n_donors: int = N_DONORS) -> dict:
     """What an atlas was generated with (stored as JSON in the file's ``synth_atlas`` root attribute)."""
     extra = {"symbols": True} if symbols else {}  # atlases made before the option keep their parameters
+    if n_donors != N_DONORS:
+        extra["n_donors"] = int(n_donors)
     return {**extra,
         "generator_version": GENERATOR_VERSION,
         "n_cells": int(n_cells),
@@ -425,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--atlas-name", default="synth")
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--symbols", action="store_true", help="CytoSig and SecAct gene symbols among the gene names")
+    ap.add_argument("--n-donors", type=int, default=N_DONORS, help="number of donors (samples); CIMA has 421")
     a = ap.parse_args(argv)
     generate(
         a.out,
@@ -436,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
         atlas_name=a.atlas_name,
         verbose=not a.quiet,
         symbols=a.symbols,
+        n_donors=a.n_donors,
     )
     return 0
 

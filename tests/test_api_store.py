@@ -259,3 +259,48 @@ def test_two_index_runs_do_not_overlap(api_results: Path, tmp_path: Path) -> Non
         holder.wait()
     time.sleep(0.1)
     assert cytoatlas.index(out, db).read  # a dead holder's lock is taken over
+
+
+def test_the_tidy_views_hold_every_value_of_the_files(api_results: Path, api_db: Path) -> None:
+    """The `expression` and `activity` views against the pseudobulk and activity files, row for row (NaN as NULL,
+    as a data frame's NaN is stored)."""
+    import anndata as ad
+    import numpy as np
+    import pandas as pd
+
+    con = duckdb.connect(str(api_db), read_only=True)
+    sources = con.execute("SELECT step, path, atlas, level, kind, signature_set FROM sources "
+                          "WHERE part IS NOT NULL ORDER BY path").fetchall()
+    assert {s[0] for s in sources} == {"pseudobulk", "activity"} and len(sources) >= 20
+    for step, rel, atlas, level, kind, sset in sources:
+        f = ad.read_h5ad(api_results / rel)
+        n, k = f.shape
+        obs = f.obs
+        sample = obs["sample"].astype(object).to_numpy() if "sample" in obs else np.full(n, None, dtype=object)
+        want = pd.DataFrame({"cell_type": np.tile(obs["cell_type"].astype(str).to_numpy(), k),
+                             "sample": np.tile(sample, k), "name": np.repeat(f.var_names.to_numpy(), n)})
+        if step == "pseudobulk":
+            want["value"] = np.asarray(f.X, dtype=np.float32).T.ravel()
+            want["zscore"] = np.asarray(f.layers["zscore"], dtype=np.float32).T.ravel()
+            got = con.execute("""SELECT cell_type, sample, gene AS name, value, zscore FROM expression
+                                 WHERE atlas = ? AND level = ? AND kind = ?""", [atlas, level, kind]).df()
+            cols = ["value", "zscore"]
+        else:
+            want["z"] = np.asarray(f.X, dtype=float).T.ravel()
+            want["pvalue"] = np.asarray(f.layers["pvalue"], dtype=float).T.ravel()
+            got = con.execute("""SELECT cell_type, sample, signature AS name, z, pvalue FROM activity
+                                 WHERE atlas = ? AND level = ? AND kind = ? AND signature_set = ?""",
+                              [atlas, level, kind, sset]).df()
+            cols = ["z", "pvalue"]
+        keys = ["name", "cell_type", "sample"]
+        got = got.sort_values(keys, na_position="first").reset_index(drop=True)
+        want = want.sort_values(keys, na_position="first").reset_index(drop=True)
+        assert len(got) == len(want) == n * k, rel
+        for c in ["name", "cell_type"]:
+            assert got[c].tolist() == want[c].tolist(), (rel, c)
+        assert got["sample"].isna().tolist() == want["sample"].isna().tolist(), rel
+        for c in cols:
+            g, w = got[c].to_numpy(dtype=float), want[c].to_numpy(dtype=float)
+            assert np.array_equal(np.isnan(g), np.isnan(w)), (rel, c)
+            assert np.array_equal(g[~np.isnan(g)], w[~np.isnan(w)]), (rel, c)
+    con.close()

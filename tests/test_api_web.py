@@ -4,6 +4,7 @@ validation page and a gene from the search box; screenshots go to tests/artifact
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -45,6 +46,14 @@ def _heatmap(page) -> dict:
                          "return {x: d.x, y: d.y, z: d.z}; }")
 
 
+def _as_drawn(matrix: dict, drawn: dict) -> list[list]:
+    """The API's matrix in the drawn order (the page orders rows and columns itself: clustered or by name)."""
+    assert sorted(drawn["y"]) == sorted(matrix["rows"]) and sorted(drawn["x"]) == sorted(matrix["columns"])
+    i = [matrix["rows"].index(r) for r in drawn["y"]]
+    j = [matrix["columns"].index(c) for c in drawn["x"]]
+    return [[matrix["values"][a][b] for b in j] for a in i]
+
+
 def test_the_page_draws_the_results_and_switches_atlas(browser, server: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -65,7 +74,7 @@ def test_the_page_draws_the_results_and_switches_atlas(browser, server: str) -> 
     page.wait_for_selector('#heatmap[data-drawn="alpha|L1|cytosig"] .main-svg', timeout=30_000)
     matrix = _api(server, "/activity/alpha/L1/cytosig/matrix", top=60)
     drawn = _heatmap(page)
-    assert drawn["y"] == matrix["rows"] and drawn["x"] == matrix["columns"] and drawn["z"] == matrix["values"]
+    assert drawn["z"] == _as_drawn(matrix, drawn)
     assert page.locator("#heatmap .hm, #heatmap image, #heatmap .heatmaplayer").count() >= 1
     assert "4 cell types × 43 signatures" in page.inner_text("#status")
     page.screenshot(path=str(ARTIFACTS / "web_heatmap_alpha.png"), full_page=True)
@@ -74,12 +83,20 @@ def test_the_page_draws_the_results_and_switches_atlas(browser, server: str) -> 
     page.select_option("#atlas", "beta")
     page.wait_for_selector('#heatmap[data-drawn="beta|L1|cytosig"]', timeout=30_000)
     beta = _api(server, "/activity/beta/L1/cytosig/matrix", top=60)
-    assert _heatmap(page)["z"] == beta["values"] != matrix["values"]
+    assert _heatmap(page)["z"] == _as_drawn(beta, _heatmap(page)) != drawn["z"]
     assert page.eval_on_selector_all("#level option", "os => os.map(o => o.value)") == ["L1", "L2"]
     page.select_option("#level", "L2")
     page.wait_for_selector('#heatmap[data-drawn="beta|L2|cytosig"]', timeout=30_000)
     beta_l2 = _api(server, "/atlases/beta/levels/L2/cell-types")
-    assert _heatmap(page)["y"] == [c["cell_type"] for c in beta_l2["rows"]]
+    assert sorted(_heatmap(page)["y"]) == sorted(c["cell_type"] for c in beta_l2["rows"])
+    # by name: labels in natural order (digits as numbers); the choice is kept in the address
+    page.select_option("#order", "name")
+    page.wait_for_selector('#heatmap[data-order="name"]', timeout=30_000)
+    y = _heatmap(page)["y"]
+    natural = lambda s: [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", s)]  # noqa: E731
+    assert y == sorted(y, key=natural) and "order=name" in page.url
+    page.select_option("#order", "cluster")
+    page.wait_for_selector('#heatmap[data-order="cluster"]', timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "web_heatmap_beta.png"), full_page=True)
 
     # a signature from the search box: its activity in every atlas at this level, with CIs

@@ -269,3 +269,22 @@ def test_cli_report_with_a_comparison(tmp_path: Path, capsys) -> None:
     (cmp / "meta.parquet").unlink()
     assert main(["report", "--out", str(val), "--compare", str(cmp)]) == 2
     assert "has no meta.parquet: run `cytoatlas compare" in capsys.readouterr().err
+
+
+def test_by_default_only_the_level_of_each_contrasts_strongest_row_is_drawn() -> None:
+    tables = comparison_tables()
+    diff = tables["differential"]
+    # a second level: weaker everywhere in atlas alpha, stronger everywhere in atlas beta
+    l3 = diff.assign(level="L3")
+    beta = l3["atlas"] == "beta"
+    l3.loc[~beta, ["pvalue", "fdr"]] = (diff.loc[~beta, ["pvalue", "fdr"]].to_numpy() * 10).clip(max=1)
+    l3.loc[beta, ["pvalue", "fdr"]] = diff.loc[beta, ["pvalue", "fdr"]].to_numpy() / 10
+    tables = {**tables, "differential": pd.concat([diff, l3], ignore_index=True)}
+    stems = {p.stem for p in plan_figures(tables) if p.kind != "forest" and p.analysis == "differential"}
+    assert stems == {f"{k}__{a}__{lv}__cytosig__treated_vs_untreated" for k in ("volcano", "heatmap")
+                     for a, lv in (("alpha", "L2"), ("beta", "L3"))}
+    every = {p.stem for p in plan_figures(tables, scope="all") if p.kind != "forest" and p.analysis == "differential"}
+    assert every == {f"{k}__{a}__{lv}__cytosig__treated_vs_untreated" for k in ("volcano", "heatmap")
+                     for a in ATLASES for lv in ("L2", "L3")}
+    with pytest.raises(CytoatlasError, match="figure scope must be one of shown, all, got 'some'"):
+        plan_figures(tables, scope="some")

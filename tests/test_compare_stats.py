@@ -16,7 +16,7 @@ from statsmodels.stats.multitest import multipletests
 from cytoatlas import CytoatlasError
 from cytoatlas._compare import stats
 from cytoatlas._compare.analyses import Spec, compare_file
-from cytoatlas._compare.meta import dersimonian_laird, meta_analysis
+from cytoatlas._compare.meta import dersimonian_laird, meta_analysis, pool_studies
 from cytoatlas._compare.run import make_spec
 from cytoatlas._compare.tables import concat, table_frame, with_fdr
 from cytoatlas.io.results import Activity
@@ -402,3 +402,42 @@ def test_unit_means_and_welch_match_pandas_and_scipy() -> None:
         ref = ss.ttest_ind(x[:, j], y[:, j], equal_var=False)
         assert (est.statistic[j], est.pvalue[j]) == pytest.approx((ref.statistic, ref.pvalue), rel=1e-10)
         assert (est.ci_low[j], est.ci_high[j]) == pytest.approx(tuple(ref.confidence_interval()), rel=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # statsmodels HKSJ sqrt of a negative, not used
+def test_pooling_all_groups_at_once_matches_statsmodels_group_by_group() -> None:
+    # 400 groups of 2-6 studies, heterogeneous and homogeneous ones, keys in shuffled order with a missing level
+    from statsmodels.stats.meta_analysis import combine_effects
+
+    rng = np.random.default_rng(7)
+    rows = []
+    for g in range(400):
+        k = int(rng.integers(2, 7))
+        spread = 0.5 if g % 2 else 0.01  # half the groups with Q < k - 1 (tau2 truncated)
+        for a in range(k):
+            rows.append({"analysis": "differential", "level_key": "l2", "signature_set": "cytosig",
+                         "harmonised": f"type{g % 37}", "signature": f"S{g}", "by": "sex", "contrast": "F vs M",
+                         "atlas": f"atlas{(a * 7 + g) % 9}", "effect": rng.normal(0.2, spread),
+                         "se": rng.uniform(0.05, 0.4)})
+    rows.append({**rows[0], "signature": "lonely"})  # a group of one study: no row
+    studies = pd.DataFrame(rows).sample(frac=1.0, random_state=1).reset_index(drop=True)
+    studies["labels"] = [f"t{i % 4}+t{i % 3}" for i in range(len(studies))]
+    keys = ["analysis", "level_key", "signature_set", "harmonised", "signature", "by", "contrast"]
+    got = pool_studies(studies, keys)
+    assert len(got) == 400 and "lonely" not in set(got["signature"])
+    assert got[keys].equals(got[keys].sort_values(keys).reset_index(drop=True))  # sorted key order
+    for i in rng.choice(400, 60, replace=False):
+        r = got.iloc[i]
+        part = studies[studies["signature"] == r["signature"]]
+        res = combine_effects(part["effect"].to_numpy(), part["se"].to_numpy() ** 2, method_re="dl")
+        if res.tau2 > 0:
+            want = (res.mean_effect_re, res.sd_eff_w_re, res.tau2)
+        else:
+            want = (res.mean_effect_fe, res.sd_eff_w_fe, 0.0)
+        assert (r["effect"], r["se"], r["tau2"]) == pytest.approx(want, rel=1e-10, abs=1e-14)
+        assert r["q"] == pytest.approx(res.q, rel=1e-10)
+        assert r["n_atlases"] == len(part) and r["atlases"] == ",".join(sorted(part["atlas"]))
+        assert r["labels"] == "; ".join(f"{a}: {lb}" for a, lb in sorted(zip(part["atlas"], part["labels"],
+                                                                               strict=True)))
+        assert r["sign_agreement"] == pytest.approx(np.mean(np.sign(part["effect"]) == np.sign(want[0])))
+    assert (got["tau2"] == 0).sum() > 100 and (got["tau2"] > 0).sum() > 100

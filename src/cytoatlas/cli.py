@@ -249,8 +249,8 @@ def _compare(args: argparse.Namespace) -> None:
                     reference=args.reference, groups=_list(args.groups),
                     continuous=[c for item in args.continuous or [] for c in _list(item) or []],
                     covariates=_list(args.covariates) or (), paired_by=args.paired_by, test=args.test,
-                    min_group_size=args.min_group_size, figures=not args.no_figures, resolution=args.resolution,
-                    force=args.force)
+                    min_group_size=args.min_group_size, figures=not args.no_figures,
+                    all_figures=args.all_figures, resolution=args.resolution, force=args.force)
     print("\n".join(map(str, paths)))
 
 
@@ -491,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"fewest donors per group ({defaults.COMPARE_MIN_GROUP_SIZE})")
     p.add_argument("--no-figures", action="store_true", help="tables only")
     _resolution_arg(p)
+    p.add_argument("--all-figures", action="store_true",
+                   help="volcanos and heatmaps of every level (default: of the level of each atlas x set x "
+                        "contrast's strongest row, which the report leads with)")
     p.add_argument("--force", action="store_true", help="recompute even when the tables are current")
     _registry_args(p)
     p.set_defaults(func=_compare)

@@ -3,9 +3,12 @@ matrix as a Parquet part, written column band by column band so memory does not 
 
 A part holds one row per (file row, gene or signature): integer indices into the ``groups`` / ``genes`` /
 ``signatures`` tables of its source (``sources.part`` names the part), then the values. Integer indices and no
-repeated strings keep writing fast (~6 M values/s) and the parts small;
-rows are in column-band order (gene- or signature-major), so a filter on one gene or signature reads only the
-row groups that hold it (Parquet min/max statistics).
+repeated strings keep the parts small; rows are in column-band order (gene- or signature-major), so a filter on
+one gene or signature reads only the row groups that hold it (Parquet min/max statistics).
+
+Parts are written from the numpy bands by :class:`cytoatlas.io.parquet.ParquetWriter`, with no table in between
+(an expression part holds hundreds of millions of rows at an atlas' finest sample level: through a DuckDB table
+that spilled to disk, writing them took most of an index run).
 """
 
 from __future__ import annotations
@@ -21,17 +24,23 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.durable import atomic_path
 from cytoatlas.io.h5ad import open_h5ad
 from cytoatlas.io.layout import GROUP_KINDS
+from cytoatlas.io.parquet import ParquetWriter
 from cytoatlas.io.results import read_header
 
 BAND = 1024  # columns per block, at most (rounded down to whole chunk columns)
 
 ACTIVITY_LAYERS = ("z", "beta", "se", "pvalue", "z_ci_low", "z_ci_high", "z_boot_mean", "z_boot_sd")
-# step of the source file -> columns of its part (pseudobulk files give the expression parts)
-PART_COLUMNS = {
-    "activity": '"row" INTEGER, sig INTEGER, ' + ", ".join(f"{c} DOUBLE" for c in ACTIVITY_LAYERS)
-                + ", matched BOOLEAN",
-    "pseudobulk": '"row" INTEGER, gene INTEGER, value FLOAT, zscore FLOAT',
+# step of the source file -> columns of its part, for the Parquet writer (floats and booleans nullable: NaN is
+# NULL, as DuckDB stores a data frame's NaN)
+WRITER_COLUMNS = {
+    "activity": {"row": "int32", "sig": "int32", **dict.fromkeys(ACTIVITY_LAYERS, "float64"), "matched": "bool"},
+    "pseudobulk": {"row": "int32", "gene": "int32", "value": "float32", "zscore": "float32"},
 }
+# rows per row group, rounded down to whole columns (genes, signatures) so that a one-column filter reads one row
+# group: activity parts ~DuckDB's default 122,880 (ten columns of doubles); expression parts ~1 M rows, as a scan
+# costs DuckDB time for every row group of the file (at 122,880 rows, a CIMA-sized part has 4,640 of them and a
+# one-gene read spent most of its time on them)
+ROW_GROUP_ROWS = {"activity": 122_880, "pseudobulk": 1_048_576}
 
 
 @dataclass
@@ -80,8 +89,9 @@ def read_file(path: Path, step: str) -> FileContent:
     return FileContent(head.atlas, head.level, head.kind, _groups(head.obs), columns, head.shape, matrices)
 
 
-def bands(path: Path, content: FileContent, step: str) -> Iterator[pd.DataFrame]:
-    """The file's matrices as long blocks (row, column index, one column per matrix), one column band each."""
+def bands(path: Path, content: FileContent, step: str) -> Iterator[dict[str, np.ndarray | None]]:
+    """The file's matrices as long blocks (row, column index, one column per matrix; None for a matrix the file
+    does not have), one column band each."""
     n, k = content.shape
     names = (*ACTIVITY_LAYERS, "matched") if step == "activity" else ("value", "zscore")
     with open_h5ad(path) as f:
@@ -95,33 +105,25 @@ def bands(path: Path, content: FileContent, step: str) -> Iterator[pd.DataFrame]
             for name in names:
                 key = content.matrices.get(name)
                 if key is None:
-                    size = n * (j1 - j0)
-                    block[name] = np.full(size, np.nan) if name != "matched" else \
-                        pd.arrays.BooleanArray(np.zeros(size, bool), np.ones(size, bool))  # all NULL
+                    block[name] = None
                     continue
                 try:
                     block[name] = np.ascontiguousarray(f[key][:, j0:j1].T).ravel()
                 except OSError as e:
                     raise CytoatlasError(f"{path}: {key} cannot be read (corrupt or truncated?): {e}") from None
-            yield pd.DataFrame(block)
+            yield block
 
 
-def write_part(con, path: Path, step: str, content: FileContent, source: Path) -> int:
-    """Write the part of ``source`` to ``path`` (under a temporary name, renamed when complete); its row count.
-
-    ``con`` is a scratch DuckDB connection (in memory, spilling to disk past its memory limit).
-    """
-    con.execute("DROP TABLE IF EXISTS part")
-    con.execute(f"CREATE TABLE part ({PART_COLUMNS[step]})")
-    try:
-        with atomic_path(path) as tmp:
-            for block in bands(source, content, step):
-                con.register("block", block)
-                con.execute("INSERT INTO part SELECT * FROM block")
-                con.unregister("block")
-            con.execute(f"COPY part TO '{sql_path(tmp)}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)")
-    finally:
-        con.execute("DROP TABLE IF EXISTS part")
+def write_part(path: Path, step: str, content: FileContent, source: Path) -> int:
+    """Write the part of ``source`` to ``path`` (under a temporary name, renamed when complete); its row count."""
+    columns = WRITER_COLUMNS[step]
+    index = "sig" if step == "activity" else "gene"
+    n = content.shape[0]
+    rows = max(1, n) * max(1, ROW_GROUP_ROWS[step] // max(1, n))
+    with atomic_path(path) as tmp, ParquetWriter(tmp, columns, row_group_size=rows) as w:
+        for block in bands(source, content, step):
+            block[index] = block.pop("col")
+            w.write(block)
     return content.shape[0] * content.shape[1]
 
 

@@ -23,9 +23,29 @@ class Table:
     total: int
 
 
-def page(cur, base: str, order: str, params: dict, limit: int, offset: int) -> Table:
+_TOTAL = "__total"
+
+
+def page(cur, base: str, order: str, params: dict, limit: int, offset: int, one_pass: bool = False) -> Table:
     """Rows ``offset .. offset + limit`` of ``base`` sorted by ``order``, and how many rows there are in all
-    (counted by a second query only when this page does not tell: it is full or not the first)."""
+    (counted by a second query only when this page does not tell: it is full or not the first).
+
+    ``one_pass``: count in the page's own query (``count(*) OVER ()``), for the queries that read Parquet parts:
+    a second query would read and join the part again (the sort before the limit sees every row anyway). Only
+    for a ``base`` that is one plain ``SELECT`` (no DISTINCT, no GROUP BY).
+    """
+    if one_pass:
+        head, _, rest = base.partition("SELECT ")
+        result = cur.execute(f"{head}SELECT count(*) OVER () AS {_TOTAL}, {rest} ORDER BY {order} "
+                             "LIMIT $limit OFFSET $offset", {**params, "limit": limit, "offset": offset})
+        columns = [d[0] for d in result.description][1:]
+        rows = result.fetchall()
+        if rows:
+            return Table(columns, [row[1:] for row in rows], rows[0][0])
+        if offset == 0:
+            return Table(columns, [], 0)
+        total = cur.execute(f"SELECT count(*) FROM ({base})", params).fetchall()[0][0]
+        return Table(columns, [], total)
     result = cur.execute(f"{base} ORDER BY {order} LIMIT $limit OFFSET $offset",
                          {**params, "limit": limit, "offset": offset})
     columns = [d[0] for d in result.description]
@@ -138,7 +158,7 @@ def activity(cur, name: tuple[str, str, str], part: str, sid: int, signatures: l
     """``name``: (atlas, level, signature set) of the part, echoed in every row."""
     params = {"part": part, "sid": sid, "cell_types": cell_types, "samples": samples,
               **dict(zip(("atlas", "level", "signature_set"), name, strict=True)), **_sig_range(cur, sid, signatures)}
-    return page(cur, ACTIVITY, ACTIVITY_ORDER, params, limit, offset)
+    return page(cur, ACTIVITY, ACTIVITY_ORDER, params, limit, offset, one_pass=True)
 
 
 def activity_matrix(cur, part: str, sid: int, value: str, signatures: list[str],
@@ -175,7 +195,7 @@ def signature_across(cur, root: str, parts: list[str], signature_set: str, signa
                                                          "signature": signature}).fetchall()] or [-1]
     params = {"root": root, "parts": parts, "signature": signature, "cell_types": cell_types, "samples": [],
               "lo": min(idx), "hi": max(idx)}
-    return page(cur, SIGNATURE_ACROSS, SIGNATURE_ACROSS_ORDER, params, limit, offset)
+    return page(cur, SIGNATURE_ACROSS, SIGNATURE_ACROSS_ORDER, params, limit, offset, one_pass=True)
 
 
 # ---- expression ---------------------------------------------------------------------------------------------
@@ -203,7 +223,7 @@ def expression(cur, name: tuple[str, str], part: str, sid: int, idx: list[int], 
     """``name``: (atlas, level) of the part, echoed in every row."""
     params = {"part": part, "sid": sid, "idx": idx, "lo": min(idx), "hi": max(idx), "cell_types": cell_types,
               "samples": samples, "atlas": name[0], "level": name[1]}
-    return page(cur, EXPRESSION, EXPRESSION_ORDER, params, limit, offset)
+    return page(cur, EXPRESSION, EXPRESSION_ORDER, params, limit, offset, one_pass=True)
 
 
 # ---- validation ---------------------------------------------------------------------------------------------

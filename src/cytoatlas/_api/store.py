@@ -301,60 +301,52 @@ def _delete_sources(con, ids: list[int]) -> None:
 
 def _ingest(con, todo: list[Candidate], parts: Path, next_id: int, expression: Sequence[str],
             summary: IndexSummary, force: bool) -> int:
-    import duckdb
-
     from .ingest import read_file, write_part
 
     written = 0
-    spill = parts / f"spill-{os.getpid()}"
-    scratch = duckdb.connect(config={"memory_limit": "1GB", "temp_directory": str(spill), "threads": 2})
-    try:
-        for i, c in enumerate(sorted(todo, key=lambda c: c.rel)):
-            t = time.perf_counter()
-            sid = next_id + i
-            summary.read.append(c.rel)
-            if c.step == "validate":
-                n_rows, n_cols = _ingest_validation(con, c)
-                part, atlas, level = None, None, None
-            elif c.step == "compare":
-                n_rows, n_cols = compare_tables.ingest(con, c.path, c.rel, c.kind, sid)
-                part, atlas, level = None, None, None
-            elif c.step == groundtruth_tables.STEP:
-                n_rows, n_cols = groundtruth_tables.ingest(con, c.path, c.rel, c.kind, sid)
-                part, atlas, level = None, None, None
-            elif c.step == "cells":
-                n_rows, n_cols = cells_tables.ingest(con, c.path, c.rel, c.kind, sid, c.atlas, c.signature_set)
-                part, atlas, level = None, c.atlas, None
+    for i, c in enumerate(sorted(todo, key=lambda c: c.rel)):
+        t = time.perf_counter()
+        sid = next_id + i
+        summary.read.append(c.rel)
+        if c.step == "validate":
+            n_rows, n_cols = _ingest_validation(con, c)
+            part, atlas, level = None, None, None
+        elif c.step == "compare":
+            n_rows, n_cols = compare_tables.ingest(con, c.path, c.rel, c.kind, sid)
+            part, atlas, level = None, None, None
+        elif c.step == groundtruth_tables.STEP:
+            n_rows, n_cols = groundtruth_tables.ingest(con, c.path, c.rel, c.kind, sid)
+            part, atlas, level = None, None, None
+        elif c.step == "cells":
+            n_rows, n_cols = cells_tables.ingest(con, c.path, c.rel, c.kind, sid, c.atlas, c.signature_set)
+            part, atlas, level = None, c.atlas, None
+        else:
+            content = read_file(c.path, c.step)
+            atlas, level = content.atlas, content.level
+            n_rows, n_cols = content.shape
+            part = c.part_name() if c.step == "activity" or content.kind in expression else None
+            if part is not None:
+                (parts / part).parent.mkdir(parents=True, exist_ok=True)
+                if force or not (parts / part).is_file():
+                    write_part(parts / part, c.step, content, c.path)
+                    written += 1
+            groups = content.groups.assign(source_id=sid)
+            con.register("frame", groups)
+            con.execute('INSERT INTO groups SELECT source_id, "row", name, cell_type, sample, donor, n_cells, '
+                        "n_boot FROM frame")
+            columns = content.columns.assign(source_id=sid)
+            con.register("frame", columns)
+            if c.step == "pseudobulk":
+                con.execute("INSERT INTO genes SELECT source_id, idx, gene, gene_id FROM frame")
             else:
-                content = read_file(c.path, c.step)
-                atlas, level = content.atlas, content.level
-                n_rows, n_cols = content.shape
-                part = c.part_name() if c.step == "activity" or content.kind in expression else None
-                if part is not None:
-                    (parts / part).parent.mkdir(parents=True, exist_ok=True)
-                    if force or not (parts / part).is_file():
-                        write_part(scratch, parts / part, c.step, content, c.path)
-                        written += 1
-                groups = content.groups.assign(source_id=sid)
-                con.register("frame", groups)
-                con.execute('INSERT INTO groups SELECT source_id, "row", name, cell_type, sample, donor, n_cells, '
-                            "n_boot FROM frame")
-                columns = content.columns.assign(source_id=sid)
-                con.register("frame", columns)
-                if c.step == "pseudobulk":
-                    con.execute("INSERT INTO genes SELECT source_id, idx, gene, gene_id FROM frame")
-                else:
-                    con.execute('INSERT INTO signatures SELECT source_id, idx, signature, "group", cell_type, '
-                                "cytokine FROM frame")
-                con.unregister("frame")
-            con.execute("INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        [sid, c.rel, c.step, c.kind, atlas, level, c.signature_set, c.size, c.mtime_ns, c.checksum,
-                         n_rows, n_cols, part, time.strftime("%Y-%m-%dT%H:%M:%S%z")])
-            log.info("[%d/%d] %s: %s x %s in %.1f s", i + 1, len(todo), c.rel, f"{n_rows:,}", f"{n_cols:,}",
-                     time.perf_counter() - t)
-    finally:
-        scratch.close()
-        shutil.rmtree(spill, ignore_errors=True)
+                con.execute('INSERT INTO signatures SELECT source_id, idx, signature, "group", cell_type, '
+                            "cytokine FROM frame")
+            con.unregister("frame")
+        con.execute("INSERT INTO sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [sid, c.rel, c.step, c.kind, atlas, level, c.signature_set, c.size, c.mtime_ns, c.checksum,
+                     n_rows, n_cols, part, time.strftime("%Y-%m-%dT%H:%M:%S%z")])
+        log.info("[%d/%d] %s: %s x %s in %.1f s", i + 1, len(todo), c.rel, f"{n_rows:,}", f"{n_cols:,}",
+                 time.perf_counter() - t)
     return written
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,10 @@ MAX_HEATMAP_SIGNATURES = 40
 MAX_FOREST_CELL_TYPES = 12
 N_VOLCANO_LABELS = 8
 ANALYSES = ("differential", "association")
+# which volcanos and heatmaps are drawn: "shown", per atlas x signature set x contrast the level of its strongest
+# row (what the report leads with; one figure of each kind per atlas, set and contrast); "all", every level
+FigureScope = Literal["shown", "all"]
+FIGURE_SCOPES = ("shown", "all")
 _UP, _DOWN, _FLAT = "#c0504d", "#4f81bd", "#b8bec6"
 
 # The columns each figure reads (contract B's tables hold more).
@@ -95,7 +100,16 @@ def _label(by: str, analysis: str, contrast: str) -> str:
     return contrast if analysis == "differential" else f"slope per unit of {by}"
 
 
-def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_FIGURE_TOP) -> list[ComparisonFigure]:
+def _levels_shown(df: pd.DataFrame) -> pd.DataFrame:
+    """The (atlas, level, set, by, contrast) keys of ``df`` at the level of each atlas x set x contrast's strongest
+    row, in the table's order."""
+    keys = ["atlas", "level", "signature_set", "by", "contrast"]
+    best = strongest_first(df).drop_duplicates(["atlas", "signature_set", "by", "contrast"])[keys]
+    return df[keys].drop_duplicates().merge(best, on=keys, how="inner")
+
+
+def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_FIGURE_TOP,
+                 scope: FigureScope = "shown") -> list[ComparisonFigure]:
     """The figures :func:`write_figures` draws from ``tables``, in order, without drawing them.
 
     Parameters
@@ -105,15 +119,21 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
         (missing or empty tables make no figures).
     top
         Forest plots for the signatures of this many strongest meta rows (by fdr); None: every meta signature.
+    scope
+        Volcanos and heatmaps of every level (``"all"``), or per atlas x signature set x contrast only of the level
+        holding its strongest row (``"shown"``).
 
     Returns
     -------
     list of ComparisonFigure
         Volcanos and heatmaps per atlas x level x set x contrast of each analysis, then the forests.
     """
+    if scope not in FIGURE_SCOPES:
+        raise CytoatlasError(f"figure scope must be one of {', '.join(FIGURE_SCOPES)}, got {scope!r}")
     plans = []
     for analysis, df in _analysis_tables(tables).items():
-        keys = df[["atlas", "level", "signature_set", "by", "contrast"]].drop_duplicates()
+        keys = df[["atlas", "level", "signature_set", "by", "contrast"]].drop_duplicates() if scope == "all" else \
+            _levels_shown(df)
         for atlas, level, sig_set, by, contrast in keys.itertuples(index=False):
             what = _label(by, analysis, contrast)
             x = "effect (mean activity z difference)" if analysis == "differential" else "slope"
@@ -276,7 +296,8 @@ def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, direc
     return save_figure(fig, directory, plan.stem)
 
 
-def write_figures(tables: dict[str, pd.DataFrame], directory: Path, *, top: int = COMPARE_FIGURE_TOP) -> list[Path]:
+def write_figures(tables: dict[str, pd.DataFrame], directory: Path, *, top: int = COMPARE_FIGURE_TOP,
+                  scope: FigureScope = "shown") -> list[Path]:
     """Draw the comparison figures of ``tables`` into ``directory`` (PNG and SVG each, written atomically).
 
     Parameters
@@ -289,6 +310,8 @@ def write_figures(tables: dict[str, pd.DataFrame], directory: Path, *, top: int 
     top
         Forest plots for the signatures of this many strongest meta rows (by fdr), at most one per signature x
         level x set x contrast.
+    scope
+        Volcanos and heatmaps of every level, or only of what the report leads with (see :func:`plan_figures`).
 
     Returns
     -------
@@ -297,7 +320,7 @@ def write_figures(tables: dict[str, pd.DataFrame], directory: Path, *, top: int 
     """
     t0 = time.perf_counter()
     directory = Path(directory)
-    plans = plan_figures(tables, top=top)
+    plans = plan_figures(tables, top=top, scope=scope)
     if not plans:
         return []
     directory.mkdir(parents=True, exist_ok=True)

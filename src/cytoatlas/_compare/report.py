@@ -72,7 +72,7 @@ def comparison_figures(directory: str | os.PathLike, tables: dict[str, pd.DataFr
     directory = Path(directory)
     recorded = {k for k, e in read_manifest(directory).items() if e.get("kind") == "figure" and k.endswith(".png")}
     out = []
-    for plan in plan_figures(tables, top=None):
+    for plan in plan_figures(tables, top=None, scope="all"):
         png = directory / COMPARE_FIGURES_DIR / f"{plan.stem}.png"
         if png.is_file() and (not recorded or manifest_key(png, directory) in recorded):
             out.append(plan)

@@ -153,7 +153,7 @@ def _compute(inputs: list[AtlasFiles], spec: Spec, lock: StepDirectory,
     return {name: out[name] for name in COMPARE_TABLES}
 
 
-def _write(d: StepDirectory, tables: dict[str, pd.DataFrame], write_figures, params: dict,
+def _write(d: StepDirectory, tables: dict[str, pd.DataFrame], write_figures, scope: str, params: dict,
            fps: list[dict]) -> list[Path]:
     written, records = [], {}
     for name, df in tables.items():
@@ -164,7 +164,7 @@ def _write(d: StepDirectory, tables: dict[str, pd.DataFrame], write_figures, par
     if write_figures is not None:
         fig_dir = d.out / COMPARE_FIGURES_DIR
         fig_dir.mkdir(exist_ok=True)
-        paths = write_figures(tables, fig_dir)
+        paths = write_figures(tables, fig_dir, scope=scope)
         for p in paths:
             written.append(p)
             records.update([d.record(p, params, fps, kind="figure", figure=p.stem)])
@@ -192,6 +192,7 @@ def compare(
     min_group_size: int = defaults.COMPARE_MIN_GROUP_SIZE,
     figures: bool = True,
     resolution: str | None = None,
+    all_figures: bool = False,
     force: bool = False,
 ) -> list[Path]:
     """Compare activity between donor groups, or along a donor covariate, per cell type; pool across atlases.
@@ -232,6 +233,10 @@ def compare(
     resolution
         The cell-type resolution of the meta-analysis: ``fine`` (each label at the finest Cell Ontology term
         another atlas holds), ``lineage`` (a fixed set of lineage terms) or ``both`` (default).
+    all_figures
+        Volcanos and heatmaps of every atlas x level x signature set x contrast; by default only those of the level
+        holding each atlas x set x contrast's strongest row (what the report leads with), which for many levels and
+        sets is a small share of the drawing time.
     force
         Recompute even when the tables are current.
 
@@ -263,7 +268,8 @@ def compare(
     params = {"atlases": [a.name for a in inputs], "levels": list(levels or []), "signatures": list(signatures or []),
               "by": spec.by, "reference": spec.reference, "groups": list(spec.groups),
               "continuous": list(spec.continuous), "covariates": list(spec.covariates), "paired_by": spec.paired_by,
-              "test": spec.test, "min_group_size": spec.min_group_size, "figures": figures,
+              "test": spec.test, "min_group_size": spec.min_group_size,
+              "figures": figures and ("all" if all_figures else "shown"),
               "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs}, "resolution": list(chosen),
               **cell_ontology().provenance, "crosstalk_threshold": crosstalk.CROSSTALK_THRESHOLD}
     fps = [input_fingerprint(f.path) for a in inputs for f in a.files]
@@ -272,7 +278,8 @@ def compare(
         if not force and d.is_current(params, fps, tables):
             log.info("comparison tables%s in %s are current; nothing to do", " and figures" if figures else "", out)
             return sorted(out / k for k in d.previous())
-        written = _write(d, _compute(inputs, spec, d, chosen), write_figures, params, fps)
+        written = _write(d, _compute(inputs, spec, d, chosen), write_figures, "all" if all_figures else "shown",
+                         params, fps)
         d.remove_stale(written)
     log.info("comparison of %d atlas(es) written to %s in %.1f s", len(inputs), out, time.perf_counter() - t0)
     return written

@@ -8,7 +8,8 @@ const COLORS = ["#2f5fb3", "#d1495b", "#00798c", "#edae49", "#66a182", "#8d6a9f"
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
 const DIVERGING = [[0, "#2166ac"], [0.25, "#92c5de"], [0.5, "#f7f7f7"], [0.75, "#f4a582"], [1, "#b2182b"]];
 
-const state = { view: "heatmap", atlas: "", level: "", set: "", value: "z", top: "60", signature: "", gene: "",
+const state = { view: "heatmap", atlas: "", level: "", set: "", value: "z", top: "60", order: "cluster",
+                signature: "", gene: "",
                 target: "", targetGene: "", signatureLevel: "current", cellsSignature: "",
                 analysis: "", by: "", contrast: "", compareCellType: "", compareSignature: "" };
 let atlases = [];
@@ -81,6 +82,116 @@ function chooseLevel() {
   state.set = fill($("set"), level ? level.signature_sets : [], state.set);
 }
 
+// ---- big scatters ---------------------------------------------------------------------------------------------------
+// WebGL (plotly's scattergl) where the browser has a GPU for it; else the bulk of the points rasterised on a 2D
+// canvas under an SVG trace of at most MAX_SVG_POINTS (the strongest, which keep their hover): SVG slows with every
+// point. A software WebGL (SwiftShader in headless Chromium, llvmpipe) counts as none: plotly's WebGL traces can
+// come out blank there.
+const HAS_WEBGL = (() => {
+  try {
+    const gl = document.createElement("canvas").getContext("webgl");
+    if (!gl) return false;
+    const info = gl.getExtension("WEBGL_debug_renderer_info");
+    const renderer = String(info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER));
+    return !/swiftshader|llvmpipe|softpipe|software|basic render/i.test(renderer);
+  } catch (error) {
+    return false;
+  }
+})();
+const MAX_SVG_POINTS = 2000;
+
+// the points as a PNG data URL, placed in the plot's data coordinates (layout.images)
+function rasterImage(xs, ys, colors, xRange, yRange, width = 1200, height = 460) {
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext("2d");
+  const sx = width / (xRange[1] - xRange[0]);
+  const sy = height / (yRange[1] - yRange[0]);
+  for (let i = 0; i < xs.length; i++) {
+    ctx.fillStyle = colors[i];
+    ctx.fillRect((xs[i] - xRange[0]) * sx - 1.5, height - (ys[i] - yRange[0]) * sy - 1.5, 3, 3);
+  }
+  return { source: canvas.toDataURL("image/png"), xref: "x", yref: "y", x: xRange[0], y: yRange[1],
+           sizex: xRange[1] - xRange[0], sizey: yRange[1] - yRange[0], sizing: "stretch", layer: "below" };
+}
+
+// ---- ordering -----------------------------------------------------------------------------------------------------
+// labels in natural order: "L4_2" before "L4_10" (digits compared as numbers), ties broken by plain text order
+const naturalCompare = (a, b) => String(a).localeCompare(String(b), undefined, { numeric: true })
+  || (a < b ? -1 : a > b ? 1 : 0);
+const MAX_CLUSTERED = 400;  // average linkage is O(n^3) here: above this, order by the first principal component
+
+function distance(u, v) {  // root mean squared difference over the entries both have
+  let sum = 0;
+  let n = 0;
+  for (let k = 0; k < u.length; k++) {
+    const d = u[k] - v[k];
+    if (Number.isFinite(d)) { sum += d * d; n++; }
+  }
+  return n ? Math.sqrt(sum / n) : Infinity;
+}
+
+function projectionOrder(vectors) {  // by the score on the first principal component (power iteration)
+  const n = vectors.length;
+  const m = vectors[0]?.length ?? 0;
+  const clean = vectors.map((v) => v.map((x) => (Number.isFinite(x) ? x : 0)));
+  const mean = Array.from({ length: m }, (_, k) => clean.reduce((s, v) => s + v[k], 0) / n);
+  const centred = clean.map((v) => v.map((x, k) => x - mean[k]));
+  let w = Array.from({ length: m }, (_, k) => 1 / Math.sqrt(m) + 1e-3 * k);
+  for (let it = 0; it < 50; it++) {
+    const scores = centred.map((v) => v.reduce((s, x, k) => s + x * w[k], 0));
+    const next = Array.from({ length: m }, (_, k) => centred.reduce((s, v, i) => s + v[k] * scores[i], 0));
+    const norm = Math.hypot(...next) || 1;
+    w = next.map((x) => x / norm);
+  }
+  const scores = centred.map((v) => v.reduce((s, x, k) => s + x * w[k], 0));
+  return [...scores.keys()].sort((a, b) => scores[a] - scores[b] || a - b);
+}
+
+// the leaf order of an average-linkage (UPGMA) clustering of the vectors; merges the closest pair each step
+function clusterOrder(vectors) {
+  const n = vectors.length;
+  if (n <= 2) return [...Array(n).keys()];
+  if (n > MAX_CLUSTERED) return projectionOrder(vectors);
+  const d = vectors.map((u) => vectors.map((v) => distance(u, v)));
+  const far = Math.max(1, ...d.flat().filter(Number.isFinite)) * 2;
+  for (const row of d) for (let j = 0; j < n; j++) if (!Number.isFinite(row[j])) row[j] = far;
+  let clusters = [...Array(n).keys()].map((i) => ({ id: i, size: 1, leaves: [i] }));
+  while (clusters.length > 1) {
+    let best = [0, 1];
+    let bestD = Infinity;
+    for (let a = 0; a < clusters.length; a++) {
+      for (let b = a + 1; b < clusters.length; b++) {
+        const x = d[clusters[a].id][clusters[b].id];
+        if (x < bestD) { bestD = x; best = [a, b]; }
+      }
+    }
+    const [a, b] = best;
+    const A = clusters[a];
+    const B = clusters[b];
+    for (const C of clusters) {  // the merged cluster's distances: size-weighted means, stored at A's id
+      if (C === A || C === B) continue;
+      const x = (A.size * d[A.id][C.id] + B.size * d[B.id][C.id]) / (A.size + B.size);
+      d[A.id][C.id] = x;
+      d[C.id][A.id] = x;
+    }
+    clusters[a] = { id: A.id, size: A.size + B.size, leaves: A.leaves.concat(B.leaves) };
+    clusters.splice(b, 1);
+  }
+  return clusters[0].leaves;
+}
+
+// the order of a heatmap's rows and columns: clustered, or labels in natural order
+function heatmapOrder(rows, columns, values, how) {
+  if (how !== "cluster") {
+    const byName = (labels) => [...labels.keys()].sort((a, b) => naturalCompare(labels[a], labels[b]));
+    return { rows: byName(rows), columns: byName(columns) };
+  }
+  const transposed = columns.map((_, j) => values.map((row) => row[j] ?? NaN));
+  return { rows: clusterOrder(values.map((row) => row.map((v) => v ?? NaN))), columns: clusterOrder(transposed) };
+}
+
 // ---- views ------------------------------------------------------------------------------------------------------
 async function render() {
   const token = ++renderCount;
@@ -109,7 +220,11 @@ async function drawHeatmap(token) {
                       { value: state.value, top: state.top });
   if (stale(token)) return;
   const centred = ["z", "beta", "z_ci_low", "z_ci_high"].includes(state.value);
-  const trace = { type: "heatmap", z: m.values, x: m.columns, y: m.rows, colorscale: centred ? DIVERGING : "Viridis",
+  const order = heatmapOrder(m.rows, m.columns, m.values, state.order);
+  const z = order.rows.map((i) => order.columns.map((j) => m.values[i][j]));
+  const x = order.columns.map((j) => m.columns[j]);
+  const y = order.rows.map((i) => m.rows[i]);
+  const trace = { type: "heatmap", z, x, y, colorscale: centred ? DIVERGING : "Viridis",
                   reversescale: state.value === "pvalue", zmid: centred ? 0 : undefined,
                   colorbar: { title: { text: state.value } },
                   hovertemplate: "%{y}<br>%{x}<br>" + state.value + " = %{z:.3g}<extra></extra>" };
@@ -118,6 +233,7 @@ async function drawHeatmap(token) {
                    title: { text: `${m.atlas} · ${m.level} · ${m.signature_set}`, font: { size: 14 } } };
   await Plotly.react(div, [trace], layout, PLOT_CONFIG);
   div.dataset.drawn = `${m.atlas}|${m.level}|${m.signature_set}`;
+  div.dataset.order = state.order;
   if (!div.dataset.clicks) {
     div.dataset.clicks = "1";
     div.on("plotly_click", (ev) => {
@@ -463,14 +579,28 @@ async function drawCompare(token) {
     ?? [...shown].sort(byFdr)[0];
   const top = new Set([...shown].filter(significant).sort(byFdr).slice(0, 8));
   top.delete(picked);  // it has an arrow of its own
+  // WebGL draws every point; without it, the strongest MAX_SVG_POINTS as SVG and the rest on a canvas image
+  const strongest = HAS_WEBGL || shown.length <= MAX_SVG_POINTS ? shown
+    : [...shown].sort((a, b) => a.pvalue - b.pvalue).slice(0, MAX_SVG_POINTS);
+  const inSvg = new Set(strongest);
+  const rest = HAS_WEBGL ? [] : shown.filter((r) => !inSvg.has(r));
   const trace = (part, name, color) => ({
-    type: "scatter", mode: "markers", name, x: part.map((r) => r.effect), y: part.map(y),
+    type: HAS_WEBGL ? "scattergl" : "scatter", mode: "markers", name, x: part.map((r) => r.effect), y: part.map(y),
     customdata: part.map((r) => [r.cell_type, r.signature, r.fdr ?? NaN, r.pvalue, r.cl_name ?? ""]),
     hovertemplate: "%{customdata[1]} in %{customdata[0]}<br>effect = %{x:.3g}<br>p = %{customdata[3]:.2g}, " +
                    "FDR = %{customdata[2]:.2g}<extra></extra>",
     marker: { size: 8, color, opacity: 0.85, line: { width: 0 } } });
-  const traces = [trace(shown.filter((r) => !significant(r)), `FDR ≥ ${SIGNIFICANT} or none`, "#9aa7bd"),
-                  trace(shown.filter(significant), `FDR < ${SIGNIFICANT}`, "#d1495b")];
+  const traces = [trace(strongest.filter((r) => !significant(r)), `FDR ≥ ${SIGNIFICANT} or none`, "#9aa7bd"),
+                  trace(strongest.filter(significant), `FDR < ${SIGNIFICANT}`, "#d1495b")];
+  // extremes by a loop: spreading 80 k arguments into Math.max can overflow the stack
+  const extreme = (values, pick, start) => values.reduce((m, v) => (Number.isFinite(v) ? pick(m, v) : m), start);
+  const effects = shown.map((r) => r.effect);
+  const [lo, hi] = [extreme(effects, Math.min, 0), extreme(effects, Math.max, 0)];
+  const xPad = 0.05 * (hi - lo || 1);
+  const xRange = [lo - xPad, hi + xPad];
+  const yRange = [0, 1.12 * extreme(shown.map(y), Math.max, 1)];  // room for labels
+  const images = rest.length ? [rasterImage(rest.map((r) => r.effect), rest.map(y),
+    rest.map((r) => (significant(r) ? "#d1495b" : "#9aa7bd")), xRange, yRange)] : [];
   const xTitle = c.analysis === "association" ? `slope of activity z per unit of ${c.by}`
     : `effect: mean activity z difference (${c.contrast})`;
   const div = $("compare-volcano");
@@ -483,12 +613,14 @@ async function drawCompare(token) {
                   font: { size: 11 } });
   }
   await Plotly.react(div, traces, {
-    margin: { l: 60, r: 20, t: 40, b: 50 }, height: 460, hovermode: "closest", annotations: labels,
-    xaxis: { title: { text: xTitle }, zeroline: true },
-    yaxis: { title: { text: "-log10 p" }, range: [0, 1.12 * Math.max(1, ...shown.map(y))] },  // room for labels
+    margin: { l: 60, r: 20, t: 40, b: 50 }, height: 460, hovermode: "closest", annotations: labels, images,
+    xaxis: { title: { text: xTitle }, zeroline: true, range: xRange },
+    yaxis: { title: { text: "-log10 p" }, range: yRange },
     title: { text: `${c.contrast} · ${c.atlas} · ${c.level} · ${c.signature_set} (${c.test ?? "not tested"})`,
              font: { size: 14 } } }, PLOT_CONFIG);
   div.dataset.drawn = `${c.analysis}|${c.atlas}|${c.level}|${c.signature_set}|${c.contrast}`;
+  Object.assign(div.dataset, { renderer: HAS_WEBGL ? "webgl" : "canvas", points: String(shown.length),
+                               svgPoints: String(strongest.length), rasterPoints: String(rest.length) });
   if (!div.dataset.clicks) {
     div.dataset.clicks = "1";
     div.on("plotly_click", (ev) => {
@@ -530,7 +662,9 @@ async function drawForest(token, c, picked) {
     return at < 0 ? [] : part.slice(at + 2).split("+").map((label) => `${part.slice(0, at)}\t${label}`);
   }));
   if (picked.cl_name) {
-    const meta = await all("/compare/meta", { ...where, analysis: c.analysis, resolution: "fine" });
+    // a comparison of one atlas (or a signature no other atlas has) has no meta rows: the filter then names
+    // nothing and the API answers 404; the forest shows the atlas' own row
+    const meta = await all("/compare/meta", { ...where, analysis: c.analysis, resolution: "fine" }).catch(() => []);
     if (stale(token)) return;
     pooled = meta.find((m) => pooledLabels(m).has(`${picked.atlas}\t${picked.cell_type}`)) ?? null;
     if (pooled) {
@@ -578,6 +712,7 @@ async function main() {
   readHash();
   $("value").value = state.value;
   $("top").value = state.top;
+  $("order").value = state.order;
   try {
     atlases = (await get("/atlases")).rows;
     if (atlases.length) {
@@ -599,6 +734,7 @@ async function main() {
   $("set").addEventListener("change", () => { state.set = $("set").value; render(); });
   $("value").addEventListener("change", () => { state.value = $("value").value; render(); });
   $("top").addEventListener("change", () => { state.top = $("top").value; render(); });
+  $("order").addEventListener("change", () => { state.order = $("order").value; render(); });
   $("signature").addEventListener("change", () => { state.signature = $("signature").value; render(); });
   $("signature-level").addEventListener("change", () => { state.signatureLevel = $("signature-level").value; render(); });
   $("target").addEventListener("change", () => { state.target = $("target").value; state.targetGene = ""; render(); });
