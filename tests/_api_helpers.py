@@ -206,6 +206,11 @@ def compare_frames(atlases: list[str], levels: list[str], seed: int = 0, by: str
     for frame in tables.values():  # BH is not the point here: fdr is p scaled, kept in [0, 1]
         frame["fdr"] = np.minimum(frame["pvalue"] * 4, 1.0)
         frame["fdr_cell_type"] = np.minimum(frame["pvalue"] * 2, 1.0)
+        # cross-talk as `cytoatlas compare` appends it: IL10's hits have a correlated signature also significant
+        hit = (frame["signature"] == "IL10").to_numpy()
+        frame["correlated"] = np.where(hit, "IL27 (r 0.62), IFN1 (r 0.55)", "")
+        frame["also_significant"] = np.where(hit, "IL27 (r 0.62)", "")
+        frame["n_correlated_significant"] = hit.astype(np.int64)
     meta = []
     for analysis, frame in tables.items():
         for (level, sset, harmonised, signature, col, contrast), part in frame.groupby(

@@ -301,3 +301,18 @@ def test_a_table_written_empty_is_served_empty(tmp_path: Path) -> None:
         csv = client.get(f"/api/v1/compare/{name}", params={"format": "csv"}).text
         assert csv.strip() == ",".join(COMPARE_TABLES[name][0])  # the header, for an empty table too
     assert {r["n_untestable"] for r in _all(client, "/api/v1/compare/contrasts")} == {0}
+
+
+def test_cross_talk_is_served_and_absent_before_it_existed(client: TestClient, tmp_path: Path) -> None:
+    rows = _all(client, "/api/v1/compare/differential", signature="IL10", atlas="alpha")
+    assert rows and {r["also_significant"] for r in rows} == {"IL27 (r 0.62)"}
+    assert {r["n_correlated_significant"] for r in rows} == {1}
+    # a comparison written before compare appended its cross-talk columns: indexed, the columns null
+    tables = compare_frames(["alpha", "beta"], ["L1"])
+    for name in ("differential", "association"):
+        tables[name] = tables[name].drop(columns=["correlated", "also_significant", "n_correlated_significant"])
+    write_compare(tmp_path / "results" / "compare", tables)
+    cytoatlas.index(tmp_path / "results", tmp_path / "store.duckdb")
+    old = TestClient(create_app(tmp_path / "store.duckdb"))
+    rows = _all(old, "/api/v1/compare/association", signature="IL10")
+    assert rows and all(r["correlated"] is None and r["n_correlated_significant"] is None for r in rows)

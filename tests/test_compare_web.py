@@ -82,6 +82,9 @@ def test_the_compare_tab_draws_the_volcano_and_a_points_forest(server: str) -> N
         assert [d[3] for d in drawn] == pytest.approx([w[3] for w in want], rel=1e-12)  # JS' log10 may differ by 1 ulp
         assert {(c[0], c[1]) for c in significant["customdata"]} == {
             (r["cell_type"], r["signature"]) for r in with_p if r["fdr"] is not None and r["fdr"] < 0.05}
+        # cross-talk in the hover: IL10's correlated signature also significant, the others' nothing
+        hover = {c[1]: c[5] for t in (significant, rest) for c in t["customdata"]}
+        assert hover["IL10"] == "<br>also: IL27 (r 0.62)" and hover["IFNG"] == ""
         assert "without a p-value" in page.inner_text("#status")
         assert "NK cells (fewer than 3 donors in a group)" in page.inner_text("#compare-note")
         options = page.eval_on_selector_all("#compare-contrast option", "os => os.map(o => o.textContent)")

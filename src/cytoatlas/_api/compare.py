@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cytoatlas.errors import CytoatlasError
 
-from .schema import COMPARE_TABLES, COMPARE_UNITS, compare_table
+from .schema import COMPARE_OPTIONAL, COMPARE_TABLES, COMPARE_UNITS, compare_table
 
 KINDS = tuple(COMPARE_TABLES)
 
@@ -54,11 +54,13 @@ def ingest(con, path: Path, rel: str, kind: str, source_id: int) -> tuple[int, i
     columns, _ = COMPARE_TABLES[kind]
     reader = "read_parquet(?)" if path.suffix == ".parquet" else "read_csv(?, header = true)"
     present = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader}", [str(path)]).fetchall()]
-    missing = [c for c in columns if c not in present]
+    optional = COMPARE_OPTIONAL.get(kind, {})
+    missing = [c for c in columns if c not in present and c not in optional]
     if missing:
         raise CytoatlasError(f"{rel}: compare table {kind!r} lacks column(s) {', '.join(missing)} "
                              f"(has {', '.join(present)})")
-    casts = ", ".join(f'CAST("{c}" AS {t})' for c, t in columns.items())
+    # an optional column the file lacks (a comparison written before cross-talk existed) is NULL
+    casts = ", ".join(f'CAST("{c}" AS {t})' if c in present else f"CAST(NULL AS {t})" for c, t in columns.items())
     try:
         con.execute(f"INSERT INTO {compare_table(kind)} SELECT ?, {casts} FROM {reader}", [source_id, str(path)])
     except duckdb.ConversionException as e:

@@ -11,9 +11,9 @@ from cytoatlas.io.layout import COMPARE_TABLES as COMPARE_TABLE_NAMES
 from .cells import DDL as CELLS_DDL
 from .groundtruth import DDL as GROUNDTRUTH_DDL
 
-SCHEMA_VERSION = "6"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
+SCHEMA_VERSION = "7"  # 2: sources.checksum ("<algorithm>:<hex>") instead of sources.sha256; 3: cells_* tables;
 # 4: compare_* tables; 5: Cell Ontology columns (cl_id, cl_name, resolution, labels) in place of `harmonised`;
-# 6: groundtruth_* tables
+# 6: groundtruth_* tables; 7: compare's cross-talk columns
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -124,9 +124,16 @@ _COMPARE_ORDER = {
     "meta": ("analysis", "level", "signature_set", "by", "contrast", "resolution", "cl_name", "signature"),
     "untestable": ("atlas", "level", "signature_set", "analysis", "by", "contrast", "cell_type"),
 }
+# the cross-talk columns `cytoatlas compare` appends to its per-atlas rows (cytoatlas._compare.crosstalk); NULL
+# for comparisons written before they existed
+COMPARE_OPTIONAL: dict[str, dict[str, str]] = {
+    name: {"correlated": "VARCHAR", "also_significant": "VARCHAR", "n_correlated_significant": "BIGINT"}
+    for name in ("differential", "association")
+}
 # the columns and their types are the ones `cytoatlas compare` writes (cytoatlas._compare.tables)
 COMPARE_TABLES: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
-    name: ({c: _DUCKDB_TYPES[column_dtype(c)] for c in COMPARE_COLUMNS[name]}, _COMPARE_ORDER[name])
+    name: ({**{c: _DUCKDB_TYPES[column_dtype(c)] for c in COMPARE_COLUMNS[name]}, **COMPARE_OPTIONAL.get(name, {})},
+           _COMPARE_ORDER[name])
     for name in COMPARE_TABLE_NAMES
 }
 # what one comparison is, per table: the rows of one (these columns) must all come from one file

@@ -584,11 +584,16 @@ async function drawCompare(token) {
     : [...shown].sort((a, b) => a.pvalue - b.pvalue).slice(0, MAX_SVG_POINTS);
   const inSvg = new Set(strongest);
   const rest = HAS_WEBGL ? [] : shown.filter((r) => !inSvg.has(r));
+  // cross-talk beside the hit: correlated signatures also significant here ("also: IL27 (r 0.62), ..."), else
+  // the correlated ones (compare's cross-talk columns; empty for comparisons written before them)
+  const crosstalk = (r) => (r.also_significant ? `<br>also: ${r.also_significant}`
+    : r.correlated ? `<br>correlated: ${r.correlated}` : "");
   const trace = (part, name, color) => ({
     type: HAS_WEBGL ? "scattergl" : "scatter", mode: "markers", name, x: part.map((r) => r.effect), y: part.map(y),
-    customdata: part.map((r) => [r.cell_type, r.signature, r.fdr ?? NaN, r.pvalue, r.cl_name ?? ""]),
+    customdata: part.map((r) => [r.cell_type, r.signature, r.fdr ?? NaN, r.pvalue, r.cl_name ?? "",
+                                 crosstalk(r)]),
     hovertemplate: "%{customdata[1]} in %{customdata[0]}<br>effect = %{x:.3g}<br>p = %{customdata[3]:.2g}, " +
-                   "FDR = %{customdata[2]:.2g}<extra></extra>",
+                   "FDR = %{customdata[2]:.2g}%{customdata[5]}<extra></extra>",
     marker: { size: 8, color, opacity: 0.85, line: { width: 0 } } });
   const traces = [trace(strongest.filter((r) => !significant(r)), `FDR ≥ ${SIGNIFICANT} or none`, "#9aa7bd"),
                   trace(strongest.filter(significant), `FDR < ${SIGNIFICANT}`, "#d1495b")];
