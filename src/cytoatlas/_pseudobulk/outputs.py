@@ -218,6 +218,46 @@ def _block(plan: FilePlan, atom_sums: np.ndarray, cols: slice, totals: np.ndarra
     return out
 
 
+def _counts_dtypes(plans: list[FilePlan], state: AtomState) -> tuple[list[np.ndarray], list[np.dtype]]:
+    """Each plan's row totals (warning about rows with no counts) and the dtype of its counts layer."""
+    totals = [p.rows @ state.atom_totals for p in plans]
+    for p, t in zip(plans, totals, strict=True):
+        if (t <= 0).any():
+            log.warning("%s: %d row(s) with no counts at all are NaN", p.path.name, int((t <= 0).sum()))
+    return totals, [np.dtype(np.int32 if t.max(initial=0) < 2**31 else np.int64) for t in totals]
+
+
+def assemble_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, var: pd.DataFrame) -> list:
+    """Every planned file as an :class:`anndata.AnnData` in memory, in the order of ``plans``: the values the files
+    of :func:`write_plans` hold, made by the same gene-block computation."""
+    import anndata as ad
+
+    mean32, inv32 = stats.mean.astype(np.float32), inverse_std(stats.std).astype(np.float32)
+    totals, dtypes = _counts_dtypes(plans, state)
+    n_genes = state.atom_sums.shape[1]
+    width = even_chunk(n_genes, COLUMN_BLOCK)  # the file path's blocks: BLAS-free kernels, but the same bounds
+    out = []
+    for k, p in enumerate(plans):
+        arrays: dict[str, np.ndarray] = {}
+        for lo in range(0, n_genes, width):
+            cols = slice(lo, min(lo + width, n_genes))
+            for name, block in _block(p, state.atom_sums, cols, totals[k], mean32[cols], inv32[cols],
+                                      dtypes[k]).items():
+                if name not in arrays:
+                    arrays[name] = np.empty((len(p.obs), n_genes), dtype=block.dtype)
+                arrays[name][:, cols] = block
+        if not arrays:  # no rows: the file path writes empty matrices
+            arrays = {"X": np.zeros((len(p.obs), n_genes), np.float32),
+                      "zscore": np.zeros((len(p.obs), n_genes), np.float32)}
+            if p.with_counts:
+                arrays["counts"] = np.zeros((len(p.obs), n_genes), dtypes[k])
+        x = arrays.pop("X")
+        layers = {name: arrays[name] for name in ("counts", "zscore") if name in arrays}
+        out.append(ad.AnnData(X=x, obs=p.obs.copy(), var=var.copy(), layers=layers,
+                              uns={**p.uns, "atlas_stats": stats.to_uns()}))
+    return out
+
+
 def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats,
                 var: pd.DataFrame) -> list[tuple[Path, str]]:
     """Write every planned file; return each one's path and checksum, in the order of ``plans``.
@@ -228,11 +268,7 @@ def write_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats,
     renamed into place, only once all are complete.
     """
     mean32, inv32 = stats.mean.astype(np.float32), inverse_std(stats.std).astype(np.float32)
-    totals = [p.rows @ state.atom_totals for p in plans]
-    for p, t in zip(plans, totals, strict=True):
-        if (t <= 0).any():
-            log.warning("%s: %d row(s) with no counts at all are NaN", p.path.name, int((t <= 0).sum()))
-    dtypes = [np.dtype(np.int32 if t.max(initial=0) < 2**31 else np.int64) for t in totals]
+    totals, dtypes = _counts_dtypes(plans, state)
     writers: dict[int, ColumnWriter] = {}
 
     def writer(k: int) -> ColumnWriter:

@@ -158,9 +158,8 @@ def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFram
     var = f[var_path]
     # a dataset, or (anndata >= 0.11 with pandas 3's string dtype) a nullable-string-array group
     ids = read_strings(var[var.attrs.get("_index", "_index")], "var index")
-    if gene_symbols is None:
-        symbols = ids.copy()
-    else:
+    symbols = None
+    if gene_symbols is not None:
         columns = [k for k in var if k != var.attrs.get("_index", "_index")]
         if gene_symbols not in columns:
             raise CytoatlasError(
@@ -168,10 +167,16 @@ def read_var(f: h5py.File, counts: str, gene_symbols: str | None) -> pd.DataFram
             )
         lab = read_labels(var[gene_symbols], gene_symbols)
         symbols = np.where(lab.codes >= 0, lab.categories[np.maximum(lab.codes, 0)], "")
-        symbols = np.where(symbols == "", ids, symbols).astype(object)
+    return gene_table(ids, symbols, f.filename, var_path)
+
+
+def gene_table(ids: np.ndarray, symbols: np.ndarray | None, filename: str, var_path: str = "var") -> pd.DataFrame:
+    """The gene table of gene ids and their symbols (``None``: the ids; a missing symbol ``""``): see
+    :func:`read_var`. Shared by files and AnnData objects held in memory."""
+    symbols = ids.copy() if symbols is None else np.where(symbols == "", ids, symbols).astype(object)
     dup = pd.Index(ids)[pd.Index(ids).duplicated()].unique()
     if len(dup):
-        raise CytoatlasError(f"{f.filename}: {var_path} names are not unique ({len(dup)} repeated, e.g. "
+        raise CytoatlasError(f"{filename}: {var_path} names are not unique ({len(dup)} repeated, e.g. "
                              f"{', '.join(map(repr, dup[:3]))}); output genes would be ambiguous. Make them unique "
                              "(anndata: adata.var_names_make_unique()) or keep ids unique and name symbols in "
                              "`gene_symbols`")
