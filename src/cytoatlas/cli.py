@@ -107,11 +107,27 @@ def _activity_args(p: argparse.ArgumentParser, old_seed_flag: str = "--seed") ->
     _signature_dir_args(p)
 
 
+def _atlas_or_file_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", nargs="?", metavar="FILE.h5ad",
+                   help="a dataset file: a CELLxGENE-schema .h5ad runs with no registry entry (one of the file's "
+                   "stem overrides what the schema gives)")
+    p.add_argument("--atlas", help="registry name (see `cytoatlas atlases`) or the path of an .h5ad file")
+
+
+def _atlas(args: argparse.Namespace) -> str:
+    """The atlas named: ``--atlas`` or the positional file (not both)."""
+    if args.atlas and args.file:
+        raise CytoatlasError(f"name the atlas once: --atlas {args.atlas} or the file {args.file}, not both")
+    if not args.atlas and not args.file:
+        raise CytoatlasError("name an atlas: --atlas NAME (see `cytoatlas atlases`) or a dataset file FILE.h5ad")
+    return args.atlas or args.file
+
+
 def _pseudobulk(args: argparse.Namespace) -> None:
     from cytoatlas._pseudobulk import pseudobulk
 
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
-    paths = pseudobulk(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
+    paths = pseudobulk(_atlas(args), args.out, registry=args.registry, data_root=args.data_root, levels=levels,
                        skip_existing=args.skip_existing, resume=args.resume, **_pseudobulk_options(args).kwargs(),
                        **_scheduler_options(args))
     print("\n".join(map(str, paths)))
@@ -145,7 +161,7 @@ def _run(args: argparse.Namespace) -> None:
     from cytoatlas.pipeline import run
 
     levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
-    paths = run(args.atlas, args.out, registry=args.registry, data_root=args.data_root, levels=levels,
+    paths = run(_atlas(args), args.out, registry=args.registry, data_root=args.data_root, levels=levels,
                 resume=args.resume, pseudobulk_options=_pseudobulk_options(args),
                 activity_options=_activity_options(args), cells_options=_cells_options(args),
                 **_scheduler_options(args))
@@ -335,7 +351,7 @@ def _cells(args: argparse.Namespace) -> None:
 
     sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
     layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else ()
-    paths = cells(args.atlas, args.out, registry=args.registry, data_root=args.data_root, signatures=sets,
+    paths = cells(_atlas(args), args.out, registry=args.registry, data_root=args.data_root, signatures=sets,
                   signature_files=args.signature_file or (), layers=layers, embedding=args.embedding,
                   batch_size=args.batch_size, lambda_=args.lambda_, threads=args.threads, resume=args.resume,
                   skip_existing=args.skip_existing, checkpoint_every=args.checkpoint_every, **_scheduler_options(args))
@@ -350,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pseudobulk", help="every pseudobulk output of an atlas in one streaming pass")
-    p.add_argument("--atlas", required=True, help="registry name (see `cytoatlas atlases`)")
+    _atlas_or_file_args(p)
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--levels", help="comma-separated levels (default: all)")
     p.add_argument("--skip-existing", action="store_true",
@@ -362,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_pseudobulk)
 
     p = sub.add_parser("run", help="pseudobulk then activity for an atlas; keeps what is current, resumable")
-    p.add_argument("--atlas", required=True, help="registry name (see `cytoatlas atlases`)")
+    _atlas_or_file_args(p)
     p.add_argument("--out", required=True, help="the atlas' results directory (OUT/pseudobulk, OUT/activity)")
     p.add_argument("--levels", help="comma-separated levels (default: all)")
     _registry_args(p)
@@ -385,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_status)
 
     p = sub.add_parser("cells", help="per-cell CytoSig / SecAct activity of every kept cell (secactpy's method)")
-    p.add_argument("--atlas", required=True, help="registry name (see `cytoatlas atlases`)")
+    _atlas_or_file_args(p)
     p.add_argument("--out", required=True, help="the atlas' results directory (files go to OUT/cells)")
     p.add_argument("--signatures", help="comma-separated sets (default: cytosig, secact and every signature file)")
     p.add_argument("--signature-file", action="append", metavar="TSV",

@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from cytoatlas.cellxgene import is_dataset_path
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import activity_dir
 
@@ -252,12 +253,57 @@ def _read_built_in() -> dict:
 def get_atlas(
     name: str, registry: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None
 ) -> AtlasConfig:
-    """The resolved configuration of atlas ``name``."""
+    """The resolved configuration of atlas ``name``: a registry name, or the path of an ``.h5ad`` file.
+
+    A file's configuration is its registry entry (the entry named as the file's stem, or whose ``h5ad`` is the
+    file) over what the CELLxGENE schema fixes when the file follows it (see :mod:`cytoatlas.cellxgene`); a file
+    that has neither gets an error naming the keys to set.
+    """
     entries = load_registry(registry, data_root)
+    if name not in entries and is_dataset_path(name):
+        return _file_atlas(Path(name), entries)
     if name not in entries:
         raise CytoatlasError(f"unknown atlas {name!r}; registered: {', '.join(sorted(entries))}")
     e = entries[name]
     return atlas_from_mapping(name, e["entry"], e["base_dir"], e["data_root"])
+
+
+def atlas_name(name: str) -> str:
+    """The name an atlas argument is known by in results directories: a dataset file's stem, else itself."""
+    return Path(name).stem if is_dataset_path(name) else name
+
+
+def _file_atlas(path: Path, entries: dict) -> AtlasConfig:
+    """The configuration of a dataset file: its registry entry over the CELLxGENE schema's table."""
+    from cytoatlas.cellxgene import detect_h5ad, not_schema_error
+
+    if not path.is_file():
+        raise CytoatlasError(f"{path}: no such file (and no registered atlas of that name; registered: "
+                             f"{', '.join(sorted(entries))})")
+    name = path.stem
+    e = entries.get(name)
+    if e is None:  # an entry naming this very file, under another name
+        e = next((v for v in entries.values() if "h5ad" in v["entry"] and _same_file(v, path)), None)
+    detected = detect_h5ad(path)
+    if detected is None and e is None:
+        raise CytoatlasError(not_schema_error(path, list(entries)))
+    entry = {**(detected.entry if detected is not None else {}), **(e["entry"] if e is not None else {})}
+    entry["h5ad"] = str(path.resolve())
+    if detected is not None:
+        detected.log(name)
+        overridden = sorted(k for k in (e["entry"] if e is not None else {}) if k in detected.entry)
+        if overridden:
+            logging.getLogger("cytoatlas.cellxgene").info("%s: the registry entry sets %s", name,
+                                                          ", ".join(overridden))
+    return atlas_from_mapping(name, entry)
+
+
+def _same_file(e: dict, path: Path) -> bool:
+    try:
+        return atlas_from_mapping("entry", e["entry"], e["base_dir"], e["data_root"]).h5ad.resolve() == \
+            path.resolve()
+    except CytoatlasError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -315,7 +361,7 @@ def atlas_results(atlases: str | AtlasConfig | list[str | AtlasConfig],
         if isinstance(item, AtlasConfig):
             name, overrides, order = item.name, dict(item.harmonise), [lv.name for lv in item.levels]
         else:
-            name = str(item)
+            name = atlas_name(str(item))  # a dataset file's results are under its stem
             entry = _entry(name, registry, data_root)
             overrides, order = _harmonise_of(name, entry), list((entry or {}).get("levels", {}))
             if entry is None:
