@@ -53,6 +53,7 @@ class Detected:
                 f"{self.entry.get('gene_symbols') or 'var_names'}, CL IDs {onto}, sample metadata {meta}{left}")
 
     def log(self, name: str) -> None:
+        """Say what was detected, in one line."""
         log.info("%s", self.describe(name))
 
 

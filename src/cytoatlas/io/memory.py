@@ -33,6 +33,7 @@ class FrameObs(ObsReader):
         self.columns = [str(c) for c in obs.columns]
 
     def labels(self, name: str) -> Labels:
+        """The column ``name`` as labels (categories and codes)."""
         self.require([name])
         column = self._frame[name]
         if isinstance(column.dtype, pd.CategoricalDtype):
@@ -41,6 +42,7 @@ class FrameObs(ObsReader):
         return Labels.from_values(column.to_numpy())
 
     def values(self, name: str):
+        """Column ``name`` with its dtype, as :func:`~cytoatlas.io.h5ad.read_column` reads a file's."""
         self.require([name])
         column = self._frame[name]
         if isinstance(column.dtype, pd.CategoricalDtype) or not isinstance(column.dtype, np.dtype):
