@@ -16,6 +16,8 @@ from cytoatlas.errors import CytoatlasError
 Method = Literal["exact", "permutation"]
 #: the comparison's test: regression (t) or rank (Wilcoxon rank-sum / signed-rank)
 Test = Literal["ols", "wilcoxon"]
+#: what a bulk matrix given to activity holds: raw counts (-> log1p CPM), TPM (-> log2(TPM + 1)) or log expression
+Values = Literal["counts", "tpm", "log"]
 #: the pseudobulk files of a level
 PseudobulkKind = Literal["celltype", "samples", "resampled"]
 #: the state of an output (``cytoatlas status``)

@@ -208,32 +208,56 @@ class FileJob:
 
     def _write(self, path: Path, pb: Pseudobulk, res: SetResult, file_centring: str, boot: dict) -> list[Path]:
         """The output files of one (file, set): the activity file and, with a bootstrap, its interval table."""
-        sig = res.sig
-        names = sig.signatures[sig.output_order]
-        layers = expand_groups(res)
-        obs_extra: dict[str, np.ndarray] = {}
-        uns = {
-            **self.params, "centre": file_centring, "genes_used": res.genes_used.astype(str),
-            "n_genes_used": len(res.genes_used), "overlap_fraction": len(res.genes_used) / len(sig.genes),
-            "signature": sig.describe(), "input": file_fingerprint(path),
-            "pseudobulk": {k: v for k, v in pb.uns.items() if k in ("atlas", "level", "kind", "separator")},
-            "cytoatlas_version": __version__,
-        }
-        if sig.cell_type_specific:
-            matched, row_type, uns["cell_types"] = cell_type_matches(pb, sig, names, self.cmap)
-            layers["matched"] = matched
-            obs_extra["signature_cell_type"] = row_type.astype(str)
-        files = self.targets(path, sig)
-        ci_table = None
+        files = self.targets(path, res.sig)
+        boot_res = None
         if len(files) > 1:
             bpb, bres = boot[path]
-            b = next(r for r in bres if r.sig is sig)
-            ci = bootstrap_ci(pb.obs, bpb.obs, expand_groups(b)["zscore"])
-            layers.update({k: v for k, v in ci.items() if k != "n_boot"})
-            obs_extra["n_boot"] = ci["n_boot"]
-            uns["bootstrap"] = {"file": bpb.path.name, "quantiles": np.array(CI_QUANTILES)}
-            ci_table = write_ci_table(files[1], pb.obs, names, layers["zscore"], ci)
-        return [write_activity(files[0], pb, res, layers, uns, obs_extra)] + ([ci_table] if ci_table else [])
+            boot_res = (bpb, next(r for r in bres if r.sig is res.sig))
+        out = set_outputs(pb, res, self.params, self.cmap, file_centring, file_fingerprint(path), boot_res)
+        ci_table = write_ci_table(files[1], pb.obs, out.names, out.layers["zscore"], out.ci) if out.ci else None
+        return [write_activity(files[0], pb, res, out.layers, out.uns, out.obs_extra)] + \
+            ([ci_table] if ci_table else [])
+
+
+@dataclass
+class SetOutputs:
+    """What one (file, set)'s activity output holds besides its obs and var: the layers (``zscore`` its X),
+    ``uns``, extra obs columns, and the bootstrap intervals when the file has a bootstrap."""
+
+    names: np.ndarray
+    layers: dict[str, np.ndarray]
+    uns: dict
+    obs_extra: dict[str, np.ndarray]
+    ci: dict[str, np.ndarray] | None
+
+
+def set_outputs(pb: Pseudobulk, res: SetResult, params: dict, cmap: dict, file_centring: str, source: dict,
+                boot: tuple[Pseudobulk, SetResult] | None) -> SetOutputs:
+    """The contents of a (file, set)'s activity output (shared by the files and the objects in memory):
+    ``source`` is the input's record, ``boot`` the bootstrap file and its result for this set."""
+    sig = res.sig
+    names = sig.signatures[sig.output_order]
+    layers = expand_groups(res)
+    obs_extra: dict[str, np.ndarray] = {}
+    uns = {
+        **params, "centre": file_centring, "genes_used": res.genes_used.astype(str),
+        "n_genes_used": len(res.genes_used), "overlap_fraction": len(res.genes_used) / len(sig.genes),
+        "signature": sig.describe(), "input": source,
+        "pseudobulk": {k: v for k, v in pb.uns.items() if k in ("atlas", "level", "kind", "separator")},
+        "cytoatlas_version": __version__,
+    }
+    if sig.cell_type_specific:
+        matched, row_type, uns["cell_types"] = cell_type_matches(pb, sig, names, cmap)
+        layers["matched"] = matched
+        obs_extra["signature_cell_type"] = row_type.astype(str)
+    ci = None
+    if boot is not None:
+        bpb, b = boot
+        ci = bootstrap_ci(pb.obs, bpb.obs, expand_groups(b)["zscore"])
+        layers.update({k: v for k, v in ci.items() if k != "n_boot"})
+        obs_extra["n_boot"] = ci["n_boot"]
+        uns["bootstrap"] = {"file": bpb.path.name, "quantiles": np.array(CI_QUANTILES)}
+    return SetOutputs(names, layers, uns, obs_extra, ci)
 
 
 def run_unit(job: FileJob, *args) -> tuple[list[Path], dict]:

@@ -72,6 +72,20 @@ def cell_type_matches(pb: Pseudobulk, sig: SignatureSet, names: np.ndarray,
 
 def write_activity(path: Path, pb: Pseudobulk, res: SetResult, layers: dict[str, np.ndarray], uns: dict,
            obs_extra: Mapping[str, np.ndarray]) -> Path:
+    obs, var, arrays = activity_parts(pb, res, layers, obs_extra)
+    w = ColumnWriter(path, obs, var, uns, {k: v.dtype for k, v in arrays.items()})
+    try:
+        w.write(slice(0, len(var)), arrays)
+        return w.commit()
+    except BaseException:
+        w.abort()
+        raise
+
+
+def activity_parts(pb: Pseudobulk, res: SetResult, layers: dict[str, np.ndarray], obs_extra: Mapping[str, np.ndarray]
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """An activity output's obs, var (signatures: their group, and cell type and cytokine for cell-type-specific
+    sets) and matrices (``X`` the z-scores, then the other layers)."""
     sig = res.sig
     names = sig.signatures[sig.output_order]
     groups = np.array(sig.group_names, dtype=object)[sig.group_of[sig.output_order]]
@@ -83,13 +97,7 @@ def write_activity(path: Path, pb: Pseudobulk, res: SetResult, layers: dict[str,
     for k, v in obs_extra.items():
         obs[k] = v
     arrays = {"X": layers["zscore"], **{k: v for k, v in layers.items() if k != "zscore"}}
-    w = ColumnWriter(path, obs, var, uns, {k: v.dtype for k, v in arrays.items()})
-    try:
-        w.write(slice(0, len(names)), arrays)
-        return w.commit()
-    except BaseException:
-        w.abort()
-        raise
+    return obs, var, arrays
 
 
 def write_ci_table(path: Path, obs: pd.DataFrame, names: np.ndarray, z: np.ndarray, ci: dict) -> Path:

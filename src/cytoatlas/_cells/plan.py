@@ -48,7 +48,19 @@ class CellsPlan:
 def plan_cells(f: h5py.File, cfg: AtlasConfig, n_rows: int, n_genes: int, sets: list[SignatureSet],
                embedding: str | None) -> CellsPlan:
     """Read obs, var and the embedding; fail (before any output) on a missing column, no overlap, no cells."""
+    index = f["obs"].attrs.get("_index", "_index") if "obs" in f else "_index"
+    index = index.decode() if isinstance(index, bytes) else index
     obs = ObsReader(f)
+    obsm = f.get("obsm")
+    return plan_source(obs, lambda: read_strings(f["obs"][index], index),
+                       lambda: read_var(f, cfg.counts, cfg.gene_symbols), obsm if isinstance(obsm, h5py.Group) else {},
+                       cfg, n_rows, n_genes, sets, embedding)
+
+
+def plan_source(obs: ObsReader, cell_names, gene_table, obsm, cfg: AtlasConfig, n_rows: int, n_genes: int,
+                sets: list[SignatureSet], embedding: str | None) -> CellsPlan:
+    """:func:`plan_cells` of any source (a file or an AnnData in memory): its obs reader, the cells' names and
+    the gene table (functions, called once), and its obsm (a mapping of arrays or an HDF5 group)."""
     atoms = build_atoms(obs, cfg, list(cfg.levels))
     cell_atom = atoms.cell_atom
     if len(cell_atom) != n_rows:
@@ -57,9 +69,7 @@ def plan_cells(f: h5py.File, cfg: AtlasConfig, n_rows: int, n_genes: int, sets: 
     if not kept.any():
         raise CytoatlasError(f"{cfg.name}: every cell is excluded by the registry's `exclude`; nothing to score")
     atom = cell_atom[kept]
-    index = f["obs"].attrs.get("_index", "_index")
-    index = index.decode() if isinstance(index, bytes) else index
-    names = read_strings(f["obs"][index], index)[kept]
+    names = np.asarray(cell_names(), dtype=object)[kept]
     columns = {cfg.sample_col: (atoms.sample[atom], atoms.sample_labels)}
     levels = {}
     for name, g in atoms.levels.items():
@@ -67,7 +77,7 @@ def plan_cells(f: h5py.File, cfg: AtlasConfig, n_rows: int, n_genes: int, sets: 
         levels[name] = (codes.astype(np.int32), np.asarray(g.labels, dtype=object))
     columns.update(levels)
 
-    var = read_var(f, cfg.counts, cfg.gene_symbols)
+    var = gene_table()
     if len(var) != n_genes:
         raise CytoatlasError(f"{cfg.h5ad}: {cfg.counts} has {n_genes} genes but var has {len(var)}")
     symbols = var["gene_symbol"].to_numpy(object)
@@ -83,15 +93,14 @@ def plan_cells(f: h5py.File, cfg: AtlasConfig, n_rows: int, n_genes: int, sets: 
                 "var_names are Ensembl ids, set `gene_symbols` in the atlas' registry entry")
     slot = np.full(n_genes, -1, dtype=np.int64)
     slot[candidates] = np.arange(len(candidates))
-    key, rows, coords = _embedding(f, cfg, embedding, kept)
+    key, rows, coords = _embedding(obsm, cfg, embedding, kept)
     return CellsPlan(kept, names, columns, levels, symbols, candidates, slot, key, rows, coords)
 
 
-def _embedding(f: h5py.File, cfg: AtlasConfig, key: str | None, kept: np.ndarray):
+def _embedding(obsm, cfg: AtlasConfig, key: str | None, kept: np.ndarray):
     """The embedding's fixed random subsample of kept cells: ``obsm[key]``, else ``obsm[cfg.embedding]`` (the
     registry's key), else ``obsm['X_umap']`` when present, else none."""
-    obsm = f.get("obsm")
-    have = list(obsm.keys()) if isinstance(obsm, h5py.Group) else []
+    have = list(obsm.keys())
     named = key if key is not None else cfg.embedding
     if named is None:
         key = "X_umap" if "X_umap" in have else None
@@ -105,11 +114,12 @@ def _embedding(f: h5py.File, cfg: AtlasConfig, key: str | None, kept: np.ndarray
     if key is None:
         return None, np.zeros(0, np.int64), None
     node = obsm[key]
-    if not isinstance(node, h5py.Dataset) or node.ndim != 2 or node.shape[0] != len(kept) or node.shape[1] < 2:
+    if isinstance(node, h5py.Group) or np.ndim(node) != 2 or node.shape[0] != len(kept) or node.shape[1] < 2:
         raise CytoatlasError(f"{cfg.h5ad}: obsm[{key!r}] is not a cells x (>= 2) array")
     rng = np.random.default_rng(EMBEDDING_SEED)
     rows = np.arange(n_kept) if n_kept <= EMBEDDING_CELLS else np.sort(rng.choice(n_kept, EMBEDDING_CELLS,
                                                                                    replace=False))
     file_rows = np.flatnonzero(kept)[rows]
-    coords = node[:, :2][file_rows]  # 16 bytes a cell: 100 MB for CIMA, read once
+    # 16 bytes a cell: 100 MB for CIMA, read once (an array in memory, or a data frame of coordinates)
+    coords = node[:, :2][file_rows] if isinstance(node, h5py.Dataset) else np.asarray(node)[:, :2][file_rows]
     return key, rows.astype(np.int64), np.asarray(coords, dtype=np.float64)

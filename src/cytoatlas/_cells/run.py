@@ -260,9 +260,9 @@ def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: 
             if saved is not None and not reopen:
                 raise CytoatlasError(f"{work.name} is missing: the checkpoint cannot be continued; run without "
                                      "--resume")
+            uns = None if reopen else cells_uns(m, cfg, plan, sums, fingerprint, params)
             writers.append(CellsWriter(final, work, None if reopen else cells_obs(plan.names, plan.columns),
-                                       cells_var(m), None if reopen else _uns(m, cfg, plan, sums, fingerprint, params),
-                                       layers, plan.n_kept, len(m.names), reopen=reopen))
+                                       cells_var(m), uns, layers, plan.n_kept, len(m.names), reopen=reopen))
             s = Summary(plan.levels, m.names, sampled, plan.embedding_rows)
             if saved is not None:
                 s.restore(saved, f"s{i}_")
@@ -333,7 +333,9 @@ def _score_local(counts, plan: CellsPlan, models, layers, batch_size: int, start
             del block, held
 
 
-def _uns(m: CellModel, cfg: AtlasConfig, plan: CellsPlan, sums: GeneSums, fingerprint: dict, params: dict) -> dict:
+def cells_uns(m: CellModel, cfg: AtlasConfig, plan: CellsPlan, sums: GeneSums, fingerprint: dict,
+              params: dict) -> dict:
+    """A per-cell output's ``uns``: method, normalisation, set, gene means, genes used, input and parameters."""
     return {
         "atlas": cfg.name, "signature_set": m.sig.name, "method": METHOD, "normalisation": NORMALISATION,
         "lambda": params["lambda"], "signature": m.sig.describe(),

@@ -7,7 +7,6 @@ assembled in memory instead of written: equal, value for value, to the files the
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -21,9 +20,8 @@ from cytoatlas._pseudobulk.sample_meta import check_sample_columns
 from cytoatlas._version import __version__
 from cytoatlas.cluster import usable_cores
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.h5ad import ObsReader, open_counts, open_h5ad, read_var
 from cytoatlas.io.layout import pseudobulk_paths
-from cytoatlas.io.memory import IN_MEMORY, FrameObs, MatrixBlocks, counts_of, frame_var
+from cytoatlas.io.memory import IN_MEMORY, adata_source
 from cytoatlas.registry import AtlasConfig
 
 log = logging.getLogger("cytoatlas.pseudobulk")
@@ -68,20 +66,6 @@ class _NoCheckpoint:
         return None
 
 
-@contextlib.contextmanager
-def _source(adata, cfg: AtlasConfig, threads: int):
-    """(obs reader, counts in row blocks, gene table) of an AnnData: read from its file when it is backed, from
-    its frames and matrices otherwise."""
-    if getattr(adata, "isbacked", False):
-        with open_h5ad(adata.filename) as f, open_counts(f, cfg.counts, threads) as counts:
-            yield ObsReader(f), counts, read_var(f, cfg.counts, cfg.gene_symbols)
-        return
-    matrix, var = counts_of(adata, cfg.counts)
-    where = "raw/var" if cfg.counts == "raw/X" else "var"
-    with MatrixBlocks(matrix, cfg.counts) as counts:
-        yield FrameObs(adata.obs), counts, frame_var(var, cfg.gene_symbols, where=where)
-
-
 def pseudobulk_adata(adata, cfg: AtlasConfig, *, levels: Sequence[str] | None, n_bootstrap: int,
                      bootstrap_seed: int, min_cells: int, min_samples: int, batch_size: int,
                      threads: int | None) -> dict[str, LevelPseudobulk]:
@@ -94,7 +78,8 @@ def pseudobulk_adata(adata, cfg: AtlasConfig, *, levels: Sequence[str] | None, n
             raise CytoatlasError(f"{name} must be an integer >= {low}, got {value!r}")
     chosen = _select_levels(cfg, levels)
     threads = threads or usable_cores()
-    with _source(adata, cfg, threads) as (obs, counts, var):
+    with adata_source(adata, cfg.counts, cfg.gene_symbols, threads) as source:
+        obs, counts, var = source.obs, source.counts, source.var
         check_sample_columns(cfg, chosen)
         obs.require(cfg.obs_columns(chosen))
         obs.require(list(cfg.sample_columns), "sample column")

@@ -8,14 +8,28 @@ and :func:`frame_var` builds the gene table :func:`~cytoatlas.io.h5ad.read_var` 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
+import h5py
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.h5ad import CSRBlock, Labels, ObsReader, _label_strings, gene_table
+from cytoatlas.io.h5ad import (
+    CountsMatrix,
+    CSRBlock,
+    Labels,
+    ObsReader,
+    _label_strings,
+    gene_table,
+    open_counts,
+    open_h5ad,
+    read_strings,
+    read_var,
+)
 
 IN_MEMORY = "AnnData in memory"
 
@@ -125,3 +139,36 @@ def frame_var(var: pd.DataFrame, gene_symbols: str | None, name: str = IN_MEMORY
         lab = FrameObs(var, name).labels(gene_symbols)
         symbols = np.where(lab.codes >= 0, lab.categories[np.maximum(lab.codes, 0)], "")
     return gene_table(ids, symbols, name, where)
+
+
+@dataclass
+class Source:
+    """What a step reads of an AnnData: its obs columns, its counts in row blocks, its gene table, its cells'
+    names and its obsm (a mapping of arrays, or the file's HDF5 group)."""
+
+    obs: ObsReader
+    counts: MatrixBlocks | CountsMatrix
+    var: pd.DataFrame
+    cell_names: Callable[[], np.ndarray]
+    obsm: Mapping
+    name: str
+
+
+@contextlib.contextmanager
+def adata_source(adata, counts: str, gene_symbols: str | None, threads: int = 1) -> Iterator[Source]:
+    """The :class:`Source` of an AnnData: read from its file when it is backed (as the file path reads it), from its
+    frames and matrices otherwise."""
+    if getattr(adata, "isbacked", False):
+        with open_h5ad(adata.filename) as f, open_counts(f, counts, threads) as matrix:
+            index = f["obs"].attrs.get("_index", "_index")
+            index = index.decode() if isinstance(index, bytes) else index
+            obsm = f.get("obsm")
+            yield Source(ObsReader(f), matrix, read_var(f, counts, gene_symbols),
+                         lambda: read_strings(f["obs"][index], index), obsm if isinstance(obsm, h5py.Group) else {},
+                         str(adata.filename))
+        return
+    matrix, var = counts_of(adata, counts)
+    where = "raw/var" if counts == "raw/X" else "var"
+    with MatrixBlocks(matrix, counts) as blocks:
+        yield Source(FrameObs(adata.obs), blocks, frame_var(var, gene_symbols, where=where),
+                     lambda: np.asarray(adata.obs_names.astype(str), dtype=object), adata.obsm, IN_MEMORY)
