@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cytoatlas import defaults
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.options import ActivityOptions, Method, PseudobulkOptions, Test, choices
+from cytoatlas.options import ActivityOptions, Method, PseudobulkOptions, Test, Values, choices
 
 
 def _registry_args(p: argparse.ArgumentParser) -> None:
@@ -294,9 +294,22 @@ def _activity(args: argparse.Namespace) -> None:
 
     # with --atlas and no files, --out is the atlas' results directory (its pseudobulk/ read, activity/ written)
     files, out, results = (args.files, args.out, None) if args.files or not args.atlas else (None, None, args.out)
-    paths = activity(files, out, atlas=args.atlas, results=results, registry=args.registry,
-                     data_root=args.data_root, skip_existing=args.skip_existing, **_activity_options(args).kwargs(),
-                     **_scheduler_options(args))
+    paths = []
+    if files:  # bulk input (tables, AnnData files that are not our pseudobulk) is normalised and regressed here
+        from cytoatlas._activity.bulk import bulk_activity, is_bulk_h5ad, is_table
+
+        bulk = [f for f in files if is_table(f) or is_bulk_h5ad(f)]
+        files = [f for f in files if f not in bulk]
+        if bulk:
+            paths += bulk_activity(bulk, out, values=args.values, gene_symbols=args.gene_symbols,
+                                   **_activity_options(args).kwargs())
+        elif args.values is not None:
+            raise CytoatlasError("--values is for bulk input (tables, AnnData files that are not cytoatlas "
+                                 "pseudobulk); pseudobulk files are log1p CPM already")
+    if files or not paths:
+        paths += activity(files, out, atlas=args.atlas, results=results, registry=args.registry,
+                          data_root=args.data_root, skip_existing=args.skip_existing,
+                          **_activity_options(args).kwargs(), **_scheduler_options(args))
     print("\n".join(map(str, paths)))
 
 
@@ -431,7 +444,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cell_types)
 
     p = sub.add_parser("activity", help="CytoSig / SecAct / LinCytoSig activity of pseudobulk files")
-    p.add_argument("files", nargs="*", help="pseudobulk .h5ad files (default with --atlas: OUT/pseudobulk/*)")
+    p.add_argument("files", nargs="*", help="pseudobulk .h5ad files (default with --atlas: OUT/pseudobulk/*), or "
+                   "bulk input: genes x samples tables (.tsv, .csv, .parquet; symbols in the first column) and "
+                   "samples x genes .h5ad files that are not cytoatlas pseudobulk")
+    p.add_argument("--values", choices=choices(Values),
+                   help="what bulk input holds (required for tables): counts (-> log1p CPM), tpm (-> log2(TPM + 1)) "
+                   "or log (already log-normalised)")
+    p.add_argument("--gene-symbols", metavar="COLUMN", help="the var column of gene symbols of bulk .h5ad input "
+                   "whose var_names are gene ids")
     p.add_argument("--out", required=True, help="output directory (with --atlas and no files: the atlas' "
                    "results directory; outputs go to OUT/activity)")
     p.add_argument("--atlas", help="registry atlas: its pseudobulk files, signature_files and cell_type_map")
