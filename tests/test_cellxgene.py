@@ -128,3 +128,21 @@ def test_run_with_no_registry_equals_an_explicit_entry(cxg_file: Path, tmp_path:
     donor, cell_type = samples.obs["sample"].iloc[0], samples.obs["cell_type"].iloc[0]
     cells = ((raw.obs["donor"].astype(str) == donor) & (raw.obs["cell_type"] == cell_type)).to_numpy()
     np.testing.assert_array_equal(samples.layers["counts"][0], np.asarray(raw.X[cells].sum(axis=0)).ravel())
+
+
+def test_cells_validate_and_compare_take_the_file(cxg_file: Path, tmp_path: Path) -> None:
+    """Every step takes the file as it takes a registry name; results are known by the file's stem."""
+    res = tmp_path / "res"
+    assert main(["-q", "run", str(cxg_file), "--out", str(res), "--n-bootstrap", "0", "--signatures", "cytosig",
+                 "--centre", "within:cell_type"]) == 0
+    assert main(["-q", "cells", str(cxg_file), "--out", str(res), "--signatures", "cytosig"]) == 0
+    cells = ad.read_h5ad(res / "cells" / "kang_cxg_cells_cytosig_activity.h5ad")
+    assert cells.n_obs == 12261 and list(cells.obs.columns) == ["donor_id", "cell_type"]
+    assert main(["-q", "validate", "--atlas", str(cxg_file), "--results", str(res), "--out", str(tmp_path / "val"),
+                 "--no-figures", "--min-samples", "5"]) == 0
+    assert set(pd.read_csv(tmp_path / "val" / "summary.csv")["atlas"]) == {"kang_cxg"}
+    assert main(["-q", "compare", "--atlas", str(cxg_file), "--results", str(res), "--out", str(tmp_path / "cmp"),
+                 "--by", "sex", "--reference", "female", "--min-group-size", "2", "--no-figures"]) == 0
+    diff = pd.read_csv(tmp_path / "cmp" / "differential.csv")
+    assert set(diff["atlas"]) == {"kang_cxg"} and set(diff["contrast"]) == {"male vs female"}
+    assert set(diff["cl_id"]) <= set(CL.values())  # the schema's CL IDs travelled with the labels
