@@ -146,3 +146,19 @@ def test_cells_validate_and_compare_take_the_file(cxg_file: Path, tmp_path: Path
     diff = pd.read_csv(tmp_path / "cmp" / "differential.csv")
     assert set(diff["atlas"]) == {"kang_cxg"} and set(diff["contrast"]) == {"male vs female"}
     assert set(diff["cl_id"]) <= set(CL.values())  # the schema's CL IDs travelled with the labels
+
+
+def test_pseudobulk_of_the_object_in_memory_needs_no_arguments(cxg_file: Path, tmp_path: Path) -> None:
+    """``pp.pseudobulk`` of a CELLxGENE object detects what the file path detects, and gives its files."""
+    from cytoatlas import pp
+    from cytoatlas._pseudobulk import pseudobulk
+
+    paths = pseudobulk(str(cxg_file), tmp_path, n_bootstrap=0)
+    res = pp.pseudobulk(ad.read_h5ad(cxg_file), name="kang_cxg", n_bootstrap=0)
+    for path in paths:
+        file = ad.read_h5ad(path)
+        mem = getattr(res["cell_type"], file.uns["kind"])
+        np.testing.assert_array_equal(mem.layers["counts"], file.layers["counts"])
+        np.testing.assert_array_equal(mem.X, file.X)
+        pd.testing.assert_frame_equal(mem.obs, file.obs)
+        pd.testing.assert_frame_equal(mem.var, file.var)

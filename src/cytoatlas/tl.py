@@ -40,10 +40,10 @@ def normalise_bulk(data: pd.DataFrame, values: Values) -> pd.DataFrame:
     --------
     >>> import pandas as pd
     >>> import cytoatlas
-    >>> counts = pd.DataFrame({"s1": [90, 10], "s2": [0, 5]}, index=["IL6", "IFNG"])
-    >>> cytoatlas.tl.normalise_bulk(counts, "tpm").round(3)
+    >>> tpm = pd.DataFrame({"s1": [90, 10], "s2": [0, 5]}, index=["IL6", "IFNG"])
+    >>> cytoatlas.tl.normalise_bulk(tpm, "tpm").round(3)
              s1     s2
-    IL6   6.522  0.000
+    IL6   6.508  0.000
     IFNG  3.459  2.585
     """
     import pandas as pd
