@@ -206,11 +206,14 @@ def test_bulk_anndata_and_obsm(tmp_path: Path, capsys) -> None:
     np.testing.assert_array_equal(bulk.obsm["cytosig_pvalue"].to_numpy(), res.layers["pvalue"])
     path = tmp_path / "bulk.h5ad"
     bulk.write_h5ad(path)
-    assert main(["-q", "activity", str(path), "--gene-symbols", "symbol", "--out", str(tmp_path / "act"),
-                 "--signatures", "cytosig"]) == 0
+    assert main(["-q", "activity", str(path), "--values", "counts", "--gene-symbols", "symbol", "--out",
+                 str(tmp_path / "act"), "--signatures", "cytosig"]) == 0
     np.testing.assert_allclose(ad.read_h5ad(tmp_path / "act" / "bulk_cytosig_activity.h5ad").X, ref.X, atol=1e-12)
     assert main(["activity", str(tmp_path / "bulk.tsv.missing.tsv"), "--out", str(tmp_path / "x")]) == 2
     assert "--values {counts,tpm,log}" in capsys.readouterr().err
+    # without --values an AnnData that is not our pseudobulk is refused as before, not taken as bulk
+    assert main(["activity", str(path), "--out", str(tmp_path / "y"), "--signatures", "cytosig"]) == 2
+    assert "not a cytoatlas pseudobulk file" in capsys.readouterr().err
 
 
 def test_custom_signature_matrix_as_a_dataframe() -> None:

@@ -298,7 +298,9 @@ def _activity(args: argparse.Namespace) -> None:
     if files:  # bulk input (tables, AnnData files that are not our pseudobulk) is normalised and regressed here
         from cytoatlas._activity.bulk import bulk_activity, is_bulk_h5ad, is_table
 
-        bulk = [f for f in files if is_table(f) or is_bulk_h5ad(f)]
+        # an .h5ad that is not our pseudobulk is bulk input only with --values: without, it is the error it was (a
+        # cells x genes atlas given by mistake is not densified)
+        bulk = [f for f in files if is_table(f) or (args.values is not None and is_bulk_h5ad(f))]
         files = [f for f in files if f not in bulk]
         if bulk:
             paths += bulk_activity(bulk, out, values=args.values, gene_symbols=args.gene_symbols,
@@ -445,10 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("activity", help="CytoSig / SecAct / LinCytoSig activity of pseudobulk files")
     p.add_argument("files", nargs="*", help="pseudobulk .h5ad files (default with --atlas: OUT/pseudobulk/*), or "
-                   "bulk input: genes x samples tables (.tsv, .csv, .parquet; symbols in the first column) and "
-                   "samples x genes .h5ad files that are not cytoatlas pseudobulk")
+                   "bulk input: genes x samples tables (.tsv, .csv, .parquet; symbols in the first column) and, "
+                   "with --values, samples x genes .h5ad files that are not cytoatlas pseudobulk")
     p.add_argument("--values", choices=choices(Values),
-                   help="what bulk input holds (required for tables): counts (-> log1p CPM), tpm (-> log2(TPM + 1)) "
+                   help="what bulk input holds (required for it): counts (-> log1p CPM), tpm (-> log2(TPM + 1)) "
                    "or log (already log-normalised)")
     p.add_argument("--gene-symbols", metavar="COLUMN", help="the var column of gene symbols of bulk .h5ad input "
                    "whose var_names are gene ids")

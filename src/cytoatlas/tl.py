@@ -111,7 +111,9 @@ def activity(
         Signature files whose stems ``signatures`` may name.
     bootstrap
         The ``resampled`` pseudobulk of ``data``: adds the bootstrap intervals (layers ``z_boot_mean``,
-        ``z_boot_sd``, ``z_ci_low``, ``z_ci_high``; obs ``n_boot``) as the CLI does.
+        ``z_boot_sd``, ``z_ci_low``, ``z_ci_high``; obs ``n_boot``) as the CLI does, the resamples centred with
+        ``data``'s gene means. (A resampled pseudobulk given as ``data`` is centred across its own columns; the CLI
+        centres its file with the main file's gene means.)
     key_added
         When given (an AnnData input), also write the z-scores into ``data.obsm[key_added]`` and the p-values
         into ``data.obsm[f"{key_added}_pvalue"]`` (data frames: observations x signatures), as decoupler does.

@@ -94,7 +94,8 @@ def bulk_activity(files: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         Output directory.
     values
         What the inputs hold: ``counts`` (normalised to log1p CPM), ``tpm`` (log2(TPM + 1)) or ``log`` (taken as
-        it is). Required for tables; for an AnnData, ``None`` takes an integer matrix as counts, else as log.
+        it is). Required for tables (the CLI requires it for AnnData files too); for an AnnData, ``None`` takes an
+        integer matrix as counts, else as log.
     gene_symbols
         The var column of gene symbols of AnnData inputs whose var_names are gene ids.
     signatures, signature_files, method, n_rand, permutation_seed, centre, cell_type_map, lambda_

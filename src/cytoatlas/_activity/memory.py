@@ -26,6 +26,8 @@ from cytoatlas.io.results import Pseudobulk, unique_symbols
 from cytoatlas.options import Method, Values, check_choice
 
 log = logging.getLogger("cytoatlas.activity")
+# bulk samples are held dense (float64) for the regression: 2^28 values are 2 GB
+MAX_DENSE_VALUES = 1 << 28
 NORMALISATIONS = {"counts": "log1p CPM (log(1 + 1e6 x / library size))", "tpm": "log2(TPM + 1)",
                   "log": "none (taken as log-normalised expression)"}
 
@@ -99,6 +101,10 @@ def adata_expression(adata, values: Values | None, layer: str | None, gene_symbo
         raise CytoatlasError(f"{name}: var has no column {gene_symbols!r}; available: "
                              f"{', '.join(map(str, adata.var.columns))}")
     symbols = (adata.var[gene_symbols] if gene_symbols else adata.var_names.to_series()).astype(str)
+    if matrix.shape[0] * matrix.shape[1] > MAX_DENSE_VALUES:
+        raise CytoatlasError(f"{name}: {matrix.shape[0]:,} x {matrix.shape[1]:,} is too large to regress as bulk "
+                             "samples (held dense); pseudobulk cells first (cytoatlas.pp.pseudobulk), or score them "
+                             "one by one (cytoatlas.tl.cell_activity)")
     dense = matrix.toarray() if sp.issparse(matrix) else np.asarray(matrix)
     return _expression(symbols.to_numpy(object), normalise(dense.T, values), adata.obs.copy(),
                        {"kind": "bulk"}, name)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cytoatlas._pseudobulk.cell_ontology import ontology_columns
 from cytoatlas._pseudobulk.outputs import AtlasStats, assemble_plans, plan_level
@@ -23,6 +24,9 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import pseudobulk_paths
 from cytoatlas.io.memory import IN_MEMORY, adata_source
 from cytoatlas.registry import AtlasConfig
+
+if TYPE_CHECKING:
+    from anndata import AnnData
 
 log = logging.getLogger("cytoatlas.pseudobulk")
 
@@ -42,9 +46,9 @@ class LevelPseudobulk:
         The donor bootstrap (cell types x resamples x genes; X and ``zscore``), or ``None`` with no bootstrap.
     """
 
-    celltype: object
-    samples: object
-    resampled: object | None = None
+    celltype: AnnData
+    samples: AnnData
+    resampled: AnnData | None = None
 
 
 class _NoCheckpoint:
