@@ -101,6 +101,17 @@ def test_a_registry_entry_overrides_the_schema(cxg_file: Path, tmp_path: Path) -
     assert cfg.counts == "raw/X" and cfg.sample_col == "donor_id"  # the rest from the schema
 
 
+def test_a_partial_registry_entry_of_a_cellxgene_file(cxg_file: Path, tmp_path: Path) -> None:
+    reg = tmp_path / "reg.toml"
+    reg.write_text(f'[atlas.blood]\nh5ad = "{cxg_file}"\nexclude = {{ cell_type = ["B cells"] }}\n')
+    cfg = get_atlas("blood", registry=reg)
+    assert cfg.name == "blood" and cfg.sample_col == "donor_id" and cfg.counts == "raw/X"
+    assert cfg.exclude == (("cell_type", ("B cells",)),)
+    reg.write_text(f'[atlas.plain]\nh5ad = "{KANG}"\n')
+    with pytest.raises(CytoatlasError, match="missing required key 'sample_col'"):
+        get_atlas("plain", registry=reg)
+
+
 def test_a_file_neither_registered_nor_schema_conforming_names_the_keys(tmp_path: Path) -> None:
     path = tmp_path / "plain.h5ad"
     ad.read_h5ad(KANG).write_h5ad(path)

@@ -265,7 +265,24 @@ def get_atlas(
     if name not in entries:
         raise CytoatlasError(f"unknown atlas {name!r}; registered: {', '.join(sorted(entries))}")
     e = entries[name]
-    return atlas_from_mapping(name, e["entry"], e["base_dir"], e["data_root"])
+    entry = e["entry"]
+    if ("sample_col" not in entry or "levels" not in entry) and "h5ad" in entry:
+        entry = _with_schema(name, e)  # a partial entry of a CELLxGENE file: the schema gives the rest
+    return atlas_from_mapping(name, entry, e["base_dir"], e["data_root"])
+
+
+def _with_schema(name: str, e: dict) -> dict:
+    """A registry entry missing required keys, over what the CELLxGENE schema gives its file (when it does)."""
+    from cytoatlas.cellxgene import detect_h5ad
+
+    # the file as the entry resolves it (required keys stood in for: only h5ad is read here)
+    path = atlas_from_mapping(name, {**e["entry"], "sample_col": "-", "levels": {"-": "-"}}, e["base_dir"],
+                              e["data_root"]).h5ad
+    detected = detect_h5ad(path) if path.is_file() else None
+    if detected is None:
+        return e["entry"]  # the missing keys are then named as such
+    detected.log(name)
+    return {**detected.entry, **e["entry"]}
 
 
 def atlas_name(name: str) -> str:
