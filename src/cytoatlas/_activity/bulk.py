@@ -1,6 +1,7 @@
 """`cytoatlas activity` on bulk input: genes x samples tables (TSV, CSV, Parquet) and AnnData files that are not
 our pseudobulk, normalised as documented (:mod:`cytoatlas._activity.memory`), then regressed and written as the
-pseudobulk files' activity is (``{stem}_{set}_activity.h5ad``, recorded in the directory's manifest).
+pseudobulk files' activity is (:func:`cytoatlas.io.layout.activity_path` of the input's stem, recorded in the
+directory's manifest).
 
 Parquet is read through DuckDB (a dependency already), so no pyarrow is needed.
 """
@@ -84,7 +85,8 @@ def bulk_activity(files: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                   n_rand: int = defaults.N_RAND, permutation_seed: int = defaults.PERMUTATION_SEED,
                   centre: str = defaults.CENTRE, cell_type_map: Mapping[str, str] | None = None,
                   lambda_: float = defaults.LAMBDA) -> list[Path]:
-    """Activity of bulk inputs, one ``{stem}_{set}_activity.h5ad`` per (input, set) in ``out``.
+    """Activity of bulk inputs, one activity file per (input, set) in ``out``, named by
+    :func:`~cytoatlas.io.layout.activity_path` from the input's stem.
 
     Parameters
     ----------
