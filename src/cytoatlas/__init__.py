@@ -1,13 +1,21 @@
 """cytoatlas: streaming pseudobulk and cytokine activity for million-cell single-cell atlases."""
 
+from typing import TYPE_CHECKING
+
 from cytoatlas._version import __version__
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.registry import AtlasConfig, get_atlas, load_registry
 
 __all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", "compare", "get_atlas", "groundtruth",
            "index",
-           "load_registry", "load_signatures", "output_paths", "pseudobulk", "report", "run", "serve", "status",
+           "load_registry", "load_signatures", "output_paths", "pl", "pseudobulk", "report", "run", "serve", "status",
            "validate"]
+
+if TYPE_CHECKING:  # the submodules of the notebook API, seen by type checkers and IDEs; loaded on first use
+    from cytoatlas import pl
+
+# submodules loaded on first attribute access (``cytoatlas.pl``), as the steps below
+_SUBMODULES = ("pl",)
 
 # the steps are loaded on first use, not with the package: importing cytoatlas.io, the registry or the API then
 # never loads the engine (numba, ~1 s) or the other steps (scipy.stats, matplotlib, duckdb, fastapi: ~0.3-1 s)
@@ -22,6 +30,10 @@ _LAZY = {"pseudobulk": ("cytoatlas._pseudobulk", "pseudobulk"),
 
 
 def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"cytoatlas.{name}")
     if name in _LAZY:
         import importlib
 
@@ -31,4 +43,4 @@ def __getattr__(name: str):
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))

@@ -95,7 +95,7 @@ def _forest_keys(meta: pd.DataFrame, top: int | None) -> pd.DataFrame:
     return best if top is None else best.head(top)
 
 
-def _label(by: str, analysis: str, contrast: str) -> str:
+def effect_label(by: str, analysis: str, contrast: str) -> str:
     """What a figure shows: the contrast ("treated vs untreated"), or for an association the covariate's slope."""
     return contrast if analysis == "differential" else f"slope per unit of {by}"
 
@@ -135,7 +135,7 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
         keys = df[["atlas", "level", "signature_set", "by", "contrast"]].drop_duplicates() if scope == "all" else \
             _levels_shown(df)
         for atlas, level, sig_set, by, contrast in keys.itertuples(index=False):
-            what = _label(by, analysis, contrast)
+            what = effect_label(by, analysis, contrast)
             x = "effect (mean activity z difference)" if analysis == "differential" else "slope"
             plans.append(ComparisonFigure(
                 "volcano", compare_figure_stem("volcano", atlas=atlas, level=level, signature_set=sig_set,
@@ -156,7 +156,7 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
         _check(meta, _META_COLUMNS, "meta")
         meta = meta[meta["resolution"] == "fine"]  # forests per finest shared cell type
         for row in _forest_keys(meta, top).itertuples(index=False):
-            what = _label(row.by, row.analysis, row.contrast)
+            what = effect_label(row.by, row.analysis, row.contrast)
             plans.append(ComparisonFigure(
                 "forest", compare_figure_stem("forest", level=row.level, signature_set=row.signature_set,
                                              contrast=row.contrast, signature=row.signature), row.analysis,
@@ -224,7 +224,8 @@ def volcano(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
     ax = fig.subplots()
     n_sig = draw_volcano(ax, rows, analysis=plan.analysis, by=plan.by)
     n = int((np.isfinite(rows["pvalue"].to_numpy(float)) & np.isfinite(rows["effect"].to_numpy(float))).sum())
-    ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: {_label(plan.by, plan.analysis, plan.contrast)}"
+    what = effect_label(plan.by, plan.analysis, plan.contrast)
+    ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: {what}"
                  f"\n{n_sig:,} of {n:,} FDR < {FDR_THRESHOLD:g}", fontsize=10)
     return save_figure(fig, directory, plan.stem)
 
@@ -274,7 +275,7 @@ def heatmap(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
     fig = new_figure(max(5.0, 0.22 * effect.shape[1] + 3.0), max(2.6, 0.24 * effect.shape[0] + 2.0))
     ax = fig.subplots()
     ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: "
-                 f"{_label(plan.by, plan.analysis, plan.contrast)}", fontsize=10)
+                 f"{effect_label(plan.by, plan.analysis, plan.contrast)}", fontsize=10)
     draw_heatmap(ax, effect, fdr, analysis=plan.analysis)
     return save_figure(fig, directory, plan.stem)
 
@@ -290,15 +291,23 @@ class ForestLine:
     pooled: bool
 
 
+def _pooled_into(label: str, joined: str | None) -> bool:
+    """Whether ``label`` is one of the labels a meta row joined with "+" (``joined``, one atlas' part of its
+    ``labels``); a label may hold "+" itself (``CD4+ T``), so it is found as a whole "+"-bounded run, not split."""
+    if joined is None:
+        return False
+    return (joined == label or joined.startswith(label + "+") or joined.endswith("+" + label)
+            or f"+{label}+" in joined)
+
+
 def forest_lines(rows: pd.DataFrame, meta: pd.DataFrame) -> list[ForestLine]:
     """The rows of one signature's forest plot: per cell-type unit of ``meta`` (its ``MAX_FOREST_CELL_TYPES``
     strongest), each atlas' row of ``rows`` pooled into it (from the meta row's ``labels``), then the pooled row."""
     meta = strongest_first(meta).drop_duplicates("cl_name").head(MAX_FOREST_CELL_TYPES)
     lines = []
     for m in meta.itertuples(index=False):
-        pooled = {(atlas, label) for part in m.labels.split("; ") if ": " in part
-                  for atlas, _, labels in [part.partition(": ")] for label in labels.split("+")}
-        keep = [(a, c) in pooled for a, c in zip(rows["atlas"], rows["cell_type"], strict=True)]
+        pooled = dict(part.partition(": ")[::2] for part in m.labels.split("; ") if ": " in part)
+        keep = [_pooled_into(c, pooled.get(a)) for a, c in zip(rows["atlas"], rows["cell_type"], strict=True)]
         per_atlas = rows[keep].sort_values(["atlas", "cell_type"], kind="stable")
         for r in per_atlas.itertuples(index=False):
             where = "" if r.cell_type == m.cl_name else f" ({r.cell_type})"
@@ -347,7 +356,7 @@ def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, direc
     draw_forest(ax, lines, analysis=plan.analysis, by=plan.by)
     top = strongest_first(meta).iloc[0]
     ax.set_title(f"{plan.signature} ({plan.signature_set}) · {plan.level}: "
-                 f"{_label(plan.by, plan.analysis, plan.contrast)}\n{top['cl_name']}: τ² = {top['tau2']:.3g}, "
+                 f"{effect_label(plan.by, plan.analysis, plan.contrast)}\n{top['cl_name']}: τ² = {top['tau2']:.3g}, "
                  f"I² = {top['i2']:.0f}%, FDR = {top['fdr']:.2g}", fontsize=10)
     return save_figure(fig, directory, plan.stem)
 
