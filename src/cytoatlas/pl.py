@@ -253,7 +253,7 @@ def embedding(data: pd.DataFrame | AnnData, signature: str, *, basis: str = "X_u
               size: float | None = None, ax: Axes | None = None) -> Axes:
     """Per-cell activity of one signature on an embedding.
 
-    Cells are coloured on a diverging scale centred at 0 that saturates at the 99th percentile of |z|, the
+    Cells are coloured on a diverging scale centred at 0 that saturates at the 99th percentile of ``|z|``, the
     strongest drawn on top, as in the report's "Per-cell activity" section.
 
     Parameters
