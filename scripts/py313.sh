@@ -32,7 +32,8 @@ V="$work/venv/bin/python"
 "$V" -m pip install --quiet --upgrade pip
 start=$SECONDS
 # --only-binary :all: makes any dependency that would need compiling an error instead of a long build
-"$V" -m pip install --quiet --only-binary :all: '.[test]'
+# (with the docs extra: the suite builds the documentation, tests/test_docs.py, so its tools are checked on 3.13 too)
+"$V" -m pip install --quiet --only-binary :all: '.[test,docs]'
 "$V" - "$((SECONDS - start))" <<'PY'
 import importlib.util, sys
 import numpy

@@ -18,8 +18,9 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # the parity tests' reference, secactpy 0.3.1, pins numpy < 2, which has wheels up to Python 3.12 only: on
 # 3.13 the parity extra is left out (run the suite with -m "not parity" there)
-extras=test
-if .venv/bin/python -c 'import sys; sys.exit(sys.version_info >= (3, 13))'; then extras=test,parity; fi
+# (the docs extra builds the documentation, which the test suite does: tests/test_docs.py)
+extras=test,docs
+if .venv/bin/python -c 'import sys; sys.exit(sys.version_info >= (3, 13))'; then extras=test,docs,parity; fi
 .venv/bin/python -m pip install --quiet -e ".[$extras]"
 # CytoSig and SecAct: an installed secactpy's files, else downloaded once into the cache (pip, then checked)
 .venv/bin/cytoatlas -q signatures fetch >/dev/null

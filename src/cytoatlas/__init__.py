@@ -8,11 +8,11 @@ from cytoatlas.registry import AtlasConfig, get_atlas, load_registry
 
 __all__ = ["AtlasConfig", "CytoatlasError", "__version__", "activity", "cells", "compare", "get_atlas", "groundtruth",
            "index",
-           "load_registry", "load_signatures", "output_paths", "pp", "pseudobulk", "report", "run", "serve", "status",
-           "tl", "validate"]
+           "load_registry", "load_signatures", "output_paths", "pl", "pp", "pseudobulk", "report", "run", "serve",
+           "status", "tl", "validate"]
 
-if TYPE_CHECKING:  # the namespaces as type checkers and IDEs see them; at run time they load on first use
-    from cytoatlas import pp, tl
+if TYPE_CHECKING:  # the notebook namespaces as type checkers and IDEs see them; at run time they load on first use
+    from cytoatlas import pl, pp, tl
 
 # the steps are loaded on first use, not with the package: importing cytoatlas.io, the registry or the API then
 # never loads the engine (numba, ~1 s) or the other steps (scipy.stats, matplotlib, duckdb, fastapi: ~0.3-1 s)
@@ -26,8 +26,9 @@ _LAZY = {"pseudobulk": ("cytoatlas._pseudobulk", "pseudobulk"),
          "compare": ("cytoatlas._compare", "compare"), "groundtruth": ("cytoatlas._groundtruth", "groundtruth")}
 
 
-# the notebook namespaces (``cytoatlas.pp``, ``cytoatlas.tl``, as scanpy's): modules loaded on first use
-_SUBMODULES = ("pp", "tl")
+# the notebook namespaces (``cytoatlas.pp``, ``cytoatlas.tl``, ``cytoatlas.pl``, as scanpy's): modules loaded on
+# first use
+_SUBMODULES = ("pl", "pp", "tl")
 
 
 def __getattr__(name: str):

@@ -37,6 +37,32 @@ def widest_spread(table: pd.DataFrame, n: int = N_PANELS) -> list[str]:
     return [names[j] for j in np.argsort(-sd, kind="stable")[:n]]
 
 
+def dot_size(n: int) -> float:
+    """The marker size of ``n`` cells: dots shrink as cells grow (50,000 cells at 0.3, at most 8)."""
+    return float(np.clip(9000 / max(n, 1), 0.3, 8.0))
+
+
+def draw_embedding(ax, x: np.ndarray, y: np.ndarray, z: np.ndarray, *, title: str, size: float | None = None):
+    """Draw cells at (``x``, ``y``) coloured by their activity ``z`` on ``ax``, with a colour bar.
+
+    The scale is diverging, centred at 0 and symmetric at the 99th percentile of |z| (a few extremes saturate);
+    the strongest cells are drawn on top, missing z first; the dots are rasterised (an SVG of 50,000 vector dots
+    would be megabytes). Returns the scatter's ``PathCollection``.
+    """
+    finite = np.isfinite(z)
+    vmax = float(np.percentile(np.abs(z[finite]), COLOUR_PERCENTILE)) if finite.any() else 1.0
+    vmax = vmax if vmax > 0 else 1.0
+    order = np.argsort(np.where(finite, np.abs(z), -1.0), kind="stable")  # the strongest cells drawn on top
+    dots = ax.scatter(x[order], y[order], c=z[order], cmap=DIVERGING, vmin=-vmax, vmax=vmax,
+                      s=dot_size(len(z)) if size is None else size, linewidths=0, rasterized=True)
+    ax.set_title(title, fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.figure.colorbar(dots, ax=ax, shrink=0.75, label="activity z")
+    return dots
+
+
 def embedding_figure(table: pd.DataFrame, signatures: list[str], directory: Path, stem: str, *,
                      title: str) -> list[Path]:
     """Draw the embedding subsample once per signature, coloured by its z, and write ``directory/stem.png|svg``.
@@ -62,21 +88,9 @@ def embedding_figure(table: pd.DataFrame, signatures: list[str], directory: Path
         raise CytoatlasError(f"the embedding table has no column {', '.join(missing) or 'z:...'}; its columns: "
                              f"{', '.join(map(str, table.columns[:8])) or '(none)'}")
     x, y = table["x"].to_numpy(np.float64), table["y"].to_numpy(np.float64)
-    size = float(np.clip(9000 / max(len(table), 1), 0.3, 8.0))  # dots shrink as cells grow: 50 k cells at 0.3
     fig = new_figure(3.3 * len(signatures), 3.3)
     axes = np.atleast_1d(fig.subplots(1, len(signatures), squeeze=False)[0])
     for ax, sig in zip(axes, signatures, strict=True):
-        z = table[Z_PREFIX + sig].to_numpy(np.float64)
-        finite = np.isfinite(z)
-        vmax = float(np.percentile(np.abs(z[finite]), COLOUR_PERCENTILE)) if finite.any() else 1.0
-        vmax = vmax if vmax > 0 else 1.0
-        order = np.argsort(np.where(finite, np.abs(z), -1.0), kind="stable")  # the strongest cells drawn on top
-        dots = ax.scatter(x[order], y[order], c=z[order], cmap=DIVERGING, vmin=-vmax, vmax=vmax, s=size,
-                          linewidths=0, rasterized=True)
-        ax.set_title(sig, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_aspect("equal", adjustable="datalim")
-        fig.colorbar(dots, ax=ax, shrink=0.75, label="activity z")
+        draw_embedding(ax, x, y, table[Z_PREFIX + sig].to_numpy(np.float64), title=sig)
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, Path(directory), stem)

@@ -76,7 +76,7 @@ def cells(
 
     Writes, per signature set, ``OUT/cells/{atlas}_cells_{set}_activity.h5ad`` (kept cells in file order x
     signatures; X the exact permutation z-score, float32; obs the sample column and every level's label),
-    ``..._summary.csv`` (per level, label and signature: mean, sd, quantiles, fraction |z| > 2) and, when the
+    ``..._summary.csv`` (per level, label and signature: mean, sd, quantiles, fraction ``|z| > 2``) and, when the
     atlas has an embedding, ``..._embedding.csv`` (a fixed subsample's coordinates and z).
 
     Parameters

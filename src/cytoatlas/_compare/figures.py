@@ -95,7 +95,7 @@ def _forest_keys(meta: pd.DataFrame, top: int | None) -> pd.DataFrame:
     return best if top is None else best.head(top)
 
 
-def _label(by: str, analysis: str, contrast: str) -> str:
+def effect_label(by: str, analysis: str, contrast: str) -> str:
     """What a figure shows: the contrast ("treated vs untreated"), or for an association the covariate's slope."""
     return contrast if analysis == "differential" else f"slope per unit of {by}"
 
@@ -135,7 +135,7 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
         keys = df[["atlas", "level", "signature_set", "by", "contrast"]].drop_duplicates() if scope == "all" else \
             _levels_shown(df)
         for atlas, level, sig_set, by, contrast in keys.itertuples(index=False):
-            what = _label(by, analysis, contrast)
+            what = effect_label(by, analysis, contrast)
             x = "effect (mean activity z difference)" if analysis == "differential" else "slope"
             plans.append(ComparisonFigure(
                 "volcano", compare_figure_stem("volcano", atlas=atlas, level=level, signature_set=sig_set,
@@ -156,7 +156,7 @@ def plan_figures(tables: dict[str, pd.DataFrame], *, top: int | None = COMPARE_F
         _check(meta, _META_COLUMNS, "meta")
         meta = meta[meta["resolution"] == "fine"]  # forests per finest shared cell type
         for row in _forest_keys(meta, top).itertuples(index=False):
-            what = _label(row.by, row.analysis, row.contrast)
+            what = effect_label(row.by, row.analysis, row.contrast)
             plans.append(ComparisonFigure(
                 "forest", compare_figure_stem("forest", level=row.level, signature_set=row.signature_set,
                                              contrast=row.contrast, signature=row.signature), row.analysis,
@@ -186,54 +186,74 @@ def _significant(df: pd.DataFrame) -> np.ndarray:
     return df["fdr"].to_numpy(float) < FDR_THRESHOLD  # NaN compares False: not significant
 
 
-def volcano(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path]:
-    """Effect against -log10 p of one atlas x level x set x contrast; the scatter is rasterised in the SVG (SecAct
-    has ~1,170 signatures per cell type)."""
+def x_label(analysis: str, by: str) -> str:
+    """The effect axis' label of a volcano: a difference of means, or an association's slope."""
+    return ("mean activity z difference (group - reference)" if analysis == "differential"
+            else f"slope: activity z per unit of {by}")
+
+
+def draw_volcano(ax, rows: pd.DataFrame, *, analysis: str, by: str, n_labels: int = N_VOLCANO_LABELS) -> int:
+    """Draw effect against -log10 p of ``rows`` (one atlas x level x set x contrast) on ``ax``: FDR < 0.05
+    coloured by sign, the ``n_labels`` strongest of those labelled "signature (cell type)", the scatter
+    rasterised (SecAct has ~1,170 signatures per cell type). Returns how many rows were significant."""
     rows = rows[np.isfinite(rows["pvalue"].to_numpy(float)) & np.isfinite(rows["effect"].to_numpy(float))]
     effect = rows["effect"].to_numpy(float)
     # p = 0 (underflow) would be infinitely high: draw it at the smallest positive double's height
     logp = -np.log10(np.clip(rows["pvalue"].to_numpy(float), np.finfo(float).tiny, 1.0))
     sig = _significant(rows)
     colour = np.where(~sig, _FLAT, np.where(effect > 0, _UP, _DOWN))
-    fig = new_figure(6.0, 4.6)
-    ax = fig.subplots()
     order = np.argsort(sig, kind="stable")  # significant points drawn last, on top
     ax.scatter(effect[order], logp[order], s=9, c=colour[order], alpha=0.8, linewidths=0, rasterized=True)
     ax.axvline(0, color="grey", lw=0.8, ls="--")
     # only significant points are labelled: labels of the null cloud would only overlap one another; a label
     # points inwards so the axes never cut it
     middle = float(np.mean(ax.get_xlim()))
-    for i, r in enumerate(strongest_first(rows[sig]).head(N_VOLCANO_LABELS).itertuples(index=False)):
+    for i, r in enumerate(strongest_first(rows[sig]).head(n_labels).itertuples(index=False)):
         right = r.effect > middle
         ax.annotate(f"{r.signature} ({r.cell_type})", (r.effect, -np.log10(max(r.pvalue, np.finfo(float).tiny))),
                     fontsize=7, xytext=(-3 if right else 3, 3 if i % 2 == 0 else -9), textcoords="offset points",
                     ha="right" if right else "left")
-    ax.set_xlabel("mean activity z difference (group - reference)" if plan.analysis == "differential"
-                  else f"slope: activity z per unit of {plan.by}")
+    ax.set_xlabel(x_label(analysis, by))
     ax.set_ylabel("-log10 p")
-    ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: {_label(plan.by, plan.analysis, plan.contrast)}"
-                 f"\n{int(sig.sum()):,} of {len(rows):,} FDR < {FDR_THRESHOLD:g}", fontsize=10)
+    return int(sig.sum())
+
+
+def volcano(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path]:
+    """Effect against -log10 p of one atlas x level x set x contrast (:func:`draw_volcano`), as PNG and SVG."""
+    fig = new_figure(6.0, 4.6)
+    ax = fig.subplots()
+    n_sig = draw_volcano(ax, rows, analysis=plan.analysis, by=plan.by)
+    n = int((np.isfinite(rows["pvalue"].to_numpy(float)) & np.isfinite(rows["effect"].to_numpy(float))).sum())
+    what = effect_label(plan.by, plan.analysis, plan.contrast)
+    ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: {what}"
+                 f"\n{n_sig:,} of {n:,} FDR < {FDR_THRESHOLD:g}", fontsize=10)
     return save_figure(fig, directory, plan.stem)
 
 
-def heatmap(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path] | None:
-    """Effects of one atlas x level x set x contrast, cell types x signatures (the 40 with the smallest min fdr)."""
+def heatmap_frames(rows: pd.DataFrame, max_signatures: int = MAX_HEATMAP_SIGNATURES
+                   ) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """Effects and FDRs of one atlas x level x set x contrast as cell types x signatures (the ``max_signatures``
+    with the smallest min fdr, in that order); None when there are no rows."""
     rows = rows.drop_duplicates(["cell_type", "signature"])
     min_fdr = rows.groupby("signature", sort=True)["fdr"].min()
-    chosen = min_fdr.sort_values(na_position="last", kind="stable").index[:MAX_HEATMAP_SIGNATURES]
+    chosen = min_fdr.sort_values(na_position="last", kind="stable").index[:max_signatures]
     rows = rows[rows["signature"].isin(chosen)]
     if rows.empty:
         return None
     effect = rows.pivot(index="cell_type", columns="signature", values="effect").reindex(columns=list(chosen))
     fdr = rows.pivot(index="cell_type", columns="signature", values="fdr").reindex(index=effect.index,
                                                                                  columns=effect.columns)
+    return effect, fdr
+
+
+def draw_heatmap(ax, effect: pd.DataFrame, fdr: pd.DataFrame, *, analysis: str):
+    """Draw ``effect`` (cell types x signatures, from :func:`heatmap_frames`) on ``ax`` on a diverging scale
+    symmetric at the largest |effect|, dots where ``fdr`` < 0.05, missing cells grey, and its colour bar."""
+    import matplotlib
+
     values = effect.to_numpy(float)
     finite = np.abs(values[np.isfinite(values)])
     vmax = float(finite.max()) if finite.size and finite.max() > 0 else 1.0
-    fig = new_figure(max(5.0, 0.22 * values.shape[1] + 3.0), max(2.6, 0.24 * values.shape[0] + 2.0))
-    ax = fig.subplots()
-    import matplotlib
-
     cmap = matplotlib.colormaps[DIVERGING].with_extremes(bad="#e6e8eb")  # not computed: grey, never on the scale
     im = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=cmap, vmin=-vmax, vmax=vmax,
                    interpolation="nearest")
@@ -242,38 +262,72 @@ def heatmap(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list
         ax.scatter(xi, yi, s=14, c="black", marker="o", edgecolors="white", linewidths=0.6)  # seen on any colour
     ax.set_xticks(range(values.shape[1]), effect.columns, rotation=90, fontsize=7)
     ax.set_yticks(range(values.shape[0]), effect.index, fontsize=7)
+    ax.figure.colorbar(im, ax=ax, shrink=0.7, label="effect" if analysis == "differential" else "slope")
+    return im
+
+
+def heatmap(rows: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path] | None:
+    """Effects of one atlas x level x set x contrast, cell types x signatures (the 40 with the smallest min fdr)."""
+    frames = heatmap_frames(rows)
+    if frames is None:
+        return None
+    effect, fdr = frames
+    fig = new_figure(max(5.0, 0.22 * effect.shape[1] + 3.0), max(2.6, 0.24 * effect.shape[0] + 2.0))
+    ax = fig.subplots()
     ax.set_title(f"{plan.atlas} · {plan.level} · {plan.signature_set}: "
-                 f"{_label(plan.by, plan.analysis, plan.contrast)}", fontsize=10)
-    fig.colorbar(im, ax=ax, shrink=0.7, label="effect" if plan.analysis == "differential" else "slope")
+                 f"{effect_label(plan.by, plan.analysis, plan.contrast)}", fontsize=10)
+    draw_heatmap(ax, effect, fdr, analysis=plan.analysis)
     return save_figure(fig, directory, plan.stem)
 
 
-def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path] | None:
-    """One signature across atlases: per cell-type unit, each atlas' effect +- CI (the labels pooled into the
-    unit, from the meta row's ``labels``) and the pooled diamond."""
-    from matplotlib.patches import Polygon
+@dataclass(frozen=True)
+class ForestLine:
+    """One row of a forest plot: its label, effect and 95% CI, and whether it is a pooled (meta) row."""
 
+    label: str
+    effect: float
+    ci_low: float
+    ci_high: float
+    pooled: bool
+
+
+def _pooled_into(label: str, joined: str | None) -> bool:
+    """Whether ``label`` is one of the labels a meta row joined with "+" (``joined``, one atlas' part of its
+    ``labels``); a label may hold "+" itself (``CD4+ T``), so it is found as a whole "+"-bounded run, not split."""
+    if joined is None:
+        return False
+    return (joined == label or joined.startswith(label + "+") or joined.endswith("+" + label)
+            or f"+{label}+" in joined)
+
+
+def forest_lines(rows: pd.DataFrame, meta: pd.DataFrame) -> list[ForestLine]:
+    """The rows of one signature's forest plot: per cell-type unit of ``meta`` (its ``MAX_FOREST_CELL_TYPES``
+    strongest), each atlas' row of ``rows`` pooled into it (from the meta row's ``labels``), then the pooled row."""
     meta = strongest_first(meta).drop_duplicates("cl_name").head(MAX_FOREST_CELL_TYPES)
-    if meta.empty:
-        return None
-    lines = []  # (label, effect, low, high, pooled?)
+    lines = []
     for m in meta.itertuples(index=False):
-        pooled = {(atlas, label) for part in m.labels.split("; ") if ": " in part
-                  for atlas, _, labels in [part.partition(": ")] for label in labels.split("+")}
-        keep = [(a, c) in pooled for a, c in zip(rows["atlas"], rows["cell_type"], strict=True)]
+        pooled = dict(part.partition(": ")[::2] for part in m.labels.split("; ") if ": " in part)
+        keep = [_pooled_into(c, pooled.get(a)) for a, c in zip(rows["atlas"], rows["cell_type"], strict=True)]
         per_atlas = rows[keep].sort_values(["atlas", "cell_type"], kind="stable")
         for r in per_atlas.itertuples(index=False):
             where = "" if r.cell_type == m.cl_name else f" ({r.cell_type})"
-            lines.append((f"{m.cl_name} · {r.atlas}{where}", r.effect, r.ci_low, r.ci_high, False))
+            lines.append(ForestLine(f"{m.cl_name} · {r.atlas}{where}", r.effect, r.ci_low, r.ci_high, False))
         i2 = "" if pd.isna(m.i2) else f", I² {m.i2:.0f}%"
-        lines.append((f"{m.cl_name} · pooled{i2}", m.effect, m.ci_low, m.ci_high, True))
-    fig = new_figure(6.4, 0.24 * len(lines) + 1.6)
-    ax = fig.subplots()
+        lines.append(ForestLine(f"{m.cl_name} · pooled{i2}", m.effect, m.ci_low, m.ci_high, True))
+    return lines
+
+
+def draw_forest(ax, lines: list[ForestLine], *, analysis: str, by: str) -> None:
+    """Draw ``lines`` (top to bottom) on ``ax``: each atlas' effect as a square with its CI, each pooled row as a
+    diamond spanning its CI, a faint rule under each cell type's block."""
+    from matplotlib.patches import Polygon
+
     y = np.arange(len(lines))[::-1].astype(float)
-    for yy, (_, eff, lo, hi, pooled) in zip(y, lines, strict=True):
-        if pooled and yy > 0:  # a faint rule under each cell type's block
+    for yy, line in zip(y, lines, strict=True):
+        eff, lo, hi = line.effect, line.ci_low, line.ci_high
+        if line.pooled and yy > 0:  # a faint rule under each cell type's block
             ax.axhline(yy - 0.5, color="#dde2e8", lw=0.8)
-        if pooled:
+        if line.pooled:
             if np.isfinite([eff, lo, hi]).all():
                 ax.add_patch(Polygon([(lo, yy), (eff, yy + 0.32), (hi, yy), (eff, yy - 0.32)], closed=True,
                                      color="#23395d"))
@@ -284,14 +338,25 @@ def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, direc
                 ax.hlines(yy, lo, hi, color="black", lw=0.9)
             ax.plot([eff], [yy], marker="s", ms=4, color="#3b6ea8")
     ax.axvline(0, color="grey", lw=0.8, ls="--")
-    ax.set_yticks(y, [text for text, *_ in lines], fontsize=7)
+    ax.set_yticks(y, [line.label for line in lines], fontsize=7)
     ax.set_ylim(-0.7, len(lines) - 0.3)
     ax.autoscale(axis="x")
-    ax.set_xlabel("mean activity z difference, 95% CI" if plan.analysis == "differential"
-                  else f"slope per unit of {plan.by}, 95% CI")
-    top = meta.iloc[0]
+    ax.set_xlabel("mean activity z difference, 95% CI" if analysis == "differential"
+                  else f"slope per unit of {by}, 95% CI")
+
+
+def forest(rows: pd.DataFrame, meta: pd.DataFrame, plan: ComparisonFigure, directory: Path) -> list[Path] | None:
+    """One signature across atlases: per cell-type unit, each atlas' effect +- CI (the labels pooled into the
+    unit, from the meta row's ``labels``) and the pooled diamond."""
+    lines = forest_lines(rows, meta)
+    if not lines:
+        return None
+    fig = new_figure(6.4, 0.24 * len(lines) + 1.6)
+    ax = fig.subplots()
+    draw_forest(ax, lines, analysis=plan.analysis, by=plan.by)
+    top = strongest_first(meta).iloc[0]
     ax.set_title(f"{plan.signature} ({plan.signature_set}) · {plan.level}: "
-                 f"{_label(plan.by, plan.analysis, plan.contrast)}\n{top['cl_name']}: τ² = {top['tau2']:.3g}, "
+                 f"{effect_label(plan.by, plan.analysis, plan.contrast)}\n{top['cl_name']}: τ² = {top['tau2']:.3g}, "
                  f"I² = {top['i2']:.0f}%, FDR = {top['fdr']:.2g}", fontsize=10)
     return save_figure(fig, directory, plan.stem)
 

@@ -102,6 +102,17 @@ def top_targets(rho: pd.DataFrame, levels: dict[tuple[str, str], str], directory
     return out
 
 
+def draw_own_gene(ax, x: np.ndarray, y: np.ndarray, *, target: str, signature_set: str, gene: str, stratum: str,
+                  rho: float, n: int) -> None:
+    """Draw a target's activity z (``y``) against its own gene's log1p CPM (``x``), one point per sample, on
+    ``ax``, titled with the stratum, Spearman ``rho`` and ``n``."""
+    ax.scatter(x, y, s=14, alpha=0.75, color="#3b6ea8", linewidths=0)
+    where = "" if stratum in ("all", "") else f", {stratum}"
+    ax.set_title(f"{target} ({signature_set}{where})\nrho = {rho:.2f}, n = {n}", fontsize=9)
+    ax.set_xlabel(f"{gene} log1p CPM")
+    ax.set_ylabel("activity z")
+
+
 def scatters(chosen: dict[str, list[dict]], load_xy: Callable[[dict], tuple[np.ndarray, np.ndarray] | None],
              directory: Path) -> list[FigureFile]:
     """Per atlas: expression vs activity across the samples of the chosen targets' representative strata."""
@@ -114,12 +125,8 @@ def scatters(chosen: dict[str, list[dict]], load_xy: Callable[[dict], tuple[np.n
         fig = new_figure(3.2 * len(data), 3.0)
         axes = np.atleast_1d(fig.subplots(1, len(data), squeeze=False)[0])
         for ax, (row, (x, y)) in zip(axes, data, strict=True):
-            ax.scatter(x, y, s=14, alpha=0.75, color="#3b6ea8", linewidths=0)
-            where = "" if row["stratum"] in ("all", "") else f", {row['stratum']}"
-            ax.set_title(f"{row['target']} ({row['signature_set']}{where})\nrho = {row['rho']:.2f}, "
-                         f"n = {row['n_samples']}", fontsize=9)
-            ax.set_xlabel(f"{row['gene']} log1p CPM")
-            ax.set_ylabel("activity z")
+            draw_own_gene(ax, x, y, target=row["target"], signature_set=row["signature_set"], gene=row["gene"],
+                          stratum=row["stratum"], rho=row["rho"], n=row["n_samples"])
         stem = f"scatter_{safe_name(atlas)}"
         out.append(FigureFile(stem, f"Expression vs activity: {atlas}",
                               f"Per sample ({atlas}, level {data[0][0]['level']}): the target gene's expression "
