@@ -20,7 +20,7 @@ from cytoatlas.errors import CytoatlasError
 
 from .reader import StoreReader
 from .respond import NotFound, Unavailable
-from .routes import build_router
+from .routes import Store, build_router
 
 log = logging.getLogger("cytoatlas.serve")
 WEB = Path(__file__).with_name("web")
@@ -158,28 +158,14 @@ def _openapi_with_examples(app: FastAPI, reader: StoreReader) -> dict:
 
 def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
     """The API and web page over the store ``db`` (read-only); every route needs ``token`` if given."""
-    import duckdb
-
     reader = StoreReader(db)
-
-    def run(fn):
-        reader.refresh()
-        for attempt in range(2):
-            try:
-                with reader.session() as (cur, catalog):
-                    return fn(cur, catalog)
-            except duckdb.IOException as e:  # a part removed by a concurrent rebuild: the new file knows better
-                if attempt:
-                    raise Unavailable(f"the store cannot be read right now ({str(e).splitlines()[0]}); if this "
-                                      "persists, run `cytoatlas index` again") from None
-                log.warning("store read failed (%s); reopening it", str(e).splitlines()[0])
-                reader.refresh()
 
     app = FastAPI(title="cytoatlas", version="1", openapi_url="/api/v1/openapi.json", docs_url=None,
                   redoc_url=None, description="Pseudobulk expression, cytokine / secreted-protein activity and "
                   "their validation, and condition comparisons, from a `cytoatlas index` store. Every table: "
                   "`format=json|csv|parquet`, `limit` / `offset` pages in a stable order.")
     app.state.reader = reader
+    app.state.store = Store(reader)  # what the routes get through their dependency
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:
@@ -189,7 +175,7 @@ def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
-    app.include_router(build_router(run))
+    app.include_router(build_router())
     app.openapi = lambda: _openapi_with_examples(app, reader)
 
     @app.get("/", include_in_schema=False)
