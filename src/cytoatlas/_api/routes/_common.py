@@ -30,14 +30,14 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 By = Annotated[Literal["cell_type", "sample"], Query(description="cell-type rows, or sample x cell-type rows")]
 
 
-def names(description: str, max_items: int = 1000):
+def name_list(description: str, max_items: int = 1000):
     """A repeatable query parameter of names."""
     return Annotated[list[QName], Query(max_length=max_items, description=description)]
 
 
-CellTypes = names("keep these cell types (repeatable)")
-Samples = names("keep these samples (repeatable)")
-Signatures = names("keep these signatures (repeatable)")
+CellTypes = name_list("keep these cell types (repeatable)")
+Samples = name_list("keep these samples (repeatable)")
+Signatures = name_list("keep these signatures (repeatable)")
 OptName = Annotated[QName | None, Query()]
 OptBool = Annotated[bool | None, Query()]
 FdrMax = Annotated[float | None, Query(ge=0, le=1, description="keep rows with fdr <= this")]

@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import numpy as np
 from fastapi import APIRouter, Query, Response
 
-from .. import queries
+from .. import names, queries
 from ..ingest import ACTIVITY_LAYERS
 from ..models import ActivityMatrix, ActivityRow
 from ..reader import Catalog
@@ -28,7 +28,7 @@ from ._common import (
     Signatures,
     StoreDep,
     kind,
-    names,
+    name_list,
     table,
 )
 
@@ -48,6 +48,7 @@ def activity(atlas: Name, level: Name, signature_set: Name, by: By = "cell_type"
                   f" (see /api/v1/signature-sets/{signature_set}/signatures)")
         for c in cell_type:
             check("cell type", c, cat.cell_types.get((atlas, level), ()), f" in atlas {atlas!r} {level}")
+        names.check_each("sample", sample, names.samples(cur, cat, atlas, level), f" in atlas {atlas!r} {level}")
         return queries.activity(cur, (atlas, level, signature_set), str(src.part), src.source_id, signature,
                                 cell_type, sample, limit, offset)
     return respond(store.run(go), format, limit, offset, f"{atlas}_{level}_{signature_set}_activity")
@@ -87,8 +88,8 @@ def activity_matrix(store: StoreDep, atlas: Name, level: Name, signature_set: Na
 
 @router.get("/signatures/{signature_set}/{signature}", **table(ActivityRow))
 def signature_activity(store: StoreDep, signature_set: Name, signature: Name, by: By = "cell_type",
-                       atlas: names("only these atlases") = [],  # noqa: B006
-                       level: names("only these levels") = [], cell_type: CellTypes = [],  # noqa: B006
+                       atlas: name_list("only these atlases") = [],  # noqa: B006
+                       level: name_list("only these levels") = [], cell_type: CellTypes = [],  # noqa: B006
                        format: Format = "json", limit: Limit = DEFAULT_LIMIT, offset: Offset = 0) -> Response:
     """One signature in every atlas and level (with bootstrap CIs for cell-type rows)."""
     def go(cur, cat: Catalog):
@@ -99,6 +100,9 @@ def signature_activity(store: StoreDep, signature_set: Name, signature: Name, by
             check("atlas", a, cat.atlases)
         for lev in level:
             check("level", lev, {x for a in cat.atlases for x in cat.levels[a]})
+        names.check_each("cell type", cell_type, set().union(*(
+            types for (a, lev), types in cat.cell_types.items() if (not atlas or a in atlas)
+            and (not level or lev in level))), " in the atlases and levels asked for")
         root = str(cat.parts) + os.sep
         parts = sorted(str(s.part) for (step, a, lev, k, sset), s in cat.sources.items()
                        if step == "activity" and sset == signature_set and k == kind(by) and s.part

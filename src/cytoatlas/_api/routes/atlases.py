@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from .. import queries
+from .. import names, queries
 from ..models import AtlasRow, CellTypeRow, LevelRow, SampleRow
 from ..reader import Catalog
 from ..respond import NotFound, check, respond
@@ -46,5 +46,6 @@ def samples(store: StoreDep, atlas: Name, level: Name, cell_type: CellTypes = []
             (s for k, s in sorted(cat.sources.items()) if k[:4] == ("activity", atlas, level, "samples")), None)
         if src is None:
             raise NotFound(f"no sample x cell type results for {atlas!r} {level} in the store")
+        names.check_each("cell type", cell_type, cat.cell_types.get((atlas, level), ()), f" in atlas {atlas!r} {level}")
         return queries.samples(cur, src.source_id, cell_type, limit, offset)
     return respond(store.run(go), format, limit, offset, f"{atlas}_{level}_samples")

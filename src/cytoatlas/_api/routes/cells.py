@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from .. import cells as cells_tables
-from .. import queries
+from .. import names, queries
 from ..models import CellsEmbeddingPoint, CellsSetRow, CellsSummaryRow
 from ..reader import Catalog
 from ..respond import NotFound, check, respond
@@ -46,6 +46,8 @@ def cells_summary(store: StoreDep, atlas: Name, signature_set: Name, level: OptN
         have = _have(cat, atlas, signature_set, "summary")
         if signature is not None:
             check("signature", signature, have["summary"], f" in {signature_set}")
+        names.check_filters(cur, cat, cells_tables.TABLES["summary"], {"level": level, "label": label},
+                            f" in the per-cell results of {atlas!r} {signature_set}")
         base, params = cells_tables.summary_query({"atlas": atlas, "signature_set": signature_set,
                                                    "level": level, "label": label, "signature": signature})
         return queries.page(cur, base, cells_tables.SUMMARY_ORDER, params, limit, offset)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from .. import queries
+from .. import names, queries
 from ..models import ExpressionRow
 from ..reader import Catalog
 from ..respond import check, respond
@@ -26,6 +26,8 @@ def expression(store: StoreDep, atlas: Name, level: Name,
         src = _sources.expression(cat, atlas, level, kind(by))
         for g in gene:
             check("gene", g, cat.genes.get(atlas, ()), f" in atlas {atlas!r}", " (try /api/v1/search?q=...)")
+        names.check_each("cell type", cell_type, cat.cell_types.get((atlas, level), ()), f" in atlas {atlas!r} {level}")
+        names.check_each("sample", sample, names.samples(cur, cat, atlas, level), f" in atlas {atlas!r} {level}")
         idx = sorted(queries.gene_index(cur, src.source_id, gene).values())
         if not idx:
             return queries.Table(list(ExpressionRow.model_fields), [], 0)

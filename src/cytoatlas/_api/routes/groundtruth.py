@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from .. import groundtruth as groundtruth_tables
-from .. import queries
+from .. import names, queries
 from ..models import GROUNDTRUTH_MODELS
 from ..reader import Catalog
 from ..respond import respond
@@ -17,7 +17,8 @@ router = APIRouter(tags=["groundtruth"])
 def _route(name: str, doc: str) -> None:
     def endpoint(store: StoreDep, format: Format = "json", limit: Limit = DEFAULT_LIMIT, offset: Offset = 0,
                  **filters) -> Response:
-        def go(cur, cat: Catalog):  # a store without a ground truth serves the table empty, as a filter would
+        def go(cur, cat: Catalog):  # a store without a ground truth serves the table empty (no filter given)
+            names.check_filters(cur, cat, groundtruth_tables.table(name), filters, " in the ground truth")
             base, params = groundtruth_tables.table_query(name, filters)
             return queries.page(cur, base, groundtruth_tables.order(name), params, limit, offset)
         return respond(store.run(go), format, limit, offset, f"groundtruth_{name}")

@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from .. import queries
+from .. import names, queries
 from ..models import VALIDATION_MODELS, ScatterPoint
 from ..reader import Catalog
 from ..respond import NotFound, check, respond
+from ..schema import validation_table
 from . import _sources
 from ._common import (
     DEFAULT_LIMIT,
@@ -40,6 +41,7 @@ def scatter(store: StoreDep, atlas: Name, level: Name, signature_set: Name, targ
         act = _sources.activity(cat, atlas, level, signature_set, "samples")
         check("signature", target, cat.signatures.get(signature_set, ()), f" in {signature_set}")
         ex = _sources.expression(cat, atlas, level, "samples")
+        names.check_each("cell type", cell_type, cat.cell_types.get((atlas, level), ()), f" in atlas {atlas!r} {level}")
         name = gene or (queries.rho_gene(cur, atlas, level, signature_set, target) if "rho" in cat.validation
                         else None) or target
         if gene is None and name not in cat.genes.get(atlas, ()):
@@ -66,6 +68,8 @@ def _route(path: str, name: str, doc: str) -> None:
                     check("atlas", filters[key], cat.atlases)
             if filters.get("signature_set") is not None:
                 check("signature set", filters["signature_set"], cat.all_sets)
+            names.check_filters(cur, cat, validation_table(name), filters, f" in the validation table {name!r}",
+                                {"atlas": ("atlas_a", "atlas_b")} if name == "cross_atlas" else None)
             return queries.validation(cur, name, filters, limit, offset)
         return respond(store.run(go), format, limit, offset, name)
 
