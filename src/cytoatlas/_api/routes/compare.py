@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
 
 from .. import compare as compare_tables
 from .. import queries
-from ..models import COMPARE_MODELS, ContrastRow
+from .. import volcano as volcano_plot
+from ..models import COMPARE_MODELS, ContrastRow, Problem, Volcano
 from ..reader import Catalog
-from ..respond import NotFound, check, respond
+from ..respond import NotFound, check, json_response, page_body, respond
 from ..schema import compare_order
-from ._common import DEFAULT_LIMIT, FdrMax, Format, Limit, Offset, OptName, StoreDep, table, with_filters
+from ._common import DEFAULT_LIMIT, FdrMax, Format, Limit, Offset, OptName, QName, StoreDep, table, with_filters
 
 router = APIRouter(tags=["compare"])
 
@@ -72,3 +75,34 @@ contrasts.__doc__ = ("The comparisons in the store: each (analysis, column, cont
                      "set) with its test and row counts.")
 router.add_api_route("/compare/contrasts", contrasts, methods=["GET"], name="compare_contrasts",
                      **table(ContrastRow))
+
+
+Required = Annotated[QName, Query()]
+
+
+@router.get("/compare/volcano", response_model=Volcano,
+            responses={404: {"model": Problem, "description": "unknown name, or no such comparison"},
+                       503: {"model": Problem, "description": "the store is being rebuilt; retry"}})
+def volcano(store: StoreDep, analysis: Annotated[Literal[volcano_plot.ANALYSES], Query()],  # type: ignore[valid-type]
+            atlas: Required, level: Required, signature_set: Required, by: Required, contrast: Required,
+            top: Annotated[int, Query(ge=1, le=20_000, description="rows sent as points (smallest p)")] = 2000,
+            bins: Annotated[int, Query(ge=10, le=1000, description="grid cells per axis for the others")] = 200,
+            ) -> Response:
+    """One comparison's volcano as a screen can show it: the ``top`` rows of smallest p as points (every column),
+    the other drawable rows counted in a ``bins`` x ``bins`` grid (rows, rows with FDR < 0.05)."""
+    names = {"analysis": analysis, "atlas": atlas, "level": level, "signature_set": signature_set, "by": by,
+             "contrast": contrast}
+
+    def go(cur, cat: Catalog):
+        _names(cat, names)
+        return volcano_plot.volcano(cur, analysis, {k: v for k, v in names.items() if k != "analysis"}, top, bins)
+
+    v = store.run(go)
+    if not v.n_rows:
+        raise NotFound(f"no {analysis} comparison {contrast!r} ({by}) of {atlas!r} {level} {signature_set} in the "
+                       "store (see /api/v1/compare/contrasts)", [])
+    points = page_body(queries.Table(v.columns, v.points, len(v.points)), len(v.points) or 1, 0)["rows"]
+    return json_response({**names, "n_rows": v.n_rows, "n_drawable": v.n_drawable, "n_significant": v.n_significant,
+                          "x_range": v.x_range, "y_range": v.y_range, "points": points,
+                          "density": {"bins": v.bins, "n": sum(c[2] for c in v.cells),
+                                      "cells": [list(c) for c in v.cells]}})
