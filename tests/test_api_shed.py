@@ -87,6 +87,27 @@ def test_a_waiting_request_gets_the_turn_of_one_that_finishes() -> None:
     assert statuses == [200, 200, 200] and app.running == 0 and not app.queue
 
 
+def test_a_request_that_could_not_get_a_turn_in_time_is_answered_at_once() -> None:
+    async def scenario():
+        inner = Held()
+        app = Shed(inner, Limits(active=1, waiting=8, wait=60))
+        app.service = 25.0  # as if each request held its turn 25 s
+        first = asyncio.create_task(_get(app, "/api/v1/slow"))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(_get(app, "/api/v1/slow"))  # one turn ahead: 25 s <= 60 s, it waits
+        await asyncio.sleep(0)
+        third = asyncio.create_task(_get(app, "/api/v1/slow"))  # two turns ahead: 50 s <= 60 s, it waits
+        await asyncio.sleep(0)
+        fourth = await _get(app, "/api/v1/slow")  # three turns ahead: 75 s > 60 s, answered now
+        queued = len(app.queue)
+        inner.release.set()
+        return fourth, queued, [s for s, _ in await asyncio.gather(first, second, third)]
+
+    fourth, queued, statuses = asyncio.run(scenario())
+    assert fourth[0] == 503 and fourth[1]["retry-after"] == "1"
+    assert queued == 2 and statuses == [200, 200, 200]
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [({"active": 0}, "at least 1"), ({"waiting": -1}, "at least 0"),
                                                  ({"wait": float("nan")}, "seconds")])
 def test_limits_are_range_checked(kwargs: dict, message: str) -> None:

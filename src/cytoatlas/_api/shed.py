@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from dataclasses import dataclass
 
 from cytoatlas.errors import CytoatlasError
@@ -49,13 +50,16 @@ class Limits:
 class Shed:
     """ASGI middleware: at most ``limits.active`` API requests run at once; the next ``limits.waiting`` wait up to
     ``limits.wait`` seconds for a turn (first come, first served); every other one is answered 503 with
-    ``Retry-After``. Paths outside ``/api/`` (the page, static files) and :data:`EXEMPT` are never held."""
+    ``Retry-After``, at once when the requests ahead of it would take longer than that (``service``: a running
+    mean of how long a request holds its turn). Paths outside ``/api/`` (the page, static files) and
+    :data:`EXEMPT` are never held."""
 
     def __init__(self, app, limits: Limits = Limits()):  # noqa: B008  (frozen, so one shared default is safe)
         self.app = app
         self.limits = limits
         self.running = 0
         self.queue: list[asyncio.Future] = []  # the waiting requests, first come first
+        self.service = 0.0  # seconds a request holds its turn (exponential mean; 0 until one has finished)
 
     def _held(self, scope) -> bool:
         return scope["type"] == "http" and scope["path"].startswith("/api/") and scope["path"] not in EXEMPT
@@ -65,9 +69,12 @@ class Shed:
             return await self.app(scope, receive, send)
         if not await self._turn():
             return await self._busy(send)
+        start = time.monotonic()
         try:
             await self.app(scope, receive, send)
         finally:
+            held = time.monotonic() - start
+            self.service = held if not self.service else 0.8 * self.service + 0.2 * held
             self._release()
 
     async def _turn(self) -> bool:
@@ -77,6 +84,8 @@ class Shed:
             return True
         if len(self.queue) >= self.limits.waiting:
             return False
+        if (len(self.queue) + 1) * self.service / self.limits.active > self.limits.wait:
+            return False  # the turns ahead would outlast the wait: say so now, not after it
         ticket = asyncio.get_running_loop().create_future()
         self.queue.append(ticket)
         try:
