@@ -4,7 +4,9 @@ Starts `cytoatlas serve` from the source tree ``--src`` (so two code versions ca
 127.0.0.1 with ``--serve-args``, then ``--clients`` threads send ``--requests`` heavy requests in all: whole
 sample x cell type activity tables (up to 50,000 rows), one signature's sample rows across atlases, and 50 genes'
 expression by sample, drawn (seeded) from the store's names. Prints the count of each status, the latency
-percentiles of all answers and of the 200s, and whether every 503 carried ``Retry-After``.
+percentiles of all answers and of the 200s, and whether every 503 carried ``Retry-After``. With ``--retry`` a
+client does what a 503 asks (waits ``Retry-After`` seconds and sends the request again) and the latency is the
+time until the answer, retries included.
 
     python benchmarks/bench_shed.py --db store.duckdb --src /work/main/src
     python benchmarks/bench_shed.py --db store.duckdb --src src --serve-args="--max-active 4"
@@ -36,6 +38,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def heavy_paths(client: httpx.Client, n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     get = lambda path, **p: client.get(path, params=p).raise_for_status().json()  # noqa: E731
@@ -65,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--requests", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--retry", action="store_true", help="on a 503, wait Retry-After and send the request again")
     p.add_argument("--json", type=Path)
     a = p.parse_args(argv)
     port = _free_port()
@@ -81,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         with httpx.Client(base_url=url, timeout=120) as c:
             work = heavy_paths(c, a.requests, a.seed)
         answers: list[tuple[int, bool, float]] = []
+        retries: list[str] = []
         lock = threading.Lock()
         items = iter(work)
 
@@ -93,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
                         return
                     t = time.perf_counter()
                     r = c.get(path)
+                    while a.retry and r.status_code == 503 and "retry-after" in r.headers:
+                        with lock:
+                            retries.append(path)
+                        time.sleep(float(r.headers["retry-after"]))
+                        r = c.get(path)
                     with lock:
                         answers.append((r.status_code, "retry-after" in r.headers, time.perf_counter() - t))
 
@@ -103,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         for th in threads:
             th.join()
         wall = time.perf_counter() - start
+        cpu = _cpu_seconds(proc.pid)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -114,10 +133,15 @@ def main(argv: list[str] | None = None) -> int:
                 "max_ms": round(1000 * v[-1], 1) if v else None}
 
     summary = {"src": str(a.src), "serve_args": a.serve_args, "clients": a.clients, "requests": len(work),
+               "retry": a.retry, "retries": len(retries),
                "seconds": round(wall, 1), "statuses": dict(Counter(s for s, _, _ in answers)),
                "every_503_has_retry_after": all(h for s, h, _ in answers if s == 503),
                "all": pct([t for _, _, t in answers]), "ok": pct([t for s, _, t in answers if s == 200]),
-               "served_per_s": round(sum(s == 200 for s, _, _ in answers) / wall, 2)}
+               "served_per_s": round(sum(s == 200 for s, _, _ in answers) / wall, 2),
+               # the server's CPU (startup included): on a shared machine, what a request costs, apart from the
+               # share of the cores the process was given
+               "server_cpu_s": None if cpu is None else round(cpu, 1),
+               "server_cpu_per_answer_s": None if cpu is None else round(cpu / max(1, len(answers)), 3)}
     text = json.dumps(summary, indent=1)
     print(text)
     if a.json:

@@ -554,8 +554,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--allow-readable-token-file", action="store_true",
                    help="accept a token file its group or others may read (default: refused; chmod 600 it)")
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1; about one core each)")
-    p.add_argument("--max-active", type=int, default=4,
-                   help="API requests one worker runs at once (default 4)")
+    p.add_argument("--max-active", type=int, default=8,
+                   help="API requests one worker runs at once (default 8)")
     p.add_argument("--max-waiting", type=int, default=32,
                    help="requests that may wait for a turn; more are answered 503 + Retry-After (default 32)")
     p.add_argument("--max-wait", type=float, default=2.0,

@@ -77,7 +77,7 @@ def serve(
     log_level: str = "info",
     workers: int = 1,
     allow_readable_token_file: bool = False,
-    max_active: int = 4,
+    max_active: int = 8,
     max_waiting: int = 32,
     max_wait: float = 2.0,
 ) -> None:

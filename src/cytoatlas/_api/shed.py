@@ -34,7 +34,7 @@ class Limits:
         Seconds a request may wait for a turn before it is answered 503.
     """
 
-    active: int = 4
+    active: int = 8
     waiting: int = 32
     wait: float = 2.0
 
