@@ -19,23 +19,6 @@ LABELS = {"signature_set": "signature set", "cell_type": "cell type", "atlas_a":
           "cl_id": "Cell Ontology ID", "cl_name": "Cell Ontology cell type"}
 
 
-def catalog_names(cat: Catalog, column: str) -> set[str]:
-    """The catalog's names of the kind a filter column holds (none for a kind the catalog does not know)."""
-    if column in ("atlas", "atlas_a", "atlas_b"):
-        return set(cat.atlases)
-    if column == "level":
-        return {lev for levels in cat.levels.values() for lev in levels}
-    if column == "signature_set":
-        return set(cat.all_sets)
-    if column in ("signature", "target"):
-        return set().union(*cat.signatures.values())
-    if column == "gene":
-        return set().union(*cat.genes.values())
-    if column == "cell_type":
-        return set().union(*cat.cell_types.values())
-    return set()
-
-
 class _Cache:
     """Values read from one catalog's store generation; a new catalog starts afresh."""
 
@@ -58,6 +41,28 @@ class _Cache:
 
 
 _CACHE = _Cache()
+
+
+def catalog_names(cat: Catalog, column: str) -> frozenset[str]:
+    """The catalog's names of the kind a filter column holds (none for a kind the catalog does not know); built
+    once per store generation (every gene of every atlas is a large set)."""
+    return _CACHE.get(cat, ("catalog", column), lambda: _catalog_names(cat, column))
+
+
+def _catalog_names(cat: Catalog, column: str) -> set[str]:
+    if column in ("atlas", "atlas_a", "atlas_b"):
+        return set(cat.atlases)
+    if column == "level":
+        return {lev for levels in cat.levels.values() for lev in levels}
+    if column == "signature_set":
+        return set(cat.all_sets)
+    if column in ("signature", "target"):
+        return set().union(*cat.signatures.values())
+    if column == "gene":
+        return set().union(*cat.genes.values())
+    if column == "cell_type":
+        return set().union(*cat.cell_types.values())
+    return set()
 
 
 def distinct(cur, cat: Catalog, table: str, columns: Iterable[str]) -> frozenset[str]:
@@ -92,8 +97,9 @@ def check_filters(cur, cat: Catalog, table: str, filters: Mapping[str, object], 
     for col, value in filters.items():
         if not isinstance(value, str):
             continue  # unset (None), a boolean or a number: nothing to name
-        valid = catalog_names(cat, col) | distinct(cur, cat, table, (columns or {}).get(col, (col,)))
-        check(LABELS.get(col, col.replace("_", " ")), value, valid, where)
+        known, held = catalog_names(cat, col), distinct(cur, cat, table, (columns or {}).get(col, (col,)))
+        if value not in known and value not in held:  # the union (36 k genes and more) only for the 404
+            check(LABELS.get(col, col.replace("_", " ")), value, known | held, where)
 
 
 def check_each(what: str, values: Iterable[str], valid: Iterable[str], where: str = "") -> None:
