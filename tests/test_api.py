@@ -390,9 +390,12 @@ def test_csv_and_parquet_carry_the_same_rows(client: TestClient) -> None:
         path.unlink()
     assert list(pq.columns) == list(want.columns) and pq["z"].tolist() == want["z"].tolist()
     assert pq["cell_type"].tolist() == want["cell_type"].tolist()
-    empty = client.get("/api/v1/signatures/cytosig/IFNG", params={"atlas": "beta", "cell_type": "nobody",
+    # an empty page is still a Parquet file (an unknown cell type is a 404 now: a page past the end is empty)
+    empty = client.get("/api/v1/signatures/cytosig/IFNG", params={"atlas": "beta", "offset": 10**6,
                                                                  "format": "parquet"})
     assert empty.status_code == 200 and empty.content[:4] == b"PAR1"
+    assert client.get("/api/v1/signatures/cytosig/IFNG", params={"atlas": "beta", "cell_type": "nobody",
+                                                                "format": "parquet"}).status_code == 404
 
 
 def test_token_guards_every_route(api_db: Path) -> None:

@@ -35,6 +35,7 @@ def test_serve_with_two_workers_and_a_token(api_db: Path, tmp_path: Path) -> Non
 
     token = tmp_path / "token"
     token.write_text("two-workers-token-0123456789\n")
+    token.chmod(0o600)  # a token file others may read is refused
     with running_server(api_db, "--workers", "2", "--token-file", str(token)) as url:
         assert httpx.get(url + "/api/v1/atlases").status_code == 401
         auth = {"Authorization": "Bearer two-workers-token-0123456789"}

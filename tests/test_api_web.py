@@ -31,6 +31,7 @@ def browser():
 def server(api_db: Path, tmp_path_factory):
     token_file = tmp_path_factory.mktemp("token") / "token"
     token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)  # a token file others may read is refused
     with running_server(api_db, "--token-file", str(token_file)) as url:
         yield url
 

@@ -36,6 +36,7 @@ def test_the_cells_view_draws_the_embedding_and_summary(cells_db: Path, tmp_path
 
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
+    token_file.chmod(0o600)  # a token file others may read is refused
     with running_server(cells_db, "--token-file", str(token_file)) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 1100})

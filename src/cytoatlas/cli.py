@@ -358,7 +358,9 @@ def _serve(args: argparse.Namespace) -> None:
     from cytoatlas._api import serve
 
     serve(args.db, host=args.host, port=args.port, token_file=args.token_file, access_log=not args.no_access_log,
-          log_level="warning" if args.quiet else "info", workers=args.workers)
+          log_level="warning" if args.quiet else "info", workers=args.workers,
+          allow_readable_token_file=args.allow_readable_token_file, max_active=args.max_active,
+          max_waiting=args.max_waiting, max_wait=args.max_wait)
 
 
 def _cells(args: argparse.Namespace) -> None:
@@ -587,7 +589,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--token-file", help="file holding a bearer token required by every route")
+    p.add_argument("--allow-readable-token-file", action="store_true",
+                   help="accept a token file its group or others may read (default: refused; chmod 600 it)")
     p.add_argument("--workers", type=int, default=1, help="server processes (default 1; about one core each)")
+    p.add_argument("--max-active", type=int, default=8,
+                   help="API requests one worker runs at once (default 8)")
+    p.add_argument("--max-waiting", type=int, default=32,
+                   help="requests that may wait for a turn; more are answered 503 + Retry-After (default 32)")
+    p.add_argument("--max-wait", type=float, default=2.0,
+                   help="seconds a request may wait for a turn before a 503 + Retry-After (default 2)")
     p.add_argument("--no-access-log", action="store_true", help="do not log every request")
     p.set_defaults(func=_serve)
 

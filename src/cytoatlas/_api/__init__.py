@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -74,6 +76,10 @@ def serve(
     access_log: bool = True,
     log_level: str = "info",
     workers: int = 1,
+    allow_readable_token_file: bool = False,
+    max_active: int = 8,
+    max_waiting: int = 32,
+    max_wait: float = 2.0,
 ) -> None:
     """Serve the API (``/api/v1``, OpenAPI schema at ``/api/v1/openapi.json``) and the web page (``/``) over a
     store built by :func:`index`, until interrupted.
@@ -83,11 +89,12 @@ def serve(
     db
         The store (a DuckDB file), opened read-only.
     host, port
-        Where to listen; the default binds to this machine only. Anything else without a token is logged as a
-        warning: everyone who can reach the port can read the results.
+        Where to listen (a port from 1 to 65535); the default binds to this machine only. Anything else without a
+        token is logged as a warning: everyone who can reach the port can read the results.
     token, token_file
-        A bearer token (at least 16 characters), or a file holding one: then every route, the page included,
-        answers 401 without ``Authorization: Bearer TOKEN`` (a browser opens ``/?token=TOKEN`` once).
+        A bearer token (at least 16 characters), or a file holding one (UTF-8 text, readable by its owner only):
+        then every route, the page included, answers 401 without ``Authorization: Bearer TOKEN`` (a browser opens
+        ``/?token=TOKEN`` once).
     access_log
         Log every request (uvicorn's access log).
     log_level
@@ -95,26 +102,37 @@ def serve(
     workers
         Server processes (uvicorn's workers), each with its own read-only connection: one process uses about one
         core (Python holds a lock while it encodes answers), so more workers serve more requests at once.
+    allow_readable_token_file
+        Accept a token file that its group or others may read (with a warning) instead of refusing it.
+    max_active, max_waiting, max_wait
+        Load shedding, per worker: at most ``max_active`` API requests run at once, ``max_waiting`` more wait up
+        to ``max_wait`` seconds for a turn, and any other is answered 503 with ``Retry-After: 1``.
 
     Raises
     ------
     CytoatlasError
-        If the store cannot be opened or the token file cannot be read.
+        If the port is out of range, the store cannot be opened, or the token file cannot be read, is not UTF-8
+        text or is readable by others (without ``allow_readable_token_file``).
     """
     import uvicorn
 
-    from cytoatlas._api.app import create_app, read_token
+    from cytoatlas._api.app import check_token_file_mode, create_app, read_token
+    from cytoatlas._api.shed import Limits
     from cytoatlas.errors import CytoatlasError
 
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise CytoatlasError(f"the port must be a whole number from 1 to 65535, got {port!r}")
+    limits = Limits(active=max_active, waiting=max_waiting, wait=max_wait)
     if token_file is not None:
         if token is not None:
             raise CytoatlasError("give a token or a token file, not both")
         token = read_token(token_file)
+        check_token_file_mode(token_file, allow_readable_token_file)
     elif token is not None and len(token) < 16:
         raise CytoatlasError("the token must be at least 16 characters")
     if workers < 1:
         raise CytoatlasError(f"workers must be at least 1, got {workers}")
-    app = create_app(db, token=token)  # opened here too, so a bad store fails now with one line
+    app = create_app(db, token=token, limits=limits)  # opened here too, so a bad store fails now with one line
     if token is None and not _loopback(host):
         log.warning("serving on %s without a token: anyone who can reach port %d can read the results "
                     "(use --token-file)", host, port)
@@ -125,6 +143,7 @@ def serve(
         return
     app.state.reader.close()
     os.environ["CYTOATLAS_SERVE_DB"] = str(app.state.reader.db)
+    os.environ["CYTOATLAS_SERVE_LIMITS"] = json.dumps(dataclasses.asdict(limits))
     if token_file is not None:
         os.environ["CYTOATLAS_SERVE_TOKEN_FILE"] = str(Path(token_file).resolve())
     elif token is not None:

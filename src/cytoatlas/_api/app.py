@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import importlib.util
+import json
 import logging
 import os
 from http.cookies import SimpleCookie
@@ -20,7 +21,8 @@ from cytoatlas.errors import CytoatlasError
 
 from .reader import StoreReader
 from .respond import NotFound, Unavailable
-from .routes import build_router
+from .routes import Store, build_router
+from .shed import Limits, Shed
 
 log = logging.getLogger("cytoatlas.serve")
 WEB = Path(__file__).with_name("web")
@@ -40,11 +42,14 @@ def plotly_js() -> Path | None:
 
 
 def read_token(token_file: str | os.PathLike) -> str:
-    """The bearer token in a file (surrounding whitespace ignored); it must not be empty."""
+    """The bearer token in a file (UTF-8, surrounding whitespace ignored): at least 16 characters, no spaces."""
     try:
-        token = Path(token_file).read_text().strip()
+        token = Path(token_file).read_bytes().decode("utf-8").strip()
     except OSError as e:
         raise CytoatlasError(f"cannot read the token file {token_file}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise CytoatlasError(f"the token file {token_file} is not UTF-8 text (byte {e.start}); write the token "
+                             "as plain text") from None
     if len(token) < 16 or any(c.isspace() for c in token):
         raise CytoatlasError(f"the token in {token_file} must be at least 16 characters without spaces")
     return token
@@ -156,30 +161,34 @@ def _openapi_with_examples(app: FastAPI, reader: StoreReader) -> dict:
     return app.openapi_schema
 
 
-def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
-    """The API and web page over the store ``db`` (read-only); every route needs ``token`` if given."""
-    import duckdb
+def check_token_file_mode(token_file: str | os.PathLike, allow_readable: bool = False) -> None:
+    """Refuse a token file that users other than its owner may read (a shared secret is no secret), unless
+    ``allow_readable``; then it is logged as a warning."""
+    if os.name != "posix":
+        return
+    try:
+        mode = os.stat(token_file).st_mode
+    except OSError as e:
+        raise CytoatlasError(f"cannot read the token file {token_file}: {e.strerror}") from None
+    if mode & 0o077:
+        what = f"the token file {token_file} is readable by {'group and others' if mode & 0o007 else 'its group'}"
+        if not allow_readable:
+            raise CytoatlasError(f"{what} (mode {mode & 0o777:o}): run `chmod 600 {token_file}`, or pass "
+                                 "--allow-readable-token-file")
+        log.warning("%s (mode %o); allowed by --allow-readable-token-file", what, mode & 0o777)
 
+
+def create_app(db: str | os.PathLike, *, token: str | None = None, limits: Limits | None = None) -> FastAPI:
+    """The API and web page over the store ``db`` (read-only); every route needs ``token`` if given; ``limits``:
+    how many API requests run and wait at once (:class:`~cytoatlas._api.shed.Limits`; the default if None)."""
     reader = StoreReader(db)
-
-    def run(fn):
-        reader.refresh()
-        for attempt in range(2):
-            try:
-                with reader.session() as (cur, catalog):
-                    return fn(cur, catalog)
-            except duckdb.IOException as e:  # a part removed by a concurrent rebuild: the new file knows better
-                if attempt:
-                    raise Unavailable(f"the store cannot be read right now ({str(e).splitlines()[0]}); if this "
-                                      "persists, run `cytoatlas index` again") from None
-                log.warning("store read failed (%s); reopening it", str(e).splitlines()[0])
-                reader.refresh()
 
     app = FastAPI(title="cytoatlas", version="1", openapi_url="/api/v1/openapi.json", docs_url=None,
                   redoc_url=None, description="Pseudobulk expression, cytokine / secreted-protein activity and "
                   "their validation, and condition comparisons, from a `cytoatlas index` store. Every table: "
                   "`format=json|csv|parquet`, `limit` / `offset` pages in a stable order.")
     app.state.reader = reader
+    app.state.store = Store(reader)  # what the routes get through their dependency
 
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:
@@ -189,7 +198,7 @@ def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
-    app.include_router(build_router(run))
+    app.include_router(build_router())
     app.openapi = lambda: _openapi_with_examples(app, reader)
 
     @app.get("/", include_in_schema=False)
@@ -207,13 +216,17 @@ def create_app(db: str | os.PathLike, *, token: str | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=WEB), name="static")
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=1)  # 5x faster than 9, 20 % larger
+    app.add_middleware(Shed, limits=limits or Limits())  # inside the guard: no turn for a request without the token
     app.add_middleware(Guard, token=token)
     return app
 
 
 def app_from_environment() -> FastAPI:
     """The app of one ``serve --workers N`` worker process: the store and token come from the environment
-    (``CYTOATLAS_SERVE_DB``, and ``CYTOATLAS_SERVE_TOKEN_FILE`` or ``CYTOATLAS_SERVE_TOKEN``)."""
+    (``CYTOATLAS_SERVE_DB``, and ``CYTOATLAS_SERVE_TOKEN_FILE`` or ``CYTOATLAS_SERVE_TOKEN``), and its
+    limits (``CYTOATLAS_SERVE_LIMITS``, JSON)."""
     token_file = os.environ.get("CYTOATLAS_SERVE_TOKEN_FILE")
     token = read_token(token_file) if token_file else os.environ.get("CYTOATLAS_SERVE_TOKEN") or None
-    return create_app(os.environ["CYTOATLAS_SERVE_DB"], token=token)
+    limits = os.environ.get("CYTOATLAS_SERVE_LIMITS")
+    return create_app(os.environ["CYTOATLAS_SERVE_DB"], token=token,
+                      limits=Limits(**json.loads(limits)) if limits else None)

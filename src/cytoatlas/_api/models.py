@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -186,6 +186,37 @@ class ContrastRow(BaseModel):
     n_signatures: int
     n_significant: int = Field(description="rows with fdr < 0.05")
     n_untestable: int = Field(description="cell types that could not be tested (see /compare/untestable)")
+
+
+class VolcanoDensity(BaseModel):
+    """The drawable rows not sent as points, counted in a ``bins`` x ``bins`` grid over the plot's range."""
+
+    bins: int
+    n: int = Field(description="rows counted here (drawable rows beyond the top ones)")
+    cells: list[list[int]] = Field(description="[ix, iy, rows, rows with FDR < 0.05] of each non-empty cell: ix "
+                                   "counts cells of (x_range[1] - x_range[0]) / bins from x_range[0], iy cells of "
+                                   "y_range[1] / bins from 0")
+
+
+class Volcano(BaseModel):
+    """One comparison's volcano (effect vs -log10 p) as the screen can show it: the strongest rows as points, the
+    others as counts in a grid."""
+
+    analysis: Literal["differential", "association"]
+    atlas: str
+    level: str
+    signature_set: str
+    by: str
+    contrast: str
+    n_rows: int = Field(description="rows of the comparison")
+    n_drawable: int = Field(description="rows with an effect and a p-value")
+    n_significant: int = Field(description="rows with fdr < 0.05")
+    x_range: list[float] = Field(description="smallest and largest effect of the drawable rows")
+    y_range: list[float] = Field(description="0 and the largest -log10 p (p floored at 1e-300)")
+    points: list[dict[str, Any]] = Field(description="the `top` drawable rows of smallest p (all columns of the "
+                                         "analysis' table; cross-talk lists cut to their first 5 entries), "
+                                         "strongest first")
+    density: VolcanoDensity
 
 
 class SearchHit(BaseModel):

@@ -83,10 +83,10 @@ function chooseLevel() {
 }
 
 // ---- big scatters ---------------------------------------------------------------------------------------------------
-// WebGL (plotly's scattergl) where the browser has a GPU for it; else the bulk of the points rasterised on a 2D
-// canvas under an SVG trace of at most MAX_SVG_POINTS (the strongest, which keep their hover): SVG slows with every
-// point. A software WebGL (SwiftShader in headless Chromium, llvmpipe) counts as none: plotly's WebGL traces can
-// come out blank there.
+// The server sends the strongest MAX_SVG_POINTS points of a big scatter and counts the others in a grid (nothing
+// sent or drawn beyond what a screen shows); the points are drawn with WebGL (plotly's scattergl) where the browser
+// has a GPU for it, else as SVG, and the grid as a canvas image under them. A software WebGL (SwiftShader in headless
+// Chromium, llvmpipe) counts as none: plotly's WebGL traces can come out blank there.
 const HAS_WEBGL = (() => {
   try {
     const gl = document.createElement("canvas").getContext("webgl");
@@ -100,17 +100,24 @@ const HAS_WEBGL = (() => {
 })();
 const MAX_SVG_POINTS = 2000;
 
-// the points as a PNG data URL, placed in the plot's data coordinates (layout.images)
-function rasterImage(xs, ys, colors, xRange, yRange, width = 1200, height = 460) {
+// a grid of counts ([ix, iy, n, n significant] over x0..x0 + bins * w, 0..bins * h) as a PNG data URL in the plot's
+// data coordinates: each cell a rectangle, red where most of its rows are significant, darker where it holds more
+function densityImage(density, gridX, gridY, xRange, yRange, width = 1200, height = 460) {
   const canvas = document.createElement("canvas");
   canvas.width = width;
   canvas.height = height;
   const ctx = canvas.getContext("2d");
   const sx = width / (xRange[1] - xRange[0]);
   const sy = height / (yRange[1] - yRange[0]);
-  for (let i = 0; i < xs.length; i++) {
-    ctx.fillStyle = colors[i];
-    ctx.fillRect((xs[i] - xRange[0]) * sx - 1.5, height - (ys[i] - yRange[0]) * sy - 1.5, 3, 3);
+  const w = (gridX[1] - gridX[0]) / density.bins || 1;
+  const h = (gridY[1] - gridY[0]) / density.bins || 1;
+  const most = density.cells.reduce((m, c) => Math.max(m, c[2]), 1);
+  for (const [ix, iy, n, significant] of density.cells) {
+    const left = (gridX[0] + ix * w - xRange[0]) * sx;
+    const top = height - (gridY[0] + (iy + 1) * h - yRange[0]) * sy;
+    ctx.globalAlpha = 0.3 + 0.7 * Math.log1p(n) / Math.log1p(most);
+    ctx.fillStyle = 2 * significant > n ? "#d1495b" : "#9aa7bd";
+    ctx.fillRect(left, top, Math.max(w * sx, 2), Math.max(h * sy, 2));
   }
   return { source: canvas.toDataURL("image/png"), xref: "x", yref: "y", x: xRange[0], y: yRange[1],
            sizex: xRange[1] - xRange[0], sizey: yRange[1] - yRange[0], sizing: "stretch", layer: "below" };
@@ -511,7 +518,7 @@ async function drawCells(token) {
 
 // ---- comparisons: pick a contrast, its volcano, and a point's effect in every atlas (forest) -------------------
 let contrasts = [];
-let volcano = { key: "", rows: [] };  // the drawn comparison's rows, kept for the forest and for clicks
+let volcano = { key: "", plot: null };  // the drawn comparison's volcano (the server's), kept for clicks
 const SIGNIFICANT = 0.05;
 const contrastKey = (c) => [c.analysis, c.by, c.contrast, c.atlas, c.level, c.signature_set].join("\u0001");
 const contrastLabel = (c) => `${c.atlas} · ${c.level} · ${c.signature_set} — ${c.contrast} (${c.by}, ${c.analysis})`;
@@ -563,27 +570,34 @@ async function drawCompare(token) {
   if (stale(token)) return;
   writeHash();
   const key = contrastKey(c);
+  const where = { atlas: c.atlas, level: c.level, signature_set: c.signature_set, by: c.by, contrast: c.contrast };
   if (volcano.key !== key) {
-    const rows = c.n_rows ? await all(`/compare/${c.analysis}`, { atlas: c.atlas, level: c.level,
-      signature_set: c.signature_set, by: c.by, contrast: c.contrast }) : [];
+    // the strongest points and a grid of counts of the others, not every row (80 k for a SecAct level)
+    const plot = c.n_rows ? await get("/compare/volcano", { analysis: c.analysis, ...where, top: MAX_SVG_POINTS })
+      : { n_rows: 0, n_drawable: 0, n_significant: 0, x_range: [0, 0], y_range: [0, 0], points: [],
+          density: { bins: 1, n: 0, cells: [] } };
     if (stale(token)) return;
-    volcano = { key, rows };
+    volcano = { key, plot };
   }
-  const rows = volcano.rows;
-  const shown = rows.filter((r) => r.pvalue !== null && r.effect !== null);
+  const plot = volcano.plot;
+  const shown = plot.points;
   const y = (r) => -Math.log10(Math.max(r.pvalue, 1e-300));
   const significant = (r) => r.fdr !== null && r.fdr < SIGNIFICANT;
   const byFdr = (a, b) => (a.fdr ?? 2) - (b.fdr ?? 2) || a.pvalue - b.pvalue;
-  // the point to open: the one clicked (in the state), else the smallest FDR
-  const picked = shown.find((r) => r.cell_type === state.compareCellType && r.signature === state.compareSignature)
-    ?? [...shown].sort(byFdr)[0];
+  // the point to open: the one clicked (in the state; asked for when it is not among the points), else the
+  // smallest FDR
+  const isPicked = (r) => r.cell_type === state.compareCellType && r.signature === state.compareSignature;
+  let picked = shown.find(isPicked);
+  if (!picked && state.compareCellType && state.compareSignature && plot.n_drawable > shown.length) {
+    const one = await all(`/compare/${c.analysis}`, { ...where, cell_type: state.compareCellType,
+                                                      signature: state.compareSignature }).catch(() => []);
+    if (stale(token)) return;
+    picked = one.find((r) => isPicked(r) && r.pvalue !== null && r.effect !== null);
+  }
+  picked = picked ?? [...shown].sort(byFdr)[0];
   const top = new Set([...shown].filter(significant).sort(byFdr).slice(0, 8));
   top.delete(picked);  // it has an arrow of its own
-  // WebGL draws every point; without it, the strongest MAX_SVG_POINTS as SVG and the rest on a canvas image
-  const strongest = HAS_WEBGL || shown.length <= MAX_SVG_POINTS ? shown
-    : [...shown].sort((a, b) => a.pvalue - b.pvalue).slice(0, MAX_SVG_POINTS);
-  const inSvg = new Set(strongest);
-  const rest = HAS_WEBGL ? [] : shown.filter((r) => !inSvg.has(r));
+  const strongest = shown;
   // cross-talk beside the hit: correlated signatures also significant here ("also: IL27 (r 0.62), ..."), else
   // the correlated ones (compare's cross-talk columns; empty for comparisons written before them)
   const crosstalk = (r) => (r.also_significant ? `<br>also: ${r.also_significant}`
@@ -599,13 +613,12 @@ async function drawCompare(token) {
                   trace(strongest.filter(significant), `FDR < ${SIGNIFICANT}`, "#d1495b")];
   // extremes by a loop: spreading 80 k arguments into Math.max can overflow the stack
   const extreme = (values, pick, start) => values.reduce((m, v) => (Number.isFinite(v) ? pick(m, v) : m), start);
-  const effects = shown.map((r) => r.effect);
+  const effects = [...shown.map((r) => r.effect), ...plot.x_range];  // the server's range covers every row
   const [lo, hi] = [extreme(effects, Math.min, 0), extreme(effects, Math.max, 0)];
   const xPad = 0.05 * (hi - lo || 1);
   const xRange = [lo - xPad, hi + xPad];
-  const yRange = [0, 1.12 * extreme(shown.map(y), Math.max, 1)];  // room for labels
-  const images = rest.length ? [rasterImage(rest.map((r) => r.effect), rest.map(y),
-    rest.map((r) => (significant(r) ? "#d1495b" : "#9aa7bd")), xRange, yRange)] : [];
+  const yRange = [0, 1.12 * extreme([...shown.map(y), plot.y_range[1]], Math.max, 1)];  // room for labels
+  const images = plot.density.n ? [densityImage(plot.density, plot.x_range, plot.y_range, xRange, yRange)] : [];
   const xTitle = c.analysis === "association" ? `slope of activity z per unit of ${c.by}`
     : `effect: mean activity z difference (${c.contrast})`;
   const div = $("compare-volcano");
@@ -624,8 +637,8 @@ async function drawCompare(token) {
     title: { text: `${c.contrast} · ${c.atlas} · ${c.level} · ${c.signature_set} (${c.test ?? "not tested"})`,
              font: { size: 14 } } }, PLOT_CONFIG);
   div.dataset.drawn = `${c.analysis}|${c.atlas}|${c.level}|${c.signature_set}|${c.contrast}`;
-  Object.assign(div.dataset, { renderer: HAS_WEBGL ? "webgl" : "canvas", points: String(shown.length),
-                               svgPoints: String(strongest.length), rasterPoints: String(rest.length) });
+  Object.assign(div.dataset, { renderer: HAS_WEBGL ? "webgl" : "canvas", points: String(plot.n_drawable),
+                               svgPoints: String(strongest.length), rasterPoints: String(plot.density.n) });
   if (!div.dataset.clicks) {
     div.dataset.clicks = "1";
     div.on("plotly_click", (ev) => {
@@ -642,9 +655,11 @@ async function drawCompare(token) {
     note = "Not testable: " + untestable.map((u) => `${u.cell_type} (${u.reason})`).join("; ") + ".";
   }
   $("compare-note").textContent = note;
-  status(`${c.contrast} in ${c.atlas} · ${c.level} · ${c.signature_set}: ${rows.length} cell type × signature ` +
-         `rows, ${rows.filter(significant).length} with FDR < ${SIGNIFICANT}` +
-         (rows.length > shown.length ? `, ${rows.length - shown.length} without a p-value (not drawn)` : "") +
+  status(`${c.contrast} in ${c.atlas} · ${c.level} · ${c.signature_set}: ${plot.n_rows} cell type × signature ` +
+         `rows, ${plot.n_significant} with FDR < ${SIGNIFICANT}` +
+         (plot.n_rows > plot.n_drawable ? `, ${plot.n_rows - plot.n_drawable} without a p-value (not drawn)` : "") +
+         (plot.density.n ? `; the ${shown.length} strongest drawn as points, the other ${plot.density.n} as ` +
+                           "their density" : "") +
          (c.n_untestable ? `; ${c.n_untestable} cell type(s) untestable` : ""));
   if (!picked) {
     Plotly.purge($("compare-forest"));

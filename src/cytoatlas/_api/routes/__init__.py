@@ -1,0 +1,27 @@
+"""The endpoints of ``/api/v1``, one router per tag: every table as a page (JSON) or a file
+(``format=csv|parquet``). Each route gets the store through FastAPI's dependencies (:data:`._common.StoreDep`:
+``app.state.store``, a :class:`._common.Store`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..respond import MEDIA
+from . import activity, atlases, cells, compare, expression, groundtruth, meta, search, signatures, validation
+from ._common import DEFAULT_LIMIT, MAX_LIMIT, Store
+
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "PREFIX", "ROUTERS", "Store", "build_router"]
+
+PREFIX = "/api/v1"
+# in the order of the OpenAPI schema's paths
+ROUTERS = (meta.router, atlases.router, signatures.router, activity.router, expression.router, validation.router,
+           compare.router, groundtruth.router, cells.router, search.router)
+
+
+def build_router() -> APIRouter:
+    """The API under ``/api/v1``: every tag's router (the app supplies ``app.state.store``)."""
+    api = APIRouter(prefix=PREFIX)
+    for router in ROUTERS:
+        api.include_router(router)
+    assert set(MEDIA) == {"json", "csv", "parquet"}
+    return api
