@@ -25,9 +25,14 @@ def test_the_docs_build_without_warnings_and_run_the_tutorial(tmp_path: Path) ->
     assert "demo_pseudobulk_l2_samples_cytosig_activity.h5ad" in tutorial
     assert len(re.findall(r"<img [^>]*src=\"_images/", tutorial)) == 5
     assert "Traceback" not in tutorial
+    # its in-memory section printed how far the in-memory pseudobulk and activity are from the files
+    found = re.search(r"largest difference from the files: (\S+) \(pseudobulk\), (\S+) \(activity z\)", tutorial)
+    assert found, "the tutorial's in-memory cell printed nothing"
+    assert float(found[1]) == 0.0
+    assert float(found[2]) <= 1e-12
     # every public plot and step has its page, from its docstring (napoleon's sections rendered)
     for name in ("pl.volcano", "pl.effect_heatmap", "pl.forest", "pl.embedding", "pl.own_gene_scatter",
-                 "pseudobulk", "activity", "compare", "validate"):
+                 "pseudobulk", "activity", "compare", "validate", "pp.pseudobulk", "tl.activity", "tl.cell_activity"):
         page = out / "generated" / f"cytoatlas.{name}.html"
         assert page.is_file(), page
         assert "Parameters" in page.read_text()
