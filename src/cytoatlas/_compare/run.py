@@ -22,7 +22,7 @@ from cytoatlas._compare import tables as tb
 from cytoatlas._compare.analyses import Spec, compare_file
 from cytoatlas._compare.inputs import AtlasFiles, resolve_atlases
 from cytoatlas._compare.meta import meta_analysis
-from cytoatlas._harness import StepDirectory, input_fingerprint
+from cytoatlas._harness import StepDirectory
 from cytoatlas._harness.directory import check_output_dir
 from cytoatlas._harness.steps import COMPARE
 from cytoatlas.celltypes import (
@@ -39,19 +39,13 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, compare_table_paths
 from cytoatlas.io.results import read_activity
 from cytoatlas.io.tables import write_table
-from cytoatlas.options import Test, check_choice
+from cytoatlas.options import Test, check_choice, check_count, name_list
 from cytoatlas.registry import AtlasConfig
 
 log = logging.getLogger("cytoatlas.compare")
 STEP = COMPARE.name
 
 
-def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """A list option given as a sequence or as one comma-separated string."""
-    if value is None:
-        return ()
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(s.strip() for s in map(str, items) if s.strip())
 
 
 def make_spec(by: str | None, reference: str | None, groups: str | Sequence[str] | None,
@@ -64,9 +58,14 @@ def make_spec(by: str | None, reference: str | None, groups: str | Sequence[str]
     CytoatlasError
         Nothing to compare, an unknown test, options that do not go together, a column named twice.
     """
-    spec = Spec(by=by or None, reference=None if reference is None else str(reference), groups=_names(groups),
-                continuous=_names(continuous), covariates=_names(covariates), paired_by=paired_by or None, test=test,
-                min_group_size=int(min_group_size))
+    for option, value in (("by", by), ("paired_by", paired_by), ("reference", reference)):
+        if value is not None and not str(value).strip():
+            raise CytoatlasError(f"{option} names nothing ({value!r}): give a column name"
+                                 if option != "reference" else "reference names nothing: give the reference value")
+    spec = Spec(by=by or None, reference=None if reference is None else str(reference),
+                groups=name_list("groups", groups), continuous=name_list("continuous", continuous),
+                covariates=name_list("covariates", covariates), paired_by=paired_by or None, test=test,
+                min_group_size=check_count("min_group_size", min_group_size, minimum=2))
     if not spec.by and not spec.continuous:
         raise CytoatlasError("name what to compare: --by COLUMN (with --reference VALUE) and/or --continuous COLUMN")
     check_choice("test", test, Test)
@@ -251,6 +250,7 @@ def compare(
         A missing column (naming the obs columns there are), a reference or group value that is absent (naming
         the values present), a donor in both groups of an unpaired contrast, options that do not go together.
     """
+    levels, signatures = name_list("levels", levels), name_list("signatures", signatures)
     spec = make_spec(by, reference, groups, continuous, covariates, paired_by, test, min_group_size)
     try:
         chosen = resolutions(resolution)
@@ -261,8 +261,7 @@ def compare(
         from cytoatlas._compare.figures import write_figures
     out = check_output_dir(out)
     t0 = time.perf_counter()
-    inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
-                             list(signatures or []) or None)
+    inputs = resolve_atlases(atlases, results, registry, data_root, levels, signatures)
     for a in inputs:
         log.info("atlas %s: %d sample x cell type activity file(s) in %s", a.name, len(a.files), a.results)
     params = {"atlases": [a.name for a in inputs], "levels": list(levels or []), "signatures": list(signatures or []),
@@ -272,8 +271,8 @@ def compare(
               "figures": figures and ("all" if all_figures else "shown"),
               "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs}, "resolution": list(chosen),
               **cell_ontology().provenance, "crosstalk_threshold": crosstalk.CROSSTALK_THRESHOLD}
-    fps = [input_fingerprint(f.path) for a in inputs for f in a.files]
-    with StepDirectory(out, COMPARE, subdirs=[COMPARE_FIGURES_DIR]) as d:
+    fps = [f.fingerprint for a in inputs for f in a.files]
+    with StepDirectory(out, COMPARE, subdirs=[COMPARE_FIGURES_DIR], force=force) as d:
         tables = [p for t in COMPARE_TABLES for p in compare_table_paths(out, t)]
         if not force and d.is_current(params, fps, tables):
             log.info("comparison tables%s in %s are current; nothing to do", " and figures" if figures else "", out)

@@ -12,6 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cytoatlas._harness import verified_input
+from cytoatlas._harness.inputs import passed_over, recorded_entries, rerun_hint
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import activity_dir, activity_glob, find_activity, pseudobulk_dir, pseudobulk_of
 from cytoatlas.io.results import read_header
@@ -28,6 +30,8 @@ class LevelSet:
     signature_set: str
     pseudobulk: dict[str, Path] = field(default_factory=dict)
     activity: dict[str, Path] = field(default_factory=dict)
+    #: why the group takes part in no within-atlas correlation (empty: it does)
+    left_out: str = ""
 
     def files(self) -> list[Path]:
         """Every input file, pseudobulk and activity."""
@@ -35,27 +39,42 @@ class LevelSet:
 
 
 def discover(atlas: str, results: Path, level_order: list[str] | None = None,
-             levels: list[str] | None = None, signatures: list[str] | None = None) -> list[LevelSet]:
-    """The (level, signature set) file groups of ``atlas`` in its results directory ``results``.
+             levels: list[str] | None = None, signatures: list[str] | None = None
+             ) -> tuple[list[LevelSet], list[tuple[str, str]]]:
+    """The (level, signature set) file groups of ``atlas`` in its results directory ``results``, every file
+    verified against the manifest that recorded it; and every (level, set) there is (asked for or not).
 
-    Levels follow ``level_order`` (the registry's) then name order; a group without a sample x cell type
-    activity file is left out with a warning (nothing to correlate across samples).
+    Levels follow ``level_order`` (the registry's) then name order. A group without a sample x cell type
+    activity file takes part in no within-atlas correlation (:attr:`LevelSet.left_out` says why).
+
+    Raises
+    ------
+    CytoatlasError
+        No activity directory or no activity file; an activity file or the pseudobulk file it was made from that
+        is missing, unrecorded, damaged or unreadable, or an unreadable manifest (naming the file and what to
+        rerun).
     """
     act_dir, pb_dir = activity_dir(results), pseudobulk_dir(results)
     if not act_dir.is_dir():
         raise CytoatlasError(f"atlas {atlas!r}: no activity directory {act_dir}; run "
                              f"`cytoatlas run --atlas {atlas} --out {results}` first")
+    rerun = rerun_hint(atlas, results)
+    entries = recorded_entries(act_dir, rerun)
     groups: dict[tuple[str, str], LevelSet] = {}
+    available = []
     for path in find_activity(act_dir, atlas):
-        try:
-            head = read_header(path, "activity", var_columns=())
-        except CytoatlasError as e:
-            log.warning("%s; left out", e)
-            continue
+        entry = entries.get(path.name)
+        if passed_over(entry, atlas, (), levels or (), signatures or ()):
+            available.append((str(entry.get("file", "")).split("_pseudobulk_", 1)[-1].removesuffix(".h5ad")
+                              .removesuffix("_samples").removesuffix("_resampled"), str(entry.get("signature", ""))))
+            continue  # another level or set, by its record: not read (a damaged one does not stop this run)
+        verified_input(path, rerun)
+        head = read_header(path, "activity", var_columns=())
         level, kind, sig = head.level, head.kind, head.signature_set
         if not level or not sig:
-            log.warning("%s: not an activity file of a pseudobulk output; left out", path.name)
-            continue
+            raise CytoatlasError(f"{path}: not an activity file of a pseudobulk output (no level or signature set "
+                                 f"in its uns); {rerun}")
+        available.append((level, sig))
         if levels and level.lower() not in {lv.lower() for lv in levels}:
             continue
         if signatures and sig.lower() not in {s.lower() for s in signatures}:
@@ -63,23 +82,18 @@ def discover(atlas: str, results: Path, level_order: list[str] | None = None,
         try:
             pb = pseudobulk_of(path, sig, pb_dir)
         except ValueError as e:  # renamed by hand: its name no longer says which pseudobulk it is of
-            log.warning("%s; left out", e)
-            continue
-        if not pb.is_file():
-            log.warning("%s: its pseudobulk file %s is missing; left out", path.name, pb)
-            continue
+            raise CytoatlasError(f"{e}; {rerun}") from None
+        verified_input(pb, rerun)
         group = groups.setdefault((level, sig), LevelSet(atlas, level, sig))
         group.pseudobulk[kind], group.activity[kind] = pb, path
-    if not groups:
-        what = [f"levels {', '.join(levels)}"] if levels else []
-        what += [f"signature sets {', '.join(signatures)}"] if signatures else []
-        raise CytoatlasError(f"atlas {atlas!r}: no activity files {activity_glob(atlas)} in {act_dir}"
-                             + (f" for {' and '.join(what)}" if what else ""))
+    if not available:
+        raise CytoatlasError(f"atlas {atlas!r}: no activity files {activity_glob(atlas)} in {act_dir}")
     out = []
     for key, group in groups.items():
         if "samples" not in group.activity:
+            group.left_out = "no sample x cell type activity file: left out of the within-atlas correlations"
             log.warning("atlas %s, level %s, %s: no sample x cell type activity file; level left out of the "
                         "within-atlas correlations", atlas, key[0], key[1])
         out.append(group)
     order = {name.lower(): i for i, name in enumerate(level_order or [])}
-    return sorted(out, key=lambda g: (order.get(g.level.lower(), len(order)), g.level, g.signature_set))
+    return sorted(out, key=lambda g: (order.get(g.level.lower(), len(order)), g.level, g.signature_set)), available

@@ -29,6 +29,7 @@ from cytoatlas._validate import figures as fg
 from cytoatlas._validate.inputs import LevelSet, discover
 from cytoatlas._validate.partial import composition as composition_of
 from cytoatlas._validate.summaries import cytosig_vs_secact, summary
+from cytoatlas._validate.targets import CELL_TYPE_SEPARATOR
 from cytoatlas._validate.within import (
     CELL_TYPE_COLUMNS,
     PARTIAL_COLUMNS,
@@ -46,6 +47,7 @@ from cytoatlas.io.layout import (
 )
 from cytoatlas.io.results import read_activity, read_header, read_pseudobulk
 from cytoatlas.io.tables import read_parquet, write_parquet, write_table
+from cytoatlas.options import check_count, check_known, name_list, name_pairs
 from cytoatlas.registry import AtlasConfig, atlas_results
 
 log = logging.getLogger("cytoatlas.validate")
@@ -66,9 +68,63 @@ class AtlasInput:
 
 
 def resolve_atlases(atlases, results, registry, data_root, levels, signatures) -> list[AtlasInput]:
-    """The atlases to validate with their file groups (see :func:`cytoatlas.registry.atlas_results`)."""
-    return [AtlasInput(a.name, a.root, discover(a.name, a.root, a.level_order, levels, signatures), a.harmonise)
-            for a in atlas_results(atlases, results, registry, data_root, step="validate")]
+    """The atlases to validate with their verified file groups (see :func:`cytoatlas.registry.atlas_results`).
+
+    Raises
+    ------
+    CytoatlasError
+        An input is damaged (see :func:`cytoatlas._validate.inputs.discover`), a level or signature set asked for
+        is in no atlas, or an atlas has none of them.
+    """
+    levels, signatures = name_list("levels", levels), name_list("signatures", signatures)
+    out, available = [], []
+    for a in atlas_results(atlases, results, registry, data_root, step="validate"):
+        groups, there = discover(a.name, a.root, a.level_order, list(levels) or None, list(signatures) or None)
+        out.append(AtlasInput(a.name, a.root, groups, a.harmonise))
+        available += there
+    check_known("validate --levels", levels, sorted({lv for lv, _ in available}), what="level")
+    check_known("validate --signatures", signatures, sorted({s for _, s in available}), what="signature set")
+    for a in out:
+        if not a.groups:
+            raise CytoatlasError(f"atlas {a.name!r}: no activity files for "
+                                 f"{' and '.join(filter(None, [', '.join(levels), ', '.join(signatures)]))}")
+    return out
+
+
+def _check_names(inputs: list[AtlasInput], gene_overrides: Mapping[str, str], scatter_targets: Sequence[str],
+                 composition_level: str | None) -> None:
+    """The targets, genes and level the options name must exist in the inputs (their headers only are read).
+
+    Raises
+    ------
+    CytoatlasError
+        A target no signature set has (``target_genes``' keys, ``scatter_targets``), a gene no pseudobulk file
+        has (``target_genes``' values), a ``composition_level`` no atlas has; naming the valid ones.
+    """
+    if composition_level is not None:
+        check_known("composition_level", [composition_level], [g.level for a in inputs for g in a.groups],
+                    what="level")
+    if not gene_overrides and not scatter_targets:
+        return
+    targets: dict[str, None] = {}
+    for g in (g for a in inputs for g in a.groups):
+        for path in g.activity.values():
+            for name in read_header(path, "activity").var.index.astype(str):
+                targets[name] = None
+                if CELL_TYPE_SEPARATOR in name:  # a cell-type-specific signature: its cytokine is a target too
+                    targets[name.split(CELL_TYPE_SEPARATOR, 1)[1]] = None
+            break  # every kind of a (level, set) has the same signatures
+    check_known("target_genes", list(gene_overrides), list(targets), what="target", case=True)
+    check_known("scatter_targets", scatter_targets, list(targets), what="target", case=True)
+    if gene_overrides:
+        genes: set[str] = set()
+        for pb in {p for a in inputs for g in a.groups for p in g.pseudobulk.values()}:
+            var = read_header(pb, "pseudobulk", var_columns=("gene_symbol",)).var
+            genes.update(var["gene_symbol"].astype(str) if "gene_symbol" in var else var.index.astype(str))
+        unknown = [f"{t}={gene}" for t, gene in gene_overrides.items() if gene not in genes]
+        if unknown:
+            raise CytoatlasError(f"target_genes: gene(s) in no pseudobulk file: {', '.join(unknown)} (symbols, as "
+                                 f"in the pseudobulk files' var['gene_symbol'], e.g. {', '.join(sorted(genes)[:5])})")
 
 
 def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
@@ -263,20 +319,24 @@ def validate(
         chosen = resolutions(resolution)
     except ValueError as e:
         raise CytoatlasError(str(e)) from None
-    if min_samples < 3:
-        raise CytoatlasError(f"min_samples must be >= 3, got {min_samples}")
-    if min_cell_types < 2:
-        raise CytoatlasError(f"min_cell_types must be >= 2, got {min_cell_types}")
-    if n_bootstrap is not None and n_bootstrap < 0:
-        raise CytoatlasError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    min_samples = check_count("min_samples", min_samples, minimum=3)
+    min_cell_types = check_count("min_cell_types", min_cell_types, minimum=2)
+    if n_bootstrap is not None:
+        n_bootstrap = check_count("n_bootstrap", n_bootstrap, minimum=0)
+    if bootstrap_seed is not None:
+        bootstrap_seed = check_count("bootstrap_seed", bootstrap_seed, minimum=0)
+    levels, signatures = name_list("levels", levels), name_list("signatures", signatures)
+    scatter_targets = name_list("scatter_targets", scatter_targets)
+    gene_overrides = name_pairs("target_genes", target_genes, "TARGET=GENE")
+    if composition_level is not None and not str(composition_level).strip():
+        raise CytoatlasError("composition_level names nothing: give a level with cell types")
     out = check_output_dir(out)
     t0 = time.perf_counter()
-    inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
-                             list(signatures or []) or None)
-    gene_overrides = dict(target_genes or {})
+    inputs = resolve_atlases(atlases, results, registry, data_root, levels, signatures)
+    _check_names(inputs, gene_overrides, scatter_targets, composition_level)
     for a in inputs:
         log.info("atlas %s: %d (level, signature set) groups in %s", a.name, len(a.groups), a.results)
-    with StepDirectory(out, VALIDATE, subdirs=(VALIDATION_PARTS_DIR, VALIDATION_FIGURES_DIR)) as d:
+    with StepDirectory(out, VALIDATE, subdirs=(VALIDATION_PARTS_DIR, VALIDATION_FIGURES_DIR), force=force) as d:
         rho_parts, ct_parts, part_paths = _parts(inputs, d, min_samples=min_samples, n_bootstrap=n_bootstrap,
                                                  bootstrap_seed=bootstrap_seed, gene_overrides=gene_overrides,
                                                  force=force, composition_level=composition_level)
