@@ -142,8 +142,12 @@ def check_known(option: str, names: Iterable[str], valid: Iterable[str], *, what
     CytoatlasError
         A name is unknown.
     """
-    valid = list(dict.fromkeys(map(str, valid)))
     key = (lambda s: s) if case else str.lower
+    shown: dict[str, str] = {}
+    for v in map(str, valid):  # one spelling per name: the one with capitals (a file name's is lower-cased)
+        if key(v) not in shown or shown[key(v)] == shown[key(v)].lower():
+            shown[key(v)] = v
+    valid = list(shown.values())
     known = {key(v) for v in valid}
     unknown = [n for n in names if key(str(n)) not in known]
     if unknown:

@@ -82,8 +82,14 @@ def resolve_atlases(atlases, results, registry, data_root, levels, signatures) -
         groups, there = discover(a.name, a.root, a.level_order, list(levels) or None, list(signatures) or None)
         out.append(AtlasInput(a.name, a.root, groups, a.harmonise))
         available += there
-    check_known("validate --levels", levels, sorted({lv for lv, _ in available}), what="level")
-    check_known("validate --signatures", signatures, sorted({s for _, s in available}), what="signature set")
+    for option, what, asked, there in (("levels", "level", levels, {lv for lv, _ in available}),
+                                       ("signatures", "signature set", signatures, {s for _, s in available})):
+        try:
+            check_known(f"validate --{option}", asked, sorted(there), what=what)
+        except CytoatlasError as e:
+            missing = [n for n in asked if n.lower() not in {t.lower() for t in there}]
+            raise CytoatlasError(f"no activity files of {', '.join(a.name for a in out)} for {what}s "
+                                 f"{', '.join(missing)}: {e}") from None
     for a in out:
         if not a.groups:
             raise CytoatlasError(f"atlas {a.name!r}: no activity files for "
@@ -93,13 +99,14 @@ def resolve_atlases(atlases, results, registry, data_root, levels, signatures) -
 
 def _check_names(inputs: list[AtlasInput], gene_overrides: Mapping[str, str], scatter_targets: Sequence[str],
                  composition_level: str | None) -> None:
-    """The targets, genes and level the options name must exist in the inputs (their headers only are read).
+    """The targets and level the options name must exist in the inputs (their headers only are read). A gene
+    (``target_genes``' values) that a pseudobulk file lacks is no error: its target's rows say "gene absent".
 
     Raises
     ------
     CytoatlasError
-        A target no signature set has (``target_genes``' keys, ``scatter_targets``), a gene no pseudobulk file
-        has (``target_genes``' values), a ``composition_level`` no atlas has; naming the valid ones.
+        A target no signature set has (``target_genes``' keys, ``scatter_targets``), a ``composition_level`` no
+        atlas has; naming the valid ones.
     """
     if composition_level is not None:
         check_known("composition_level", [composition_level], [g.level for a in inputs for g in a.groups],
@@ -116,15 +123,6 @@ def _check_names(inputs: list[AtlasInput], gene_overrides: Mapping[str, str], sc
             break  # every kind of a (level, set) has the same signatures
     check_known("target_genes", list(gene_overrides), list(targets), what="target", case=True)
     check_known("scatter_targets", scatter_targets, list(targets), what="target", case=True)
-    if gene_overrides:
-        genes: set[str] = set()
-        for pb in {p for a in inputs for g in a.groups for p in g.pseudobulk.values()}:
-            var = read_header(pb, "pseudobulk", var_columns=("gene_symbol",)).var
-            genes.update(var["gene_symbol"].astype(str) if "gene_symbol" in var else var.index.astype(str))
-        unknown = [f"{t}={gene}" for t, gene in gene_overrides.items() if gene not in genes]
-        if unknown:
-            raise CytoatlasError(f"target_genes: gene(s) in no pseudobulk file: {', '.join(unknown)} (symbols, as "
-                                 f"in the pseudobulk files' var['gene_symbol'], e.g. {', '.join(sorted(genes)[:5])})")
 
 
 def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
@@ -387,11 +385,14 @@ def _aggregate(inputs: list[AtlasInput], d: StepDirectory, rho_parts, ct_parts, 
     tables = {"rho": rho, "rho_cell_types": cell, "summary": summary(rho), "cytosig_vs_secact": cytosig_vs_secact(rho),
               "cross_atlas": cross, "conservation": xa.conservation(cross), "consistency": xa.consistency(rho),
               "cell_type_matches": all_matches}
+    # inputs deliberately left out (a level without a sample x cell type activity file) are recorded as such
+    left_out = [{"atlas": g.atlas, "level": g.level, "signature_set": g.signature_set, "reason": g.left_out}
+                for a in inputs for g in a.groups if g.left_out]
     written, records = [], {}
     for name, df in tables.items():
         for p in write_table(df, out, name):
             written.append(p)
-            records.update([d.record(p, params, fps, kind="table", table=name)])
+            records.update([d.record(p, params, fps, kind="table", table=name, left_out=left_out)])
     log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
     if figures:
         fig_dir = out / VALIDATION_FIGURES_DIR
