@@ -310,7 +310,7 @@ def activity_of(adata, label: str = "in-memory activity") -> Activity:
     if not sig.get("name") or not pb.get("level"):
         raise CytoatlasError(f"{label}: not an activity result (expected uns['signature']['name'] and "
                              "uns['pseudobulk']['level'], as `cytoatlas.activity` writes them)")
-    matched = adata.layers["matched"] if "matched" in adata.layers else None
+    matched = adata.layers.get("matched")
     return Activity(Path(label), adata.obs.copy(), np.asarray(adata.var_names, dtype=str),
                     _dense(adata.X).astype(np.float64), None if matched is None else _dense(matched).astype(bool),
                     str(pb["level"]), str(sig["name"]), pb.get("separator") or None)
@@ -326,7 +326,7 @@ def pseudobulk_of_anndata(adata, genes: Iterable[str] | None = None,
     if uns.get("kind") not in PSEUDOBULK_KINDS:
         raise CytoatlasError(f"{label}: not a pseudobulk result (expected uns['kind'] one of "
                              f"{', '.join(PSEUDOBULK_KINDS)}, as `cytoatlas.pseudobulk` writes it)")
-    symbols = (adata.var["gene_symbol"] if "gene_symbol" in adata.var else adata.var_names).to_numpy().astype(object)
+    symbols = pd.Index(adata.var.get("gene_symbol", adata.var_names)).to_numpy().astype(object)
     stats = dict(adata.uns.get("atlas_stats") or {})
     means = np.asarray(stats["mean"]) if "mean" in stats and len(stats["mean"]) == len(symbols) else None
     keep = unique_symbols(symbols, means)
