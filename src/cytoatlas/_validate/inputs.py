@@ -9,14 +9,17 @@ cell-type pair (``{atlas}_pseudobulk_{level}.h5ad`` and its activity) and, when 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import pandas as pd
 
 from cytoatlas._harness import verified_input
 from cytoatlas._harness.inputs import passed_over, recorded_entries, rerun_hint
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import activity_dir, activity_glob, find_activity, pseudobulk_dir, pseudobulk_of
-from cytoatlas.io.results import read_header
+from cytoatlas.io.results import Activity, Pseudobulk, read_activity, read_header, read_pseudobulk
 
 log = logging.getLogger("cytoatlas.validate")
 
@@ -36,6 +39,31 @@ class LevelSet:
     def files(self) -> list[Path]:
         """Every input file, pseudobulk and activity."""
         return [*self.pseudobulk.values(), *self.activity.values()]
+
+    # what the computation reads, through these methods only (an in-memory group answers them from AnnData)
+
+    def load_activity(self, kind: str) -> Activity:
+        """The activity of ``kind`` (z-scores, obs, signature names)."""
+        return read_activity(self.activity[kind])
+
+    def load_pseudobulk(self, kind: str, genes: Iterable[str]) -> Pseudobulk:
+        """The pseudobulk of ``kind``: log1p CPM of ``genes`` (symbols)."""
+        return read_pseudobulk(self.pseudobulk[kind], genes)
+
+    def pseudobulk_obs(self, kind: str) -> pd.DataFrame:
+        """The rows of the pseudobulk of ``kind`` (no matrix is read)."""
+        return read_header(self.pseudobulk[kind], "pseudobulk", var_columns=()).obs
+
+    def pseudobulk_parameters(self, kind: str) -> dict:
+        """What the pseudobulk of ``kind`` was made with (``n_bootstrap``, ``seed``...; empty if not recorded)."""
+        try:
+            return read_header(self.pseudobulk[kind], "pseudobulk", var_columns=()).parameters
+        except CytoatlasError:
+            return {}
+
+    def signature_names(self) -> list[str]:
+        """The signatures of the group's set (those of its first activity result)."""
+        return list(read_header(next(iter(self.activity.values())), "activity").var.index.astype(str))
 
 
 def discover(atlas: str, results: Path, level_order: list[str] | None = None,

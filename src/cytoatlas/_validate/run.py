@@ -27,7 +27,7 @@ from cytoatlas._harness.steps import VALIDATE
 from cytoatlas._validate import cross_atlas as xa
 from cytoatlas._validate import figures as fg
 from cytoatlas._validate.inputs import LevelSet, discover
-from cytoatlas._validate.partial import composition as composition_of
+from cytoatlas._validate.partial import composition_from_obs
 from cytoatlas._validate.summaries import cytosig_vs_secact, summary
 from cytoatlas._validate.targets import CELL_TYPE_SEPARATOR
 from cytoatlas._validate.within import (
@@ -45,7 +45,7 @@ from cytoatlas.io.layout import (
     table_paths,
     validation_part_paths,
 )
-from cytoatlas.io.results import read_activity, read_header, read_pseudobulk
+from cytoatlas.io.results import read_activity, read_pseudobulk
 from cytoatlas.io.tables import read_parquet, write_parquet, write_table
 from cytoatlas.options import check_count, check_known, name_list, name_pairs
 from cytoatlas.registry import AtlasConfig, atlas_results
@@ -115,22 +115,17 @@ def _check_names(inputs: list[AtlasInput], gene_overrides: Mapping[str, str], sc
         return
     targets: dict[str, None] = {}
     for g in (g for a in inputs for g in a.groups):
-        for path in g.activity.values():
-            for name in read_header(path, "activity").var.index.astype(str):
-                targets[name] = None
-                if CELL_TYPE_SEPARATOR in name:  # a cell-type-specific signature: its cytokine is a target too
-                    targets[name.split(CELL_TYPE_SEPARATOR, 1)[1]] = None
-            break  # every kind of a (level, set) has the same signatures
+        for name in g.signature_names():
+            targets[name] = None
+            if CELL_TYPE_SEPARATOR in name:  # a cell-type-specific signature: its cytokine is a target too
+                targets[name.split(CELL_TYPE_SEPARATOR, 1)[1]] = None
     check_known("target_genes", list(gene_overrides), list(targets), what="target", case=True)
     check_known("scatter_targets", scatter_targets, list(targets), what="target", case=True)
 
 
 def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
     """(n_bootstrap, seed) the level's pseudobulk was made with (the pseudobulk defaults if not recorded)."""
-    try:
-        p = read_header(group.pseudobulk["samples"], "pseudobulk", var_columns=()).parameters
-    except CytoatlasError:
-        p = {}
+    p = group.pseudobulk_parameters("samples")
     return int(p.get("n_bootstrap", defaults.N_BOOTSTRAP)), int(p.get("seed", defaults.BOOTSTRAP_SEED))
 
 
@@ -140,7 +135,7 @@ def _fingerprints(paths: Sequence[Path]) -> list[dict]:
 
 def _stratified(group: LevelSet) -> bool:
     """Whether a level's sample pseudobulk has cell types (not one ``all`` row per sample)."""
-    obs = read_header(group.pseudobulk["samples"], "pseudobulk", var_columns=()).obs
+    obs = group.pseudobulk_obs("samples")
     return "cell_type" in obs and set(obs["cell_type"].astype(str)) != {UNSTRATIFIED}
 
 
@@ -191,11 +186,8 @@ def _parts(inputs: list[AtlasInput], d: StepDirectory, *, min_samples: int, n_bo
                     rho[c] = "" if c in ("fractions_level", "partial_reason") else 0 if c == "n_fractions" else np.nan
         else:
             log.info("[%d/%d] %s %s %s: correlating", k, len(groups), g.atlas, g.level, g.signature_set)
-            fractions = None if fractions_group is None else \
-                composition_of(fractions_group.pseudobulk["samples"], fractions_group.level)
-            rho = within_atlas(g, min_samples=min_samples, n_boot=params["n_bootstrap"], seed=params["seed"],
-                               gene_overrides=gene_overrides, fractions=fractions)
-            ct = across_cell_types(g, min_samples=min_samples, gene_overrides=gene_overrides)
+            rho, ct = correlations(g, min_samples=min_samples, n_boot=params["n_bootstrap"], seed=params["seed"],
+                                   gene_overrides=gene_overrides, fractions_group=fractions_group)
             write_parquet(rho, paths["rho"])
             write_parquet(ct, paths["ct"])
             d.commit(dict(d.record(p, params, fps, kind="part") for p in paths.values()))
@@ -204,6 +196,18 @@ def _parts(inputs: list[AtlasInput], d: StepDirectory, *, min_samples: int, n_bo
         used += list(paths.values())
     log.info("correlations of %d (atlas, level, set) groups in %.1f s", len(groups), time.perf_counter() - t0)
     return rho_parts, ct_parts, used
+
+
+def correlations(g: LevelSet, *, min_samples: int, n_boot: int, seed: int, gene_overrides: Mapping[str, str],
+                 fractions_group: LevelSet | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``rho`` and ``rho_cell_types`` rows of one (atlas, level, set), the partial rho given the cell-type
+    fractions of ``fractions_group``'s level when given (files or results held in memory alike)."""
+    fractions = None if fractions_group is None else \
+        composition_from_obs(fractions_group.pseudobulk_obs("samples"), fractions_group.level)
+    rho = within_atlas(g, min_samples=min_samples, n_boot=n_boot, seed=seed, gene_overrides=dict(gene_overrides),
+                       fractions=fractions)
+    ct = across_cell_types(g, min_samples=min_samples, gene_overrides=dict(gene_overrides))
+    return rho, ct
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
@@ -362,14 +366,15 @@ def validate(
     return written
 
 
-def _aggregate(inputs: list[AtlasInput], d: StepDirectory, rho_parts, ct_parts, *, min_cell_types: int,
-               figures: bool, resolutions: tuple[Resolution, ...], scatter_targets, params: dict,
-               fps: list[dict]) -> list[Path]:
-    out = d.out
-    t0 = time.perf_counter()
-    rho = _concat(rho_parts, RHO_COLUMNS)
+def validation_tables(inputs: Sequence[AtlasInput], rho_parts: Sequence[pd.DataFrame],
+                      ct_parts: Sequence[pd.DataFrame], *, min_cell_types: int,
+                      resolutions: Sequence[Resolution]) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The eight validation tables from the correlations of every (atlas, level, set) and the atlases' cell-type
+    activity (the one implementation behind the file step and :func:`cytoatlas._validate.memory.validate_activity`),
+    and the fine units' mean activity per (atlas, level, set) for the heatmaps."""
+    rho = _concat(list(rho_parts), RHO_COLUMNS)
     rho["representative"] = rho["representative"].astype(bool)
-    cell = _concat(ct_parts, CELL_TYPE_COLUMNS)
+    cell = _concat(list(ct_parts), CELL_TYPE_COLUMNS)
     profiles, matches = {}, []
     for a in inputs:
         profiles[a.name], m = xa.level_profiles(a.groups, a.harmonise)
@@ -385,6 +390,17 @@ def _aggregate(inputs: list[AtlasInput], d: StepDirectory, rho_parts, ct_parts, 
     tables = {"rho": rho, "rho_cell_types": cell, "summary": summary(rho), "cytosig_vs_secact": cytosig_vs_secact(rho),
               "cross_atlas": cross, "conservation": xa.conservation(cross), "consistency": xa.consistency(rho),
               "cell_type_matches": all_matches}
+    return tables, unit_frames
+
+
+def _aggregate(inputs: list[AtlasInput], d: StepDirectory, rho_parts, ct_parts, *, min_cell_types: int,
+               figures: bool, resolutions: tuple[Resolution, ...], scatter_targets, params: dict,
+               fps: list[dict]) -> list[Path]:
+    out = d.out
+    t0 = time.perf_counter()
+    tables, unit_frames = validation_tables(inputs, rho_parts, ct_parts, min_cell_types=min_cell_types,
+                                            resolutions=resolutions)
+    rho, cross = tables["rho"], tables["cross_atlas"]
     # inputs deliberately left out (a level without a sample x cell type activity file) are recorded as such
     left_out = [{"atlas": g.atlas, "level": g.level, "signature_set": g.signature_set, "reason": g.left_out}
                 for a in inputs for g in a.groups if g.left_out]
