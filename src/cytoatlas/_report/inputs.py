@@ -15,7 +15,7 @@ from cytoatlas.io.manifest import ManifestError, read_manifest, verified_fingerp
 def verify_step_directory(directory: str | os.PathLike, step: str, kinds: Iterable[str], read: Iterable[Path],
                           rerun: str) -> None:
     """Verify the outputs of ``step`` of ``kinds`` recorded in ``directory`` and the files ``read`` (which must be
-    recorded) against ``directory``'s manifest.
+    recorded when they are there) against ``directory``'s manifest.
 
     Raises
     ------
@@ -29,5 +29,6 @@ def verify_step_directory(directory: str | os.PathLike, step: str, kinds: Iterab
         raise CytoatlasError(f"{e}; {rerun}") from None
     kinds = set(kinds)
     recorded = [directory / k for k, e in sorted(entries.items()) if e.get("step") == step and e.get("kind") in kinds]
-    for path in dict.fromkeys([*read, *recorded]):
+    # a table that is not there at all and not recorded gets its reader's own error (what to run first)
+    for path in dict.fromkeys([*(p for p in read if p.is_file()), *recorded]):
         verified_fingerprint(path, rerun=rerun, directory=directory)

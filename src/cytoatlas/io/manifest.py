@@ -301,8 +301,8 @@ def verified_fingerprint(path: str | os.PathLike, *, rerun: str, required: bool 
     rerun
         What to rerun to remake it (e.g. ``run `cytoatlas run --atlas A --out DIR``` ), ending every error.
     required
-        Whether the file must be recorded; without it, a file in a directory without a manifest (made by
-        another tool, by hand) is fingerprinted as it is.
+        Whether the file must be recorded; without it, a file its directory's manifest does not record (made
+        by another tool, by hand) is fingerprinted as it is, and only a recorded one is verified.
     directory
         The directory whose manifest records it (default: its own; a figure in ``OUT/figures`` is recorded in
         ``OUT``'s).
@@ -325,7 +325,7 @@ def verified_fingerprint(path: str | os.PathLike, *, rerun: str, required: bool 
         raise CytoatlasError(f"input {path} cannot be read ({e.strerror}); {rerun}") from None
     entry = entries.get(path.relative_to(directory).as_posix())
     if entry is None:
-        if required or entries:
+        if required:
             raise CytoatlasError(f"input {path} is not recorded in {manifest_path(directory)} (its run did not "
                                  f"finish, or it was put there by other means), so nothing vouches for it; {rerun}")
         return upstream_fingerprint(path)
