@@ -383,3 +383,48 @@ def test_verified_fingerprint_checks_a_record_and_a_directory_of_other_files(tmp
     with pytest.raises(CytoatlasError, match="checksum differs.*; r$"):
         verified_fingerprint(loose / "x.bin", rerun="r")
     assert fp["checksum"].startswith("xxh3_128:")
+
+
+# --- the options of run / status (one dataclass each, shared by the CLI, run() and status()) -----------------------
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"n_bootstrap": -1}, "n_bootstrap must be >= 0"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"bootstrap_seed": -2}, "bootstrap_seed must be >= 0"),
+    ({"threads": 0}, "threads must be >= 1"),
+    ({"checkpoint_every": 0.0}, "checkpoint_every must be > 0"),
+])
+def test_pseudobulk_options_are_range_checked(options, message) -> None:
+    from cytoatlas.options import PseudobulkOptions
+
+    with pytest.raises(CytoatlasError, match=message):
+        PseudobulkOptions(**options)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"signatures": ""}, "signatures names nothing"),
+    ({"signatures": ["cytosig", ""]}, "signatures names nothing"),
+    ({"signatures": ()}, "signatures names nothing"),
+    ({"n_rand": 0}, "n_rand must be >= 1"),
+    ({"lambda_": -1.0}, "lambda must be a finite number >= 0"),
+    ({"lambda_": float("nan")}, "lambda must be a finite number >= 0"),
+])
+def test_activity_options_name_something_and_are_range_checked(options, message) -> None:
+    from cytoatlas.options import ActivityOptions
+
+    with pytest.raises(CytoatlasError, match=message):
+        ActivityOptions(**options)
+    assert ActivityOptions(signatures="cytosig, secact").signatures == ("cytosig", "secact")
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["status", "--atlas", "demo", "--n-bootstrap", "-1"], "n_bootstrap must be >= 0"),
+    (["status", "--atlas", "demo", "--signatures", ""], "signatures names nothing"),
+    (["status", "--atlas", "demo", "--signatures", "cytosig,"], "signatures names nothing"),
+    (["run", "--atlas", "demo", "--signatures", ","], "signatures names nothing"),
+    (["run", "--atlas", "demo", "--lambda", "-1"], "lambda must be a finite number >= 0"),
+])
+def test_run_and_status_options_from_the_cli(pipeline: dict, capsys, argv, message) -> None:
+    out = ["--out", str(pipeline["root"] / "demo")]
+    assert message in _cli_error([*argv, *out], capsys)

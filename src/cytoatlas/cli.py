@@ -126,8 +126,7 @@ def _pseudobulk_options(args: argparse.Namespace) -> PseudobulkOptions:
 
 
 def _activity_options(args: argparse.Namespace) -> ActivityOptions:
-    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
-    return ActivityOptions(signatures=sets, signature_files=args.signature_file or (), method=args.method,
+    return ActivityOptions(signatures=args.signatures, signature_files=args.signature_file or (), method=args.method,
                            n_rand=args.n_rand, permutation_seed=args.permutation_seed, centre=args.centre,
                            cell_type_map=_pairs(args.cell_type_map), lambda_=args.lambda_)
 

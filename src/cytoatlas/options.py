@@ -55,6 +55,15 @@ class PseudobulkOptions:
     checkpoint_every: float = defaults.CHECKPOINT_EVERY
     threads: int | None = None
 
+    def __post_init__(self) -> None:
+        for name, low in (("batch_size", 1), ("n_bootstrap", 0), ("bootstrap_seed", 0), ("min_cells", 1),
+                          ("min_samples", 1)):
+            check_count(name, getattr(self, name), minimum=low)
+        if self.threads is not None:
+            check_count("threads", self.threads, minimum=1)
+        if not self.checkpoint_every > 0:
+            raise CytoatlasError(f"checkpoint_every must be > 0 seconds, got {self.checkpoint_every!r}")
+
     @classmethod
     def of(cls, options: PseudobulkOptions | Mapping[str, Any] | None) -> PseudobulkOptions:
         """``options`` as this class (a mapping of its fields, or ``None`` for the defaults)."""
@@ -82,8 +91,15 @@ class ActivityOptions:
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, Method)
-        if self.signatures is not None:
-            object.__setattr__(self, "signatures", tuple(self.signatures))
+        if self.signatures is not None:  # given, it must name something ("" or "a,," is an error, not "all")
+            names = name_list("signatures", self.signatures)
+            if not names:
+                raise CytoatlasError("signatures names nothing: give one or more signature sets, comma-separated")
+            object.__setattr__(self, "signatures", names)
+        check_count("n_rand", self.n_rand, minimum=1)
+        check_count("permutation_seed", self.permutation_seed, minimum=0)
+        if not 0 <= self.lambda_ < float("inf"):
+            raise CytoatlasError(f"lambda must be a finite number >= 0, got {self.lambda_!r}")
         if self.signature_files is not None:
             object.__setattr__(self, "signature_files", tuple(self.signature_files))
 
