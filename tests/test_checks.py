@@ -428,3 +428,8 @@ def test_activity_options_name_something_and_are_range_checked(options, message)
 def test_run_and_status_options_from_the_cli(pipeline: dict, capsys, argv, message) -> None:
     out = ["--out", str(pipeline["root"] / "demo")]
     assert message in _cli_error([*argv, *out], capsys)
+
+
+def test_demo_cell_count_is_checked_before_any_work(tmp_path: Path, capsys) -> None:
+    assert "n_cells must be >= 240" in _cli_error(["demo", "--n-cells", "-5", "--out", str(tmp_path / "d")], capsys)
+    assert not (tmp_path / "d").exists()

@@ -77,7 +77,10 @@ def discover(atlas: str, results: Path, level_order: Sequence[str] = (), levels:
             available.append((_recorded_level(entry), str(entry.get("signature", ""))))
             continue  # a level not asked for: not read (a damaged one does not stop this run)
         fingerprint = verified_input(path, rerun)
-        head = read_header(path, "activity", var_columns=())
+        try:  # recorded and intact, yet unreadable (written by another release?): remade by a rerun too
+            head = read_header(path, "activity", var_columns=())
+        except CytoatlasError as e:
+            raise CytoatlasError(f"{e}; {rerun}") from None
         if head.kind != "samples" or not head.level or not head.signature_set:
             continue
         available.append((head.level, head.signature_set))

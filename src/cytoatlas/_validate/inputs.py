@@ -97,7 +97,10 @@ def discover(atlas: str, results: Path, level_order: list[str] | None = None,
                               .removesuffix("_samples").removesuffix("_resampled"), str(entry.get("signature", ""))))
             continue  # another level or set, by its record: not read (a damaged one does not stop this run)
         verified_input(path, rerun)
-        head = read_header(path, "activity", var_columns=())
+        try:  # recorded and intact, yet unreadable (written by another release?): remade by a rerun too
+            head = read_header(path, "activity", var_columns=())
+        except CytoatlasError as e:
+            raise CytoatlasError(f"{e}; {rerun}") from None
         level, kind, sig = head.level, head.kind, head.signature_set
         if not level or not sig:
             raise CytoatlasError(f"{path}: not an activity file of a pseudobulk output (no level or signature set "
