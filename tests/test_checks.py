@@ -234,7 +234,7 @@ def test_run_recomputes_over_an_unreadable_manifest_and_says_so(pipe_copy: dict,
     with caplog.at_level(logging.WARNING, logger="cytoatlas"):
         cytoatlas.activity(find_pseudobulk(base / "pseudobulk", "demo"), base / "activity", signatures=["cytosig"],
                            centre="within:cell_type", skip_existing=True)
-    assert "cannot be read" in caplog.text and "recomputed" in caplog.text
+    assert "cannot be read" in caplog.text and "recomputes everything it described" in caplog.text
     files = {p.name for p in (base / "activity").iterdir() if p.name != MANIFEST_NAME}
     assert set(read_manifest(base / "activity", strict=True)) == files
 
@@ -389,11 +389,11 @@ def test_verified_fingerprint_checks_a_record_and_a_directory_of_other_files(tmp
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"n_bootstrap": -1}, "n_bootstrap must be >= 0"),
-    ({"batch_size": 0}, "batch_size must be >= 1"),
-    ({"bootstrap_seed": -2}, "bootstrap_seed must be >= 0"),
-    ({"threads": 0}, "threads must be >= 1"),
-    ({"checkpoint_every": 0.0}, "checkpoint_every must be > 0"),
+    ({"n_bootstrap": -1}, "n_bootstrap must be an integer >= 0"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+    ({"bootstrap_seed": -2}, "bootstrap_seed must be an integer >= 0"),
+    ({"threads": 0}, "threads must be an integer >= 1"),
+    ({"checkpoint_every": -1.0}, "checkpoint_every must be >= 0"),
 ])
 def test_pseudobulk_options_are_range_checked(options, message) -> None:
     from cytoatlas.options import PseudobulkOptions
@@ -419,7 +419,7 @@ def test_activity_options_name_something_and_are_range_checked(options, message)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["status", "--atlas", "demo", "--n-bootstrap", "-1"], "n_bootstrap must be >= 0"),
+    (["status", "--atlas", "demo", "--n-bootstrap", "-1"], "n_bootstrap must be an integer >= 0"),
     (["status", "--atlas", "demo", "--signatures", ""], "signatures names nothing"),
     (["status", "--atlas", "demo", "--signatures", "cytosig,"], "signatures names nothing"),
     (["run", "--atlas", "demo", "--signatures", ","], "signatures names nothing"),

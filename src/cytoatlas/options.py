@@ -56,13 +56,14 @@ class PseudobulkOptions:
     threads: int | None = None
 
     def __post_init__(self) -> None:
+        # the same bounds and words as cytoatlas.pseudobulk's own check (status and run judge with these too)
         for name, low in (("batch_size", 1), ("n_bootstrap", 0), ("bootstrap_seed", 0), ("min_cells", 1),
-                          ("min_samples", 1)):
-            check_count(name, getattr(self, name), minimum=low)
-        if self.threads is not None:
-            check_count("threads", self.threads, minimum=1)
-        if not self.checkpoint_every > 0:
-            raise CytoatlasError(f"checkpoint_every must be > 0 seconds, got {self.checkpoint_every!r}")
+                          ("min_samples", 1), ("threads", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < low):
+                raise CytoatlasError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not self.checkpoint_every >= 0:  # 0: a checkpoint after every block
+            raise CytoatlasError(f"checkpoint_every must be >= 0 seconds, got {self.checkpoint_every!r}")
 
     @classmethod
     def of(cls, options: PseudobulkOptions | Mapping[str, Any] | None) -> PseudobulkOptions:

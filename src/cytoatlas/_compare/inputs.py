@@ -73,9 +73,9 @@ def discover(atlas: str, results: Path, level_order: Sequence[str] = (), levels:
         entry = entries.get(path.name)
         if passed_over(entry, atlas, ("samples",), (), ()):
             continue  # the record says: not a sample x cell type file
-        if passed_over(entry, atlas, ("samples",), levels or (), ()):
+        if passed_over(entry, atlas, ("samples",), levels or (), signatures or ()):
             available.append((_recorded_level(entry), str(entry.get("signature", ""))))
-            continue  # a level not asked for: not read (a damaged one does not stop this run)
+            continue  # a level or set not asked for: not read (a damaged one does not stop this run)
         fingerprint = verified_input(path, rerun)
         try:  # recorded and intact, yet unreadable (written by another release?): remade by a rerun too
             head = read_header(path, "activity", var_columns=())

@@ -126,9 +126,10 @@ def compare_activity(
 
     Examples
     --------
+    >>> from pathlib import Path
     >>> import anndata as ad
     >>> import cytoatlas._compare.memory as cm
-    >>> act = ad.read_h5ad("results/demo/activity/demo_pseudobulk_l2_samples_cytosig_activity.h5ad")  # doctest: +SKIP
+    >>> act = ad.read_h5ad(next(Path("results/demo/activity").glob("*_l2_samples_cytosig_*")))  # doctest: +SKIP
     >>> tables = cm.compare_activity({"demo": act}, by="treatment", reference="untreated")  # doctest: +SKIP
     >>> tables["differential"].sort_values("pvalue").head()  # doctest: +SKIP
     """

@@ -29,6 +29,9 @@ def verify_step_directory(directory: str | os.PathLike, step: str, kinds: Iterab
         raise CytoatlasError(f"{e}; {rerun}") from None
     kinds = set(kinds)
     recorded = [directory / k for k, e in sorted(entries.items()) if e.get("step") == step and e.get("kind") in kinds]
-    # a table that is not there at all and not recorded gets its reader's own error (what to run first)
-    for path in dict.fromkeys([*(p for p in read if p.is_file()), *recorded]):
-        verified_fingerprint(path, rerun=rerun, directory=directory)
+    # a table that is not there gets its reader's own error (what to run first); a recorded figure that is not
+    # there is an error here (the page would leave it out in silence)
+    read = list(read)
+    for path in dict.fromkeys([*read, *recorded]):
+        if path.is_file() or path not in read:
+            verified_fingerprint(path, rerun=rerun, directory=directory)

@@ -135,10 +135,11 @@ def validate_activity(
 
     Examples
     --------
+    >>> from pathlib import Path
     >>> import anndata as ad
     >>> import cytoatlas._validate.memory as vm
-    >>> pb = ad.read_h5ad("results/demo/pseudobulk/demo_pseudobulk_l2_samples.h5ad")  # doctest: +SKIP
-    >>> act = ad.read_h5ad("results/demo/activity/demo_pseudobulk_l2_samples_cytosig_activity.h5ad")  # doctest: +SKIP
+    >>> pb = ad.read_h5ad(next(Path("results/demo/pseudobulk").glob("*_l2_samples.*")))  # doctest: +SKIP
+    >>> act = ad.read_h5ad(next(Path("results/demo/activity").glob("*_l2_samples_cytosig_*")))  # doctest: +SKIP
     >>> tables = vm.validate_activity({"demo": [pb, act]}, n_bootstrap=0)  # doctest: +SKIP
     >>> tables["rho"].query("representative").sort_values("rho").tail()  # doctest: +SKIP
     """

@@ -127,7 +127,8 @@ def read_manifest(directory: str | os.PathLike, *, strict: bool = False) -> dict
         why = f"{path} cannot be read ({type(e).__name__}: {str(e)[:120]})"
         if strict:
             raise ManifestError(f"{why}: the records of the files in {path.parent} are lost") from None
-        log.warning("%s; its records count as lost: everything it described is recomputed", why)
+        log.warning("%s; it counts as no records: a run writing this directory recomputes everything it "
+                    "described", why)
         return {}
 
 
