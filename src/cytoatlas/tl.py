@@ -1,5 +1,6 @@
 """Tools on what a notebook holds (``cytoatlas.tl``, as ``scanpy.tl``): cytokine activity of an AnnData or a
-genes x samples table, per-cell activity of cells in memory."""
+genes x samples table, per-cell activity of cells in memory, and the comparison and validation of activity
+results held in memory (the same tables as the files of ``cytoatlas compare`` and ``cytoatlas validate``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from cytoatlas import defaults
+from cytoatlas._compare import compare_activity as compare
+from cytoatlas._validate import validate_activity as validate
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.options import Method, Values
 
@@ -18,7 +21,7 @@ if TYPE_CHECKING:
     from cytoatlas._activity.signatures import SignatureSet
     from cytoatlas.registry import AtlasConfig
 
-__all__ = ["activity", "cell_activity", "normalise_bulk"]
+__all__ = ["activity", "cell_activity", "compare", "normalise_bulk", "validate"]
 
 
 def normalise_bulk(data: pd.DataFrame, values: Values) -> pd.DataFrame:

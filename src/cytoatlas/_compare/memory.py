@@ -128,9 +128,9 @@ def compare_activity(
     --------
     >>> from pathlib import Path
     >>> import anndata as ad
-    >>> import cytoatlas._compare.memory as cm
+    >>> import cytoatlas
     >>> act = ad.read_h5ad(next(Path("results/demo/activity").glob("*_l2_samples_cytosig_*")))  # doctest: +SKIP
-    >>> tables = cm.compare_activity({"demo": act}, by="treatment", reference="untreated")  # doctest: +SKIP
+    >>> tables = cytoatlas.tl.compare({"demo": act}, by="treatment", reference="untreated")  # doctest: +SKIP
     >>> tables["differential"].sort_values("pvalue").head()  # doctest: +SKIP
     """
     spec = make_spec(by, reference, groups, continuous, covariates, paired_by, test, min_group_size)

@@ -137,10 +137,10 @@ def validate_activity(
     --------
     >>> from pathlib import Path
     >>> import anndata as ad
-    >>> import cytoatlas._validate.memory as vm
+    >>> import cytoatlas
     >>> pb = ad.read_h5ad(next(Path("results/demo/pseudobulk").glob("*_l2_samples.*")))  # doctest: +SKIP
     >>> act = ad.read_h5ad(next(Path("results/demo/activity").glob("*_l2_samples_cytosig_*")))  # doctest: +SKIP
-    >>> tables = vm.validate_activity({"demo": [pb, act]}, n_bootstrap=0)  # doctest: +SKIP
+    >>> tables = cytoatlas.tl.validate({"demo": [pb, act]}, n_bootstrap=0)  # doctest: +SKIP
     >>> tables["rho"].query("representative").sort_values("rho").tail()  # doctest: +SKIP
     """
     try:
