@@ -32,7 +32,8 @@ def test_the_docs_build_without_warnings_and_run_the_tutorial(tmp_path: Path) ->
     assert float(found[2]) <= 1e-12
     # every public plot and step has its page, from its docstring (napoleon's sections rendered)
     for name in ("pl.volcano", "pl.effect_heatmap", "pl.forest", "pl.embedding", "pl.own_gene_scatter",
-                 "pseudobulk", "activity", "compare", "validate", "pp.pseudobulk", "tl.activity", "tl.cell_activity", "tl.compare", "tl.validate"):
+                 "pseudobulk", "activity", "compare", "validate", "pp.pseudobulk", "tl.activity", "tl.cell_activity",
+                 "tl.compare", "tl.validate"):
         page = out / "generated" / f"cytoatlas.{name}.html"
         assert page.is_file(), page
         assert "Parameters" in page.read_text()
