@@ -430,6 +430,20 @@ def test_run_and_status_options_from_the_cli(pipeline: dict, capsys, argv, messa
     assert message in _cli_error([*argv, *out], capsys)
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["pseudobulk", "--atlas", "demo", "--levels", ","], "--levels names nothing"),
+    (["pseudobulk", "--atlas", "demo", "--levels", ""], "--levels names nothing"),
+    (["run", "--atlas", "demo", "--levels", "L1,"], "--levels names nothing"),
+    (["cells", "--atlas", "demo", "--signatures", ","], "--signatures names nothing"),
+    (["cells", "--atlas", "demo", "--layers", ""], "--layers names nothing"),
+    (["index", "--expression", ""], "--expression names nothing"),
+])
+def test_list_options_of_the_atlas_steps_name_something(tmp_path: Path, capsys, argv, message) -> None:
+    out = tmp_path / "out"
+    assert message in _cli_error([*argv, "--out", str(out)], capsys)
+    assert not out.exists()
+
+
 def test_demo_cell_count_is_checked_before_any_work(tmp_path: Path, capsys) -> None:
     assert "n_cells must be >= 240" in _cli_error(["demo", "--n-cells", "-5", "--out", str(tmp_path / "d")], capsys)
     assert not (tmp_path / "d").exists()

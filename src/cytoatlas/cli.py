@@ -12,7 +12,7 @@ from pathlib import Path
 
 from cytoatlas import defaults
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.options import ActivityOptions, Method, PseudobulkOptions, Test, Values, choices
+from cytoatlas.options import ActivityOptions, Method, PseudobulkOptions, Test, Values, choices, name_list
 
 
 def _registry_args(p: argparse.ArgumentParser) -> None:
@@ -123,10 +123,16 @@ def _atlas(args: argparse.Namespace) -> str:
     return args.atlas or args.file
 
 
+def _names(option: str, value: str | None) -> list[str] | None:
+    """A comma-separated option's names, ``None`` when it was not given; an empty name is an error
+    (:func:`cytoatlas.options.name_list`), never "absent"."""
+    return list(name_list(option, value)) or None
+
+
 def _pseudobulk(args: argparse.Namespace) -> None:
     from cytoatlas._pseudobulk import pseudobulk
 
-    levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
+    levels = _names("--levels", args.levels)
     paths = pseudobulk(_atlas(args), args.out, registry=args.registry, data_root=args.data_root, levels=levels,
                        skip_existing=args.skip_existing, resume=args.resume, **_pseudobulk_options(args).kwargs(),
                        **_scheduler_options(args))
@@ -151,7 +157,7 @@ def _cells_options(args: argparse.Namespace) -> dict | None:
     """``cytoatlas run --cells``: the per-cell step with the run's signature sets and lambda."""
     if not getattr(args, "cells", False):
         return None
-    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
+    sets = _names("--signatures", args.signatures)
     return {"signatures": sets, "signature_files": args.signature_file or (), "lambda_": args.lambda_,
             "batch_size": args.batch_size, "threads": args.threads}
 
@@ -159,7 +165,7 @@ def _cells_options(args: argparse.Namespace) -> dict | None:
 def _run(args: argparse.Namespace) -> None:
     from cytoatlas.pipeline import run
 
-    levels = [s.strip() for s in args.levels.split(",") if s.strip()] if args.levels else None
+    levels = _names("--levels", args.levels)
     paths = run(_atlas(args), args.out, registry=args.registry, data_root=args.data_root, levels=levels,
                 resume=args.resume, pseudobulk_options=_pseudobulk_options(args),
                 activity_options=_activity_options(args), cells_options=_cells_options(args),
@@ -349,7 +355,7 @@ def _demo(args: argparse.Namespace) -> None:
 def _index(args: argparse.Namespace) -> None:
     from cytoatlas._api import index
 
-    kinds = [] if args.expression == "none" else [s.strip() for s in args.expression.split(",") if s.strip()]
+    kinds = [] if args.expression == "none" else _names("--expression", args.expression)
     print(index(args.out, args.db, expression=kinds, force=args.force, verify=args.verify))
 
 
@@ -365,8 +371,8 @@ def _serve(args: argparse.Namespace) -> None:
 def _cells(args: argparse.Namespace) -> None:
     from cytoatlas._cells import cells
 
-    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
-    layers = [s.strip() for s in args.layers.split(",") if s.strip()] if args.layers else ()
+    sets = _names("--signatures", args.signatures)
+    layers = _names("--layers", args.layers) or ()
     paths = cells(_atlas(args), args.out, registry=args.registry, data_root=args.data_root, signatures=sets,
                   signature_files=args.signature_file or (), layers=layers, embedding=args.embedding,
                   batch_size=args.batch_size, lambda_=args.lambda_, threads=args.threads, resume=args.resume,
