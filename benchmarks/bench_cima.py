@@ -98,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"cpus": os.cpu_count(), "load_before": _load()}
     if "generate" in steps and not h5ad.exists():
         report["generate"] = _timed([py, str(HERE / "synth_atlas.py"), str(h5ad), *SHAPE], root / "generate.log")
+    registry = root / "cima.toml"
+    if not registry.exists():  # the run step's registry: the generated file's levels
+        registry.write_text(f'[atlas.cima]\nh5ad = "{h5ad}"\nsample_col = "sample"\n\n[atlas.cima.levels]\n'
+                            + "".join(f'L{i} = "cell_type_l{i}"\n' for i in range(1, 5)))
     if "run" in steps:
-        report["run"] = _timed([py, "-m", "cytoatlas", "run", "--registry", str(root / "cima.toml"), "--atlas",
+        report["run"] = _timed([py, "-m", "cytoatlas", "run", "--registry", str(registry), "--atlas",
                                 "cima", "--out", str(results)], root / "run.log")
     if "index" in steps:
         report["load_before_index"] = _load()

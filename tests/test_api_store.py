@@ -304,3 +304,76 @@ def test_the_tidy_views_hold_every_value_of_the_files(api_results: Path, api_db:
             assert np.array_equal(np.isnan(g), np.isnan(w)), (rel, c)
             assert np.array_equal(g[~np.isnan(g)], w[~np.isnan(w)]), (rel, c)
     con.close()
+
+
+# ---- issue 22: nothing dropped in silence ---------------------------------------------------------------------
+
+def _store_state(db: Path) -> tuple:
+    """The store file's identity and every part's mtime: what a refused run must leave as it was."""
+    return db.stat().st_ino, db.stat().st_mtime_ns, _parts(db)
+
+
+def test_an_unreadable_manifest_is_an_error_and_the_store_stays(api_results: Path, tmp_path: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    before = _store_state(db)
+    manifest = out / "beta" / "activity" / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text(text[: len(text) // 2])  # cut mid-record, as a full disk or a crash of another tool would
+    with pytest.raises(CytoatlasError, match=r"beta/activity/manifest\.json: the manifest cannot be read") as e:
+        cytoatlas.index(out, db)
+    assert "Rerun the step that wrote beta/activity" in str(e.value) and "cytoatlas index" in str(e.value)
+    assert _store_state(db) == before  # no source dropped, no part deleted
+    manifest.write_text('["not", "a", "manifest"]')
+    with pytest.raises(CytoatlasError, match="no 'outputs' object"):
+        cytoatlas.index(out, db)
+    assert _store_state(db) == before
+    manifest.write_text(text)
+    assert not cytoatlas.index(out, db).changed  # repaired: the store is current as it was
+
+
+def test_a_truncated_input_is_an_error_naming_it(api_results: Path, tmp_path: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    before = _store_state(db)
+    bad = out / "beta" / "pseudobulk" / "beta_pseudobulk_l2.h5ad"
+    size, times = bad.stat().st_size, (bad.stat().st_atime_ns, bad.stat().st_mtime_ns)
+    with open(bad, "r+b") as fh:
+        fh.truncate(size // 2)
+    os.utime(bad, ns=times)  # the mtime its manifest recorded: only the size tells
+    with pytest.raises(CytoatlasError, match=r"beta/pseudobulk/beta_pseudobulk_l2\.h5ad: [\d,]+ bytes, its manifest "
+                       rf"recorded {size:,}") as e:
+        cytoatlas.index(out, db)
+    assert "`cytoatlas pseudobulk` or `cytoatlas run`" in str(e.value)
+    assert _store_state(db) == before
+    with pytest.raises(CytoatlasError, match="beta_pseudobulk_l2.h5ad"):  # --force rebuilds nothing either
+        cytoatlas.index(out, db, force=True)
+    assert _store_state(db) == before
+
+
+def test_a_killed_index_leaves_no_temporary_parts_behind(api_results: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from cytoatlas.io.durable import temporary_path
+
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id that is gone: its temporary names are a dead run's
+    parts = store_dir(db)
+    planted = []
+    for sub in ("activity", "pseudobulk"):
+        name = temporary_path(parts / sub / "0123abcd.parquet").name.split(".tmp-")[0]
+        planted.append(parts / sub / f"{name}.tmp-{dead.pid}-140000")
+        planted[-1].write_bytes(b"PAR1 half a part")
+    nested = parts / "pseudobulk" / "deeper"
+    nested.mkdir()
+    planted.append(nested / f".x.parquet.tmp-{dead.pid}-1")
+    planted[-1].write_bytes(b"")
+    assert not cytoatlas.index(out, db).changed  # nothing to index; the clean-up runs all the same
+    assert [p for p in planted if p.exists()] == []
+    assert set(_parts(db)) and all(".tmp-" not in p for p in _parts(db))

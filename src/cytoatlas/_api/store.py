@@ -12,6 +12,7 @@ file keeps reading it, and reopens the new one on its next request (see :mod:`cy
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -23,8 +24,8 @@ from pathlib import Path
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.durable import replace_durably, temporary_path
 from cytoatlas.io.layout import GROUP_KINDS, TABLE_FORMATS, is_activity_file
-from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, read_manifest, recorded_checksum
+from cytoatlas.io.lock import DirectoryLock, remove_leftovers
+from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, recorded_checksum
 
 from . import cells as cells_tables
 from . import compare as compare_tables
@@ -88,14 +89,39 @@ class Candidate:
         return f"{self.step}/{self.checksum.partition(':')[2][:32]}.parquet"
 
 
+def _manifest_entries(manifest: Path, out: Path) -> dict[str, dict]:
+    """``{file name: record}`` of one manifest; an error naming it when it cannot be read.
+
+    Read strictly, unlike :func:`cytoatlas.io.manifest.read_manifest` (which treats an unreadable manifest as no
+    records): to the store "no records" means "these files are gone", and a damaged manifest would drop every file
+    of its directory from the store and delete their parts.
+    """
+    try:
+        doc = json.loads(manifest.read_text())
+        outputs = doc["outputs"] if isinstance(doc, dict) and "outputs" in doc else None
+        if not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
+            raise ValueError("no 'outputs' object of file records")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        rel = manifest.relative_to(out).as_posix()
+        raise CytoatlasError(f"{rel}: the manifest cannot be read ({str(e).splitlines()[0]}); the store was left "
+                             f"as it was. Rerun the step that wrote {manifest.parent.relative_to(out).as_posix() or '.'}"
+                             f" (e.g. `cytoatlas run`, which recomputes what its manifest no longer vouches for), "
+                             f"then `cytoatlas index` again") from None
+    return dict(outputs)
+
+
 def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidate], list[str]]:
-    """Every indexable file under ``out`` with a manifest record, and the files skipped (with why)."""
+    """Every indexable file under ``out`` with a manifest record, and the files skipped (with why).
+
+    A manifest that cannot be read, or a file whose size is not the one its manifest recorded (truncated or
+    rewritten since), is an error naming it: indexing without it would drop its results from the store.
+    """
     found: list[Candidate] = []
     skipped: list[str] = []
     manifests = sorted(p for p in out.rglob(MANIFEST_NAME) if skip not in p.parents)
     for manifest in manifests:
         directory = manifest.parent
-        entries = read_manifest(directory)
+        entries = _manifest_entries(manifest, out)
         tables, comparisons, groundtruth = {}, {}, {}
         for name, rec in sorted(entries.items()):
             step = rec.get("step")
@@ -150,6 +176,11 @@ def _candidate(out: Path, path: Path, step: str, kind: str, signature_set: str |
         log.warning("%s: in its manifest but missing; not indexed", rel)
         return None
     checksum = recorded_checksum(rec)
+    if isinstance(rec.get("size"), int) and st.st_size != rec["size"]:
+        raise CytoatlasError(f"{rel}: {st.st_size:,} bytes, its manifest recorded {rec['size']:,} (truncated or "
+                             f"damaged since it was written); the store was left as it was. Rerun the step that "
+                             f"wrote it (`cytoatlas {step}` or `cytoatlas run`; `cytoatlas status` tells which "
+                             f"outputs are stale), then `cytoatlas index` again")
     if st.st_size != rec.get("size") or st.st_mtime_ns != rec.get("mtime_ns") or not checksum:
         skipped.append(f"{rel}: differs from its manifest record (size or mtime)")
         log.warning("%s: differs from its manifest record (rewritten or damaged since?); not indexed "
@@ -227,6 +258,8 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
                              f"{out} (run `cytoatlas run` / `cytoatlas demo` first)")
     settings = _settings(expression)
     with DirectoryLock(parts):
+        for sub in sorted(p for p in parts.rglob("*") if p.is_dir()):  # the lock cleans only its own folder
+            remove_leftovers(sub)
         previous = None if force else _previous(db, settings)
         old = previous or {}
         todo, keep = [], 0
