@@ -102,10 +102,10 @@ def _manifest_entries(manifest: Path, out: Path) -> dict[str, dict]:
         if not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
             raise ValueError("no 'outputs' object of file records")
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        rel = manifest.relative_to(out).as_posix()
+        rel, folder = manifest.relative_to(out).as_posix(), manifest.parent.relative_to(out).as_posix() or "."
         raise CytoatlasError(f"{rel}: the manifest cannot be read ({str(e).splitlines()[0]}); the store was left "
-                             f"as it was. Rerun the step that wrote {manifest.parent.relative_to(out).as_posix() or '.'}"
-                             f" (e.g. `cytoatlas run`, which recomputes what its manifest no longer vouches for), "
+                             f"as it was. Rerun the step that wrote {folder} (e.g. `cytoatlas run`, which recomputes "
+                             f"what its manifest no longer vouches for), "
                              f"then `cytoatlas index` again") from None
     return dict(outputs)
 
