@@ -41,6 +41,11 @@ WRITER_COLUMNS = {
 # costs DuckDB time for every row group of the file (at 122,880 rows, a CIMA-sized part has 4,640 of them and a
 # one-gene read spent most of its time on them)
 ROW_GROUP_ROWS = {"activity": 122_880, "pseudobulk": 1_048_576}
+# columns stored without zstd: floats it shrinks by less than a fifth (CIMA-shaped: zscore 0.83 of its size, z
+# 0.83, beta 0.84, pvalue 0.81 at level 1), for about a third of an index run's CPU time; pseudobulk values (0.72)
+# and standard errors (0.12) stay compressed. See benchmarks/README.md (issue 25).
+UNCOMPRESSED = {"activity": ("z", "beta", "pvalue"), "pseudobulk": ("zscore",)}
+TRANSPOSE_ROWS = 64  # rows per block of the transpose into column-band order (a whole-band .T is ~3x slower)
 
 
 @dataclass
@@ -98,20 +103,28 @@ def bands(path: Path, content: FileContent, step: str) -> Iterator[dict[str, np.
         # bands of whole chunk columns, so that no chunk is read for two bands
         width = f["X"].chunks[1] if f["X"].chunks else BAND
         band = max(width, BAND // width * width)
+        rows = np.tile(np.arange(n, dtype=np.int32), min(band, k))  # the same for every full band: made once
         for j0 in range(0, k, band):
             j1 = min(k, j0 + band)
-            block = {"row": np.tile(np.arange(n, dtype=np.int32), j1 - j0),
-                     "col": np.repeat(np.arange(j0, j1, dtype=np.int32), n)}
+            block = {"row": rows[:n * (j1 - j0)], "col": np.repeat(np.arange(j0, j1, dtype=np.int32), n)}
             for name in names:
                 key = content.matrices.get(name)
                 if key is None:
                     block[name] = None
                     continue
                 try:
-                    block[name] = np.ascontiguousarray(f[key][:, j0:j1].T).ravel()
+                    block[name] = _transposed(f[key][:, j0:j1]).ravel()
                 except OSError as e:
                     raise CytoatlasError(f"{path}: {key} cannot be read (corrupt or truncated?): {e}") from None
             yield block
+
+
+def _transposed(a: np.ndarray) -> np.ndarray:
+    """``a.T`` as a C-contiguous array, copied a block of rows at a time (each block's columns stay in cache)."""
+    out = np.empty((a.shape[1], a.shape[0]), dtype=a.dtype)
+    for r0 in range(0, a.shape[0], TRANSPOSE_ROWS):
+        out[:, r0:r0 + TRANSPOSE_ROWS] = a[r0:r0 + TRANSPOSE_ROWS].T
+    return out
 
 
 def write_part(path: Path, step: str, content: FileContent, source: Path) -> int:
@@ -120,7 +133,8 @@ def write_part(path: Path, step: str, content: FileContent, source: Path) -> int
     index = "sig" if step == "activity" else "gene"
     n = content.shape[0]
     rows = max(1, n) * max(1, ROW_GROUP_ROWS[step] // max(1, n))
-    with atomic_path(path) as tmp, ParquetWriter(tmp, columns, row_group_size=rows) as w:
+    with atomic_path(path) as tmp, ParquetWriter(tmp, columns, row_group_size=rows,
+                                                  uncompressed=UNCOMPRESSED[step]) as w:
         for block in bands(source, content, step):
             block[index] = block.pop("col")
             w.write(block)
