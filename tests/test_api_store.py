@@ -370,6 +370,10 @@ def test_a_killed_index_leaves_no_temporary_parts_behind(api_results: Path, tmp_
         name = temporary_path(parts / sub / "0123abcd.parquet").name.split(".tmp-")[0]
         planted.append(parts / sub / f"{name}.tmp-{dead.pid}-140000")
         planted[-1].write_bytes(b"PAR1 half a part")
+    half = parts / "pseudobulk" / f".0123abcd.tmp-{dead.pid}-1"  # an expression part's directory being built
+    half.mkdir()
+    (half / "g000000.parquet").write_bytes(b"PAR1")
+    planted.append(half)
     nested = parts / "pseudobulk" / "deeper"
     nested.mkdir()
     planted.append(nested / f".x.parquet.tmp-{dead.pid}-1")
@@ -377,3 +381,32 @@ def test_a_killed_index_leaves_no_temporary_parts_behind(api_results: Path, tmp_
     assert not cytoatlas.index(out, db).changed  # nothing to index; the clean-up runs all the same
     assert [p for p in planted if p.exists()] == []
     assert set(_parts(db)) and all(".tmp-" not in p for p in _parts(db))
+
+
+def test_an_expression_part_is_one_file_per_band(api_results: Path, api_db: Path) -> None:
+    """Expression parts are directories of band files; the file picked for a gene holds that gene's rows, equal
+    to the pseudobulk file's column, and no gene outside its band."""
+    import anndata as ad
+    import numpy as np
+
+    from cytoatlas._api.ingest import expression_files
+
+    con = duckdb.connect(str(api_db), read_only=True)
+    rel, part = con.execute("SELECT path, part FROM sources WHERE step = 'pseudobulk' AND kind = 'samples' "
+                            "ORDER BY n_cols DESC, path LIMIT 1").fetchall()[0]
+    folder = store_dir(api_db) / part
+    files = sorted(p.name for p in folder.iterdir())
+    f = ad.read_h5ad(api_results / rel)
+    assert folder.is_dir() and len(files) > 1 and files[0] == "g000000.parquet"
+    starts = [int(name[1:7]) for name in files]
+    for gene in (0, starts[1] - 1, starts[1], f.n_vars - 1):
+        picked = expression_files(folder, [gene])
+        band = starts.index(max(s for s in starts if s <= gene))
+        assert picked == [str(folder / files[band])]
+        lo, hi = con.execute("SELECT min(gene), max(gene) FROM read_parquet(?)", [picked]).fetchall()[0]
+        assert lo == starts[band] and hi == (starts[band + 1] - 1 if band + 1 < len(starts) else f.n_vars - 1)
+        got = con.execute('SELECT value FROM read_parquet(?) WHERE gene = ? ORDER BY "row"',
+                          [picked, gene]).fetchnumpy()
+        assert np.array_equal(np.asarray(got["value"]), np.asarray(f.X[:, gene], dtype=np.float32))
+    assert expression_files(folder, [0, f.n_vars - 1]) == [str(folder / files[0]), str(folder / files[-1])]
+    assert expression_files(folder / "gone", [3]) == [str(folder / "gone")]  # DuckDB reports it: a 503

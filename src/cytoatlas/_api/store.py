@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.durable import replace_durably, temporary_path
+from cytoatlas.io.durable import leftovers, replace_durably, temporary_path
 from cytoatlas.io.layout import GROUP_KINDS, TABLE_FORMATS, is_activity_file
-from cytoatlas.io.lock import DirectoryLock, remove_leftovers
+from cytoatlas.io.lock import DirectoryLock
 from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, recorded_checksum
 
 from . import cells as cells_tables
@@ -86,7 +86,8 @@ class Candidate:
     def part_name(self) -> str | None:
         if self.step in ("validate", "cells", "compare", groundtruth_tables.STEP):
             return None
-        return f"{self.step}/{self.checksum.partition(':')[2][:32]}.parquet"
+        name = self.checksum.partition(":")[2][:32]
+        return f"{self.step}/{name}.parquet" if self.step == "activity" else f"{self.step}/{name}"  # a directory
 
 
 def _manifest_entries(manifest: Path, out: Path) -> dict[str, dict]:
@@ -258,14 +259,13 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
                              f"{out} (run `cytoatlas run` / `cytoatlas demo` first)")
     settings = _settings(expression)
     with DirectoryLock(parts):
-        for sub in sorted(p for p in parts.rglob("*") if p.is_dir()):  # the lock cleans only its own folder
-            remove_leftovers(sub)
+        _remove_leftovers(parts)
         previous = None if force else _previous(db, settings)
         old = previous or {}
         todo, keep = [], 0
         for c in candidates:
             o = old.get(c.rel)
-            if o is not None and tuple(o[1:4]) == c.record and (o[4] is None or (parts / o[4]).is_file()):
+            if o is not None and tuple(o[1:4]) == c.record and (o[4] is None or (parts / o[4]).exists()):
                 keep += 1
             else:
                 todo.append(c)
@@ -308,6 +308,18 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
     summary.seconds = time.perf_counter() - t0
     log.info("%s", summary)
     return summary
+
+
+def _remove_leftovers(parts: Path) -> None:
+    """Temporary files and part directories of dead runs in every folder of the store (the lock cleans only its
+    own folder); call with the lock held."""
+    for folder in sorted(p for p in parts.rglob("*") if p.is_dir() and ".tmp-" not in p.name):
+        for tmp in leftovers(folder):
+            log.info("removing %s, left by an interrupted run", tmp.relative_to(parts))
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 def _version() -> str:
@@ -434,10 +446,13 @@ def _convenience_views(con, parts: Path) -> None:
                              "GROUP BY step").fetchall())
     from .ingest import ACTIVITY_LAYERS, sql_path
 
-    def paths(step: str) -> str:
-        return "[" + ", ".join(f"'{sql_path(parts / p)}'" for p in files[step]) + "]"
+    def paths(step: str) -> str:  # a banded expression part (a directory): its files
+        return "[" + ", ".join(f"'{sql_path(parts / p)}" + (f"{os.sep}*.parquet'" if (parts / p).is_dir() else "'")
+                               for p in files[step]) + "]"
 
     root = sql_path(parts) + os.sep
+    # a file's part: the file itself, or the directory of a band's file
+    part_of = r"regexp_replace(e.filename, '[\\/]g[0-9]{6}\.parquet$', '')"
     if files.get("activity"):
         con.execute(f"""CREATE VIEW activity AS
             SELECT s.atlas, s.level, s.kind, s.signature_set, g.cell_type, g.sample, sg.signature,
@@ -450,7 +465,7 @@ def _convenience_views(con, parts: Path) -> None:
         con.execute(f"""CREATE VIEW expression AS
             SELECT s.atlas, s.level, s.kind, g.cell_type, g.sample, gn.gene, e.value, e.zscore
             FROM read_parquet({paths('pseudobulk')}, filename = true) e
-            JOIN sources s ON '{root}' || s.part = e.filename
+            JOIN sources s ON '{root}' || s.part = {part_of}
             JOIN groups g ON g.source_id = s.source_id AND g."row" = e."row"
             JOIN genes gn ON gn.source_id = s.source_id AND gn.idx = e.gene""")
 
@@ -461,8 +476,12 @@ def _collect_garbage(db: Path, parts: Path) -> int:
         used = {r[0] for r in con.execute("SELECT part FROM sources WHERE part IS NOT NULL").fetchall()}
     n = 0
     for step in ("activity", "pseudobulk"):
-        for p in sorted((parts / step).glob("*.parquet")):
-            if f"{step}/{p.name}" not in used:
+        for p in sorted((parts / step).glob("*")) if (parts / step).is_dir() else ():
+            if f"{step}/{p.name}" in used or ".tmp-" in p.name:  # a temporary name: a live run's, or cleaned
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
                 p.unlink(missing_ok=True)
-                n += 1
+            n += 1
     return n

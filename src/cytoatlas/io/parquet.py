@@ -5,7 +5,8 @@ atlas' finest sample x cell type level. DuckDB's writer, fed data frames through
 (and the table spills to disk past its memory limit); the bytes of such a table are already laid out column by
 column in numpy, so the file is written here directly: one data page per column and row group, values PLAIN
 encoded (BYTE_STREAM_SPLIT, tried for the floats, compressed pseudobulk-like values worse and costs a transpose),
-each page zstd-compressed in worker threads (zstandard releases the GIL), the footer in Thrift's compact protocol.
+each page zstd-compressed in worker threads (zstandard releases the GIL) while the caller prepares its next block
+(or stored uncompressed, for columns zstd shrinks little), the footer in Thrift's compact protocol.
 Float and boolean columns are OPTIONAL: NaN is written as NULL, as DuckDB stores a data frame's NaN, and a column
 given as None is all NULL; integer columns are REQUIRED, with min / max statistics so that readers skip row
 groups on range filters.
