@@ -410,3 +410,19 @@ def test_an_expression_part_is_one_file_per_band(api_results: Path, api_db: Path
         assert np.array_equal(np.asarray(got["value"]), np.asarray(f.X[:, gene], dtype=np.float32))
     assert expression_files(folder, [0, f.n_vars - 1]) == [str(folder / files[0]), str(folder / files[-1])]
     assert expression_files(folder / "gone", [3]) == [str(folder / "gone")]  # DuckDB reports it: a 503
+
+
+def test_a_rebuild_reuses_the_parts_already_written(api_results: Path, tmp_path: Path) -> None:
+    """Other settings rebuild the database and read every file again, but a part of the same checksum on disk
+    (an expression part is a directory) is not written again."""
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db, expression=["celltype"])
+    before = _parts(db)
+    summary = cytoatlas.index(out, db, expression=["celltype", "samples"])
+    assert summary.unchanged == 0 and summary.read
+    after = _parts(db)
+    assert {p: after[p] for p in before} == before  # not rewritten
+    added = {Path(p).parent for p in set(after) - set(before)}  # the sample expression parts' directories
+    assert added and all(p.parent == Path("pseudobulk") for p in added)
+    assert summary.parts_written == len(added)

@@ -372,7 +372,7 @@ def _ingest(con, todo: list[Candidate], parts: Path, next_id: int, expression: S
             part = c.part_name() if c.step == "activity" or content.kind in expression else None
             if part is not None:
                 (parts / part).parent.mkdir(parents=True, exist_ok=True)
-                if force or not (parts / part).is_file():
+                if force or not (parts / part).exists():  # a file, or an expression part's directory
                     write_part(parts / part, c.step, content, c.path)
                     written += 1
             groups = content.groups.assign(source_id=sid)
