@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.durable import leftovers, replace_durably, temporary_path
+from cytoatlas.io.durable import leftovers, replace_durably, temporary_owner, temporary_path
 from cytoatlas.io.layout import GROUP_KINDS, TABLE_FORMATS, is_activity_file
 from cytoatlas.io.lock import DirectoryLock
 from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, recorded_checksum
@@ -313,7 +313,7 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
 def _remove_leftovers(parts: Path) -> None:
     """Temporary files and part directories of dead runs in every folder of the store (the lock cleans only its
     own folder); call with the lock held."""
-    for folder in sorted(p for p in parts.rglob("*") if p.is_dir() and ".tmp-" not in p.name):
+    for folder in sorted(p for p in parts.rglob("*") if p.is_dir() and temporary_owner(p) is None):
         for tmp in leftovers(folder):
             log.info("removing %s, left by an interrupted run", tmp.relative_to(parts))
             if tmp.is_dir():
@@ -477,7 +477,7 @@ def _collect_garbage(db: Path, parts: Path) -> int:
     n = 0
     for step in ("activity", "pseudobulk"):
         for p in sorted((parts / step).glob("*")) if (parts / step).is_dir() else ():
-            if f"{step}/{p.name}" in used or ".tmp-" in p.name:  # a temporary name: a live run's, or cleaned
+            if f"{step}/{p.name}" in used or temporary_owner(p) is not None:  # a live run's, or cleaned
                 continue
             if p.is_dir():
                 shutil.rmtree(p, ignore_errors=True)
