@@ -3,6 +3,11 @@
     .venv/bin/python benchmarks/bench_api.py --demo                 # the demo's results (built if needed), 8 x 5,000
     .venv/bin/python benchmarks/bench_api.py --db results/cytoatlas.duckdb --clients 16 --requests 20000
     .venv/bin/python benchmarks/bench_api.py --url http://127.0.0.1:8000 --token-file T   # a server already running
+    .venv/bin/python benchmarks/bench_api.py --cima      # the CIMA-shaped store of bench_cima.py, --mix core
+
+``--cima [ROOT]`` is issue 25's case: the store ``bench_cima.py`` builds under ROOT (default /work/bench/cima; 1 M
+cells, 36,326 genes, 421 samples, 73 L4 types), 8 clients over the activity / matrix / signature / expression
+routes (``--mix core`` unless another mix is given); the target is p99 <= 150 ms with 0 errors.
 
 Requests are drawn (seeded) from the store's own names: atlases, levels, cell types, activity pages filtered by
 signature, heatmap matrices, one signature across atlases, expression by cell type and by sample, search,
@@ -202,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--db", help="a store built by `cytoatlas index` (a server is started on it)")
     src.add_argument("--demo", action="store_true", help="build (or reuse) the demo's results and index them")
     src.add_argument("--url", help="a running server on 127.0.0.1")
+    src.add_argument("--cima", nargs="?", const="/work/bench/cima", metavar="ROOT",
+                     help="the CIMA-shaped store of bench_cima.py under ROOT (default /work/bench/cima)")
     p.add_argument("--demo-cells", type=int, default=50_000, help="demo atlas size (default 50000)")
     p.add_argument("--token-file", help="bearer token (for --url, or to start the server with one)")
     p.add_argument("--workers", type=int, default=1, help="server processes to start (default 1)")
@@ -209,11 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--requests", type=int, default=5_000, help="requests in all (default 5000)")
     p.add_argument("--time-limit", type=float, default=300.0, help="stop after this many seconds (default 300)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--mix", choices=tuple(MIXES), default="all",
-                   help="all endpoints (default) or core: activity, matrix, signature and expression only")
+    p.add_argument("--mix", choices=tuple(MIXES), default=None,
+                   help="all endpoints (default; core with --cima) or core: activity, matrix, signature and "
+                        "expression only")
     p.add_argument("--json", help="also write the summary here")
     args = p.parse_args(argv)
     token = Path(args.token_file).read_text().strip() if args.token_file else None
+    if args.cima:
+        args.db = str(Path(args.cima) / "store" / "cima.duckdb")  # where bench_cima.py's index step writes it
+        if not Path(args.db).is_file():
+            p.error(f"{args.db} does not exist: build it with benchmarks/bench_cima.py --root {args.cima}")
+    args.mix = args.mix or ("core" if args.cima else "all")
     if args.url:
         summary = run(args.url, token, args.clients, args.requests, args.time_limit, args.seed, args.mix)
     else:

@@ -304,3 +304,125 @@ def test_the_tidy_views_hold_every_value_of_the_files(api_results: Path, api_db:
             assert np.array_equal(np.isnan(g), np.isnan(w)), (rel, c)
             assert np.array_equal(g[~np.isnan(g)], w[~np.isnan(w)]), (rel, c)
     con.close()
+
+
+# ---- issue 22: nothing dropped in silence ---------------------------------------------------------------------
+
+def _store_state(db: Path) -> tuple:
+    """The store file's identity and every part's mtime: what a refused run must leave as it was."""
+    return db.stat().st_ino, db.stat().st_mtime_ns, _parts(db)
+
+
+def test_an_unreadable_manifest_is_an_error_and_the_store_stays(api_results: Path, tmp_path: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    before = _store_state(db)
+    manifest = out / "beta" / "activity" / "manifest.json"
+    text = manifest.read_text()
+    manifest.write_text(text[: len(text) // 2])  # cut mid-record, as a full disk or a crash of another tool would
+    with pytest.raises(CytoatlasError, match=r"beta/activity/manifest\.json: the manifest cannot be read") as e:
+        cytoatlas.index(out, db)
+    assert "Rerun the step that wrote beta/activity" in str(e.value) and "cytoatlas index" in str(e.value)
+    assert _store_state(db) == before  # no source dropped, no part deleted
+    manifest.write_text('["not", "a", "manifest"]')
+    with pytest.raises(CytoatlasError, match="no 'outputs' object"):
+        cytoatlas.index(out, db)
+    assert _store_state(db) == before
+    manifest.write_text(text)
+    assert not cytoatlas.index(out, db).changed  # repaired: the store is current as it was
+
+
+def test_a_truncated_input_is_an_error_naming_it(api_results: Path, tmp_path: Path) -> None:
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    before = _store_state(db)
+    bad = out / "beta" / "pseudobulk" / "beta_pseudobulk_l2.h5ad"
+    size, times = bad.stat().st_size, (bad.stat().st_atime_ns, bad.stat().st_mtime_ns)
+    with open(bad, "r+b") as fh:
+        fh.truncate(size // 2)
+    os.utime(bad, ns=times)  # the mtime its manifest recorded: only the size tells
+    with pytest.raises(CytoatlasError, match=r"beta/pseudobulk/beta_pseudobulk_l2\.h5ad: [\d,]+ bytes, its manifest "
+                       rf"recorded {size:,}") as e:
+        cytoatlas.index(out, db)
+    assert "`cytoatlas pseudobulk` or `cytoatlas run`" in str(e.value)
+    assert _store_state(db) == before
+    with pytest.raises(CytoatlasError, match="beta_pseudobulk_l2.h5ad"):  # --force rebuilds nothing either
+        cytoatlas.index(out, db, force=True)
+    assert _store_state(db) == before
+
+
+def test_a_killed_index_leaves_no_temporary_parts_behind(api_results: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from cytoatlas.io.durable import temporary_path
+
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a process id that is gone: its temporary names are a dead run's
+    parts = store_dir(db)
+    planted = []
+    for sub in ("activity", "pseudobulk"):
+        name = temporary_path(parts / sub / "0123abcd.parquet").name.split(".tmp-")[0]
+        planted.append(parts / sub / f"{name}.tmp-{dead.pid}-140000")
+        planted[-1].write_bytes(b"PAR1 half a part")
+    half = parts / "pseudobulk" / f".0123abcd.tmp-{dead.pid}-1"  # an expression part's directory being built
+    half.mkdir()
+    (half / "g000000.parquet").write_bytes(b"PAR1")
+    planted.append(half)
+    nested = parts / "pseudobulk" / "deeper"
+    nested.mkdir()
+    planted.append(nested / f".x.parquet.tmp-{dead.pid}-1")
+    planted[-1].write_bytes(b"")
+    assert not cytoatlas.index(out, db).changed  # nothing to index; the clean-up runs all the same
+    assert [p for p in planted if p.exists()] == []
+    assert set(_parts(db)) and all(".tmp-" not in p for p in _parts(db))
+
+
+def test_an_expression_part_is_one_file_per_band(api_results: Path, api_db: Path) -> None:
+    """Expression parts are directories of band files; the file picked for a gene holds that gene's rows, equal
+    to the pseudobulk file's column, and no gene outside its band."""
+    import anndata as ad
+    import numpy as np
+
+    from cytoatlas._api.ingest import expression_files
+
+    con = duckdb.connect(str(api_db), read_only=True)
+    rel, part = con.execute("SELECT path, part FROM sources WHERE step = 'pseudobulk' AND kind = 'samples' "
+                            "ORDER BY n_cols DESC, path LIMIT 1").fetchall()[0]
+    folder = store_dir(api_db) / part
+    files = sorted(p.name for p in folder.iterdir())
+    f = ad.read_h5ad(api_results / rel)
+    assert folder.is_dir() and len(files) > 1 and files[0] == "g000000.parquet"
+    starts = [int(name[1:7]) for name in files]
+    for gene in (0, starts[1] - 1, starts[1], f.n_vars - 1):
+        picked = expression_files(folder, [gene])
+        band = starts.index(max(s for s in starts if s <= gene))
+        assert picked == [str(folder / files[band])]
+        lo, hi = con.execute("SELECT min(gene), max(gene) FROM read_parquet(?)", [picked]).fetchall()[0]
+        assert lo == starts[band] and hi == (starts[band + 1] - 1 if band + 1 < len(starts) else f.n_vars - 1)
+        got = con.execute('SELECT value FROM read_parquet(?) WHERE gene = ? ORDER BY "row"',
+                          [picked, gene]).fetchnumpy()
+        assert np.array_equal(np.asarray(got["value"]), np.asarray(f.X[:, gene], dtype=np.float32))
+    assert expression_files(folder, [0, f.n_vars - 1]) == [str(folder / files[0]), str(folder / files[-1])]
+    assert expression_files(folder / "gone", [3]) == [str(folder / "gone")]  # DuckDB reports it: a 503
+
+
+def test_a_rebuild_reuses_the_parts_already_written(api_results: Path, tmp_path: Path) -> None:
+    """Other settings rebuild the database and read every file again, but a part of the same checksum on disk
+    (an expression part is a directory) is not written again."""
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db, expression=["celltype"])
+    before = _parts(db)
+    summary = cytoatlas.index(out, db, expression=["celltype", "samples"])
+    assert summary.unchanged == 0 and summary.read
+    after = _parts(db)
+    assert {p: after[p] for p in before} == before  # not rewritten
+    added = {Path(p).parent for p in set(after) - set(before)}  # the sample expression parts' directories
+    assert added and all(p.parent == Path("pseudobulk") for p in added)
+    assert summary.parts_written == len(added)

@@ -74,3 +74,32 @@ def test_boolean_columns_and_columns_given_as_none(tmp_path) -> None:
     with (ParquetWriter(tmp_path / "c.parquet", {"i": "int32", "f": "float32"}) as w,
           pytest.raises(CytoatlasError, match="column i holds integers: it cannot be NULL")):
         w.write({"i": None, "f": np.zeros(3, np.float32)})
+
+
+def test_uncompressed_columns_read_back_the_same(tmp_path) -> None:
+    """Columns stored without zstd (NaN as NULL too, booleans, integers) are read as written, and the file says
+    which column chunks are compressed."""
+    rng = np.random.default_rng(5)
+    blocks = [_block(rng, 0, 9_000), _block(rng, 9_000, 3_001)]
+    flags = [rng.random(9_000) < 0.5, rng.random(3_001) < 0.5]
+    columns = {**COLUMNS, "flag": "bool"}
+    path = tmp_path / "u.parquet"
+    with ParquetWriter(path, columns, row_group_size=2_500, uncompressed=("score", "gene", "flag")) as w:
+        for b, f in zip(blocks, flags, strict=True):
+            w.write({**b, "flag": f})
+    con = duckdb.connect()
+    got = con.execute(f"SELECT * FROM '{path}'").fetchnumpy()
+    want = {k: np.concatenate([b[k] for b in blocks]) for k in COLUMNS}
+    for k in ("row", "gene", "big", "value"):
+        assert np.array_equal(np.asarray(got[k]), want[k]), k
+    assert np.array_equal(np.asarray(got["flag"]), np.concatenate(flags))
+    nan = np.isnan(want["score"])
+    assert np.array_equal(np.ma.getmaskarray(got["score"]), nan)
+    assert np.array_equal(np.asarray(got["score"])[~nan], want["score"][~nan])
+    codecs = dict(con.execute(f"SELECT DISTINCT path_in_schema, compression FROM parquet_metadata('{path}')")
+                  .fetchall())
+    assert codecs == {"row": "ZSTD", "gene": "UNCOMPRESSED", "big": "ZSTD", "value": "ZSTD",
+                      "score": "UNCOMPRESSED", "flag": "UNCOMPRESSED"}
+    assert con.execute(f"SELECT count(*) FROM '{path}' WHERE gene = 3").fetchall()[0][0] == 1_000
+    with pytest.raises(CytoatlasError, match="uncompressed column.* nope are not among"):
+        ParquetWriter(tmp_path / "v.parquet", COLUMNS, uncompressed=("nope",))

@@ -9,10 +9,19 @@ one gene or signature reads only the row groups that hold it (Parquet min/max st
 Parts are written from the numpy bands by :class:`cytoatlas.io.parquet.ParquetWriter`, with no table in between
 (an expression part holds hundreds of millions of rows at an atlas' finest sample level: through a DuckDB table
 that spilled to disk, writing them took most of an index run).
+
+An activity part is one file. An expression part is a directory of files, one per column band of the pseudobulk
+file (``g{first gene:06d}.parquet``, ~1,000 genes each), in row groups of ~131 k rows: a one-gene request reads
+the one file that holds the gene, whose ~130 row groups DuckDB prunes fast, and decodes one small row group (in
+one file of ~1 M-row groups, a CIMA-sized part had 575 of them and a request decoded a million rows; in
+122,880-row groups, 4,640 row groups to prune). :func:`expression_files` picks the files of some genes.
 """
 
 from __future__ import annotations
 
+import bisect
+import os
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.durable import atomic_path
+from cytoatlas.io.durable import atomic_path, fsync_dir, fsync_file, temporary_path
 from cytoatlas.io.h5ad import open_h5ad
 from cytoatlas.io.layout import GROUP_KINDS
 from cytoatlas.io.parquet import ParquetWriter
@@ -37,10 +46,16 @@ WRITER_COLUMNS = {
     "pseudobulk": {"row": "int32", "gene": "int32", "value": "float32", "zscore": "float32"},
 }
 # rows per row group, rounded down to whole columns (genes, signatures) so that a one-column filter reads one row
-# group: activity parts ~DuckDB's default 122,880 (ten columns of doubles); expression parts ~1 M rows, as a scan
-# costs DuckDB time for every row group of the file (at 122,880 rows, a CIMA-sized part has 4,640 of them and a
-# one-gene read spent most of its time on them)
-ROW_GROUP_ROWS = {"activity": 122_880, "pseudobulk": 1_048_576}
+# group: activity parts ~DuckDB's default 122,880 (ten columns of doubles); expression parts ~131 k rows in files
+# of one band each (a scan costs DuckDB time for every row group of the files it reads, and decoding every row of
+# the row group that holds the gene)
+ROW_GROUP_ROWS = {"activity": 122_880, "pseudobulk": 131_072}
+BAND_FILE = "g{:06d}.parquet"  # an expression part's file of the band starting at this gene index
+# columns stored without zstd: floats it shrinks by less than a fifth (CIMA-shaped: zscore 0.83 of its size, z
+# 0.83, beta 0.84, pvalue 0.81 at level 1), for about a third of an index run's CPU time; pseudobulk values (0.72)
+# and standard errors (0.12) stay compressed. See benchmarks/README.md (issue 25).
+UNCOMPRESSED = {"activity": ("z", "beta", "pvalue"), "pseudobulk": ("zscore",)}
+TRANSPOSE_ROWS = 64  # rows per block of the transpose into column-band order (a whole-band .T is ~3x slower)
 
 
 @dataclass
@@ -98,33 +113,97 @@ def bands(path: Path, content: FileContent, step: str) -> Iterator[dict[str, np.
         # bands of whole chunk columns, so that no chunk is read for two bands
         width = f["X"].chunks[1] if f["X"].chunks else BAND
         band = max(width, BAND // width * width)
+        rows = np.tile(np.arange(n, dtype=np.int32), min(band, k))  # the same for every full band: made once
         for j0 in range(0, k, band):
             j1 = min(k, j0 + band)
-            block = {"row": np.tile(np.arange(n, dtype=np.int32), j1 - j0),
-                     "col": np.repeat(np.arange(j0, j1, dtype=np.int32), n)}
+            block = {"row": rows[:n * (j1 - j0)], "col": np.repeat(np.arange(j0, j1, dtype=np.int32), n)}
             for name in names:
                 key = content.matrices.get(name)
                 if key is None:
                     block[name] = None
                     continue
                 try:
-                    block[name] = np.ascontiguousarray(f[key][:, j0:j1].T).ravel()
+                    block[name] = _transposed(f[key][:, j0:j1]).ravel()
                 except OSError as e:
                     raise CytoatlasError(f"{path}: {key} cannot be read (corrupt or truncated?): {e}") from None
             yield block
 
 
-def write_part(path: Path, step: str, content: FileContent, source: Path) -> int:
-    """Write the part of ``source`` to ``path`` (under a temporary name, renamed when complete); its row count."""
-    columns = WRITER_COLUMNS[step]
-    index = "sig" if step == "activity" else "gene"
-    n = content.shape[0]
+def _transposed(a: np.ndarray) -> np.ndarray:
+    """``a.T`` as a C-contiguous array, copied a block of rows at a time (each block's columns stay in cache)."""
+    out = np.empty((a.shape[1], a.shape[0]), dtype=a.dtype)
+    for r0 in range(0, a.shape[0], TRANSPOSE_ROWS):
+        out[:, r0:r0 + TRANSPOSE_ROWS] = a[r0:r0 + TRANSPOSE_ROWS].T
+    return out
+
+
+def _writer(path: Path, step: str, n: int) -> ParquetWriter:
     rows = max(1, n) * max(1, ROW_GROUP_ROWS[step] // max(1, n))
-    with atomic_path(path) as tmp, ParquetWriter(tmp, columns, row_group_size=rows) as w:
+    return ParquetWriter(path, WRITER_COLUMNS[step], row_group_size=rows, uncompressed=UNCOMPRESSED[step])
+
+
+def write_part(path: Path, step: str, content: FileContent, source: Path) -> int:
+    """Write the part of ``source`` to ``path`` (under a temporary name, renamed when complete); its row count.
+
+    An activity part is the file ``path``; an expression part the directory ``path`` of one file per band.
+    """
+    if step == "pseudobulk":
+        _write_bands(path, content, source)
+        return content.shape[0] * content.shape[1]
+    with atomic_path(path) as tmp, _writer(tmp, step, content.shape[0]) as w:
         for block in bands(source, content, step):
-            block[index] = block.pop("col")
+            block["sig"] = block.pop("col")
             w.write(block)
     return content.shape[0] * content.shape[1]
+
+
+def _write_bands(path: Path, content: FileContent, source: Path) -> None:
+    """The expression part's directory, built under a temporary name and renamed into place when complete. Each
+    band's file is closed (its pages written) while the next band is read."""
+    tmp = temporary_path(path)
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    writers: list[ParquetWriter] = []
+    try:
+        for block in bands(source, content, "pseudobulk"):
+            j0 = int(block["col"][0]) if len(block["col"]) else 0
+            block["gene"] = block.pop("col")
+            w = _writer(tmp / BAND_FILE.format(j0), "pseudobulk", content.shape[0])
+            writers.append(w)
+            w.write(block)
+            if len(writers) > 1:
+                writers.pop(0).close()
+        if writers:
+            writers.pop().close()
+        else:  # no genes: one empty file, so that the part reads as no rows
+            _writer(tmp / BAND_FILE.format(0), "pseudobulk", content.shape[0]).close()
+        for f in os.scandir(tmp):
+            fsync_file(f.path)
+        fsync_dir(tmp)
+        if path.exists():  # --force: the part of the same checksum written again
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        for w in writers:
+            w.close(abort=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def expression_files(part: str | os.PathLike, idx: list[int]) -> list[str]:
+    """The files of an expression part that hold the genes ``idx`` (a store indexed before parts were banded:
+    the part itself). A part that has vanished gives a path that does not exist, for DuckDB to report."""
+    part = Path(part)
+    try:
+        starts = sorted(int(e.name[1:-8]) for e in os.scandir(part) if e.name.startswith("g")
+                        and e.name.endswith(".parquet"))
+    except (NotADirectoryError, FileNotFoundError):
+        return [str(part)]
+    if not starts:
+        return [str(part / BAND_FILE.format(0))]
+    picked = sorted({starts[max(0, bisect.bisect_right(starts, i) - 1)] for i in idx})
+    return [str(part / BAND_FILE.format(j)) for j in picked]
 
 
 def sql_path(path: Path) -> str:

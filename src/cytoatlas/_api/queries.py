@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ingest import ACTIVITY_LAYERS
+from .ingest import ACTIVITY_LAYERS, expression_files
 from .schema import VALIDATION_TABLES, validation_order, validation_table
 
 
@@ -220,9 +220,9 @@ def gene_index(cur, sid: int, genes: list[str]) -> dict[str, int]:
 
 def expression(cur, name: tuple[str, str], part: str, sid: int, idx: list[int], cell_types: list[str],
                samples: list[str], limit: int, offset: int) -> Table:
-    """``name``: (atlas, level) of the part, echoed in every row."""
-    params = {"part": part, "sid": sid, "idx": idx, "lo": min(idx), "hi": max(idx), "cell_types": cell_types,
-              "samples": samples, "atlas": name[0], "level": name[1]}
+    """``name``: (atlas, level) of the part, echoed in every row. Only the part's files holding ``idx`` are read."""
+    params = {"part": expression_files(part, idx), "sid": sid, "idx": idx, "lo": min(idx), "hi": max(idx),
+              "cell_types": cell_types, "samples": samples, "atlas": name[0], "level": name[1]}
     return page(cur, EXPRESSION, EXPRESSION_ORDER, params, limit, offset, one_pass=True)
 
 
@@ -250,8 +250,8 @@ def signature_index(cur, sid: int, signature: str) -> int | None:
 def scatter(cur, activity_part: str, activity_sid: int, sig: int, expression_part: str, expression_sid: int,
             gene: int, cell_types: list[str], limit: int, offset: int) -> Table:
     params = {"activity_part": activity_part, "activity_sid": activity_sid, "sig": sig,
-              "expression_part": expression_part, "expression_sid": expression_sid, "gene": gene,
-              "cell_types": cell_types}
+              "expression_part": expression_files(expression_part, [gene]), "expression_sid": expression_sid,
+              "gene": gene, "cell_types": cell_types}
     return page(cur, SCATTER, "act.cell_type, act.sample", params, limit, offset)
 
 

@@ -12,6 +12,7 @@ file keeps reading it, and reopens the new one on its next request (see :mod:`cy
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -21,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.durable import replace_durably, temporary_path
+from cytoatlas.io.durable import leftovers, replace_durably, temporary_owner, temporary_path
 from cytoatlas.io.layout import GROUP_KINDS, TABLE_FORMATS, is_activity_file
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, read_manifest, recorded_checksum
+from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, recorded_checksum
 
 from . import cells as cells_tables
 from . import compare as compare_tables
@@ -85,17 +86,43 @@ class Candidate:
     def part_name(self) -> str | None:
         if self.step in ("validate", "cells", "compare", groundtruth_tables.STEP):
             return None
-        return f"{self.step}/{self.checksum.partition(':')[2][:32]}.parquet"
+        name = self.checksum.partition(":")[2][:32]
+        return f"{self.step}/{name}.parquet" if self.step == "activity" else f"{self.step}/{name}"  # a directory
+
+
+def _manifest_entries(manifest: Path, out: Path) -> dict[str, dict]:
+    """``{file name: record}`` of one manifest; an error naming it when it cannot be read.
+
+    Read strictly, unlike :func:`cytoatlas.io.manifest.read_manifest` (which treats an unreadable manifest as no
+    records): to the store "no records" means "these files are gone", and a damaged manifest would drop every file
+    of its directory from the store and delete their parts.
+    """
+    try:
+        doc = json.loads(manifest.read_text())
+        outputs = doc["outputs"] if isinstance(doc, dict) and "outputs" in doc else None
+        if not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
+            raise ValueError("no 'outputs' object of file records")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        rel, folder = manifest.relative_to(out).as_posix(), manifest.parent.relative_to(out).as_posix() or "."
+        raise CytoatlasError(f"{rel}: the manifest cannot be read ({str(e).splitlines()[0]}); the store was left "
+                             f"as it was. Rerun the step that wrote {folder} (e.g. `cytoatlas run`, which recomputes "
+                             f"what its manifest no longer vouches for), "
+                             f"then `cytoatlas index` again") from None
+    return dict(outputs)
 
 
 def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidate], list[str]]:
-    """Every indexable file under ``out`` with a manifest record, and the files skipped (with why)."""
+    """Every indexable file under ``out`` with a manifest record, and the files skipped (with why).
+
+    A manifest that cannot be read, or a file whose size is not the one its manifest recorded (truncated or
+    rewritten since), is an error naming it: indexing without it would drop its results from the store.
+    """
     found: list[Candidate] = []
     skipped: list[str] = []
     manifests = sorted(p for p in out.rglob(MANIFEST_NAME) if skip not in p.parents)
     for manifest in manifests:
         directory = manifest.parent
-        entries = read_manifest(directory)
+        entries = _manifest_entries(manifest, out)
         tables, comparisons, groundtruth = {}, {}, {}
         for name, rec in sorted(entries.items()):
             step = rec.get("step")
@@ -150,6 +177,11 @@ def _candidate(out: Path, path: Path, step: str, kind: str, signature_set: str |
         log.warning("%s: in its manifest but missing; not indexed", rel)
         return None
     checksum = recorded_checksum(rec)
+    if isinstance(rec.get("size"), int) and st.st_size != rec["size"]:
+        raise CytoatlasError(f"{rel}: {st.st_size:,} bytes, its manifest recorded {rec['size']:,} (truncated or "
+                             f"damaged since it was written); the store was left as it was. Rerun the step that "
+                             f"wrote it (`cytoatlas {step}` or `cytoatlas run`; `cytoatlas status` tells which "
+                             f"outputs are stale), then `cytoatlas index` again")
     if st.st_size != rec.get("size") or st.st_mtime_ns != rec.get("mtime_ns") or not checksum:
         skipped.append(f"{rel}: differs from its manifest record (size or mtime)")
         log.warning("%s: differs from its manifest record (rewritten or damaged since?); not indexed "
@@ -227,12 +259,13 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
                              f"{out} (run `cytoatlas run` / `cytoatlas demo` first)")
     settings = _settings(expression)
     with DirectoryLock(parts):
+        _remove_leftovers(parts)
         previous = None if force else _previous(db, settings)
         old = previous or {}
         todo, keep = [], 0
         for c in candidates:
             o = old.get(c.rel)
-            if o is not None and tuple(o[1:4]) == c.record and (o[4] is None or (parts / o[4]).is_file()):
+            if o is not None and tuple(o[1:4]) == c.record and (o[4] is None or (parts / o[4]).exists()):
                 keep += 1
             else:
                 todo.append(c)
@@ -275,6 +308,18 @@ def index(out: str | os.PathLike, db: str | os.PathLike | None = None, *,
     summary.seconds = time.perf_counter() - t0
     log.info("%s", summary)
     return summary
+
+
+def _remove_leftovers(parts: Path) -> None:
+    """Temporary files and part directories of dead runs in every folder of the store (the lock cleans only its
+    own folder); call with the lock held."""
+    for folder in sorted(p for p in parts.rglob("*") if p.is_dir() and temporary_owner(p) is None):
+        for tmp in leftovers(folder):
+            log.info("removing %s, left by an interrupted run", tmp.relative_to(parts))
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
 
 
 def _version() -> str:
@@ -327,7 +372,7 @@ def _ingest(con, todo: list[Candidate], parts: Path, next_id: int, expression: S
             part = c.part_name() if c.step == "activity" or content.kind in expression else None
             if part is not None:
                 (parts / part).parent.mkdir(parents=True, exist_ok=True)
-                if force or not (parts / part).is_file():
+                if force or not (parts / part).exists():  # a file, or an expression part's directory
                     write_part(parts / part, c.step, content, c.path)
                     written += 1
             groups = content.groups.assign(source_id=sid)
@@ -401,10 +446,13 @@ def _convenience_views(con, parts: Path) -> None:
                              "GROUP BY step").fetchall())
     from .ingest import ACTIVITY_LAYERS, sql_path
 
-    def paths(step: str) -> str:
-        return "[" + ", ".join(f"'{sql_path(parts / p)}'" for p in files[step]) + "]"
+    def paths(step: str) -> str:  # a banded expression part (a directory): its files
+        return "[" + ", ".join(f"'{sql_path(parts / p)}" + (f"{os.sep}*.parquet'" if (parts / p).is_dir() else "'")
+                               for p in files[step]) + "]"
 
     root = sql_path(parts) + os.sep
+    # a file's part: the file itself, or the directory of a band's file
+    part_of = r"regexp_replace(e.filename, '[\\/]g[0-9]{6}\.parquet$', '')"
     if files.get("activity"):
         con.execute(f"""CREATE VIEW activity AS
             SELECT s.atlas, s.level, s.kind, s.signature_set, g.cell_type, g.sample, sg.signature,
@@ -417,7 +465,7 @@ def _convenience_views(con, parts: Path) -> None:
         con.execute(f"""CREATE VIEW expression AS
             SELECT s.atlas, s.level, s.kind, g.cell_type, g.sample, gn.gene, e.value, e.zscore
             FROM read_parquet({paths('pseudobulk')}, filename = true) e
-            JOIN sources s ON '{root}' || s.part = e.filename
+            JOIN sources s ON '{root}' || s.part = {part_of}
             JOIN groups g ON g.source_id = s.source_id AND g."row" = e."row"
             JOIN genes gn ON gn.source_id = s.source_id AND gn.idx = e.gene""")
 
@@ -428,8 +476,12 @@ def _collect_garbage(db: Path, parts: Path) -> int:
         used = {r[0] for r in con.execute("SELECT part FROM sources WHERE part IS NOT NULL").fetchall()}
     n = 0
     for step in ("activity", "pseudobulk"):
-        for p in sorted((parts / step).glob("*.parquet")):
-            if f"{step}/{p.name}" not in used:
+        for p in sorted((parts / step).glob("*")) if (parts / step).is_dir() else ():
+            if f"{step}/{p.name}" in used or temporary_owner(p) is not None:  # a live run's, or cleaned
+                continue
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
                 p.unlink(missing_ok=True)
-                n += 1
+            n += 1
     return n
