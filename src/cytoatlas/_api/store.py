@@ -12,7 +12,6 @@ file keeps reading it, and reopens the new one on its next request (see :mod:`cy
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -25,7 +24,7 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.durable import leftovers, replace_durably, temporary_owner, temporary_path
 from cytoatlas.io.layout import GROUP_KINDS, TABLE_FORMATS, is_activity_file
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import MANIFEST_NAME, checksum_matches, recorded_checksum
+from cytoatlas.io.manifest import MANIFEST_NAME, ManifestError, checksum_matches, read_manifest, recorded_checksum
 
 from . import cells as cells_tables
 from . import compare as compare_tables
@@ -91,24 +90,22 @@ class Candidate:
 
 
 def _manifest_entries(manifest: Path, out: Path) -> dict[str, dict]:
-    """``{file name: record}`` of one manifest; an error naming it when it cannot be read.
+    """``{file name: record}`` of one manifest, read strictly: to the store "no records" means "these files are
+    gone", and a damaged manifest would drop every file of its directory from the store and delete their parts.
 
-    Read strictly, unlike :func:`cytoatlas.io.manifest.read_manifest` (which treats an unreadable manifest as no
-    records): to the store "no records" means "these files are gone", and a damaged manifest would drop every file
-    of its directory from the store and delete their parts.
+    Raises
+    ------
+    CytoatlasError
+        The manifest cannot be read: the message names it and what to rerun.
     """
     try:
-        doc = json.loads(manifest.read_text())
-        outputs = doc["outputs"] if isinstance(doc, dict) and "outputs" in doc else None
-        if not isinstance(outputs, dict) or not all(isinstance(v, dict) for v in outputs.values()):
-            raise ValueError("no 'outputs' object of file records")
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        return read_manifest(manifest.parent, strict=True)
+    except ManifestError as e:
         rel, folder = manifest.relative_to(out).as_posix(), manifest.parent.relative_to(out).as_posix() or "."
-        raise CytoatlasError(f"{rel}: the manifest cannot be read ({str(e).splitlines()[0]}); the store was left "
-                             f"as it was. Rerun the step that wrote {folder} (e.g. `cytoatlas run`, which recomputes "
-                             f"what its manifest no longer vouches for), "
-                             f"then `cytoatlas index` again") from None
-    return dict(outputs)
+        raise CytoatlasError(f"{rel}: the manifest cannot be read ({e.reason}); the store was left as it was. "
+                             f"Rerun the step that wrote {folder} (e.g. "
+                             f"`cytoatlas run`, which recomputes what its manifest no longer vouches for), then "
+                             f"`cytoatlas index` again") from None
 
 
 def discover(out: Path, skip: Path, verify: bool = False) -> tuple[list[Candidate], list[str]]:

@@ -96,6 +96,10 @@ def canonical(obj) -> str:
 class ManifestError(CytoatlasError):
     """A manifest that exists but cannot be read (its readers add what to rerun to the message)."""
 
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"{path} cannot be read ({reason}): the records of the files in {path.parent} are lost")
+
 
 def manifest_path(directory: str | os.PathLike) -> Path:
     """The manifest file of ``directory``."""
@@ -118,17 +122,17 @@ def read_manifest(directory: str | os.PathLike, *, strict: bool = False) -> dict
     try:
         doc = json.loads(path.read_text())
         outputs = doc.get("outputs", {})
-        if not isinstance(outputs, Mapping):
-            raise ValueError("its 'outputs' is not a mapping")
+        if not isinstance(outputs, Mapping) or not all(isinstance(r, Mapping) for r in outputs.values()):
+            raise ValueError("its 'outputs' is not a mapping of file records")
         return dict(outputs)
     except FileNotFoundError:
         return {}
     except (OSError, ValueError, AttributeError) as e:
-        why = f"{path} cannot be read ({type(e).__name__}: {str(e)[:120]})"
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
         if strict:
-            raise ManifestError(f"{why}: the records of the files in {path.parent} are lost") from None
-        log.warning("%s; it counts as no records: a run writing this directory recomputes everything it "
-                    "described", why)
+            raise ManifestError(path, reason) from None
+        log.warning("%s cannot be read (%s); it counts as no records: a run writing this directory recomputes "
+                    "everything it described", path, reason)
         return {}
 
 
