@@ -121,9 +121,9 @@ def read_manifest(directory: str | os.PathLike, *, strict: bool = False) -> dict
     path = manifest_path(directory)
     try:
         doc = json.loads(path.read_text())
-        outputs = doc.get("outputs", {})
+        outputs = doc.get("outputs", {}) if isinstance(doc, Mapping) else None
         if not isinstance(outputs, Mapping) or not all(isinstance(r, Mapping) for r in outputs.values()):
-            raise ValueError("its 'outputs' is not a mapping of file records")
+            raise ValueError("no 'outputs' object of file records")
         return dict(outputs)
     except FileNotFoundError:
         return {}
