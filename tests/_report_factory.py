@@ -1,4 +1,5 @@
-"""A small validation directory for the report's tests (the compare and per-cell sections build on it)."""
+"""A small validation directory for the report's tests (the compare and per-cell sections build on it): its
+tables recorded in its manifest as `cytoatlas validate` records them (the report verifies what it reads)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cytoatlas.io.manifest import record, update_manifest
 from cytoatlas.io.tables import write_table
 
 
@@ -33,6 +35,10 @@ def validation_dir(path: Path) -> Path:
                                             "source": "rule", "context": "", "candidates": ""}]),
     }
     path.mkdir(parents=True)
+    records = {}
     for name, df in tables.items():
-        write_table(df, path, name)
+        for p in write_table(df, path, name):
+            records[p.name] = record(p, step="validate", parameters={"atlases": ["alpha"]}, inputs=[], kind="table",
+                                     table=name)
+    update_manifest(path, records)
     return path

@@ -142,8 +142,7 @@ def _pseudobulk_options(args: argparse.Namespace) -> PseudobulkOptions:
 
 
 def _activity_options(args: argparse.Namespace) -> ActivityOptions:
-    sets = [s for s in args.signatures.split(",") if s.strip()] if args.signatures else None
-    return ActivityOptions(signatures=sets, signature_files=args.signature_file or (), method=args.method,
+    return ActivityOptions(signatures=args.signatures, signature_files=args.signature_file or (), method=args.method,
                            n_rand=args.n_rand, permutation_seed=args.permutation_seed, centre=args.centre,
                            cell_type_map=_pairs(args.cell_type_map), lambda_=args.lambda_)
 
@@ -213,8 +212,9 @@ def _pairs(items: Sequence[str] | None, flag: str = "--cell-type-map", form: str
     return out
 
 
-def _list(value: str | None) -> list[str] | None:
-    return [s.strip() for s in value.split(",") if s.strip()] if value else None
+def _joined(values: Sequence[str] | None) -> str | None:
+    """A repeatable list option as one comma-separated value, passed through to the step (which checks it)."""
+    return None if values is None else ",".join(values)
 
 
 def _cell_types(args: argparse.Namespace) -> None:
@@ -247,12 +247,12 @@ def _resolution_arg(p: argparse.ArgumentParser) -> None:
 def _validate(args: argparse.Namespace) -> None:
     from cytoatlas._validate import validate
 
+    # values are passed through as given: the step checks them (one validation path for the CLI and Python)
     paths = validate(args.atlas, args.out, results=args.results, registry=args.registry, data_root=args.data_root,
-                     levels=_list(args.levels), signatures=_list(args.signatures), min_samples=args.min_samples,
+                     levels=args.levels, signatures=args.signatures, min_samples=args.min_samples,
                      min_cell_types=args.min_cell_types, n_bootstrap=args.n_bootstrap,
-                     bootstrap_seed=args.bootstrap_seed,
-                     target_genes=_pairs(args.target_gene, "--target-gene", "TARGET=GENE"),
-                     scatter_targets=args.scatter, figures=not args.no_figures, resolution=args.resolution,
+                     bootstrap_seed=args.bootstrap_seed, target_genes=args.target_gene,
+                     scatter_targets=_joined(args.scatter), figures=not args.no_figures, resolution=args.resolution,
                      force=args.force, composition_level=args.composition_level)
     print("\n".join(map(str, paths)))
 
@@ -261,10 +261,9 @@ def _compare(args: argparse.Namespace) -> None:
     from cytoatlas._compare import compare
 
     paths = compare(args.atlas, args.out, results=args.results, registry=args.registry, data_root=args.data_root,
-                    levels=_list(args.levels), signatures=_list(args.signatures), by=args.by,
-                    reference=args.reference, groups=_list(args.groups),
-                    continuous=[c for item in args.continuous or [] for c in _list(item) or []],
-                    covariates=_list(args.covariates) or (), paired_by=args.paired_by, test=args.test,
+                    levels=args.levels, signatures=args.signatures, by=args.by, reference=args.reference,
+                    groups=args.groups, continuous=_joined(args.continuous), covariates=args.covariates,
+                    paired_by=args.paired_by, test=args.test,
                     min_group_size=args.min_group_size, figures=not args.no_figures,
                     all_figures=args.all_figures, resolution=args.resolution, force=args.force)
     print("\n".join(map(str, paths)))
@@ -274,9 +273,9 @@ def _groundtruth(args: argparse.Namespace) -> None:
     from cytoatlas._groundtruth import groundtruth
 
     paths = groundtruth(args.atlas, args.out, column=args.perturbation, control=args.control,
-                        treatments=_list(args.treatments), results=args.results, registry=args.registry,
-                        data_root=args.data_root, levels=_list(args.levels), signatures=_list(args.signatures),
-                        aliases=_pairs(args.alias, "--alias", "TREATMENT=SIGNATURE"), min_donors=args.min_donors,
+                        treatments=args.treatments, results=args.results, registry=args.registry,
+                        data_root=args.data_root, levels=args.levels, signatures=args.signatures,
+                        aliases=args.alias, min_donors=args.min_donors,
                         crosstalk_threshold=args.crosstalk_threshold, figures=not args.no_figures, force=args.force)
     print("\n".join(map(str, paths)))
 

@@ -125,7 +125,10 @@ def run_demo(out: str | os.PathLike = "cytoatlas_demo", *, n_cells: int = defaul
     from cytoatlas._pseudobulk import pseudobulk
     from cytoatlas._report import report
     from cytoatlas._validate import validate
+    from cytoatlas.options import check_count
 
+    # ten cells per donor at least (the generator's own bound, as a one-line error rather than a traceback)
+    check_count("n_cells", n_cells, minimum=10 * max(spec["n_donors"] for spec in DEMO_ATLASES.values()))
     for filename in SHA256:  # both are needed (atlas genes, activity): say so before any work, not minutes in
         signature_data_file(filename)
     out = Path(out)

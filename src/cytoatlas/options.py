@@ -5,9 +5,11 @@ one dataclass per step of ``cytoatlas run`` shared by its Python function, the C
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
+
+import numpy as np
 
 from cytoatlas import defaults
 from cytoatlas.errors import CytoatlasError
@@ -55,6 +57,16 @@ class PseudobulkOptions:
     checkpoint_every: float = defaults.CHECKPOINT_EVERY
     threads: int | None = None
 
+    def __post_init__(self) -> None:
+        # the same bounds and words as cytoatlas.pseudobulk's own check (status and run judge with these too)
+        for name, low in (("batch_size", 1), ("n_bootstrap", 0), ("bootstrap_seed", 0), ("min_cells", 1),
+                          ("min_samples", 1), ("threads", 1)):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < low):
+                raise CytoatlasError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not self.checkpoint_every >= 0:  # 0: a checkpoint after every block
+            raise CytoatlasError(f"checkpoint_every must be >= 0 seconds, got {self.checkpoint_every!r}")
+
     @classmethod
     def of(cls, options: PseudobulkOptions | Mapping[str, Any] | None) -> PseudobulkOptions:
         """``options`` as this class (a mapping of its fields, or ``None`` for the defaults)."""
@@ -82,8 +94,15 @@ class ActivityOptions:
 
     def __post_init__(self) -> None:
         check_choice("method", self.method, Method)
-        if self.signatures is not None:
-            object.__setattr__(self, "signatures", tuple(self.signatures))
+        if self.signatures is not None:  # given, it must name something ("" or "a,," is an error, not "all")
+            names = name_list("signatures", self.signatures)
+            if not names:
+                raise CytoatlasError("signatures names nothing: give one or more signature sets, comma-separated")
+            object.__setattr__(self, "signatures", names)
+        check_count("n_rand", self.n_rand, minimum=1)
+        check_count("permutation_seed", self.permutation_seed, minimum=0)
+        if not 0 <= self.lambda_ < float("inf"):
+            raise CytoatlasError(f"lambda must be a finite number >= 0, got {self.lambda_!r}")
         if self.signature_files is not None:
             object.__setattr__(self, "signature_files", tuple(self.signature_files))
 
@@ -107,3 +126,95 @@ def _of(cls, options):
     if unknown:
         raise CytoatlasError(f"unknown {cls.__name__} {', '.join(unknown)}; valid: {', '.join(names)}")
     return cls(**options)
+
+
+# --- the checks of option values, shared by the Python API and the CLI (which passes values through) ---------
+
+
+def name_list(option: str, value: str | Iterable[object] | None) -> tuple[str, ...]:
+    """A list option's names: a sequence, or one comma-separated string (as the CLI passes it).
+
+    ``None`` or an empty sequence is the option left out (``()``); an empty string, or an empty name in the list
+    (``"a,,b"``), names nothing and is an error, not "absent".
+
+    Raises
+    ------
+    CytoatlasError
+        ``value`` is or holds an empty name.
+    """
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else list(value)
+    names = tuple(str(s).strip() for s in items)
+    if any(not n for n in names):
+        raise CytoatlasError(f"{option} names nothing ({value!r}): give one or more names, comma-separated")
+    return names
+
+
+def check_known(option: str, names: Iterable[str], valid: Iterable[str], *, what: str = "",
+                case: bool = False) -> None:
+    """Raise the one-line error naming the valid values when a name in ``names`` is not one of ``valid``
+    (compared ignoring case unless ``case``).
+
+    Raises
+    ------
+    CytoatlasError
+        A name is unknown.
+    """
+    key = (lambda s: s) if case else str.lower
+    shown: dict[str, str] = {}
+    for v in map(str, valid):  # one spelling per name: the one with capitals (a file name's is lower-cased)
+        if key(v) not in shown or shown[key(v)] == shown[key(v)].lower():
+            shown[key(v)] = v
+    valid = list(shown.values())
+    known = {key(v) for v in valid}
+    unknown = [n for n in names if key(str(n)) not in known]
+    if unknown:
+        raise CytoatlasError(f"{option}: {what or 'value'}{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(map(repr, unknown))} not found; valid: {', '.join(valid) or '(none)'}")
+
+
+def check_count(option: str, value: object, *, minimum: int = 0, maximum: int | None = None) -> int:
+    """``value`` as an int, checked to be a whole number in ``[minimum, maximum]``.
+
+    Raises
+    ------
+    CytoatlasError
+        Not a whole number, or out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise CytoatlasError(f"{option} must be a whole number, got {value!r}")
+    value = int(value)
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise CytoatlasError(f"{option} must be {bound}, got {value}")
+    return value
+
+
+def name_pairs(option: str, value: Mapping[str, str] | str | Iterable[str] | None,
+               form: str = "KEY=VALUE") -> dict[str, str]:
+    """A mapping option: a mapping, or ``KEY=VALUE`` strings (a sequence, or one comma-separated string, as the
+    CLI passes them). Keys and values must be non-empty and a value holds no ``=``.
+
+    Raises
+    ------
+    CytoatlasError
+        An item is not ``KEY=VALUE``, or a key is given twice with different values.
+    """
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        items = [(str(k), str(v)) for k, v in value.items()]
+        shown = [f"{k}={v}" for k, v in items]
+    else:
+        shown = name_list(option, value)
+        items = [s.partition("=")[::2] for s in shown]
+    out: dict[str, str] = {}
+    for text, (key, val) in zip(shown, items, strict=True):
+        key, val = key.strip(), val.strip()
+        if not key or not val or "=" in val or "=" not in text:
+            raise CytoatlasError(f"{option} wants {form}, got {text!r}")
+        if out.get(key, val) != val:
+            raise CytoatlasError(f"{option} gives {key} twice: {out[key]} and {val}")
+        out[key] = val
+    return out

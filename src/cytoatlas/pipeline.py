@@ -119,13 +119,13 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
     from cytoatlas._pseudobulk import level_parameters
     from cytoatlas.io.fingerprint import file_fingerprint
     from cytoatlas.io.lock import lock_is_live, read_lock
-    from cytoatlas.io.manifest import check_output, read_manifest, upstream_fingerprint
+    from cytoatlas.io.manifest import check_output, upstream_fingerprint
 
     out = Path(out)
     pb_dir, act_dir = layout.pseudobulk_dir(out), layout.activity_dir(out)
     fingerprint = file_fingerprint(cfg.h5ad) if cfg.h5ad.is_file() else None
     kinds = layout.pseudobulk_kinds(n_bootstrap)
-    pb_entries, act_entries = read_manifest(pb_dir), read_manifest(act_dir)
+    pb_entries, act_entries = _entries(pb_dir), _entries(act_dir)
     running = {d: lock_is_live(read_lock(d)) for d in (pb_dir, act_dir)}
     sets = signature_sets(act_options.signatures,
                           [*cfg.signature_files, *map(Path, act_options.signature_files or ())])
@@ -168,6 +168,16 @@ def atlas_status(cfg: AtlasConfig, out: str | os.PathLike, *, verify: bool = Fal
     return [r.as_dict() for r in rows]
 
 
+def _entries(directory: Path) -> dict[str, dict]:
+    """A results directory's manifest entries; unreadable, an error (its outputs would show as unrecorded)."""
+    from cytoatlas.io.manifest import ManifestError, read_manifest
+
+    try:
+        return read_manifest(directory, strict=True)
+    except ManifestError as e:
+        raise CytoatlasError(f"{e}; rerun `cytoatlas run`, which recomputes them") from None
+
+
 def _row(atlas: str, level: str, step: str, path: Path, state: str, reason: str, entry: Mapping | None) -> StatusRow:
     """A status row of an atlas' output; its shape, size and time written when it is complete."""
     done = state == "complete"
@@ -181,10 +191,10 @@ def _cells_status(cfg: AtlasConfig, out: Path, fingerprint: dict | None, verify:
     """Rows for the per-cell outputs (``cytoatlas cells``) recorded in ``out/cells``: each checked against its
     record and the atlas file; an activity file whose run is still going is ``running``."""
     from cytoatlas.io.lock import lock_is_live, read_lock
-    from cytoatlas.io.manifest import check_output, read_manifest
+    from cytoatlas.io.manifest import check_output
 
     directory = layout.cells_dir(out)
-    entries = {k: v for k, v in read_manifest(directory).items() if v.get("step") == CELLS.name
+    entries = {k: v for k, v in _entries(directory).items() if v.get("step") == CELLS.name
                and v.get("atlas") == cfg.name}
     running = lock_is_live(read_lock(directory)) if directory.is_dir() else False
     rows = []

@@ -20,7 +20,13 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import layout
 from cytoatlas.io.chunks import tune_allocator
 from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import check_output, read_manifest, update_manifest, upstream_fingerprint
+from cytoatlas.io.manifest import (
+    check_output,
+    read_manifest,
+    update_manifest,
+    upstream_fingerprint,
+    verified_fingerprint,
+)
 from cytoatlas.options import Method, check_choice, choices
 from cytoatlas.progress import Progress, peak_rss_gb
 
@@ -160,6 +166,9 @@ def activity(
     for p in paths:
         if not p.is_file():
             raise CytoatlasError(f"{p}: no such file")
+        # a pseudobulk file its manifest records must be what was recorded (a file from elsewhere: as it is)
+        verified_fingerprint(p, rerun="rerun `cytoatlas run` (or `cytoatlas pseudobulk`) to remake it",
+                             required=False)
     out = check_output_dir(out)
     sets = signature_sets(signatures, sig_files)
     genes = set().union(*(s.genes for s in sets))

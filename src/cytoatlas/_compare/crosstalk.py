@@ -103,22 +103,37 @@ def _set_correlations(name: str, source: str, genes_key: str, genes: tuple[str, 
 def file_correlations(path: str | os.PathLike) -> SignatureCorrelations | None:
     """The signature correlations of an activity file's set over the genes its run used, in the file's signature
     order; None (with a warning) when the set cannot be loaded again (a signature file moved away)."""
+    path = Path(path)
+    return signature_correlations(*_signature_of(path), label=path.name)
+
+
+def anndata_correlations(adata, label: str = "in-memory activity") -> SignatureCorrelations | None:
+    """:func:`file_correlations` of an activity result held in memory (its ``uns["signature"]`` and
+    ``uns["genes_used"]`` as the file holds them)."""
+    sig = dict(adata.uns.get("signature") or {})
+    genes = np.asarray(adata.uns.get("genes_used", []), dtype=object)
+    return signature_correlations(str(sig.get("name", "")), str(sig.get("source", "")), genes,
+                                  np.asarray(adata.var_names, dtype=object), label=label)
+
+
+def signature_correlations(name: str, source: str, genes: np.ndarray, names: np.ndarray,
+                           label: str) -> SignatureCorrelations | None:
+    """The correlations of set ``name``'s signature columns over ``genes``, in the order of ``names``; None
+    (with a warning naming ``label``) when the set cannot be loaded again or its signatures are not ``names``."""
     from cytoatlas.errors import CytoatlasError
 
-    path = Path(path)
-    name, source, genes, names = _signature_of(path)
     key = hashlib.sha256("\0".join(map(str, genes)).encode()).hexdigest()
     try:
         corr = _set_correlations(name, source, key, tuple(map(str, genes)))
     except (CytoatlasError, OSError) as e:
-        log.warning("%s: no cross-talk columns: its signature set %s cannot be loaded (%s)", path.name, name, e)
+        log.warning("%s: no cross-talk columns: its signature set %s cannot be loaded (%s)", label, name, e)
         return None
     order = {s: i for i, s in enumerate(corr.names)}
     idx = np.array([order.get(str(s), -1) for s in names])
     if (idx < 0).any():
-        log.warning("%s: no cross-talk columns: its signatures are not those of set %s", path.name, name)
+        log.warning("%s: no cross-talk columns: its signatures are not those of set %s", label, name)
         return None
-    return SignatureCorrelations(names.astype(object), corr.r[np.ix_(idx, idx)], corr.n_genes)
+    return SignatureCorrelations(np.asarray(names).astype(object), corr.r[np.ix_(idx, idx)], corr.n_genes)
 
 
 def _fmt(pairs: list[tuple[str, float]]) -> str:

@@ -8,10 +8,12 @@ a rerun with the same inputs and parameters finds them current and does nothing,
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -20,9 +22,10 @@ from cytoatlas import defaults
 from cytoatlas._compare import crosstalk
 from cytoatlas._compare import tables as tb
 from cytoatlas._compare.analyses import Spec, compare_file
+from cytoatlas._compare.crosstalk import SignatureCorrelations
 from cytoatlas._compare.inputs import AtlasFiles, resolve_atlases
 from cytoatlas._compare.meta import meta_analysis
-from cytoatlas._harness import StepDirectory, input_fingerprint
+from cytoatlas._harness import StepDirectory
 from cytoatlas._harness.directory import check_output_dir
 from cytoatlas._harness.steps import COMPARE
 from cytoatlas.celltypes import (
@@ -37,21 +40,15 @@ from cytoatlas.celltypes import (
 )
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import COMPARE_FIGURES_DIR, COMPARE_TABLES, compare_table_paths
-from cytoatlas.io.results import read_activity
+from cytoatlas.io.results import Activity, read_activity
 from cytoatlas.io.tables import write_table
-from cytoatlas.options import Test, check_choice
+from cytoatlas.options import Test, check_choice, check_count, name_list
 from cytoatlas.registry import AtlasConfig
 
 log = logging.getLogger("cytoatlas.compare")
 STEP = COMPARE.name
 
 
-def _names(value: str | Sequence[str] | None) -> tuple[str, ...]:
-    """A list option given as a sequence or as one comma-separated string."""
-    if value is None:
-        return ()
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(s.strip() for s in map(str, items) if s.strip())
 
 
 def make_spec(by: str | None, reference: str | None, groups: str | Sequence[str] | None,
@@ -64,9 +61,14 @@ def make_spec(by: str | None, reference: str | None, groups: str | Sequence[str]
     CytoatlasError
         Nothing to compare, an unknown test, options that do not go together, a column named twice.
     """
-    spec = Spec(by=by or None, reference=None if reference is None else str(reference), groups=_names(groups),
-                continuous=_names(continuous), covariates=_names(covariates), paired_by=paired_by or None, test=test,
-                min_group_size=int(min_group_size))
+    for option, value in (("by", by), ("paired_by", paired_by), ("reference", reference)):
+        if value is not None and not str(value).strip():
+            raise CytoatlasError(f"{option} names nothing ({value!r}): give a column name"
+                                 if option != "reference" else "reference names nothing: give the reference value")
+    spec = Spec(by=by or None, reference=None if reference is None else str(reference),
+                groups=name_list("groups", groups), continuous=name_list("continuous", continuous),
+                covariates=name_list("covariates", covariates), paired_by=paired_by or None, test=test,
+                min_group_size=check_count("min_group_size", min_group_size, minimum=2))
     if not spec.by and not spec.continuous:
         raise CytoatlasError("name what to compare: --by COLUMN (with --reference VALUE) and/or --continuous COLUMN")
     check_choice("test", test, Test)
@@ -112,38 +114,58 @@ def _with_units(effects: pd.DataFrame, matches: dict[tuple[str, str], pd.DataFra
     return rows.merge(units, on=["atlas", "level_key", "cell_type"], how="inner").drop(columns="level_key")
 
 
-def _compute(inputs: list[AtlasFiles], spec: Spec, lock: StepDirectory,
-             chosen: Sequence[Resolution]) -> dict[str, pd.DataFrame]:
-    """The four tables: every file's comparisons, their FDRs, and the meta-analysis across atlases."""
-    files = [(a, f) for a in inputs for f in a.files]
+@dataclass(frozen=True)
+class ActivityItem:
+    """One activity result to compare, from a file or held in memory: whose it is, how to get its
+    :class:`~cytoatlas.io.results.Activity` and its signature correlations (for the cross-talk columns)."""
+
+    atlas: str
+    level: str
+    signature_set: str
+    load: Callable[[], Activity]
+    correlations: Callable[[], SignatureCorrelations | None]
+
+
+def comparison_tables(items: Sequence[ActivityItem], harmonise: Mapping[str, Mapping[str, str]], spec: Spec,
+                      chosen: Sequence[Resolution], touch: Callable[[], None] = lambda: None
+                      ) -> dict[str, pd.DataFrame]:
+    """The four tables: every result's comparisons, their FDRs, and the meta-analysis across atlases (the one
+    implementation behind the file step and :func:`cytoatlas._compare.memory.compare_activity`)."""
     differential, association, untestable = [], [], []
     matches: dict[tuple[str, str], pd.DataFrame] = {}
-    for k, (a, f) in enumerate(files, 1):
+    for k, item in enumerate(items, 1):
         t0 = time.perf_counter()
-        act = read_activity(f.path)
-        table = _cell_types(act, a.harmonise)
-        matches.setdefault((a.name, f.level), table)
+        act = item.load()
+        table = _cell_types(act, harmonise.get(item.atlas, {}))
+        matches.setdefault((item.atlas, item.level), table)
         terms = {c: (i, n) for c, i, n in zip(table["cell_type"], table["cl_id"], table["cl_name"], strict=True)}
-        res = compare_file(act, a.name, terms, spec)
+        res = compare_file(act, item.atlas, terms, spec)
         differential += res.differential
         association += res.association
         untestable += res.untestable
         n_types = act.obs["cell_type"].nunique()
         log.info("[%d/%d] %s %s %s: %d cell types x %d signatures; %d tested, %d untestable%s in %.1f s", k,
-                 len(files), a.name, f.level, f.signature_set, n_types, len(act.names),
+                 len(items), item.atlas, item.level, item.signature_set, n_types, len(act.names),
                  len(res.differential) + len(res.association), len(res.untestable),
                  f"; {res.averaged} (donor, cell type) value(s) averaged over several samples" if res.averaged else "",
                  time.perf_counter() - t0)
-        lock.touch()
+        touch()
     out = {"differential": tb.with_fdr("differential", tb.concat("differential", differential)),
            "association": tb.with_fdr("association", tb.concat("association", association)),
            "untestable": tb.table_frame("untestable", untestable)}
     # cross-talk beside every row: appended columns, computed in their own module (see crosstalk.py)
-    correlations_of = crosstalk.cached_correlations({(a.name, f.level, f.signature_set): f.path for a, f in files})
+    by_key = {(i.atlas, i.level, i.signature_set): i for i in items}
+    cache: dict[tuple, SignatureCorrelations | None] = {}
+
+    def correlations_of(key: tuple) -> SignatureCorrelations | None:
+        if key not in cache:
+            cache[key] = by_key[key].correlations() if key in by_key else None
+        return cache[key]
+
     for name in ("differential", "association"):
         keys = tb.FDR_PARTS[name][:3]
         out[name] = crosstalk.annotate(out[name], correlations_of, keys, [*tb.FDR_PARTS[name], "cell_type", "test"])
-    if len(inputs) >= 2:
+    if len({i.atlas for i in items}) >= 2:
         effects = pd.concat([out["differential"].assign(analysis="differential"),
                              out["association"].assign(analysis="association")], ignore_index=True)
         effects = _with_units(effects, matches, chosen)
@@ -151,6 +173,14 @@ def _compute(inputs: list[AtlasFiles], spec: Spec, lock: StepDirectory,
     else:
         out["meta"] = tb.table_frame("meta", [])
     return {name: out[name] for name in COMPARE_TABLES}
+
+
+def _compute(inputs: list[AtlasFiles], spec: Spec, lock: StepDirectory,
+             chosen: Sequence[Resolution]) -> dict[str, pd.DataFrame]:
+    """The four tables of the atlases' activity files (read one at a time)."""
+    items = [ActivityItem(a.name, f.level, f.signature_set, functools.partial(read_activity, f.path),
+                          functools.partial(crosstalk.file_correlations, f.path)) for a in inputs for f in a.files]
+    return comparison_tables(items, {a.name: a.harmonise for a in inputs}, spec, chosen, lock.touch)
 
 
 def _write(d: StepDirectory, tables: dict[str, pd.DataFrame], write_figures, scope: str, params: dict,
@@ -251,6 +281,7 @@ def compare(
         A missing column (naming the obs columns there are), a reference or group value that is absent (naming
         the values present), a donor in both groups of an unpaired contrast, options that do not go together.
     """
+    levels, signatures = name_list("levels", levels), name_list("signatures", signatures)
     spec = make_spec(by, reference, groups, continuous, covariates, paired_by, test, min_group_size)
     try:
         chosen = resolutions(resolution)
@@ -261,8 +292,7 @@ def compare(
         from cytoatlas._compare.figures import write_figures
     out = check_output_dir(out)
     t0 = time.perf_counter()
-    inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
-                             list(signatures or []) or None)
+    inputs = resolve_atlases(atlases, results, registry, data_root, levels, signatures)
     for a in inputs:
         log.info("atlas %s: %d sample x cell type activity file(s) in %s", a.name, len(a.files), a.results)
     params = {"atlases": [a.name for a in inputs], "levels": list(levels or []), "signatures": list(signatures or []),
@@ -272,8 +302,8 @@ def compare(
               "figures": figures and ("all" if all_figures else "shown"),
               "harmonise": {a.name: dict(sorted(a.harmonise.items())) for a in inputs}, "resolution": list(chosen),
               **cell_ontology().provenance, "crosstalk_threshold": crosstalk.CROSSTALK_THRESHOLD}
-    fps = [input_fingerprint(f.path) for a in inputs for f in a.files]
-    with StepDirectory(out, COMPARE, subdirs=[COMPARE_FIGURES_DIR]) as d:
+    fps = [f.fingerprint for a in inputs for f in a.files]
+    with StepDirectory(out, COMPARE, subdirs=[COMPARE_FIGURES_DIR], force=force) as d:
         tables = [p for t in COMPARE_TABLES for p in compare_table_paths(out, t)]
         if not force and d.is_current(params, fps, tables):
             log.info("comparison tables%s in %s are current; nothing to do", " and figures" if figures else "", out)

@@ -24,13 +24,14 @@ from cytoatlas._compare.inputs import resolve_atlases
 from cytoatlas._groundtruth import tables as tb
 from cytoatlas._groundtruth.analyses import Spec, groundtruth_file
 from cytoatlas._groundtruth.figures import FIGURES_DIR
-from cytoatlas._harness import StepDirectory, input_fingerprint
+from cytoatlas._harness import StepDirectory
 from cytoatlas._harness.directory import check_output_dir
 from cytoatlas._harness.steps import GROUNDTRUTH
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import table_paths
 from cytoatlas.io.results import read_activity
 from cytoatlas.io.tables import write_table
+from cytoatlas.options import name_list, name_pairs
 from cytoatlas.registry import AtlasConfig, treatment_aliases
 
 log = logging.getLogger("cytoatlas.groundtruth")
@@ -139,7 +140,10 @@ def groundtruth(
         A missing column (naming the obs columns there are), a control or treatment value that is absent (naming
         the values present), a bad option.
     """
-    if not column or control is None:
+    levels, signatures = name_list("levels", levels), name_list("signatures", signatures)
+    treatments = name_list("treatments", treatments)
+    aliases = name_pairs("aliases", aliases, "TREATMENT=SIGNATURE")
+    if not column or not str(column).strip() or control is None or not str(control).strip():
         raise CytoatlasError("name the treatment column and its control value (--perturbation COLUMN "
                              "--control VALUE)")
     if min_donors < 2:
@@ -151,8 +155,7 @@ def groundtruth(
         raise CytoatlasError(f"the control {spec.control!r} cannot be one of the treatments")
     out = check_output_dir(out)
     t0 = time.perf_counter()
-    inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
-                             list(signatures or []) or None)
+    inputs = resolve_atlases(atlases, results, registry, data_root, levels, signatures, step="groundtruth")
     configs = [atlases] if isinstance(atlases, (str, AtlasConfig)) else list(atlases)
     overrides = {}
     for a, item in zip(inputs, configs, strict=True):
@@ -161,8 +164,8 @@ def groundtruth(
               "column": spec.column, "control": spec.control, "treatments": list(spec.treatments),
               "min_donors": spec.min_donors, "crosstalk_threshold": float(crosstalk_threshold), "figures": figures,
               "aliases": {k: dict(sorted(v.items())) for k, v in overrides.items()}}
-    fps = [input_fingerprint(f.path) for a in inputs for f in a.files]
-    with StepDirectory(out, GROUNDTRUTH, subdirs=[FIGURES_DIR]) as d:
+    fps = [f.fingerprint for a in inputs for f in a.files]
+    with StepDirectory(out, GROUNDTRUTH, subdirs=[FIGURES_DIR], force=force) as d:
         tables = [p for t in tb.TABLES for p in table_paths(out, t)]
         if not force and d.is_current(params, fps, tables):
             log.info("ground-truth tables in %s are current; nothing to do", out)

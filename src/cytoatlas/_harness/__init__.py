@@ -6,9 +6,9 @@ manifest's typed records, "is this current", recording, removing stale files), a
 any step's directory with :func:`directory_status`. A step module then holds its computation and its outputs.
 """
 
-from cytoatlas._harness.directory import StepDirectory, input_fingerprint
+from cytoatlas._harness.directory import StepDirectory, input_fingerprint, verified_input
 from cytoatlas._harness.status import StatusRow, directory_status, step_directories
 from cytoatlas._harness.steps import STEPS, Step, get_step, register_step
 
 __all__ = ["STEPS", "StatusRow", "Step", "StepDirectory", "directory_status", "get_step", "input_fingerprint",
-           "register_step", "step_directories"]
+           "register_step", "step_directories", "verified_input"]

@@ -10,7 +10,16 @@ from cytoatlas._harness.steps import Step
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.layout import manifest_key
 from cytoatlas.io.lock import DirectoryLock, remove_leftovers
-from cytoatlas.io.manifest import Record, check_output, read_records, record, update_manifest, upstream_fingerprint
+from cytoatlas.io.manifest import (
+    ManifestError,
+    Record,
+    check_output,
+    read_records,
+    record,
+    update_manifest,
+    upstream_fingerprint,
+    verified_fingerprint,
+)
 
 
 def check_output_dir(out: str | os.PathLike) -> Path:
@@ -34,11 +43,27 @@ def input_fingerprint(path: str | os.PathLike) -> dict:
     return {**upstream_fingerprint(path), "path": str(path.resolve())}
 
 
+def verified_input(path: str | os.PathLike, rerun: str, *, required: bool = True) -> dict:
+    """:func:`input_fingerprint` of an upstream file, verified first against the manifest that recorded it
+    (size; checksum where affordable, see :func:`cytoatlas.io.manifest.verified_fingerprint`).
+
+    Raises
+    ------
+    CytoatlasError
+        The file is missing, unrecorded, damaged, or its manifest is unreadable; the message names the file
+        and ends with ``rerun``.
+    """
+    path = Path(path)
+    return {**verified_fingerprint(path, rerun=rerun, required=required), "path": str(path.resolve())}
+
+
 class StepDirectory:
     """Hold a step's output directory for one run (a ``with`` block).
 
     On entry: the directory is checked (not a file), locked, the leftovers of interrupted runs in its
-    ``subdirs`` removed (the lock clears the top directory) and its manifest read as :class:`Record` s.
+    ``subdirs`` removed, at any depth (the lock clears the top directory) and its manifest read as
+    :class:`Record` s. A manifest that cannot be read is an error (its records would count as none), unless
+    ``force`` (the run recomputes everything anyway; a warning says the records are lost).
 
     Parameters
     ----------
@@ -48,20 +73,31 @@ class StepDirectory:
         The step writing it: its name and algorithm version go into every record.
     subdirs
         Subdirectories the step writes into (e.g. ``figures``).
+    force
+        The run recomputes every output: an unreadable manifest is then replaced, not an error.
+    rerun
+        What the error of an unreadable manifest tells to do (default: rerun this step with ``--force``).
     """
 
-    def __init__(self, out: str | os.PathLike, step: Step, *, subdirs: Sequence[str] = ()):
+    def __init__(self, out: str | os.PathLike, step: Step, *, subdirs: Sequence[str] = (), force: bool = False,
+                 rerun: str | None = None):
         self.out = check_output_dir(out)
         self.step = step
         self.subdirs = tuple(subdirs)
+        self.force = force
+        self.rerun = rerun or f"rerun `cytoatlas {step.name}` with --force to recompute them"
         self.records: dict[str, Record] = {}
         self._lock = DirectoryLock(self.out)
 
     def __enter__(self) -> StepDirectory:
         self._lock.__enter__()
-        for sub in self.subdirs:
-            remove_leftovers(self.out / sub)
-        self.records = read_records(self.out)
+        try:
+            for sub in self.subdirs:
+                remove_leftovers(self.out / sub, recursive=True)
+            self.records = read_records(self.out, strict=not self.force)
+        except ManifestError as e:
+            self._lock.__exit__(None, None, None)
+            raise CytoatlasError(f"{e}; {self.rerun}") from None
         return self
 
     def __exit__(self, *exc) -> None:

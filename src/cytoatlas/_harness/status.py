@@ -9,8 +9,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cytoatlas._harness.steps import get_step
+from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.lock import lock_is_live, read_lock
-from cytoatlas.io.manifest import MANIFEST_NAME, Record, check_output, read_records, same_inputs, upstream_fingerprint
+from cytoatlas.io.manifest import (
+    MANIFEST_NAME,
+    ManifestError,
+    Record,
+    check_output,
+    read_records,
+    same_inputs,
+    upstream_fingerprint,
+)
 from cytoatlas.options import State, choices
 
 #: the states an output can be in
@@ -53,6 +62,21 @@ def _input_changed(fp: Mapping, records: Mapping[str, Record], states: Mapping[s
     return None  # recorded without a path (an older release): the file's own checks still apply
 
 
+def read_step_records(directory: str | os.PathLike) -> dict[str, Record]:
+    """A directory's records for judging them: an unreadable manifest is an error (not "nothing recorded").
+
+    Raises
+    ------
+    CytoatlasError
+        The manifest exists but cannot be read: the message says to rerun the step that wrote the directory.
+    """
+    try:
+        return read_records(directory, strict=True)
+    except ManifestError as e:
+        raise CytoatlasError(f"{e}; rerun the step that wrote them with --force (`cytoatlas run` for an atlas' "
+                             "pseudobulk and activity) to recompute them and their records") from None
+
+
 def directory_status(directory: str | os.PathLike, *, verify: bool = False, atlas: str = "") -> list[StatusRow]:
     """One row per output a step directory's manifest records (validation, comparison, report...).
 
@@ -62,7 +86,7 @@ def directory_status(directory: str | os.PathLike, *, verify: bool = False, atla
     while a live run holds the directory.
     """
     directory = Path(directory)
-    records = read_records(directory)
+    records = read_step_records(directory)
     states = {}
     for key, rec in records.items():
         step = get_step(rec.step)
@@ -97,6 +121,6 @@ def step_directories(root: str | os.PathLike, depth: int = 2) -> list[Path]:
     found = []
     candidates = [root, *(p for d in range(1, depth + 1) for p in root.glob("/".join(["*"] * d)) if p.is_dir())]
     for d in sorted(set(candidates)):
-        if (d / MANIFEST_NAME).is_file() and any(r.step not in ATLAS_STEPS for r in read_records(d).values()):
+        if (d / MANIFEST_NAME).is_file() and any(r.step not in ATLAS_STEPS for r in read_step_records(d).values()):
             found.append(d)
     return found

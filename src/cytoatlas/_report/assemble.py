@@ -15,10 +15,14 @@ from typing import Any
 
 from cytoatlas._harness import StepDirectory
 from cytoatlas._harness.steps import REPORT
+from cytoatlas._report.inputs import verify_step_directory
 from cytoatlas._validate.report import validation_sections
+from cytoatlas._validate.run import TABLES as VALIDATION_TABLES
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.durable import write_text_atomic
 from cytoatlas.io.html import CSS, JS
+from cytoatlas.io.layout import VALIDATION_FIGURES_DIR, table_paths
+from cytoatlas.options import check_count
 
 log = logging.getLogger("cytoatlas.validate")
 REPORT_NAME = "report.html"
@@ -128,13 +132,22 @@ def report(out: str | os.PathLike, *, title: str | None = None, max_rows: int = 
     out = Path(out)
     if not out.is_dir():
         raise CytoatlasError(f"validation directory {out} does not exist; run `cytoatlas validate --out {out}` first")
+    check_count("max_rows", max_rows, minimum=1)
     unknown = sorted(set(sources) - set(SECTIONS))
     if unknown:
         raise CytoatlasError(f"no report section named {', '.join(unknown)}; sections: {', '.join(SECTIONS)}")
+    for name, source in sources.items():  # a directory named by an empty string is none, not "."
+        given = [source] if isinstance(source, (str, os.PathLike)) else \
+            list(source) if isinstance(source, (list, tuple)) else []
+        if any(not str(s).strip() for s in given):
+            raise CytoatlasError(f"the {name} section's source names nothing ({source!r}): give a directory")
     t0 = time.perf_counter()
-    with StepDirectory(out, REPORT) as d:
+    with StepDirectory(out, REPORT, subdirs=[VALIDATION_FIGURES_DIR],
+                       rerun=f"rerun `cytoatlas validate --force --out {out}` to recompute them") as d:
         inputs = [{"name": k, "checksum": r.checksum} for k, r in sorted(d.records.items())
                   if r.kind in ("table", "figure")]
+        verify_step_directory(out, "validate", ["table", "figure"], [table_paths(out, t)[0] for t in VALIDATION_TABLES],
+                              f"rerun `cytoatlas validate --force --out {out}`")
         validation = validation_sections(out, max_rows)
         title = title or f"cytoatlas validation: {', '.join(validation.atlases)}"
         sections = [Section(sid, name, content) for sid, name, content in validation.sections]

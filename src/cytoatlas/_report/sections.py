@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cytoatlas._report.assemble import Section, SectionFigure, register_section
-from cytoatlas.io.layout import CELLS_FIGURE_KIND, VALIDATION_FIGURES_DIR
+from cytoatlas._report.inputs import verify_step_directory
+from cytoatlas.io.layout import CELLS_FIGURE_KIND, COMPARE_TABLES, VALIDATION_FIGURES_DIR, table_paths
 
 
 @register_section("compare")
@@ -17,6 +18,10 @@ def comparison(source: str | os.PathLike, out: Path, max_rows: int) -> Section:
     """"Condition comparisons", from a directory written by `cytoatlas compare`."""
     from cytoatlas._compare.report import comparison_inputs, comparison_section
 
+    if Path(source).is_dir():  # a directory that is not there gets the section's own error
+        verify_step_directory(source, "compare", [*COMPARE_TABLES, "figure"],
+                              [table_paths(source, t)[1] for t in COMPARE_TABLES],
+                              f"rerun `cytoatlas compare --force --out {source}`")
     return Section("compare", "Condition comparisons", comparison_section(source, max_rows=max_rows),
                    inputs=comparison_inputs(source), parameters={"compare": str(source)})
 
@@ -25,7 +30,11 @@ def comparison(source: str | os.PathLike, out: Path, max_rows: int) -> Section:
 def perturbation_ground_truth(source: str | os.PathLike, out: Path, max_rows: int) -> Section:
     """"Perturbation ground truth", from a directory written by `cytoatlas groundtruth`."""
     from cytoatlas._groundtruth.report import groundtruth_inputs, groundtruth_section
+    from cytoatlas._groundtruth.tables import TABLES
 
+    if Path(source).is_dir():  # a directory that is not there gets the section's own error
+        verify_step_directory(source, "groundtruth", ["table", "figure"], [table_paths(source, t)[1] for t in TABLES],
+                              f"rerun `cytoatlas groundtruth --force --out {source}`")
     return Section("groundtruth", "Perturbation ground truth", groundtruth_section(source, max_rows=max_rows),
                    inputs=groundtruth_inputs(source), parameters={"groundtruth": str(source)})
 

@@ -23,7 +23,6 @@ from scipy import stats
 from cytoatlas import defaults
 from cytoatlas._validate.inputs import LevelSet
 from cytoatlas.celltypes import UNSTRATIFIED, Resolution, comparable_units, map_labels, ontology_ids
-from cytoatlas.io.results import read_activity
 
 log = logging.getLogger("cytoatlas.validate")
 
@@ -43,7 +42,7 @@ def level_profiles(groups: Sequence[LevelSet], overrides: Mapping[str, str] | No
     for g in groups:
         if "celltype" not in g.activity:
             continue
-        act = read_activity(g.activity["celltype"])
+        act = g.load_activity("celltype")
         labels = act.obs["cell_type"].astype(str).to_numpy()
         table = map_labels(labels, overrides=overrides, ontology_ids=ontology_ids(act.obs), separator=act.separator)
         matches.setdefault(g.level, table.assign(atlas=g.atlas, level=g.level))

@@ -46,7 +46,11 @@ class Fractions:
 def composition(path: str | os.PathLike, level: str) -> Fractions:
     """The cell-type fractions per donor (``donor`` when the file has it, else ``sample``) from a sample x cell
     type pseudobulk file's ``n_cells`` (its obs only is read)."""
-    obs = read_header(path, "pseudobulk", var_columns=()).obs
+    return composition_from_obs(read_header(path, "pseudobulk", var_columns=()).obs, level)
+
+
+def composition_from_obs(obs: pd.DataFrame, level: str) -> Fractions:
+    """:func:`composition` from the rows (obs) of a sample x cell type pseudobulk, held in memory."""
     unit = "donor" if "donor" in obs else "sample"
     counts = pd.crosstab(obs[unit].astype(str).to_numpy(), obs["cell_type"].astype(str).to_numpy(),
                          values=obs["n_cells"].to_numpy(dtype=float), aggfunc="sum").fillna(0.0)

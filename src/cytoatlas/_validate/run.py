@@ -27,8 +27,9 @@ from cytoatlas._harness.steps import VALIDATE
 from cytoatlas._validate import cross_atlas as xa
 from cytoatlas._validate import figures as fg
 from cytoatlas._validate.inputs import LevelSet, discover
-from cytoatlas._validate.partial import composition as composition_of
+from cytoatlas._validate.partial import composition_from_obs
 from cytoatlas._validate.summaries import cytosig_vs_secact, summary
+from cytoatlas._validate.targets import CELL_TYPE_SEPARATOR
 from cytoatlas._validate.within import (
     CELL_TYPE_COLUMNS,
     PARTIAL_COLUMNS,
@@ -44,8 +45,9 @@ from cytoatlas.io.layout import (
     table_paths,
     validation_part_paths,
 )
-from cytoatlas.io.results import read_activity, read_header, read_pseudobulk
+from cytoatlas.io.results import read_activity, read_pseudobulk
 from cytoatlas.io.tables import read_parquet, write_parquet, write_table
+from cytoatlas.options import check_count, check_known, name_list, name_pairs
 from cytoatlas.registry import AtlasConfig, atlas_results
 
 log = logging.getLogger("cytoatlas.validate")
@@ -66,17 +68,64 @@ class AtlasInput:
 
 
 def resolve_atlases(atlases, results, registry, data_root, levels, signatures) -> list[AtlasInput]:
-    """The atlases to validate with their file groups (see :func:`cytoatlas.registry.atlas_results`)."""
-    return [AtlasInput(a.name, a.root, discover(a.name, a.root, a.level_order, levels, signatures), a.harmonise)
-            for a in atlas_results(atlases, results, registry, data_root, step="validate")]
+    """The atlases to validate with their verified file groups (see :func:`cytoatlas.registry.atlas_results`).
+
+    Raises
+    ------
+    CytoatlasError
+        An input is damaged (see :func:`cytoatlas._validate.inputs.discover`), a level or signature set asked for
+        is in no atlas, or an atlas has none of them.
+    """
+    levels, signatures = name_list("levels", levels), name_list("signatures", signatures)
+    out, available = [], []
+    for a in atlas_results(atlases, results, registry, data_root, step="validate"):
+        groups, there = discover(a.name, a.root, a.level_order, list(levels) or None, list(signatures) or None)
+        out.append(AtlasInput(a.name, a.root, groups, a.harmonise))
+        available += there
+    for option, what, asked, there in (("levels", "level", levels, {lv for lv, _ in available}),
+                                       ("signatures", "signature set", signatures, {s for _, s in available})):
+        try:
+            check_known(f"validate --{option}", asked, sorted(there), what=what)
+        except CytoatlasError as e:
+            missing = [n for n in asked if n.lower() not in {t.lower() for t in there}]
+            raise CytoatlasError(f"no activity files of {', '.join(a.name for a in out)} for {what}s "
+                                 f"{', '.join(missing)}: {e}") from None
+    for a in out:
+        if not a.groups:
+            raise CytoatlasError(f"atlas {a.name!r}: no activity files for "
+                                 f"{' and '.join(filter(None, [', '.join(levels), ', '.join(signatures)]))}")
+    return out
+
+
+def _check_names(inputs: list[AtlasInput], gene_overrides: Mapping[str, str], scatter_targets: Sequence[str],
+                 composition_level: str | None) -> None:
+    """The targets and level the options name must exist in the inputs (their headers only are read). A gene
+    (``target_genes``' values) that a pseudobulk file lacks is no error: its target's rows say "gene absent".
+
+    Raises
+    ------
+    CytoatlasError
+        A target no signature set has (``target_genes``' keys, ``scatter_targets``), a ``composition_level`` no
+        atlas has; naming the valid ones.
+    """
+    if composition_level is not None:
+        check_known("composition_level", [composition_level], [g.level for a in inputs for g in a.groups],
+                    what="level")
+    if not gene_overrides and not scatter_targets:
+        return
+    targets: dict[str, None] = {}
+    for g in (g for a in inputs for g in a.groups):
+        for name in g.signature_names():
+            targets[name] = None
+            if CELL_TYPE_SEPARATOR in name:  # a cell-type-specific signature: its cytokine is a target too
+                targets[name.split(CELL_TYPE_SEPARATOR, 1)[1]] = None
+    check_known("target_genes", list(gene_overrides), list(targets), what="target", case=True)
+    check_known("scatter_targets", scatter_targets, list(targets), what="target", case=True)
 
 
 def _level_bootstrap(group: LevelSet) -> tuple[int, int]:
     """(n_bootstrap, seed) the level's pseudobulk was made with (the pseudobulk defaults if not recorded)."""
-    try:
-        p = read_header(group.pseudobulk["samples"], "pseudobulk", var_columns=()).parameters
-    except CytoatlasError:
-        p = {}
+    p = group.pseudobulk_parameters("samples")
     return int(p.get("n_bootstrap", defaults.N_BOOTSTRAP)), int(p.get("seed", defaults.BOOTSTRAP_SEED))
 
 
@@ -86,7 +135,7 @@ def _fingerprints(paths: Sequence[Path]) -> list[dict]:
 
 def _stratified(group: LevelSet) -> bool:
     """Whether a level's sample pseudobulk has cell types (not one ``all`` row per sample)."""
-    obs = read_header(group.pseudobulk["samples"], "pseudobulk", var_columns=()).obs
+    obs = group.pseudobulk_obs("samples")
     return "cell_type" in obs and set(obs["cell_type"].astype(str)) != {UNSTRATIFIED}
 
 
@@ -137,11 +186,8 @@ def _parts(inputs: list[AtlasInput], d: StepDirectory, *, min_samples: int, n_bo
                     rho[c] = "" if c in ("fractions_level", "partial_reason") else 0 if c == "n_fractions" else np.nan
         else:
             log.info("[%d/%d] %s %s %s: correlating", k, len(groups), g.atlas, g.level, g.signature_set)
-            fractions = None if fractions_group is None else \
-                composition_of(fractions_group.pseudobulk["samples"], fractions_group.level)
-            rho = within_atlas(g, min_samples=min_samples, n_boot=params["n_bootstrap"], seed=params["seed"],
-                               gene_overrides=gene_overrides, fractions=fractions)
-            ct = across_cell_types(g, min_samples=min_samples, gene_overrides=gene_overrides)
+            rho, ct = correlations(g, min_samples=min_samples, n_boot=params["n_bootstrap"], seed=params["seed"],
+                                   gene_overrides=gene_overrides, fractions_group=fractions_group)
             write_parquet(rho, paths["rho"])
             write_parquet(ct, paths["ct"])
             d.commit(dict(d.record(p, params, fps, kind="part") for p in paths.values()))
@@ -150,6 +196,18 @@ def _parts(inputs: list[AtlasInput], d: StepDirectory, *, min_samples: int, n_bo
         used += list(paths.values())
     log.info("correlations of %d (atlas, level, set) groups in %.1f s", len(groups), time.perf_counter() - t0)
     return rho_parts, ct_parts, used
+
+
+def correlations(g: LevelSet, *, min_samples: int, n_boot: int, seed: int, gene_overrides: Mapping[str, str],
+                 fractions_group: LevelSet | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ``rho`` and ``rho_cell_types`` rows of one (atlas, level, set), the partial rho given the cell-type
+    fractions of ``fractions_group``'s level when given (files or results held in memory alike)."""
+    fractions = None if fractions_group is None else \
+        composition_from_obs(fractions_group.pseudobulk_obs("samples"), fractions_group.level)
+    rho = within_atlas(g, min_samples=min_samples, n_boot=n_boot, seed=seed, gene_overrides=dict(gene_overrides),
+                       fractions=fractions)
+    ct = across_cell_types(g, min_samples=min_samples, gene_overrides=dict(gene_overrides))
+    return rho, ct
 
 
 def _concat(frames: list[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
@@ -263,20 +321,24 @@ def validate(
         chosen = resolutions(resolution)
     except ValueError as e:
         raise CytoatlasError(str(e)) from None
-    if min_samples < 3:
-        raise CytoatlasError(f"min_samples must be >= 3, got {min_samples}")
-    if min_cell_types < 2:
-        raise CytoatlasError(f"min_cell_types must be >= 2, got {min_cell_types}")
-    if n_bootstrap is not None and n_bootstrap < 0:
-        raise CytoatlasError(f"n_bootstrap must be >= 0, got {n_bootstrap}")
+    min_samples = check_count("min_samples", min_samples, minimum=3)
+    min_cell_types = check_count("min_cell_types", min_cell_types, minimum=2)
+    if n_bootstrap is not None:
+        n_bootstrap = check_count("n_bootstrap", n_bootstrap, minimum=0)
+    if bootstrap_seed is not None:
+        bootstrap_seed = check_count("bootstrap_seed", bootstrap_seed, minimum=0)
+    levels, signatures = name_list("levels", levels), name_list("signatures", signatures)
+    scatter_targets = name_list("scatter_targets", scatter_targets)
+    gene_overrides = name_pairs("target_genes", target_genes, "TARGET=GENE")
+    if composition_level is not None and not str(composition_level).strip():
+        raise CytoatlasError("composition_level names nothing: give a level with cell types")
     out = check_output_dir(out)
     t0 = time.perf_counter()
-    inputs = resolve_atlases(atlases, results, registry, data_root, list(levels or []) or None,
-                             list(signatures or []) or None)
-    gene_overrides = dict(target_genes or {})
+    inputs = resolve_atlases(atlases, results, registry, data_root, levels, signatures)
+    _check_names(inputs, gene_overrides, scatter_targets, composition_level)
     for a in inputs:
         log.info("atlas %s: %d (level, signature set) groups in %s", a.name, len(a.groups), a.results)
-    with StepDirectory(out, VALIDATE, subdirs=(VALIDATION_PARTS_DIR, VALIDATION_FIGURES_DIR)) as d:
+    with StepDirectory(out, VALIDATE, subdirs=(VALIDATION_PARTS_DIR, VALIDATION_FIGURES_DIR), force=force) as d:
         rho_parts, ct_parts, part_paths = _parts(inputs, d, min_samples=min_samples, n_bootstrap=n_bootstrap,
                                                  bootstrap_seed=bootstrap_seed, gene_overrides=gene_overrides,
                                                  force=force, composition_level=composition_level)
@@ -304,14 +366,15 @@ def validate(
     return written
 
 
-def _aggregate(inputs: list[AtlasInput], d: StepDirectory, rho_parts, ct_parts, *, min_cell_types: int,
-               figures: bool, resolutions: tuple[Resolution, ...], scatter_targets, params: dict,
-               fps: list[dict]) -> list[Path]:
-    out = d.out
-    t0 = time.perf_counter()
-    rho = _concat(rho_parts, RHO_COLUMNS)
+def validation_tables(inputs: Sequence[AtlasInput], rho_parts: Sequence[pd.DataFrame],
+                      ct_parts: Sequence[pd.DataFrame], *, min_cell_types: int,
+                      resolutions: Sequence[Resolution]) -> tuple[dict[str, pd.DataFrame], dict]:
+    """The eight validation tables from the correlations of every (atlas, level, set) and the atlases' cell-type
+    activity (the one implementation behind the file step and :func:`cytoatlas._validate.memory.validate_activity`),
+    and the fine units' mean activity per (atlas, level, set) for the heatmaps."""
+    rho = _concat(list(rho_parts), RHO_COLUMNS)
     rho["representative"] = rho["representative"].astype(bool)
-    cell = _concat(ct_parts, CELL_TYPE_COLUMNS)
+    cell = _concat(list(ct_parts), CELL_TYPE_COLUMNS)
     profiles, matches = {}, []
     for a in inputs:
         profiles[a.name], m = xa.level_profiles(a.groups, a.harmonise)
@@ -327,11 +390,25 @@ def _aggregate(inputs: list[AtlasInput], d: StepDirectory, rho_parts, ct_parts, 
     tables = {"rho": rho, "rho_cell_types": cell, "summary": summary(rho), "cytosig_vs_secact": cytosig_vs_secact(rho),
               "cross_atlas": cross, "conservation": xa.conservation(cross), "consistency": xa.consistency(rho),
               "cell_type_matches": all_matches}
+    return tables, unit_frames
+
+
+def _aggregate(inputs: list[AtlasInput], d: StepDirectory, rho_parts, ct_parts, *, min_cell_types: int,
+               figures: bool, resolutions: tuple[Resolution, ...], scatter_targets, params: dict,
+               fps: list[dict]) -> list[Path]:
+    out = d.out
+    t0 = time.perf_counter()
+    tables, unit_frames = validation_tables(inputs, rho_parts, ct_parts, min_cell_types=min_cell_types,
+                                            resolutions=resolutions)
+    rho, cross = tables["rho"], tables["cross_atlas"]
+    # inputs deliberately left out (a level without a sample x cell type activity file) are recorded as such
+    left_out = [{"atlas": g.atlas, "level": g.level, "signature_set": g.signature_set, "reason": g.left_out}
+                for a in inputs for g in a.groups if g.left_out]
     written, records = [], {}
     for name, df in tables.items():
         for p in write_table(df, out, name):
             written.append(p)
-            records.update([d.record(p, params, fps, kind="table", table=name)])
+            records.update([d.record(p, params, fps, kind="table", table=name, left_out=left_out)])
     log.info("tables: %s", ", ".join(f"{k} ({len(v):,} rows)" for k, v in tables.items()))
     if figures:
         fig_dir = out / VALIDATION_FIGURES_DIR

@@ -39,7 +39,7 @@ from cytoatlas._validate.stats import (
 from cytoatlas._validate.targets import target_genes
 from cytoatlas.celltypes import UNSTRATIFIED
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.results import Activity, read_activity, read_pseudobulk
+from cytoatlas.io.results import Activity
 
 log = logging.getLogger("cytoatlas.validate")
 
@@ -53,11 +53,12 @@ CELL_TYPE_COLUMNS = ["atlas", "level", "signature_set", "target", "gene", "n_cel
 GENE_ABSENT = "gene absent"
 
 
-def _expression(pb_path, act: Activity, genes: dict[str, str]) -> tuple[np.ndarray, dict[str, int]]:
+def _expression(group: LevelSet, kind: str, act: Activity, genes: dict[str, str]
+                ) -> tuple[np.ndarray, dict[str, int]]:
     """rows x genes log1p CPM of the target genes present (columns indexed by the returned map)."""
-    pb = read_pseudobulk(pb_path, set(genes.values()))
+    pb = group.load_pseudobulk(kind, set(genes.values()))
     if len(pb.obs) != len(act.obs) or not np.array_equal(pb.obs.index.astype(str), act.obs.index.astype(str)):
-        raise CytoatlasError(f"{act.path.name}: its rows are not those of {pb_path.name}; was the pseudobulk "
+        raise CytoatlasError(f"{act.path.name}: its rows are not those of {pb.path.name}; was the pseudobulk "
                              "file rewritten after the activity run? Run `cytoatlas run` again")
     return pb.values.T.astype(float), {g: i for i, g in enumerate(pb.genes)}
 
@@ -116,9 +117,9 @@ def within_atlas(group: LevelSet, *, min_samples: int = defaults.VALIDATE_MIN_SA
         them (None: the partial columns are empty).
     """
     t0 = time.perf_counter()
-    act = read_activity(group.activity["samples"])
+    act = group.load_activity("samples")
     genes = target_genes(act.names, group.signature_set, gene_overrides)
-    expr, col = _expression(group.pseudobulk["samples"], act, genes)
+    expr, col = _expression(group, "samples", act, genes)
     obs = act.obs
     cell_type = obs["cell_type"].astype(str).to_numpy() if "cell_type" in obs else np.full(len(obs), UNSTRATIFIED)
     strata = list(dict.fromkeys(cell_type))
@@ -216,15 +217,15 @@ def across_cell_types(group: LevelSet, *, min_samples: int = defaults.VALIDATE_M
     cell types and for cell-type-specific sets)."""
     if "celltype" not in group.activity:
         return pd.DataFrame(columns=CELL_TYPE_COLUMNS)
-    act = read_activity(group.activity["celltype"])
+    act = group.load_activity("celltype")
     if act.matched is not None or list(act.obs.get("cell_type", [])) == [UNSTRATIFIED]:
         return pd.DataFrame(columns=CELL_TYPE_COLUMNS)
     genes = target_genes(act.names, group.signature_set, gene_overrides)
-    expr, col = _expression(group.pseudobulk["celltype"], act, genes)
+    expr, col = _expression(group, "celltype", act, genes)
     boot = None
     if "resampled" in group.activity:
-        bact = read_activity(group.activity["resampled"])
-        bexpr, bcol = _expression(group.pseudobulk["resampled"], bact, genes)
+        bact = group.load_activity("resampled")
+        bexpr, bcol = _expression(group, "resampled", bact, genes)
         boot = (bact, bexpr, bcol)
     n = len(act.obs)
     rows, todo = [], []

@@ -62,11 +62,15 @@ def describe(info: dict) -> str:
             f"({info.get('command', '?')})")
 
 
-def remove_leftovers(directory: str | os.PathLike) -> None:
-    """Delete the temporary files other processes left in ``directory`` (call with its lock held)."""
-    for tmp in leftovers(directory):
-        log.info("removing %s, left by an interrupted run", tmp.name)
-        tmp.unlink(missing_ok=True)
+def remove_leftovers(directory: str | os.PathLike, *, recursive: bool = False) -> None:
+    """Delete the temporary files other processes left in ``directory`` (and, ``recursive``, in every folder
+    below it; call with its lock held)."""
+    directory = Path(directory)
+    folders = [directory, *sorted(p for p in directory.rglob("*") if p.is_dir())] if recursive else [directory]
+    for folder in folders:
+        for tmp in leftovers(folder):
+            log.info("removing %s, left by an interrupted run", tmp)
+            tmp.unlink(missing_ok=True)
 
 
 class DirectoryLock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -28,7 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.durable import write_text_atomic
+
+log = logging.getLogger("cytoatlas")
 
 MANIFEST_NAME = "manifest.json"
 _CHUNK = 4 << 20
@@ -89,17 +93,42 @@ def canonical(obj) -> str:
     return json.dumps(plain(obj), sort_keys=True)
 
 
+class ManifestError(CytoatlasError):
+    """A manifest that exists but cannot be read (its readers add what to rerun to the message)."""
+
+
 def manifest_path(directory: str | os.PathLike) -> Path:
     """The manifest file of ``directory``."""
     return Path(directory) / MANIFEST_NAME
 
 
-def read_manifest(directory: str | os.PathLike) -> dict[str, dict]:
-    """``{file name: record}`` of a directory; empty if there is no manifest or it is unreadable."""
+def read_manifest(directory: str | os.PathLike, *, strict: bool = False) -> dict[str, dict]:
+    """``{file name: record}`` of a directory; empty if there is no manifest.
+
+    A manifest that exists but cannot be read or parsed is an error with ``strict`` (for a reader that would
+    otherwise act on "no records": drop, skip or trust what it describes); without it, it counts as no records
+    and a warning says so (a writer then recomputes what it describes).
+
+    Raises
+    ------
+    CytoatlasError
+        With ``strict``: the manifest exists but is unreadable.
+    """
+    path = manifest_path(directory)
     try:
-        doc = json.loads(manifest_path(directory).read_text())
-        return dict(doc.get("outputs", {}))
-    except (OSError, ValueError, AttributeError):
+        doc = json.loads(path.read_text())
+        outputs = doc.get("outputs", {})
+        if not isinstance(outputs, Mapping):
+            raise ValueError("its 'outputs' is not a mapping")
+        return dict(outputs)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, AttributeError) as e:
+        why = f"{path} cannot be read ({type(e).__name__}: {str(e)[:120]})"
+        if strict:
+            raise ManifestError(f"{why}: the records of the files in {path.parent} are lost") from None
+        log.warning("%s; it counts as no records: a run writing this directory recomputes everything it "
+                    "described", why)
         return {}
 
 
@@ -166,9 +195,10 @@ class Record:
                 "algorithm": self.algorithm, "written": self.written, **self.extra}
 
 
-def read_records(directory: str | os.PathLike) -> dict[str, Record]:
+def read_records(directory: str | os.PathLike, *, strict: bool = False) -> dict[str, Record]:
     """``{file name: Record}`` of a directory's manifest (empty without one); see :func:`read_manifest`."""
-    return {k: Record.from_dict(v) for k, v in read_manifest(directory).items() if isinstance(v, Mapping)}
+    return {k: Record.from_dict(v) for k, v in read_manifest(directory, strict=strict).items()
+            if isinstance(v, Mapping)}
 
 
 def record(path: str | os.PathLike, *, step: str, parameters: Mapping, inputs: Iterable[Mapping],
@@ -253,3 +283,59 @@ def check_output(path: str | os.PathLike, entry: Mapping | Record | None, parame
     if inputs is not None and not same_inputs(entry.get("inputs", []), inputs):
         return "stale", "an input changed since it was written"
     return "complete", ""
+
+
+#: inputs up to this size are re-hashed when verified; larger ones only when their mtime moved since recorded
+VERIFY_BUDGET = 256 << 20
+
+
+def verified_fingerprint(path: str | os.PathLike, *, rerun: str, required: bool = True,
+                         directory: str | os.PathLike | None = None) -> dict:
+    """An input result file's fingerprint (as :func:`upstream_fingerprint`), verified against the record of the
+    manifest beside it first: same size, and the same checksum when the file is small (up to
+    :data:`VERIFY_BUDGET`) or was modified since it was recorded.
+
+    Parameters
+    ----------
+    path
+        The input file (an output of an earlier step, recorded in its directory's manifest).
+    rerun
+        What to rerun to remake it (e.g. ``run `cytoatlas run --atlas A --out DIR``` ), ending every error.
+    required
+        Whether the file must be recorded; without it, a file its directory's manifest does not record (made
+        by another tool, by hand) is fingerprinted as it is, and only a recorded one is verified.
+    directory
+        The directory whose manifest records it (default: its own; a figure in ``OUT/figures`` is recorded in
+        ``OUT``'s).
+
+    Raises
+    ------
+    CytoatlasError
+        The file is missing or unreadable, unrecorded (with ``required``), damaged (size or checksum differ from
+        its record), or its directory's manifest is unreadable.
+    """
+    path = Path(path)
+    directory = path.parent if directory is None else Path(directory)
+    try:
+        entries = read_manifest(directory, strict=True)
+    except ManifestError as e:
+        raise CytoatlasError(f"{e}; {rerun}") from None
+    try:
+        st = path.stat()
+    except OSError as e:
+        raise CytoatlasError(f"input {path} cannot be read ({e.strerror}); {rerun}") from None
+    entry = entries.get(path.relative_to(directory).as_posix())
+    if entry is None:
+        if required:
+            raise CytoatlasError(f"input {path} is not recorded in {manifest_path(directory)} (its run did not "
+                                 f"finish, or it was put there by other means), so nothing vouches for it; {rerun}")
+        return upstream_fingerprint(path)
+    if st.st_size != entry.get("size"):
+        raise CytoatlasError(f"input {path} is damaged: {st.st_size:,} bytes, {entry.get('size', 0):,} when written "
+                             f"(truncated?); {rerun}")
+    recorded = recorded_checksum(entry)
+    if recorded and (st.st_size <= VERIFY_BUDGET or st.st_mtime_ns != entry.get("mtime_ns")) \
+            and not checksum_matches(path, recorded):
+        raise CytoatlasError(f"input {path} is damaged: its checksum differs from the one recorded when it was "
+                             f"written; {rerun}")
+    return {"name": path.name, "size": st.st_size, "checksum": recorded or file_checksum(path)}

@@ -278,3 +278,61 @@ def read_activity(path: str | os.PathLike) -> Activity:
         raise CytoatlasError(f"{path}: not a readable cytoatlas activity file (no uns['pseudobulk']['level'])")
     return Activity(path, head.obs, head.var.index.to_numpy(str), z, matched, head.level, head.signature_set,
                     head.separator)
+
+
+# --- the same records from AnnData objects held in memory (a notebook's results; ``cytoatlas.tl``) -------------
+
+
+def _plain_uns(uns: object) -> dict:
+    """The scalar entries of an AnnData ``uns`` mapping (as :func:`_scalar_uns` reads them from a file)."""
+    out = {}
+    for k, v in dict(uns or {}).items():
+        if isinstance(v, (str, bytes, int, float, bool, np.generic)):
+            out[k] = v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v
+    return out
+
+
+def _dense(x) -> np.ndarray:
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x)
+
+
+def activity_of(adata, label: str = "in-memory activity") -> Activity:
+    """An activity result held in memory (an AnnData as an activity file holds it: rows x signatures z in ``X``,
+    ``uns["signature"]["name"]``, ``uns["pseudobulk"]`` with level and kind, an optional ``matched`` layer) as
+    the :class:`Activity` that :func:`read_activity` reads from its file.
+
+    Raises
+    ------
+    CytoatlasError
+        The object does not say its signature set or level.
+    """
+    sig, pb = dict(adata.uns.get("signature") or {}), _plain_uns(adata.uns.get("pseudobulk"))
+    if not sig.get("name") or not pb.get("level"):
+        raise CytoatlasError(f"{label}: not an activity result (expected uns['signature']['name'] and "
+                             "uns['pseudobulk']['level'], as `cytoatlas.activity` writes them)")
+    matched = adata.layers.get("matched")
+    return Activity(Path(label), adata.obs.copy(), np.asarray(adata.var_names, dtype=str),
+                    _dense(adata.X).astype(np.float64), None if matched is None else _dense(matched).astype(bool),
+                    str(pb["level"]), str(sig["name"]), pb.get("separator") or None)
+
+
+def pseudobulk_of_anndata(adata, genes: Iterable[str] | None = None,
+                          label: str = "in-memory pseudobulk") -> Pseudobulk:
+    """A pseudobulk result held in memory (an AnnData as a pseudobulk file holds it: log1p CPM in ``X``, symbols
+    in ``var["gene_symbol"]``, ``uns`` with atlas, level and kind) as the :class:`Pseudobulk` that
+    :func:`read_pseudobulk` reads from its file, keeping only ``genes`` (symbols) when given; one gene per
+    symbol by the same rule (:func:`unique_symbols`)."""
+    uns = _plain_uns(adata.uns)
+    if uns.get("kind") not in PSEUDOBULK_KINDS:
+        raise CytoatlasError(f"{label}: not a pseudobulk result (expected uns['kind'] one of "
+                             f"{', '.join(PSEUDOBULK_KINDS)}, as `cytoatlas.pseudobulk` writes it)")
+    symbols = pd.Index(adata.var.get("gene_symbol", adata.var_names)).to_numpy().astype(object)
+    stats = dict(adata.uns.get("atlas_stats") or {})
+    means = np.asarray(stats["mean"]) if "mean" in stats and len(stats["mean"]) == len(symbols) else None
+    keep = unique_symbols(symbols, means)
+    n_symbols = len(keep)
+    if genes is not None:
+        wanted = set(genes)
+        keep = keep[np.fromiter((s in wanted for s in symbols[keep]), bool, len(keep))]
+    values = np.ascontiguousarray(_dense(adata.X[:, keep]).T)
+    return Pseudobulk(Path(label), str(uns["kind"]), adata.obs.copy(), symbols[keep], values, uns, n_symbols)
