@@ -15,7 +15,6 @@ from cytoatlas.io.manifest import (
     Record,
     check_output,
     read_records,
-    record,
     update_manifest,
     upstream_fingerprint,
     verified_fingerprint,
@@ -117,9 +116,11 @@ class StepDirectory:
         return {k: r for k, r in self.records.items()
                 if r.step == self.step.name and (kinds is None or r.kind in kinds)}
 
-    def output_state(self, path: Path, parameters: Mapping, inputs: Sequence[Mapping]) -> str:
-        """``complete`` / ``missing`` / ``stale`` / ``corrupt`` of one output (checksums not re-read)."""
-        return check_output(path, self.records.get(self.key(path)), parameters, inputs, verify=False,
+    def output_state(self, path: Path, parameters: Mapping, inputs: Sequence[Mapping], *,
+                     verify: bool = False) -> str:
+        """``complete`` / ``missing`` / ``stale`` / ``corrupt`` of one output (checksums re-read with ``verify``:
+        the steps that skip current outputs one by one, whose files are large and few, verify them)."""
+        return check_output(path, self.records.get(self.key(path)), parameters, inputs, verify=verify,
                             algorithm=self.step.algorithm)[0]
 
     def is_current(self, parameters: Mapping, inputs: Sequence[Mapping], required: Iterable[Path],
@@ -134,8 +135,7 @@ class StepDirectory:
 
     def record(self, path: Path, parameters: Mapping, inputs: Iterable[Mapping], **extra) -> tuple[str, dict]:
         """(manifest key, record) of a finished output of this step."""
-        return self.key(path), record(path, step=self.step.name, parameters=parameters, inputs=inputs,
-                                      algorithm=self.step.algorithm, **extra)
+        return self.key(path), self.step.record(path, parameters, inputs, **extra)
 
     def commit(self, records: Mapping[str, dict], remove: Iterable[str] = ()) -> None:
         """Merge ``records`` into the manifest (after their files are in place), dropping ``remove``."""
