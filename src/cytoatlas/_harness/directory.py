@@ -73,7 +73,9 @@ class StepDirectory:
     subdirs
         Subdirectories the step writes into (e.g. ``figures``).
     force
-        The run recomputes every output: an unreadable manifest is then replaced, not an error.
+        The run recomputes every output its records do not vouch for: an unreadable manifest (no records) is
+        then replaced, with a warning, not an error. The atlas steps (pseudobulk, activity, cells), which
+        recompute whatever is not recorded current, always pass it; the other steps with ``--force``.
     rerun
         What the error of an unreadable manifest tells to do (default: rerun this step with ``--force``).
     """
