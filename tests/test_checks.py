@@ -433,3 +433,14 @@ def test_run_and_status_options_from_the_cli(pipeline: dict, capsys, argv, messa
 def test_demo_cell_count_is_checked_before_any_work(tmp_path: Path, capsys) -> None:
     assert "n_cells must be >= 240" in _cli_error(["demo", "--n-cells", "-5", "--out", str(tmp_path / "d")], capsys)
     assert not (tmp_path / "d").exists()
+
+
+def test_an_unreadable_manifest_is_an_error_for_groundtruth(cmp_results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "gt"
+    kwargs = {"results": cmp_results, "column": "treatment", "control": "untreated", "figures": False}
+    cytoatlas.groundtruth("alpha", out, **kwargs)
+    _break(out)
+    with pytest.raises(CytoatlasError, match=r"cannot be read.*cytoatlas groundtruth` with --force"):
+        cytoatlas.groundtruth("alpha", out, **kwargs)
+    cytoatlas.groundtruth("alpha", out, force=True, **kwargs)
+    assert "summary.parquet" in read_manifest(out, strict=True)
