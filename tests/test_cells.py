@@ -389,3 +389,25 @@ def test_skip_existing_keeps_current_sets_and_redoes_the_rest(synth, tmp_path, c
     np.testing.assert_array_equal(ad.read_h5ad(secact).X, reference)  # the same scores as with both sets
     cytoatlas.cells(cfg, tmp_path, signatures=["cytosig"], lambda_=1e5, skip_existing=True)  # other parameters
     assert cytosig.stat().st_mtime_ns != stamps[cytosig.name]
+
+
+def test_an_older_cells_algorithm_is_stale_and_skip_existing_recomputes_it(synth, tmp_path, monkeypatch):
+    from cytoatlas._harness import STEPS
+    from cytoatlas.io.manifest import read_manifest
+    from cytoatlas.pipeline import atlas_status
+
+    path, _ = synth
+    cfg = tiny_config(path)
+    (first,) = cytoatlas.cells(cfg, tmp_path, signatures=["cytosig"])
+    reference, stamp = ad.read_h5ad(first).X.copy(), first.stat().st_mtime_ns
+    monkeypatch.setattr(STEPS["cells"], "algorithm", 2)  # a release whose per-cell numbers changed
+    rows = [r for r in atlas_status(cfg, tmp_path, activity={"signatures": ["cytosig"]})
+            if r["step"].startswith("cells:")]
+    assert len(rows) == 3 and all(r["state"] == "stale" for r in rows)
+    assert all("algorithm version 1 of step cells; this release computes version 2" in r["reason"] for r in rows)
+    assert cytoatlas.cells(cfg, tmp_path, signatures=["cytosig"], skip_existing=True) == [first]
+    assert first.stat().st_mtime_ns != stamp
+    np.testing.assert_array_equal(ad.read_h5ad(first).X, reference)
+    assert {e["algorithm"] for e in read_manifest(layout.cells_dir(tmp_path)).values()} == {2}
+    rows = atlas_status(cfg, tmp_path, activity={"signatures": ["cytosig"]})
+    assert all(r["state"] == "complete" for r in rows if r["step"].startswith("cells:"))

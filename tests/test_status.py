@@ -159,6 +159,47 @@ def test_a_new_activity_algorithm_makes_activity_stale_and_run_recomputes_only_i
     assert _status(results, reg, capsys)[0] == 1
 
 
+def test_a_new_pseudobulk_algorithm_makes_pseudobulk_stale_and_run_recomputes_it(tree, capsys, monkeypatch) -> None:
+    from cytoatlas._harness import STEPS
+
+    results, reg = tree
+    before = _ids(results)
+    monkeypatch.setattr(STEPS["pseudobulk"], "algorithm", 2)  # a release whose pseudobulk numbers changed
+    code, rows = _status(results, reg, capsys)
+    assert code == 1
+    pseudobulk = {n for n in rows if "activity" not in n}
+    assert {n for n, r in rows.items() if r["state"] != "complete"} == pseudobulk
+    assert all("algorithm version 1 of step pseudobulk; this release computes version 2" in rows[n]["reason"]
+               for n in pseudobulk)
+    assert main(["-q", "run", "--registry", str(reg), "--atlas", "demo", "--out", str(results / "demo"), *OPTS]) == 0
+    capsys.readouterr()
+    after = _ids(results)
+    # the pseudobulk files are rewritten (their activity follows when their bytes changed: a new timestamp)
+    assert pseudobulk <= {n for n in after if after[n] != before[n]}
+    manifest = json.loads((results / "demo" / "pseudobulk" / "manifest.json").read_text())["outputs"]
+    assert {e["algorithm"] for e in manifest.values()} == {2}
+    assert _status(results, reg, capsys, "--verify")[0] == 0
+
+
+def test_records_of_the_release_before_the_harness_stay_current(tree, capsys) -> None:
+    """Records as the previous release wrote them (no algorithm version, no input paths) are current: status
+    says so and run rewrites nothing."""
+    results, reg = tree
+    for manifest in results.rglob("manifest.json"):
+        doc = json.loads(manifest.read_text())
+        for rec in doc["outputs"].values():
+            del rec["algorithm"]
+            for fp in rec["inputs"]:
+                fp.pop("path", None)
+        manifest.write_text(json.dumps(doc))
+    before = _ids(results)
+    code, rows = _status(results, reg, capsys, "--verify")
+    assert code == 0 and len(rows) == 14 and all(r["state"] == "complete" for r in rows.values())
+    assert main(["-q", "run", "--registry", str(reg), "--atlas", "demo", "--out", str(results / "demo"), *OPTS]) == 0
+    capsys.readouterr()
+    assert _ids(results) == before
+
+
 def test_touched_input_marks_everything_stale(tree, capsys) -> None:
     results, reg = tree
     atlas = results.parent / "atlas.h5ad"

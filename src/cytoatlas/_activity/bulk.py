@@ -19,13 +19,11 @@ from cytoatlas import defaults
 from cytoatlas._activity.memory import activity_of, adata_expression, frame_expression
 from cytoatlas._activity.outputs import write_activity
 from cytoatlas._activity.run import signature_sets
-from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness import StepDirectory
 from cytoatlas._harness.steps import ACTIVITY
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.layout import activity_path
-from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import record, update_manifest
 from cytoatlas.options import Method, Values, check_choice, choices
 
 log = logging.getLogger("cytoatlas.activity")
@@ -110,10 +108,9 @@ def bulk_activity(files: Sequence[str | os.PathLike], out: str | os.PathLike, *,
         raise CytoatlasError(f"say what the table(s) hold: --values {{{','.join(choices(Values))}}} (counts -> "
                              "log1p CPM, tpm -> log2(TPM + 1), log: already log-normalised)")
     sets = signature_sets(signatures, [Path(f) for f in signature_files])
-    out = check_output_dir(out)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
-    with DirectoryLock(out) as lock:
+    # every output is recomputed: an unreadable manifest is replaced (with a warning), not an error
+    with StepDirectory(out, ACTIVITY, force=True) as d:
         for path in paths:
             if is_table(path):
                 pb = frame_expression(read_table(path), values, path.name)
@@ -128,16 +125,15 @@ def bulk_activity(files: Sequence[str | os.PathLike], out: str | os.PathLike, *,
                                            centre=centre, lambda_=lambda_, cell_type_map=dict(cell_type_map or {}))
                 outputs.uns["input"] = fingerprint
                 outputs.uns["values"] = values or "auto"
-                target = write_activity(activity_path(out, path.name.split(".")[0], sig.name), pb, res,
+                target = write_activity(activity_path(d.out, path.name.split(".")[0], sig.name), pb, res,
                                         outputs.layers, outputs.uns, outputs.obs_extra)
                 params = {**{k: v for k, v in outputs.uns.items() if k in ("method", "lambda", "centre", "n_rand",
                                                                              "seed", "rng")},
                           "signature": sig.name, "signature_version": sig.version, "values": values or "auto"}
-                records[target.name] = record(target, step=ACTIVITY.name, parameters=params, inputs=[fingerprint],
-                                              algorithm=ACTIVITY.algorithm, file=path.name, signature=sig.name,
-                                              kind="bulk")
+                records.update([d.record(target, params, [fingerprint], file=path.name, signature=sig.name,
+                                         kind="bulk")])
                 written.append(target)
-            update_manifest(out, records)
-            lock.touch()
+            d.commit(records)
+            d.touch()
             log.info("%s: %d samples x %s", path.name, pb.values.shape[1], ", ".join(s.name for s in sets))
     return written

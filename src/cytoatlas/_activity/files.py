@@ -35,7 +35,6 @@ from cytoatlas.cluster import usable_cores
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.layout import main_of
-from cytoatlas.io.manifest import record
 from cytoatlas.io.results import Pseudobulk, read_pseudobulk
 from cytoatlas.progress import Progress
 
@@ -196,9 +195,8 @@ class FileJob:
                 files = self._write(path, pb, res, file_centring, boot)
                 written += files
                 for f in files:
-                    records[f.name] = record(f, step=ACTIVITY.name, parameters=self.set_params(res.sig),
-                                             inputs=inputs(), algorithm=ACTIVITY.algorithm, file=path.name,
-                                             signature=res.sig.name, kind=pb.kind)
+                    records[f.name] = ACTIVITY.record(f, self.set_params(res.sig), inputs(), file=path.name,
+                                                      signature=res.sig.name, kind=pb.kind)
                 crash_point("activity_set")
         boot.pop(path, None)
         log.info("%s: %d columns x %s in %.1f s", path.name, pb.values.shape[1],

@@ -13,20 +13,13 @@ from typing import Any
 from cytoatlas import defaults
 from cytoatlas._activity.files import Centring, FileJob, run_unit
 from cytoatlas._activity.signatures import BUILT_IN, SignatureSet, load_signatures, set_name
-from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness import StepDirectory
 from cytoatlas._harness.steps import ACTIVITY
 from cytoatlas.cluster import check_scheduler, dask_client, slurm_options
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import layout
 from cytoatlas.io.chunks import tune_allocator
-from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import (
-    check_output,
-    read_manifest,
-    update_manifest,
-    upstream_fingerprint,
-    verified_fingerprint,
-)
+from cytoatlas.io.manifest import upstream_fingerprint, verified_fingerprint
 from cytoatlas.options import Method, check_choice, choices
 from cytoatlas.progress import Progress, peak_rss_gb
 
@@ -169,7 +162,10 @@ def activity(
         # a pseudobulk file its manifest records must be what was recorded (a file from elsewhere: as it is)
         verified_fingerprint(p, rerun="rerun `cytoatlas run` (or `cytoatlas pseudobulk`) to remake it",
                              required=False)
-    out = check_output_dir(out)
+    # an unreadable manifest counts as no records (with a warning): every output is then recomputed, which is
+    # how `cytoatlas run` heals an atlas' results
+    d = StepDirectory(out, ACTIVITY, force=True)
+    out = d.out
     sets = signature_sets(signatures, sig_files)
     genes = set().union(*(s.genes for s in sets))
 
@@ -196,12 +192,10 @@ def activity(
         return layout.activity_targets(out, path, sig.name, path in boot_of)
 
     todo: dict[Path, list[SignatureSet]] = {}
-    with DirectoryLock(out) as lock:
-        entries = read_manifest(out) if skip_existing else {}
+    with d:
         for path in paths:
             todo[path] = [s for s in sets if not skip_existing or any(
-                check_output(t, entries.get(t.name), set_params(s), inputs_of(path),
-                             algorithm=ACTIVITY.algorithm)[0] != "complete"
+                d.output_state(t, set_params(s), inputs_of(path), verify=True) != "complete"
                 for t in targets(path, s))]
         stale = {path: list(v) for path, v in todo.items()}
         for main_path, res_path in boot_of.items():  # a main file's intervals need its bootstrap results
@@ -219,7 +213,7 @@ def activity(
                 log.info("%s: activity outputs exist, verify and are current; skipped", path.name)
         units = [u for u in units if u]
         if scheduler is not None and units:
-            written = _on_cluster(scheduler, slurm, units, job, sets, todo, stale, inputs_of, lock)
+            written = _on_cluster(scheduler, slurm, units, job, sets, todo, stale, inputs_of, d)
         else:
             # the inputs' checksums (needed only for the manifest) are computed on a second thread meanwhile
             with ThreadPoolExecutor(1, thread_name_prefix="cytoatlas-hash") as hasher:
@@ -229,9 +223,9 @@ def activity(
                         inputs = hasher.submit(inputs_of, path)
                         files, records = job.one_file(path, todo[path], {s.name for s in stale[path]}, boot,
                                                       inputs.result)
-                        update_manifest(out, records)
+                        d.commit(records)
                         written += files
-                        lock.touch()
+                        d.touch()
     log.info("activity of %d file(s) x %d signature set(s) in %.1f s, peak memory %.2f GB", len(paths), len(sets),
              time.perf_counter() - start, peak_rss_gb())
     return written
@@ -252,7 +246,8 @@ def set_parameters(params: dict, sig: SignatureSet, cell_type_map: Mapping[str, 
 
 
 def _on_cluster(scheduler: str, slurm: Mapping[str, Any] | None, units: list[list[Path]], job: FileJob,
-                sets: list[SignatureSet], todo: dict, stale: dict, inputs_of: Callable, lock) -> list[Path]:
+                sets: list[SignatureSet], todo: dict, stale: dict, inputs_of: Callable, d: StepDirectory
+                ) -> list[Path]:
     """Units of work as Dask tasks; their manifest records added here as they finish."""
     from distributed import as_completed
 
@@ -266,8 +261,8 @@ def _on_cluster(scheduler: str, slurm: Mapping[str, Any] | None, units: list[lis
                                  retries=2, pure=False) for unit in units]
         for fut in as_completed(futures):
             files, records = fut.result()
-            update_manifest(job.out, records)
+            d.commit(records)
             written += files
-            lock.touch()
+            d.touch()
             progress.update(1)
     return written

@@ -30,6 +30,7 @@ from cytoatlas._cells.scoring import score_block
 from cytoatlas._cells.summary import QUANTILES, Summary, quantile_sample
 from cytoatlas._cells.tables import write_tables
 from cytoatlas._faults import crash_point
+from cytoatlas._harness import StepDirectory
 from cytoatlas._harness.directory import check_output_dir
 from cytoatlas._harness.steps import CELLS
 from cytoatlas._version import __version__
@@ -38,8 +39,6 @@ from cytoatlas.errors import CytoatlasError
 from cytoatlas.io import layout
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.h5ad import open_counts, open_h5ad
-from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest
 from cytoatlas.io.prefetch import Prefetch
 from cytoatlas.io.results import unique_symbols
 from cytoatlas.progress import Progress, peak_rss_gb
@@ -140,25 +139,25 @@ def cells(
         params = {"counts": cfg.counts, "sample_col": cfg.sample_col, "gene_symbols": cfg.gene_symbols or "",
                   "exclude": {c: list(v) for c, v in cfg.exclude}, "levels": [lev.name for lev in cfg.levels],
                   "lambda": float(lambda_), "layers": list(layers), "embedding": plan.embedding_key or ""}
-        if skip_existing:
-            entries = read_manifest(directory)
-            current = [s.name for s in sets if _current(directory, entries, cfg.name, s, params, fingerprint,
-                                                        plan.embedding is not None)]
-            if current:
-                log.info("%s: per-cell outputs exist, verify and are current; skipped: %s", cfg.name,
-                         ", ".join(current))
-            if len(current) == len(sets):
-                return [layout.cells_activity_path(directory, cfg.name, s.name) for s in sets]
-            if current:  # the plan (candidate genes) of the sets left
-                sets = [s for s in sets if s.name not in current]
-                plan = plan_cells(f, cfg, counts.shape[0], counts.shape[1], sets, embedding)
-        identity = {"input": {k: v for k, v in fingerprint.items() if k != "path"}, "parameters": params,
-                    "sets": [[s.name, s.version] for s in sets], "version": __version__}
-        log.info("%s: %s cells (%s kept) x %s genes; %s", cfg.name, f"{counts.shape[0]:,}", f"{plan.n_kept:,}",
-                 f"{counts.shape[1]:,}", ", ".join(s.name for s in sets))
         created = not out.exists()  # a run that fails before writing leaves no empty directories behind
-        with _removed_if_empty(out if created else None), DirectoryLock(directory) as lock, \
+        # an unreadable manifest counts as no records (with a warning): every set is then scored again
+        with _removed_if_empty(out if created else None), StepDirectory(directory, CELLS, force=True) as d, \
                 contextlib.ExitStack() as stack:
+            if skip_existing:
+                current = [s.name for s in sets if _current(d, cfg.name, s, params, fingerprint,
+                                                            plan.embedding is not None)]
+                if current:
+                    log.info("%s: per-cell outputs exist, verify and are current; skipped: %s", cfg.name,
+                             ", ".join(current))
+                if len(current) == len(sets):
+                    return [layout.cells_activity_path(directory, cfg.name, s.name) for s in sets]
+                if current:  # the plan (candidate genes) of the sets left
+                    sets = [s for s in sets if s.name not in current]
+                    plan = plan_cells(f, cfg, counts.shape[0], counts.shape[1], sets, embedding)
+            identity = {"input": {k: v for k, v in fingerprint.items() if k != "path"}, "parameters": params,
+                        "sets": [[s.name, s.version] for s in sets], "version": __version__}
+            log.info("%s: %s cells (%s kept) x %s genes; %s", cfg.name, f"{counts.shape[0]:,}", f"{plan.n_kept:,}",
+                     f"{counts.shape[1]:,}", ", ".join(s.name for s in sets))
             cluster = stack.enter_context(dask_client(scheduler, slurm)) if scheduler else None
             ckpt = layout.cells_checkpoint_path(directory, cfg.name)
             saved = ckpt_io.load_checkpoint(ckpt, identity) if resume else None
@@ -168,8 +167,8 @@ def cells(
             models = fit_models(sets, plan, sums, lambda_, cfg.name)
             pool = stack.enter_context(ThreadPoolExecutor(threads, thread_name_prefix="cytoatlas-score")) \
                 if threads > 1 and cluster is None else None
-            paths = _score(cfg, counts, plan, models, layers, sums, saved, identity, ckpt, directory=directory,
-                           lock=lock, batch_size=batch_size, every=checkpoint_every, cluster=cluster,
+            paths = _score(cfg, counts, plan, models, layers, sums, saved, identity, ckpt, d=d,
+                           batch_size=batch_size, every=checkpoint_every, cluster=cluster,
                            fingerprint=fingerprint, params=params, workers=(pool, threads))
     log.info("%s: %s cells x %s in %.1f s, peak memory %.2f GB", cfg.name, f"{plan.n_kept:,}",
              ", ".join(f"{m.sig.name} ({m.n:,}/{len(m.sig.genes):,} genes)" for m in models),
@@ -182,18 +181,12 @@ def _record_parameters(params: dict, sig, kind: str) -> dict:
     return {**params, "signature": sig.name, "signature_version": sig.version, "kind": kind}
 
 
-def _current(directory: Path, entries: dict, atlas: str, sig, params: dict, fingerprint: dict,
-             with_embedding: bool) -> bool:
-    """Whether every output of set ``sig`` is complete (against ``entries``, the directory's manifest) and made
-    from these inputs and parameters."""
+def _current(d: StepDirectory, atlas: str, sig, params: dict, fingerprint: dict, with_embedding: bool) -> bool:
+    """Whether every output of set ``sig`` is complete (checksums verified) and made from these inputs and
+    parameters by this algorithm version."""
     kinds = ["activity", "summary"] + (["embedding"] if with_embedding else [])
-    for kind in kinds:
-        path = layout.cells_path(directory, atlas, sig.name, kind)
-        state, _ = check_output(path, entries.get(path.name), _record_parameters(params, sig, kind), [fingerprint],
-                                algorithm=CELLS.algorithm)
-        if state != "complete":
-            return False
-    return True
+    return all(d.output_state(layout.cells_path(d.out, atlas, sig.name, kind), _record_parameters(params, sig, kind),
+                              [fingerprint], verify=True) == "complete" for kind in kinds)
 
 
 @contextlib.contextmanager
@@ -247,8 +240,9 @@ def fit_models(sets, plan: CellsPlan, sums: GeneSums, lambda_: float, atlas: str
 
 
 def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: GeneSums, saved, identity, ckpt, *,
-           directory: Path, lock, batch_size: int, every: float, cluster, fingerprint, params, workers) -> list[Path]:
+           d: StepDirectory, batch_size: int, every: float, cluster, fingerprint, params, workers) -> list[Path]:
     """Pass 2: score, write, summarise; then the tables, the manifest, and the checkpoint removed."""
+    directory = d.out
     sampled, per_label = quantile_sample(plan.levels)
     start_row = int(saved["next_row"]) if saved is not None else 0
     writers, summaries = [], []
@@ -273,7 +267,7 @@ def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: 
             return {"y_sums": sums.y_sums, "count_sums": sums.count_sums, "n_cells": np.int64(sums.n_cells),
                     **{k: v for i, s in enumerate(summaries) for k, v in s.arrays(f"s{i}_").items()}}
 
-        checkpointer = ckpt_io.Checkpointer(ckpt, identity, every, lock, writers, state)
+        checkpointer = ckpt_io.Checkpointer(ckpt, identity, every, d, writers, state)
         progress = Progress(log, f"{cfg.name} cells", counts.shape[0] - start_row)
         if cluster is not None:
             from cytoatlas._cells.partitions import score_on_cluster
@@ -309,10 +303,9 @@ def _score(cfg, counts, plan: CellsPlan, models: list[CellModel], layers, sums: 
     for m, path, s in zip(models, paths, summaries, strict=True):
         tables = write_tables(directory, cfg.name, m, s, plan, QUANTILES, per_label)
         for kind, p in [("activity", path), *tables]:
-            records[p.name] = record(p, step=CELLS.name, parameters=_record_parameters(params, m.sig, kind),
-                                     inputs=[fingerprint], algorithm=CELLS.algorithm, atlas=cfg.name,
-                                     signature=m.sig.name, kind=kind)
-    update_manifest(directory, records)
+            records.update([d.record(p, _record_parameters(params, m.sig, kind), [fingerprint], atlas=cfg.name,
+                                     signature=m.sig.name, kind=kind)])
+    d.commit(records)
     ckpt.unlink(missing_ok=True)
     return paths
 

@@ -15,7 +15,6 @@ from cytoatlas.io.manifest import (
     Record,
     check_output,
     read_records,
-    record,
     update_manifest,
     upstream_fingerprint,
     verified_fingerprint,
@@ -74,7 +73,9 @@ class StepDirectory:
     subdirs
         Subdirectories the step writes into (e.g. ``figures``).
     force
-        The run recomputes every output: an unreadable manifest is then replaced, not an error.
+        The run recomputes every output its records do not vouch for: an unreadable manifest (no records) is
+        then replaced, with a warning, not an error. The atlas steps (pseudobulk, activity, cells), which
+        recompute whatever is not recorded current, always pass it; the other steps with ``--force``.
     rerun
         What the error of an unreadable manifest tells to do (default: rerun this step with ``--force``).
     """
@@ -117,9 +118,11 @@ class StepDirectory:
         return {k: r for k, r in self.records.items()
                 if r.step == self.step.name and (kinds is None or r.kind in kinds)}
 
-    def output_state(self, path: Path, parameters: Mapping, inputs: Sequence[Mapping]) -> str:
-        """``complete`` / ``missing`` / ``stale`` / ``corrupt`` of one output (checksums not re-read)."""
-        return check_output(path, self.records.get(self.key(path)), parameters, inputs, verify=False,
+    def output_state(self, path: Path, parameters: Mapping, inputs: Sequence[Mapping], *,
+                     verify: bool = False) -> str:
+        """``complete`` / ``missing`` / ``stale`` / ``corrupt`` of one output (checksums re-read with ``verify``:
+        the steps that skip current outputs one by one, whose files are large and few, verify them)."""
+        return check_output(path, self.records.get(self.key(path)), parameters, inputs, verify=verify,
                             algorithm=self.step.algorithm)[0]
 
     def is_current(self, parameters: Mapping, inputs: Sequence[Mapping], required: Iterable[Path],
@@ -134,8 +137,7 @@ class StepDirectory:
 
     def record(self, path: Path, parameters: Mapping, inputs: Iterable[Mapping], **extra) -> tuple[str, dict]:
         """(manifest key, record) of a finished output of this step."""
-        return self.key(path), record(path, step=self.step.name, parameters=parameters, inputs=inputs,
-                                      algorithm=self.step.algorithm, **extra)
+        return self.key(path), self.step.record(path, parameters, inputs, **extra)
 
     def commit(self, records: Mapping[str, dict], remove: Iterable[str] = ()) -> None:
         """Merge ``records`` into the manifest (after their files are in place), dropping ``remove``."""

@@ -8,9 +8,12 @@ written before versions were recorded count as version 1 (:data:`cytoatlas.io.ma
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.manifest import record
 
 
 @dataclass
@@ -30,6 +33,14 @@ class Step:
     name: str
     algorithm: int = 1
     title: str = ""
+
+    def record(self, path: str | os.PathLike, parameters: Mapping, inputs: Iterable[Mapping], **extra) -> dict:
+        """The manifest record of a finished output of this step (its name and algorithm version in it).
+
+        Usable where no :class:`~cytoatlas._harness.StepDirectory` is held (a Dask worker writing an output
+        returns its record for the driver to commit); ``extra`` as :func:`cytoatlas.io.manifest.record`'s.
+        """
+        return record(path, step=self.name, parameters=parameters, inputs=inputs, algorithm=self.algorithm, **extra)
 
 
 STEPS: dict[str, Step] = {}

@@ -17,7 +17,7 @@ import numpy as np
 
 from cytoatlas import defaults
 from cytoatlas._faults import crash_point
-from cytoatlas._harness.directory import check_output_dir
+from cytoatlas._harness import StepDirectory
 from cytoatlas._harness.steps import PSEUDOBULK
 from cytoatlas._pseudobulk.atoms import AtomTable, build_atoms
 from cytoatlas._pseudobulk.cell_ontology import ontology_columns, read_ontology_ids
@@ -33,8 +33,7 @@ from cytoatlas.io.chunks import tune_allocator
 from cytoatlas.io.fingerprint import file_fingerprint
 from cytoatlas.io.h5ad import ObsReader, open_counts, open_h5ad, read_var
 from cytoatlas.io.layout import checkpoint_path, pseudobulk_kinds, pseudobulk_paths
-from cytoatlas.io.lock import DirectoryLock
-from cytoatlas.io.manifest import check_output, read_manifest, record, update_manifest
+from cytoatlas.io.manifest import check_output, read_manifest
 from cytoatlas.io.prefetch import Prefetch
 from cytoatlas.progress import Progress, peak_rss_gb
 from cytoatlas.registry import AtlasConfig, Level, get_atlas, load_slurm_options
@@ -158,11 +157,14 @@ def pseudobulk(
     slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
     chosen = _select_levels(cfg, levels)
     kinds = pseudobulk_kinds(n_bootstrap)
-    out = check_output_dir(out)
+    # an unreadable manifest counts as no records (with a warning): every output is then recomputed, which is
+    # how `cytoatlas run` heals an atlas' results
+    d = StepDirectory(out, PSEUDOBULK, force=True)
+    out = d.out
     paths = {lev.name: pseudobulk_paths(out, cfg.name, lev.name) for lev in chosen}
     ckpt = checkpoint_path(out, cfg.name)
     threads = threads or usable_cores()
-    with open_h5ad(cfg.h5ad) as f, DirectoryLock(out) as lock, open_counts(f, cfg.counts, threads) as counts:
+    with open_h5ad(cfg.h5ad) as f, d, open_counts(f, cfg.counts, threads) as counts:
         obs = ObsReader(f)
         check_sample_columns(cfg, chosen)
         obs.require(cfg.obs_columns(chosen))
@@ -181,8 +183,8 @@ def pseudobulk(
         stale = {lev.name: set(kinds) for lev in chosen}
         if skip_existing or resume:
             for lev in chosen:
-                stale[lev.name] = {k for k, (st, _) in level_status(paths[lev.name], kinds, params[lev.name],
-                                                                     fingerprint).items() if st != "complete"}
+                stale[lev.name] = {k for k in kinds if d.output_state(
+                    paths[lev.name][k], {**params[lev.name], "kind": k}, [fingerprint], verify=True) != "complete"}
                 if not stale[lev.name]:
                     log.info("%s %s: outputs exist, verify and are current; skipped", cfg.name, lev.name)
         todo = [lev for lev in chosen if stale[lev.name]]
@@ -222,7 +224,7 @@ def pseudobulk(
                     start_row = counts.shape[0]
                 else:
                     state = _local_pass(cfg, counts, atoms, state, start_row, batch_size, threads, t0,
-                                        _Checkpointer(ckpt, identity(todo), checkpoint_every, lock))
+                                        _Checkpointer(ckpt, identity(todo), checkpoint_every, d))
         if todo:
             stats = AtlasStats.from_state(state)
             run_uns = {"atlas": cfg.name, "input": fingerprint, "cytoatlas_version": __version__,
@@ -237,11 +239,9 @@ def pseudobulk(
                           if p.uns["kind"] in stale[lev.name]]
             out.mkdir(parents=True, exist_ok=True)
             written = write_plans(plans, state, stats, var)
-            update_manifest(out, {
-                p.name: record(p, step=PSEUDOBULK.name, parameters={**params[lev], "kind": kind}, inputs=[fingerprint],
-                               checksum=checksum, algorithm=PSEUDOBULK.algorithm, atlas=cfg.name, level=lev,
-                               kind=kind)
-                for (p, checksum), (lev, kind) in zip(written, _plan_keys(plans), strict=True)})
+            d.commit(dict(d.record(p, {**params[lev], "kind": kind}, [fingerprint], checksum=checksum, atlas=cfg.name,
+                                   level=lev, kind=kind)
+                          for (p, checksum), (lev, kind) in zip(written, _plan_keys(plans), strict=True)))
             ckpt.unlink(missing_ok=True)
             groups = ", ".join(f"{p.path.name.removesuffix('.h5ad')} {len(p.obs)}" for p in plans)
             log.info("%s: %s cells (%s kept) in %.1fs, peak memory %.2f GB; rows per file: %s", cfg.name,
@@ -312,7 +312,7 @@ def _plan_keys(plans) -> list[tuple[str, str]]:
 class _Checkpointer:
     """Saves the state every ``every`` seconds and when SIGTERM arrives (then stops the run)."""
 
-    def __init__(self, path: Path, identity: dict, every: float, lock: DirectoryLock):
+    def __init__(self, path: Path, identity: dict, every: float, lock: StepDirectory):
         self.path, self.identity, self.every, self.lock = path, identity, every, lock
         self.last = time.perf_counter()
         self.terminated = False
