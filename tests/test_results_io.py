@@ -36,7 +36,7 @@ def test_direct_read_is_used_only_for_unfiltered_chunks(tmp_path):
         f.create_dataset("plain", data=np.ones((9, 9)), chunks=(4, 4))
         f.create_dataset("gzip", data=np.ones((9, 9)), chunks=(4, 4), compression="gzip")
         f.create_dataset("contiguous", data=np.ones((9, 9)))
-        f.create_dataset("sparse", shape=(9, 9), chunks=(4, 4))  # no chunk written yet
+        f.create_dataset("sparse", shape=(9, 9), chunks=(4, 4), dtype="f4")  # no chunk written yet
     with h5py.File(path, "r") as f:
         out = np.zeros((9, 9))
         assert read_matrix_direct(f["plain"], None, out, False) and (out == 1).all()
