@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cytoatlas._pseudobulk.cell_ontology import ontology_columns
 from cytoatlas._pseudobulk.outputs import AtlasStats, assemble_plans, plan_level
-from cytoatlas._pseudobulk.run import _local_pass, _plan, _select_levels, level_parameters
+from cytoatlas._pseudobulk.run import _local_pass, _plan, _select_levels, check_pass_options, level_parameters
 from cytoatlas._pseudobulk.sample_meta import check_sample_columns
 from cytoatlas._version import __version__
 from cytoatlas.cluster import usable_cores
@@ -75,11 +75,8 @@ def pseudobulk_adata(adata, cfg: AtlasConfig, *, levels: Sequence[str] | None, n
                      threads: int | None) -> dict[str, LevelPseudobulk]:
     """Every chosen level of ``adata`` (see :func:`cytoatlas.pp.pseudobulk`)."""
     t0 = time.perf_counter()
-    for name, value, low in (("batch_size", batch_size, 1), ("n_bootstrap", n_bootstrap, 0),
-                             ("min_cells", min_cells, 1), ("min_samples", min_samples, 1),
-                             ("threads", threads or 1, 1)):
-        if int(value) != value or value < low:
-            raise CytoatlasError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_pass_options(batch_size=batch_size, n_bootstrap=n_bootstrap, min_cells=min_cells,
+                       min_samples=min_samples, threads=threads)
     chosen = _select_levels(cfg, levels)
     threads = threads or usable_cores()
     with adata_source(adata, cfg.counts, cfg.gene_symbols, threads) as source:

@@ -66,6 +66,22 @@ def level_status(paths: dict[str, Path], kinds: Sequence[str], parameters: dict,
             for k in kinds}
 
 
+def check_pass_options(*, batch_size: int, n_bootstrap: int, min_cells: int, min_samples: int,
+                       threads: int | None) -> None:
+    """The pass's numeric options, for the file path and the in-memory path alike.
+
+    Raises
+    ------
+    CytoatlasError
+        An option is not an integer, or below its minimum.
+    """
+    for name, value, low in (("batch_size", batch_size, 1), ("n_bootstrap", n_bootstrap, 0),
+                             ("min_cells", min_cells, 1), ("min_samples", min_samples, 1),
+                             ("threads", threads or 1, 1)):
+        if int(value) != value or value < low:
+            raise CytoatlasError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
 def _select_levels(cfg: AtlasConfig, names: Sequence[str] | None) -> list[Level]:
     if not names:
         return list(cfg.levels)
@@ -147,11 +163,8 @@ def pseudobulk(
     The paths of the level files, in level order (existing ones included when skipped).
     """
     t0 = time.perf_counter()
-    for name, value, low in (("batch_size", batch_size, 1), ("n_bootstrap", n_bootstrap, 0),
-                             ("min_cells", min_cells, 1), ("min_samples", min_samples, 1),
-                             ("threads", threads or 1, 1)):
-        if int(value) != value or value < low:
-            raise CytoatlasError(f"{name} must be an integer >= {low}, got {value!r}")
+    check_pass_options(batch_size=batch_size, n_bootstrap=n_bootstrap, min_cells=min_cells,
+                       min_samples=min_samples, threads=threads)
     check_scheduler(scheduler)
     cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
     slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
