@@ -22,6 +22,7 @@ from cytoatlas._activity.outputs import activity_parts
 from cytoatlas._activity.run import run_parameters, set_parameters, signature_sets
 from cytoatlas._activity.signatures import SignatureSet, group_signatures
 from cytoatlas.errors import CytoatlasError
+from cytoatlas.io.memory import as_stored
 from cytoatlas.io.results import Pseudobulk, unique_symbols
 from cytoatlas.options import Method, Values, check_choice
 
@@ -165,4 +166,4 @@ def as_anndata(pb: Pseudobulk, res, outputs: SetOutputs):
 
     obs, var, arrays = activity_parts(pb, res, outputs.layers, outputs.obs_extra)
     x = arrays.pop("X")
-    return ad.AnnData(X=x, obs=obs, var=var, layers=arrays, uns=outputs.uns)
+    return ad.AnnData(X=x, obs=as_stored(obs), var=as_stored(var), layers=arrays, uns=outputs.uns)

@@ -21,7 +21,7 @@ from cytoatlas._cells.scoring import score_block
 from cytoatlas.cluster import usable_cores
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.h5ad import open_counts, open_h5ad
-from cytoatlas.io.memory import adata_source
+from cytoatlas.io.memory import adata_source, as_stored
 from cytoatlas.registry import AtlasConfig, get_atlas
 
 
@@ -89,11 +89,11 @@ def cells_of_adata(adata, cfg: AtlasConfig, *, signatures: Sequence[str] | None 
               "exclude": {c: list(v) for c, v in cfg.exclude}, "levels": [lev.name for lev in cfg.levels],
               "lambda": float(lambda_), "layers": list(layers), "embedding": plan.embedding_key or ""}
     source_record = {"path": source.name, "n_obs": int(counts.shape[0]), "n_vars": int(counts.shape[1])}
-    obs = cells_obs(plan.names, plan.columns)
+    obs = as_stored(cells_obs(plan.names, plan.columns))
     result = {}
     for m, store in zip(models, parts, strict=True):
         arrays = {k: np.concatenate([a[k] for a in store]) if store else np.zeros((0, len(m.names)), np.float32)
                   for k in ("X", *layers)}
-        result[m.sig.name] = ad.AnnData(X=arrays.pop("X"), obs=obs.copy(), var=cells_var(m), layers=arrays,
+        result[m.sig.name] = ad.AnnData(X=arrays.pop("X"), obs=obs.copy(), var=as_stored(cells_var(m)), layers=arrays,
                                         uns=cells_uns(m, cfg, plan, sums, source_record, params))
     return result

@@ -28,6 +28,7 @@ from cytoatlas._pseudobulk.normalise import cpm_scale, inverse_std
 from cytoatlas._pseudobulk.sample_meta import SampleValues, take_rows
 from cytoatlas._pseudobulk.state import AtomState
 from cytoatlas.celltypes.mapping import ONTOLOGY_COLUMN
+from cytoatlas.io.memory import as_stored
 from cytoatlas.io.writer import COLUMN_BLOCK, ColumnWriter, Writeback, even_chunk, seal_file
 
 log = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ def assemble_plans(plans: list[FilePlan], state: AtomState, stats: AtlasStats, v
                 arrays["counts"] = np.zeros((len(p.obs), n_genes), dtypes[k])
         x = arrays.pop("X")
         layers = {name: arrays[name] for name in ("counts", "zscore") if name in arrays}
-        out.append(ad.AnnData(X=x, obs=p.obs.copy(), var=var.copy(), layers=layers,
+        out.append(ad.AnnData(X=x, obs=as_stored(p.obs), var=as_stored(var), layers=layers,
                               uns={**p.uns, "atlas_stats": stats.to_uns()}))
     return out
 

@@ -172,3 +172,22 @@ def adata_source(adata, counts: str, gene_symbols: str | None, threads: int = 1)
     with MatrixBlocks(matrix, counts) as blocks:
         yield Source(FrameObs(adata.obs), blocks, frame_var(var, gene_symbols, where=where),
                      lambda: np.asarray(adata.obs_names.astype(str), dtype=object), adata.obsm, IN_MEMORY)
+
+
+def as_stored(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` as an ``.h5ad`` file gives it back: written and read by anndata's own element IO, in memory.
+
+    An obs or var assembled in memory then equals the file's, index and column dtypes included, whatever the
+    installed pandas reads strings as (object in pandas 2, its string dtype in pandas 3). A frame anndata cannot
+    write (which the file path could not write either) is returned as it is.
+    """
+    import io
+
+    from anndata.io import read_elem, write_elem
+
+    try:
+        with h5py.File(io.BytesIO(), "w") as f:
+            write_elem(f, "frame", frame)
+            return read_elem(f["frame"])
+    except (TypeError, ValueError, NotImplementedError):
+        return frame
