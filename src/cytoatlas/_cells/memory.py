@@ -16,10 +16,9 @@ from cytoatlas import defaults
 from cytoatlas._activity.run import signature_sets
 from cytoatlas._cells.outputs import cells_obs, cells_var
 from cytoatlas._cells.plan import plan_cells, plan_source
-from cytoatlas._cells.run import LAYERS, cells_uns, fit_models, gene_sums
+from cytoatlas._cells.run import LAYERS, cells_uns, check_cells_options, fit_models, gene_sums
 from cytoatlas._cells.scoring import score_block
 from cytoatlas.cluster import usable_cores
-from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.h5ad import open_counts, open_h5ad
 from cytoatlas.io.memory import adata_source, as_stored
 from cytoatlas.registry import AtlasConfig, get_atlas
@@ -63,12 +62,7 @@ def cells_of_adata(adata, cfg: AtlasConfig, *, signatures: Sequence[str] | None 
     asked for; obs the sample column and every level)."""
     import anndata as ad
 
-    bad = [x for x in layers if x not in LAYERS]
-    if bad:
-        raise CytoatlasError(f"unknown layer(s) {', '.join(map(repr, bad))}; choose from {', '.join(LAYERS)}")
-    layers = tuple(x for x in LAYERS if x in layers)
-    if not lambda_ > 0:
-        raise CytoatlasError(f"lambda must be > 0, got {lambda_!r}")
+    layers = check_cells_options(layers=layers, lambda_=lambda_, batch_size=batch_size, threads=threads)
     sets = signature_sets(signatures, [*cfg.signature_files, *map(Path, signature_files)])
     threads = threads or usable_cores()
     with adata_source(adata, cfg.counts, cfg.gene_symbols, threads) as source, contextlib.ExitStack() as stack:

@@ -52,6 +52,26 @@ NORMALISATION = ("y = log2(1 + 1e5 x / L), L the cell's total count over all gen
                  "1e-12 -> 1); signatures z-scored per column (ddof 1, NaN -> 0)")
 
 
+def check_cells_options(*, layers: Sequence[str], lambda_: float, batch_size: int, threads: int | None
+                        ) -> tuple[str, ...]:
+    """The per-cell step's options, for the file path and the in-memory path alike; the layers in their order.
+
+    Raises
+    ------
+    CytoatlasError
+        An unknown layer, a lambda not > 0, a batch size or thread count that is not an integer >= 1.
+    """
+    for name, value, low in (("batch_size", batch_size, 1), ("threads", threads or 1, 1)):
+        if int(value) != value or value < low:
+            raise CytoatlasError(f"{name} must be an integer >= {low}, got {value!r}")
+    bad = [x for x in layers if x not in LAYERS]
+    if bad:
+        raise CytoatlasError(f"unknown layer(s) {', '.join(map(repr, bad))}; choose from {', '.join(LAYERS)}")
+    if not lambda_ > 0:
+        raise CytoatlasError(f"lambda must be > 0, got {lambda_!r}")
+    return tuple(x for x in LAYERS if x in layers)
+
+
 def cells(
     atlas: str | AtlasConfig,
     out: str | os.PathLike,
@@ -117,15 +137,7 @@ def cells(
     The activity files, one per signature set.
     """
     t0 = time.perf_counter()
-    for name, value, low in (("batch_size", batch_size, 1), ("threads", threads or 1, 1)):
-        if int(value) != value or value < low:
-            raise CytoatlasError(f"{name} must be an integer >= {low}, got {value!r}")
-    bad = [x for x in layers if x not in LAYERS]
-    if bad:
-        raise CytoatlasError(f"unknown layer(s) {', '.join(map(repr, bad))}; choose from {', '.join(LAYERS)}")
-    layers = tuple(x for x in LAYERS if x in layers)
-    if not lambda_ > 0:
-        raise CytoatlasError(f"lambda must be > 0, got {lambda_!r}")
+    layers = check_cells_options(layers=layers, lambda_=lambda_, batch_size=batch_size, threads=threads)
     check_scheduler(scheduler)
     cfg = atlas if isinstance(atlas, AtlasConfig) else get_atlas(atlas, registry, data_root)
     slurm = slurm_options(load_slurm_options(registry), slurm) if scheduler == "slurm" else None
