@@ -74,10 +74,10 @@ def _all_pairs() -> list[tuple[str, str]]:
     from fastapi import FastAPI
     from fastapi.openapi.utils import get_openapi
 
-    from cytoatlas._api.routes import build_router
+    from cytoatlas._api.routes import include_routes
 
     app = FastAPI()
-    app.include_router(build_router())
+    include_routes(app)
     return _pairs(get_openapi(title="t", version="1", routes=app.routes))
 
 

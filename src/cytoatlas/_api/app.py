@@ -21,7 +21,7 @@ from cytoatlas.errors import CytoatlasError
 
 from .reader import StoreReader
 from .respond import NotFound, Unavailable
-from .routes import Store, build_router
+from .routes import Store, include_routes
 from .shed import Limits, Shed
 
 log = logging.getLogger("cytoatlas.serve")
@@ -198,7 +198,7 @@ def create_app(db: str | os.PathLike, *, token: str | None = None, limits: Limit
     async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
 
-    app.include_router(build_router())
+    include_routes(app)
     app.openapi = lambda: _openapi_with_examples(app, reader)
 
     @app.get("/", include_in_schema=False)

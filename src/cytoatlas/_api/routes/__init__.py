@@ -4,13 +4,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import FastAPI
 
 from ..respond import MEDIA
 from . import activity, atlases, cells, compare, expression, groundtruth, meta, search, signatures, validation
 from ._common import DEFAULT_LIMIT, MAX_LIMIT, Store
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "PREFIX", "ROUTERS", "Store", "build_router"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "PREFIX", "ROUTERS", "Store", "include_routes"]
 
 PREFIX = "/api/v1"
 # in the order of the OpenAPI schema's paths
@@ -18,10 +18,9 @@ ROUTERS = (meta.router, atlases.router, signatures.router, activity.router, expr
            compare.router, groundtruth.router, cells.router, search.router)
 
 
-def build_router() -> APIRouter:
-    """The API under ``/api/v1``: every tag's router (the app supplies ``app.state.store``)."""
-    api = APIRouter(prefix=PREFIX)
+def include_routes(app: FastAPI) -> None:
+    """Every tag's router into ``app`` under ``/api/v1`` (the app supplies ``app.state.store``). Each goes into the
+    app itself, not through a router of routers: FastAPI matches a request through every level of them."""
     for router in ROUTERS:
-        api.include_router(router)
+        app.include_router(router, prefix=PREFIX)
     assert set(MEDIA) == {"json", "csv", "parquet"}
-    return api
