@@ -370,6 +370,66 @@ def test_pages_are_stable_and_complete(client: TestClient) -> None:
     assert client.get(url, params={**params, "offset": full["total"] + 5}).json()["rows"] == []
 
 
+# (route, params, the view's WHERE, its ORDER BY): every page the API finds from its in-memory axes, against SQL
+# over the store's tidy views (joins, sort, LIMIT / OFFSET and count done by DuckDB)
+_ACTIVITY_ORDER = "cell_type, sample NULLS FIRST, signature"
+_VIEW_PAGES = [
+    ("/api/v1/activity/alpha/L2/cytosig", {}, "atlas = 'alpha' AND level = 'L2' AND signature_set = 'cytosig' "
+     "AND kind = 'celltype'", _ACTIVITY_ORDER),
+    ("/api/v1/activity/alpha/L3/cytosig", {"by": "sample"}, "atlas = 'alpha' AND level = 'L3' AND "
+     "signature_set = 'cytosig' AND kind = 'samples'", _ACTIVITY_ORDER),
+    ("/api/v1/activity/beta/L1/cytosig", {"by": "sample", "signature": ["TNFA", "IFNG", "IL4"]},
+     "atlas = 'beta' AND level = 'L1' AND signature_set = 'cytosig' AND kind = 'samples' AND signature IN "
+     "('TNFA', 'IFNG', 'IL4')", _ACTIVITY_ORDER),
+    ("/api/v1/signatures/cytosig/IFNG", {}, "signature_set = 'cytosig' AND kind = 'celltype' AND "
+     "signature = 'IFNG'", "atlas, level, cell_type, sample NULLS FIRST"),
+    ("/api/v1/signatures/cytosig/IL6", {"by": "sample", "level": ["L1"]}, "signature_set = 'cytosig' AND "
+     "kind = 'samples' AND signature = 'IL6' AND level = 'L1'", "atlas, level, cell_type, sample NULLS FIRST"),
+]
+
+
+@pytest.mark.parametrize(("url", "params", "where", "order"), _VIEW_PAGES)
+def test_pages_equal_sql_over_the_tidy_views(client: TestClient, api_db: Path, url: str, params: dict, where: str,
+                                            order: str) -> None:
+    columns = ["atlas", "level", "signature_set", "cell_type", "sample", "signature", "z", "beta", "se", "pvalue",
+               "z_ci_low", "z_ci_high", "z_boot_sd", "matched"]
+    con = duckdb.connect(str(api_db), read_only=True)
+    total = con.execute(f"SELECT count(*) FROM activity WHERE {where}").fetchall()[0][0]
+    assert total > 30
+    types = {"cell_type": ["x"]}  # a filter that keeps the rows of the page's first and last cell types
+    for limit, offset in ((1000, 0), (7, 3), (13, total - 5), (10, total + 2)):
+        got = client.get(url, params={**params, "limit": limit, "offset": offset}).json()
+        want = con.execute(f"SELECT {', '.join(columns)} FROM activity WHERE {where} ORDER BY {order} "
+                           f"LIMIT {limit} OFFSET {offset}").df()
+        assert got["total"] == total
+        assert [[r[c] for c in columns] for r in got["rows"]] == \
+            [[None if isinstance(v, float) and math.isnan(v) else v for v in row]
+             for row in want.astype(object).where(want.notna(), None).itertuples(index=False)]
+        if got["rows"]:
+            types["cell_type"] = sorted({got["rows"][0]["cell_type"], got["rows"][-1]["cell_type"]})
+    kept = client.get(url, params={**params, **types, "limit": 50_000}).json()
+    want = con.execute(f"SELECT cell_type, sample, signature FROM activity WHERE {where} AND list_contains(?, "
+                       f"cell_type) ORDER BY {order}", [types["cell_type"]]).fetchall()
+    assert [(r["cell_type"], r["sample"], r["signature"]) for r in kept["rows"]] == want and kept["total"] == len(want)
+
+
+@pytest.mark.parametrize("by", ["cell_type", "sample"])
+def test_expression_pages_equal_sql_over_the_tidy_view(client: TestClient, api_db: Path, by: str) -> None:
+    con = duckdb.connect(str(api_db), read_only=True)
+    genes = [g for (g,) in con.execute("SELECT DISTINCT gene FROM expression WHERE atlas = 'alpha' AND level = 'L2' "
+                                       "ORDER BY gene DESC LIMIT 3").fetchall()]
+    where = (f"atlas = 'alpha' AND level = 'L2' AND kind = '{'celltype' if by == 'cell_type' else 'samples'}' "
+             "AND list_contains(?, gene)")
+    total = con.execute(f"SELECT count(*) FROM expression WHERE {where}", [genes]).fetchall()[0][0]
+    for limit, offset in ((1000, 0), (11, 5), (9, total - 4)):
+        got = client.get("/api/v1/expression/alpha/L2", params={"gene": genes, "by": by, "limit": limit,
+                                                                 "offset": offset}).json()
+        want = con.execute(f"SELECT gene, cell_type, sample, value, zscore FROM expression WHERE {where} ORDER BY "
+                           f"gene, cell_type, sample NULLS FIRST LIMIT {limit} OFFSET {offset}", [genes]).fetchall()
+        assert got["total"] == total
+        assert [(r["gene"], r["cell_type"], r["sample"], r["value"], r["zscore"]) for r in got["rows"]] == want
+
+
 def test_csv_and_parquet_carry_the_same_rows(client: TestClient) -> None:
     params = {"signature": ["IFNG", "IL2"], "limit": 7, "offset": 3}
     url = "/api/v1/activity/alpha/L2/cytosig"

@@ -169,7 +169,7 @@ def test_expression_kinds_and_a_missing_part(api_results: Path, tmp_path: Path) 
         con.execute("ATTACH ? AS s (READ_ONLY)", [str(db)])
         part = con.execute("SELECT part FROM s.sources WHERE atlas = 'beta' AND level = 'L2' AND step = 'activity' "
                            "AND kind = 'celltype' AND signature_set = 'cytosig'").fetchall()[0][0]
-    (store_dir(db) / part).unlink()
+    shutil.rmtree(store_dir(db) / part)  # a directory of files
     r = client.get("/api/v1/activity/beta/L2/cytosig")
     assert r.status_code == 503 and "cytoatlas index" in r.json()["detail"] and r.headers["retry-after"] == "1"
     assert cytoatlas.index(out, db).read == ["beta/activity/beta_pseudobulk_l2_cytosig_activity.h5ad"]
@@ -383,33 +383,70 @@ def test_a_killed_index_leaves_no_temporary_parts_behind(api_results: Path, tmp_
     assert set(_parts(db)) and all(".tmp-" not in p for p in _parts(db))
 
 
-def test_an_expression_part_is_one_file_per_band(api_results: Path, api_db: Path) -> None:
-    """Expression parts are directories of band files; the file picked for a gene holds that gene's rows, equal
-    to the pseudobulk file's column, and no gene outside its band."""
+@pytest.mark.parametrize("step", ["pseudobulk", "activity"])
+def test_a_part_is_files_of_whole_columns(api_results: Path, tmp_path: Path, monkeypatch, step: str) -> None:
+    """A part is a directory of files, each a run of whole columns in row groups of whole columns, at most
+    FILE_ROW_GROUPS full ones (small sizes here, so that the test atlas' parts span several files); the file
+    picked for a column holds that column's rows, equal to the results file's column, and no other column."""
     import anndata as ad
     import numpy as np
 
-    from cytoatlas._api.ingest import expression_files
+    from cytoatlas._api import ingest
 
-    con = duckdb.connect(str(api_db), read_only=True)
-    rel, part = con.execute("SELECT path, part FROM sources WHERE step = 'pseudobulk' AND kind = 'samples' "
-                            "ORDER BY n_cols DESC, path LIMIT 1").fetchall()[0]
-    folder = store_dir(api_db) / part
+    monkeypatch.setattr(ingest, "ROW_GROUP_ROWS", {"activity": 500, "pseudobulk": 700})
+    monkeypatch.setattr(ingest, "FILE_ROW_GROUPS", 3)
+    out = _copy(api_results, tmp_path / "results", "alpha")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db, expression=["celltype", "samples"])
+    con = duckdb.connect(str(db), read_only=True)
+    column = "gene" if step == "pseudobulk" else "sig"
+    rel, part = con.execute("SELECT path, part FROM sources WHERE step = ? AND kind = 'samples' "
+                            "ORDER BY n_cols DESC, path LIMIT 1", [step]).fetchall()[0]
+    folder = store_dir(db) / part
     files = sorted(p.name for p in folder.iterdir())
-    f = ad.read_h5ad(api_results / rel)
-    assert folder.is_dir() and len(files) > 1 and files[0] == "g000000.parquet"
+    f = ad.read_h5ad(out / rel)
+    per_group = max(1, ingest.ROW_GROUP_ROWS[step] // f.n_obs)  # columns per row group
+    assert folder.is_dir() and len(files) > 2 and files[0] == "g000000.parquet"
     starts = [int(name[1:7]) for name in files]
-    for gene in (0, starts[1] - 1, starts[1], f.n_vars - 1):
-        picked = expression_files(folder, [gene])
-        band = starts.index(max(s for s in starts if s <= gene))
-        assert picked == [str(folder / files[band])]
-        lo, hi = con.execute("SELECT min(gene), max(gene) FROM read_parquet(?)", [picked]).fetchall()[0]
-        assert lo == starts[band] and hi == (starts[band + 1] - 1 if band + 1 < len(starts) else f.n_vars - 1)
-        got = con.execute('SELECT value FROM read_parquet(?) WHERE gene = ? ORDER BY "row"',
-                          [picked, gene]).fetchnumpy()
-        assert np.array_equal(np.asarray(got["value"]), np.asarray(f.X[:, gene], dtype=np.float32))
-    assert expression_files(folder, [0, f.n_vars - 1]) == [str(folder / files[0]), str(folder / files[-1])]
-    assert expression_files(folder / "gone", [3]) == [str(folder / "gone")]  # DuckDB reports it: a 503
+    assert all(b - a == per_group * 3 for a, b in zip(starts, starts[1:], strict=False))  # full files
+    for name in files:
+        groups = con.execute("SELECT row_group_num_rows FROM parquet_metadata(?) WHERE path_in_schema = ?",
+                             [str(folder / name), column]).fetchall()
+        full = [n for (n,) in groups if n == per_group * f.n_obs]  # (a block read from the file may end one)
+        assert len(full) <= 3 and all(n % f.n_obs == 0 for (n,) in groups)  # whole columns
+    value = "value" if step == "pseudobulk" else "z"  # X: log1p CPM, or activity z
+    for j in (0, starts[1] - 1, starts[1], f.n_vars - 1):
+        picked = ingest.part_files(folder, [j])
+        at = starts.index(max(s for s in starts if s <= j))
+        assert picked == [str(folder / files[at])]
+        lo, hi = con.execute(f"SELECT min({column}), max({column}) FROM read_parquet(?)", [picked]).fetchall()[0]
+        assert lo == starts[at] and hi == (starts[at + 1] - 1 if at + 1 < len(starts) else f.n_vars - 1)
+        got = con.execute(f'SELECT {value} FROM read_parquet(?) WHERE {column} = ? ORDER BY "row"',
+                          [picked, j]).fetchnumpy()[value]
+        want = np.asarray(f.X[:, j], dtype=got.dtype)
+        assert np.array_equal(np.ma.filled(got, np.nan), want, equal_nan=True)
+    assert ingest.part_files(folder, [0, f.n_vars - 1]) == [str(folder / files[0]), str(folder / files[-1])]
+    assert ingest.part_files(folder / "gone", [3]) == [str(folder / "gone")]  # DuckDB reports it: a 503
+
+
+def test_an_activity_part_of_a_store_before_directories_still_reads(api_results: Path, tmp_path: Path) -> None:
+    """A store written when an activity part was one file answers the same: the part's file is the part."""
+    out = _copy(api_results, tmp_path / "results", "beta")
+    db = tmp_path / "store.duckdb"
+    cytoatlas.index(out, db)
+    with TestClient(create_app(db)) as client:
+        before = client.get("/api/v1/activity/beta/L1/cytosig", params={"by": "sample"}).json()
+        client.app.state.reader.close()
+    with duckdb.connect(str(db)) as con:
+        for sid, part in con.execute("SELECT source_id, part FROM sources WHERE step = 'activity'").fetchall():
+            folder = store_dir(db) / part
+            (files,) = list(folder.iterdir())  # one file: the test atlas' parts are small
+            files.rename(folder.with_suffix(".parquet"))
+            folder.rmdir()
+            con.execute("UPDATE sources SET part = ? WHERE source_id = ?", [part + ".parquet", sid])
+    with TestClient(create_app(db)) as client:
+        after = client.get("/api/v1/activity/beta/L1/cytosig", params={"by": "sample"}).json()
+    assert after == before and after["total"] > 0
 
 
 def test_a_rebuild_reuses_the_parts_already_written(api_results: Path, tmp_path: Path) -> None:

@@ -10,11 +10,15 @@ Parts are written from the numpy bands by :class:`cytoatlas.io.parquet.ParquetWr
 (an expression part holds hundreds of millions of rows at an atlas' finest sample level: through a DuckDB table
 that spilled to disk, writing them took most of an index run).
 
-An activity part is one file. An expression part is a directory of files, one per column band of the pseudobulk
-file (``g{first gene:06d}.parquet``, ~1,000 genes each), in row groups of ~131 k rows: a one-gene request reads
-the one file that holds the gene, whose ~130 row groups DuckDB prunes fast, and decodes one small row group (in
-one file of ~1 M-row groups, a CIMA-sized part had 575 of them and a request decoded a million rows; in
-122,880-row groups, 4,640 row groups to prune). :func:`expression_files` picks the files of some genes.
+A part is a directory of files, each holding a run of whole columns (``g{first column:06d}.parquet``) in row
+groups of whole columns: a one-gene or one-signature request reads the one file that holds it and decodes one
+small row group. Files hold at most :data:`FILE_ROW_GROUPS` row groups, because DuckDB's scan of a file costs time
+for every row group of it, even those its statistics skip (a one-signature read of a CIMA-sized SecAct part of
+1,170 row groups: 17 ms; of one of 43 row groups: 2.4 ms). Activity row groups are small (~16 k rows: a request
+reads one signature of a sample level's ~15 k rows); expression row groups stay ~131 k rows, because the integer
+``row`` column, the same run of numbers for every gene, compresses well only over several genes (in ~16 k-row
+groups a CIMA-sized store grew from 10.1 to 13.1 GB and took twice as long to write). :func:`part_files` picks
+the files of some columns; a store written before parts were directories (one file) still reads.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from cytoatlas.errors import CytoatlasError
-from cytoatlas.io.durable import atomic_path, fsync_dir, fsync_file, temporary_path
+from cytoatlas.io.durable import fsync_dir, fsync_file, temporary_path
 from cytoatlas.io.h5ad import open_h5ad
 from cytoatlas.io.layout import GROUP_KINDS
 from cytoatlas.io.parquet import ParquetWriter
@@ -46,11 +50,10 @@ WRITER_COLUMNS = {
     "pseudobulk": {"row": "int32", "gene": "int32", "value": "float32", "zscore": "float32"},
 }
 # rows per row group, rounded down to whole columns (genes, signatures) so that a one-column filter reads one row
-# group: activity parts ~DuckDB's default 122,880 (ten columns of doubles); expression parts ~131 k rows in files
-# of one band each (a scan costs DuckDB time for every row group of the files it reads, and decoding every row of
-# the row group that holds the gene)
-ROW_GROUP_ROWS = {"activity": 122_880, "pseudobulk": 131_072}
-BAND_FILE = "g{:06d}.parquet"  # an expression part's file of the band starting at this gene index
+# group (see the module's docstring for the two sizes)
+ROW_GROUP_ROWS = {"activity": 16_384, "pseudobulk": 131_072}
+FILE_ROW_GROUPS = 64  # full row groups per file of a part, at most
+BAND_FILE = "g{:06d}.parquet"  # a part's file of the columns starting at this index
 # columns stored without zstd: floats it shrinks by less than a fifth (CIMA-shaped: zscore 0.83 of its size, z
 # 0.83, beta 0.84, pvalue 0.81 at level 1), for about a third of an index run's CPU time; pseudobulk values (0.72)
 # and standard errors (0.12) stay compressed. See benchmarks/README.md (issue 25).
@@ -143,57 +146,49 @@ def _writer(path: Path, step: str, n: int) -> ParquetWriter:
 
 
 def write_part(path: Path, step: str, content: FileContent, source: Path) -> int:
-    """Write the part of ``source`` to ``path`` (under a temporary name, renamed when complete); its row count.
-
-    An activity part is the file ``path``; an expression part the directory ``path`` of one file per band.
-    """
-    if step == "pseudobulk":
-        _write_bands(path, content, source)
-        return content.shape[0] * content.shape[1]
-    with atomic_path(path) as tmp, _writer(tmp, step, content.shape[0]) as w:
-        for block in bands(source, content, step):
-            block["sig"] = block.pop("col")
-            w.write(block)
-    return content.shape[0] * content.shape[1]
-
-
-def _write_bands(path: Path, content: FileContent, source: Path) -> None:
-    """The expression part's directory, built under a temporary name and renamed into place when complete. Each
-    band's file is closed (its pages written) while the next band is read."""
+    """Write the part of ``source``: the directory ``path`` of its files, built under a temporary name and renamed
+    into place when complete; its row count. A file is closed (its pages written) while the next one is filled."""
+    n, k = content.shape
+    per_file = max(1, ROW_GROUP_ROWS[step] // max(1, n)) * FILE_ROW_GROUPS  # columns per file
+    column = "gene" if step == "pseudobulk" else "sig"
     tmp = temporary_path(path)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    writers: list[ParquetWriter] = []
+    writers: list[tuple[int, ParquetWriter]] = []  # (first column, writer) of the files still open
     try:
-        for block in bands(source, content, "pseudobulk"):
-            j0 = int(block["col"][0]) if len(block["col"]) else 0
-            block["gene"] = block.pop("col")
-            w = _writer(tmp / BAND_FILE.format(j0), "pseudobulk", content.shape[0])
-            writers.append(w)
-            w.write(block)
-            if len(writers) > 1:
-                writers.pop(0).close()
+        for block in bands(source, content, step):
+            cols = block.pop("col")
+            j0, j1 = (int(cols[0]), int(cols[-1]) + 1) if len(cols) else (0, 0)
+            for f0 in range(j0 - j0 % per_file, j1, per_file):  # the block's columns, file by file
+                a, b = max(j0, f0), min(j1, f0 + per_file)
+                if not writers or writers[-1][0] != f0:
+                    writers.append((f0, _writer(tmp / BAND_FILE.format(f0), step, n)))
+                piece = {name: None if v is None else v[(a - j0) * n:(b - j0) * n] for name, v in block.items()}
+                writers[-1][1].write({**piece, column: cols[(a - j0) * n:(b - j0) * n]})
+                while len(writers) > 1:
+                    writers.pop(0)[1].close()
         if writers:
-            writers.pop().close()
-        else:  # no genes: one empty file, so that the part reads as no rows
-            _writer(tmp / BAND_FILE.format(0), "pseudobulk", content.shape[0]).close()
+            writers.pop()[1].close()
+        else:  # no columns: one empty file, so that the part reads as no rows
+            _writer(tmp / BAND_FILE.format(0), step, n).close()
         for f in os.scandir(tmp):
             fsync_file(f.path)
         fsync_dir(tmp)
         if path.exists():  # --force: the part of the same checksum written again
-            shutil.rmtree(path)
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
         os.replace(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
-        for w in writers:
+        for _, w in writers:
             w.close(abort=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return n * k
 
 
-def expression_files(part: str | os.PathLike, idx: list[int]) -> list[str]:
-    """The files of an expression part that hold the genes ``idx`` (a store indexed before parts were banded:
-    the part itself). A part that has vanished gives a path that does not exist, for DuckDB to report."""
+def part_files(part: str | os.PathLike, idx: list[int]) -> list[str]:
+    """The files of a part that hold the columns (genes, signatures) ``idx`` (a part written as one file: the
+    file). A part that has vanished gives a path that does not exist, for DuckDB to report."""
     part = Path(part)
     try:
         starts = sorted(int(e.name[1:-8]) for e in os.scandir(part) if e.name.startswith("g")

@@ -8,7 +8,6 @@ are read once per generation of the store (a rebuilt store is a new catalog) and
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 
 from .reader import Catalog
@@ -19,34 +18,10 @@ LABELS = {"signature_set": "signature set", "cell_type": "cell type", "atlas_a":
           "cl_id": "Cell Ontology ID", "cl_name": "Cell Ontology cell type"}
 
 
-class _Cache:
-    """Values read from one catalog's store generation; a new catalog starts afresh."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._catalog: Catalog | None = None
-        self._values: dict[tuple, frozenset[str]] = {}
-
-    def get(self, cat: Catalog, key: tuple, read) -> frozenset[str]:
-        with self._lock:
-            if self._catalog is not cat:
-                self._catalog, self._values = cat, {}
-            values = self._values.get(key)
-        if values is None:  # read outside the lock: two first requests may both read, with the same answer
-            values = frozenset(read())
-            with self._lock:
-                if self._catalog is cat:
-                    self._values[key] = values
-        return values
-
-
-_CACHE = _Cache()
-
-
 def catalog_names(cat: Catalog, column: str) -> frozenset[str]:
     """The catalog's names of the kind a filter column holds (none for a kind the catalog does not know); built
     once per store generation (every gene of every atlas is a large set)."""
-    return _CACHE.get(cat, ("catalog", column), lambda: _catalog_names(cat, column))
+    return cat.memo(("catalog", column), lambda: frozenset(_catalog_names(cat, column)))
 
 
 def _catalog_names(cat: Catalog, column: str) -> set[str]:
@@ -73,20 +48,20 @@ def distinct(cur, cat: Catalog, table: str, columns: Iterable[str]) -> frozenset
     def read():
         union = " UNION ".join(f'SELECT DISTINCT CAST("{c}" AS VARCHAR) FROM {table} WHERE "{c}" IS NOT NULL'
                                for c in columns)
-        return (r[0] for r in cur.execute(union).fetchall())
+        return frozenset(r[0] for r in cur.execute(union).fetchall())
 
-    return _CACHE.get(cat, ("column", table, columns), read)
+    return cat.memo(("column", table, columns), read)
 
 
 def samples(cur, cat: Catalog, atlas: str, level: str) -> frozenset[str]:
     """The samples of an atlas' level (its sample x cell type rows, pseudobulk or activity)."""
     def read():
-        return (r[0] for r in cur.execute(
+        return frozenset(r[0] for r in cur.execute(
             "SELECT DISTINCT g.sample FROM groups g JOIN sources s USING (source_id) WHERE s.atlas = $atlas "
             "AND s.level = $level AND s.step IN ('pseudobulk', 'activity') AND g.sample IS NOT NULL",
             {"atlas": atlas, "level": level}).fetchall())
 
-    return _CACHE.get(cat, ("samples", atlas, level), read)
+    return cat.memo(("samples", atlas, level), read)
 
 
 def check_filters(cur, cat: Catalog, table: str, filters: Mapping[str, object], where: str,

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ingest import ACTIVITY_LAYERS, expression_files
+from .axes import Columns, Rows, product_page, read_values
+from .ingest import ACTIVITY_LAYERS, part_files
 from .schema import VALIDATION_TABLES, validation_order, validation_table
 
 
@@ -106,129 +107,96 @@ def signatures(cur, signature_set: str, limit: int, offset: int) -> Table:
                 {"signature_set": signature_set}, limit, offset)
 
 
-# ---- activity -----------------------------------------------------------------------------------------------
+# ---- activity and expression: pages of parts, found from their axes held in memory (see .axes) -------------
 
-_FILTERS = """
-  AND (len(CAST($cell_types AS VARCHAR[])) = 0 OR list_contains(CAST($cell_types AS VARCHAR[]), g.cell_type))
-  AND (len(CAST($samples AS VARCHAR[])) = 0 OR list_contains(CAST($samples AS VARCHAR[]), g.sample))"""
-
-ACTIVITY = """
-SELECT $atlas AS atlas, $level AS level, $signature_set AS signature_set, g.cell_type, g.sample, sg.signature,
-       g.n_cells, a.z, a.beta, a.se, a.pvalue, a.z_ci_low, a.z_ci_high, a.z_boot_sd, a.matched
-FROM read_parquet($part) a
-JOIN groups g ON g.source_id = $sid AND g."row" = a."row"
-JOIN signatures sg ON sg.source_id = $sid AND sg.idx = a.sig
-WHERE a.sig BETWEEN $lo AND $hi
-  AND (len(CAST($idx AS INTEGER[])) = 0 OR list_contains(CAST($idx AS INTEGER[]), a.sig))""" + _FILTERS
-
-ACTIVITY_ORDER = "g.cell_type, g.sample NULLS FIRST, sg.signature"
-
-# one signature in every atlas and level: parts of several files, each joined to its own source's names
-SIGNATURE_ACROSS = """
-SELECT s.atlas, s.level, s.signature_set, g.cell_type, g.sample, sg.signature, g.n_cells,
-       a.z, a.beta, a.se, a.pvalue, a.z_ci_low, a.z_ci_high, a.z_boot_sd, a.matched
-FROM read_parquet($parts, filename = true) a
-JOIN sources s ON $root || s.part = a.filename
-JOIN signatures sg ON sg.source_id = s.source_id AND sg.idx = a.sig
-JOIN groups g ON g.source_id = s.source_id AND g."row" = a."row"
-WHERE a.sig BETWEEN $lo AND $hi AND sg.signature = $signature""" + _FILTERS
-
-SIGNATURE_INDEXES = """
-SELECT DISTINCT sg.idx FROM signatures sg JOIN sources s USING (source_id)
-WHERE s.signature_set = $signature_set AND sg.signature = $signature"""
-
-# the idx range lets DuckDB skip the row groups of other signatures (parts are signature-major)
-INDEXES = """
-SELECT idx FROM signatures WHERE source_id = $sid AND list_contains(CAST($signatures AS VARCHAR[]), signature)"""
+ACTIVITY_VALUES = ("z", "beta", "se", "pvalue", "z_ci_low", "z_ci_high", "z_boot_sd", "matched")
+ACTIVITY_COLUMNS = ["atlas", "level", "signature_set", "cell_type", "sample", "signature", "n_cells",
+                    *ACTIVITY_VALUES]
+EXPRESSION_VALUES = ("value", "zscore")
+EXPRESSION_COLUMNS = ["atlas", "level", "gene", "cell_type", "sample", "n_cells", *EXPRESSION_VALUES]
 
 
-SIGNATURE_ACROSS_ORDER = "s.atlas, s.level, g.cell_type, g.sample NULLS FIRST"
+@dataclass(frozen=True)
+class Part:
+    """A store part (its directory) and its axes."""
+
+    path: str
+    rows: Rows
+    columns: Columns
 
 
-def _sig_range(cur, sid: int, signatures: list[str]) -> dict:
-    """``idx``, ``lo``, ``hi`` parameters selecting ``signatures`` of a source (all when none is named)."""
-    if not signatures:
-        return {"idx": [], "lo": 0, "hi": 2**31 - 1}
-    idx = sorted(r[0] for r in cur.execute(INDEXES, {"sid": sid, "signatures": signatures}).fetchall())
-    return {"idx": idx or [-1], "lo": idx[0] if idx else -1, "hi": idx[-1] if idx else -1}
+def _activity_rows(name: tuple[str, str, str], part: Part, row: np.ndarray, sig: np.ndarray,
+                   cur) -> list[tuple]:
+    values = read_values(cur, part.path, "sig", ACTIVITY_VALUES, row, sig)
+    n = len(row)
+    return list(zip([name[0]] * n, [name[1]] * n, [name[2]] * n, part.rows.cell_type[row].tolist(),
+                    part.rows.sample[row].tolist(), part.columns.names[sig].tolist(),
+                    part.rows.n_cells[row].tolist(), *(values[v].tolist() for v in ACTIVITY_VALUES), strict=True))
 
 
-def activity(cur, name: tuple[str, str, str], part: str, sid: int, signatures: list[str], cell_types: list[str],
+def activity(cur, name: tuple[str, str, str], part: Part, signatures: list[str], cell_types: list[str],
              samples: list[str], limit: int, offset: int) -> Table:
-    """``name``: (atlas, level, signature set) of the part, echoed in every row."""
-    params = {"part": part, "sid": sid, "cell_types": cell_types, "samples": samples,
-              **dict(zip(("atlas", "level", "signature_set"), name, strict=True)), **_sig_range(cur, sid, signatures)}
-    return page(cur, ACTIVITY, ACTIVITY_ORDER, params, limit, offset, one_pass=True)
+    """A page of an activity part in (cell type, sample, signature) order. ``name``: (atlas, level, signature
+    set) of the part, echoed in every row."""
+    rows = part.rows.select(cell_types, samples)
+    sigs = part.columns.select(signatures) if signatures else part.columns.order
+    if signatures and not len(sigs):
+        rows = rows[:0]
+    i, j = product_page(len(rows), len(sigs), limit, offset)
+    return Table(ACTIVITY_COLUMNS, _activity_rows(name, part, rows[i], sigs[j], cur), len(rows) * len(sigs))
 
 
-def activity_matrix(cur, part: str, sid: int, value: str, signatures: list[str],
+def activity_matrix(cur, part: Part, value: str, signatures: list[str],
                     cell_types: list[str]) -> tuple[list[str], list[str], np.ndarray]:
     """Row names (cell types), column names (signatures), both sorted, and the values (NaN where missing)."""
     column = {c: c for c in ACTIVITY_LAYERS}[value]  # a fixed column name, chosen by a validated enum
-    groups = cur.execute('SELECT "row", cell_type FROM groups WHERE source_id = $sid AND (len(CAST($cell_types AS '
-                         'VARCHAR[])) = 0 OR list_contains(CAST($cell_types AS VARCHAR[]), cell_type)) ORDER BY '
-                         'cell_type', {"sid": sid, "cell_types": cell_types}).fetchall()
-    sigs = cur.execute("SELECT idx, signature FROM signatures WHERE source_id = $sid AND (len(CAST($signatures AS "
-                       "VARCHAR[])) = 0 OR list_contains(CAST($signatures AS VARCHAR[]), signature)) ORDER BY "
-                       "signature", {"sid": sid, "signatures": signatures}).fetchall()
-    rng = _sig_range(cur, sid, signatures)
-    got = cur.execute(f"""SELECT "row", sig, {column} AS value FROM read_parquet($part)
-        WHERE sig BETWEEN $lo AND $hi AND (len(CAST($idx AS INTEGER[])) = 0 OR list_contains(CAST($idx AS INTEGER[]),
-        sig)) AND list_contains(CAST($rows AS INTEGER[]), "row")""",
-                      {"part": part, "rows": [r for r, _ in groups], **rng}).fetchnumpy()
-    row_at = np.full(max([r for r, _ in groups], default=-1) + 1, -1)
-    row_at[[r for r, _ in groups]] = np.arange(len(groups))
-    col_at = np.full(max([i for i, _ in sigs], default=-1) + 1, -1)
-    col_at[[i for i, _ in sigs]] = np.arange(len(sigs))
-    values = np.full((len(groups), len(sigs)), np.nan)
-    v = np.ma.filled(np.ma.asarray(got["value"], dtype=float), np.nan)
-    i, j = row_at[np.asarray(got["row"])], col_at[np.asarray(got["sig"])]
-    ok = (i >= 0) & (j >= 0)
-    values[i[ok], j[ok]] = v[ok]
-    return [c for _, c in groups], [s for _, s in sigs], values
+    rows = part.rows.select(cell_types)
+    sigs = part.columns.select(signatures) if signatures else part.columns.order
+    if signatures and not len(sigs):
+        rows = rows[:0]
+    i, j = product_page(len(rows), len(sigs), len(rows) * len(sigs), 0)
+    got = read_values(cur, part.path, "sig", (column,), rows[i], sigs[j])[column]
+    values = np.ma.filled(got.astype(float), np.nan).reshape(len(rows), len(sigs))
+    return part.rows.cell_type[rows].tolist(), part.columns.names[sigs].tolist(), values
 
 
-def signature_across(cur, root: str, parts: list[str], signature_set: str, signature: str, cell_types: list[str],
+def signature_across(cur, parts: list[tuple[tuple[str, str, str], Part]], signature: str, cell_types: list[str],
                      limit: int, offset: int) -> Table:
-    """``parts``: absolute paths, each ``root`` + its ``sources.part``."""
-    idx = [r[0] for r in cur.execute(SIGNATURE_INDEXES, {"signature_set": signature_set,
-                                                         "signature": signature}).fetchall()] or [-1]
-    params = {"root": root, "parts": parts, "signature": signature, "cell_types": cell_types, "samples": [],
-              "lo": min(idx), "hi": max(idx)}
-    return page(cur, SIGNATURE_ACROSS, SIGNATURE_ACROSS_ORDER, params, limit, offset, one_pass=True)
+    """One signature's rows in several parts, in (atlas, level, cell type, sample) order; ``parts``: ((atlas,
+    level, signature set), part) pairs."""
+    chosen = []  # (name, part, signature index, its rows in page order)
+    for name, part in sorted(parts, key=lambda p: p[0][:2]):
+        sig = part.columns.index.get(signature)
+        if sig is not None:
+            chosen.append((name, part, sig, part.rows.select(cell_types)))
+    total = sum(len(r) for *_, r in chosen)
+    out, start = [], 0
+    for name, part, sig, rows in chosen:
+        lo, hi = max(offset, start), min(offset + limit, start + len(rows))
+        if lo < hi:
+            page_rows = rows[lo - start:hi - start]
+            out += _activity_rows(name, part, page_rows, np.full(len(page_rows), sig), cur)
+        start += len(rows)
+    return Table(ACTIVITY_COLUMNS, out, total)
 
 
-# ---- expression ---------------------------------------------------------------------------------------------
-
-GENE_INDEX = """
-SELECT gene, idx FROM genes WHERE source_id = $sid AND list_contains(CAST($genes AS VARCHAR[]), gene)"""
-
-# the idx range lets DuckDB skip the Parquet row groups of other genes (parts are gene-major)
-EXPRESSION = """
-SELECT $atlas AS atlas, $level AS level, gn.gene, g.cell_type, g.sample, g.n_cells, e.value, e.zscore
-FROM read_parquet($part) e
-JOIN genes gn ON gn.source_id = $sid AND gn.idx = e.gene
-JOIN groups g ON g.source_id = $sid AND g."row" = e."row"
-WHERE e.gene BETWEEN $lo AND $hi AND list_contains(CAST($idx AS INTEGER[]), e.gene)""" + _FILTERS
-
-EXPRESSION_ORDER = "gn.gene, g.cell_type, g.sample NULLS FIRST"
-
-
-def gene_index(cur, sid: int, genes: list[str]) -> dict[str, int]:
-    return dict(cur.execute(GENE_INDEX, {"sid": sid, "genes": genes}).fetchall())
-
-
-def expression(cur, name: tuple[str, str], part: str, sid: int, idx: list[int], cell_types: list[str],
+def expression(cur, name: tuple[str, str], part: Part, genes: list[str], cell_types: list[str],
                samples: list[str], limit: int, offset: int) -> Table:
-    """``name``: (atlas, level) of the part, echoed in every row. Only the part's files holding ``idx`` are read."""
-    params = {"part": expression_files(part, idx), "sid": sid, "idx": idx, "lo": min(idx), "hi": max(idx),
-              "cell_types": cell_types, "samples": samples, "atlas": name[0], "level": name[1]}
-    return page(cur, EXPRESSION, EXPRESSION_ORDER, params, limit, offset, one_pass=True)
+    """A page of an expression part in (gene, cell type, sample) order. ``name``: (atlas, level) of the part,
+    echoed in every row."""
+    rows = part.rows.select(cell_types, samples)
+    idx = part.columns.select(genes)
+    i, j = product_page(len(idx), len(rows), limit, offset)
+    row, gene = rows[j], idx[i]
+    values = read_values(cur, part.path, "gene", EXPRESSION_VALUES, row, gene)
+    n = len(row)
+    out = list(zip([name[0]] * n, [name[1]] * n, part.columns.names[gene].tolist(),
+                   part.rows.cell_type[row].tolist(), part.rows.sample[row].tolist(),
+                   part.rows.n_cells[row].tolist(), *(values[v].tolist() for v in EXPRESSION_VALUES), strict=True))
+    return Table(EXPRESSION_COLUMNS, out, len(rows) * len(idx))
 
 
 # ---- validation ---------------------------------------------------------------------------------------------
-
-SIGNATURE_INDEX = "SELECT idx FROM signatures WHERE source_id = $sid AND signature = $signature"
 
 SCATTER = """
 WITH act AS (
@@ -242,15 +210,10 @@ FROM act JOIN ex ON ex.sample = act.sample AND ex.cell_type = act.cell_type
 WHERE (len(CAST($cell_types AS VARCHAR[])) = 0 OR list_contains(CAST($cell_types AS VARCHAR[]), act.cell_type))"""
 
 
-def signature_index(cur, sid: int, signature: str) -> int | None:
-    rows = cur.execute(SIGNATURE_INDEX, {"sid": sid, "signature": signature}).fetchall()
-    return rows[0][0] if rows else None
-
-
 def scatter(cur, activity_part: str, activity_sid: int, sig: int, expression_part: str, expression_sid: int,
             gene: int, cell_types: list[str], limit: int, offset: int) -> Table:
-    params = {"activity_part": activity_part, "activity_sid": activity_sid, "sig": sig,
-              "expression_part": expression_files(expression_part, [gene]), "expression_sid": expression_sid,
+    params = {"activity_part": part_files(activity_part, [sig]), "activity_sid": activity_sid, "sig": sig,
+              "expression_part": part_files(expression_part, [gene]), "expression_sid": expression_sid,
               "gene": gene, "cell_types": cell_types}
     return page(cur, SCATTER, "act.cell_type, act.sample", params, limit, offset)
 

@@ -13,8 +13,10 @@ import os
 import queue
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cytoatlas.errors import CytoatlasError
 
@@ -24,6 +26,7 @@ from .schema import SCHEMA_VERSION, VALIDATION_TABLES, validation_table
 from .store import open_readonly, store_dir
 
 log = logging.getLogger("cytoatlas.serve")
+T = TypeVar("T")
 
 
 def natural_key(text: str) -> tuple:
@@ -57,9 +60,22 @@ class Catalog:
     cells: dict[tuple[str, str], dict[str, set[str]]] = field(default_factory=dict)  # (atlas, set) -> kind -> sigs
     # compare table -> filterable column -> its values (only the tables with an indexed file; "*": all of them)
     compare: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def source(self, step: str, atlas: str, level: str, kind: str, signature_set: str = "") -> Source | None:
         return self.sources.get((step, atlas, level, kind, signature_set))
+
+    def memo(self, key: tuple, read: Callable[[], T]) -> T:
+        """``read()``, computed once for this catalog (one generation of the store: a rebuilt store is a new
+        catalog) and kept with it under ``key``. Two first callers may both read (outside the lock: reads run
+        SQL), with the same answer."""
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]
+        value = read()
+        with self._memo_lock:
+            return self._memo.setdefault(key, value)
 
 
 def load_catalog(con, parts: Path) -> Catalog:
@@ -122,7 +138,7 @@ class StoreReader:
         try:
             allowed = str(self.parts) + os.sep
             con.execute(f"SET allowed_directories = ['{allowed}']" if "'" not in allowed else "SELECT 1")
-            con.execute("SET parquet_metadata_cache = true")
+            con.execute("SET GLOBAL parquet_metadata_cache = true")  # GLOBAL: a SET is one cursor's only
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
             meta = dict(con.execute("SELECT key, value FROM meta").fetchall())

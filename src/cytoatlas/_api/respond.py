@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import tempfile
 import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
+import orjson
 from fastapi import Response
 
-from .queries import Table
+if TYPE_CHECKING:
+    from .queries import Table
 
 MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8", "parquet": "application/vnd.apache.parquet"}
 _LISTED = 50  # up to this many valid values are listed in full in a 404
@@ -57,21 +58,16 @@ def closest(value: str, names: list[str], n: int = 10) -> list[str]:
     return same[:n]
 
 
-def _clean(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def page_body(table: Table, limit: int, offset: int) -> dict:
     n = len(table.rows)
     next_offset = offset + n if n and offset + n < table.total else None
-    rows = [dict(zip(table.columns, map(_clean, row), strict=True)) for row in table.rows]
+    rows = [dict(zip(table.columns, row, strict=True)) for row in table.rows]
     return {"total": table.total, "limit": limit, "offset": offset, "next_offset": next_offset, "rows": rows}
 
 
 def json_response(body) -> Response:
-    return Response(json.dumps(body, allow_nan=False, separators=(",", ":")), media_type=MEDIA["json"])
+    """``body`` as JSON: NaN and infinities as null (JSON has neither), numpy arrays as lists."""
+    return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type=MEDIA["json"])
 
 
 def respond(table: Table, fmt: str, limit: int, offset: int, name: str) -> Response:

@@ -86,7 +86,7 @@ class Candidate:
         if self.step in ("validate", "cells", "compare", groundtruth_tables.STEP):
             return None
         name = self.checksum.partition(":")[2][:32]
-        return f"{self.step}/{name}.parquet" if self.step == "activity" else f"{self.step}/{name}"  # a directory
+        return f"{self.step}/{name}"  # a directory of files (an older store's activity part: one file)
 
 
 def _manifest_entries(manifest: Path, out: Path) -> dict[str, dict]:
@@ -369,7 +369,7 @@ def _ingest(con, todo: list[Candidate], parts: Path, next_id: int, expression: S
             part = c.part_name() if c.step == "activity" or content.kind in expression else None
             if part is not None:
                 (parts / part).parent.mkdir(parents=True, exist_ok=True)
-                if force or not (parts / part).exists():  # a file, or an expression part's directory
+                if force or not (parts / part).exists():
                     write_part(parts / part, c.step, content, c.path)
                     written += 1
             groups = content.groups.assign(source_id=sid)
@@ -443,7 +443,7 @@ def _convenience_views(con, parts: Path) -> None:
                              "GROUP BY step").fetchall())
     from .ingest import ACTIVITY_LAYERS, sql_path
 
-    def paths(step: str) -> str:  # a banded expression part (a directory): its files
+    def paths(step: str) -> str:  # a part (a directory): its files
         return "[" + ", ".join(f"'{sql_path(parts / p)}" + (f"{os.sep}*.parquet'" if (parts / p).is_dir() else "'")
                                for p in files[step]) + "]"
 
@@ -453,11 +453,11 @@ def _convenience_views(con, parts: Path) -> None:
     if files.get("activity"):
         con.execute(f"""CREATE VIEW activity AS
             SELECT s.atlas, s.level, s.kind, s.signature_set, g.cell_type, g.sample, sg.signature,
-                   {', '.join('a.' + c for c in ACTIVITY_LAYERS)}, a.matched
-            FROM read_parquet({paths('activity')}, filename = true) a
-            JOIN sources s ON '{root}' || s.part = a.filename
-            JOIN groups g ON g.source_id = s.source_id AND g."row" = a."row"
-            JOIN signatures sg ON sg.source_id = s.source_id AND sg.idx = a.sig""")
+                   {', '.join('e.' + c for c in ACTIVITY_LAYERS)}, e.matched
+            FROM read_parquet({paths('activity')}, filename = true) e
+            JOIN sources s ON '{root}' || s.part = {part_of}
+            JOIN groups g ON g.source_id = s.source_id AND g."row" = e."row"
+            JOIN signatures sg ON sg.source_id = s.source_id AND sg.idx = e.sig""")
     if files.get("pseudobulk"):
         con.execute(f"""CREATE VIEW expression AS
             SELECT s.atlas, s.level, s.kind, g.cell_type, g.sample, gn.gene, e.value, e.zscore

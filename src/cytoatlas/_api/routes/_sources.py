@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .. import axes
+from ..queries import Part
 from ..reader import Catalog, Source
 from ..respond import NotFound, check
 
@@ -30,3 +32,8 @@ def expression(cat: Catalog, atlas: str, level_: str, kind: str) -> Source:
         raise NotFound(f"no {kind} expression for {atlas!r} {level_} in the store (index it with "
                        f"`cytoatlas index --expression celltype,samples`)")
     return src
+
+
+def part(cur, cat: Catalog, src: Source, columns: axes.ColumnTable) -> Part:
+    """The part of ``src`` with its axes: its rows, and its ``columns`` (genes or signatures)."""
+    return Part(str(src.part), axes.rows(cur, cat, src.source_id), axes.columns(cur, cat, src.source_id, columns))

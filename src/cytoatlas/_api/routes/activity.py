@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Annotated, Literal
 
 import numpy as np
@@ -49,8 +48,8 @@ def activity(atlas: Name, level: Name, signature_set: Name, by: By = "cell_type"
         for c in cell_type:
             check("cell type", c, cat.cell_types.get((atlas, level), ()), f" in atlas {atlas!r} {level}")
         names.check_each("sample", sample, names.samples(cur, cat, atlas, level), f" in atlas {atlas!r} {level}")
-        return queries.activity(cur, (atlas, level, signature_set), str(src.part), src.source_id, signature,
-                                cell_type, sample, limit, offset)
+        return queries.activity(cur, (atlas, level, signature_set), _sources.part(cur, cat, src, "signatures"),
+                                signature, cell_type, sample, limit, offset)
     return respond(store.run(go), format, limit, offset, f"{atlas}_{level}_{signature_set}_activity")
 
 
@@ -69,7 +68,7 @@ def activity_matrix(store: StoreDep, atlas: Name, level: Name, signature_set: Na
             check("signature", s, cat.signatures.get(signature_set, ()), f" in {signature_set}")
         for c in cell_type:
             check("cell type", c, cat.cell_types.get((atlas, level), ()), f" in atlas {atlas!r} {level}")
-        return queries.activity_matrix(cur, str(src.part), src.source_id, value, signature, cell_type)
+        return queries.activity_matrix(cur, _sources.part(cur, cat, src, "signatures"), value, signature, cell_type)
     rows, columns, values = store.run(go)
     n_signatures = len(columns)
     if top is not None and len(columns) > top:
@@ -77,10 +76,10 @@ def activity_matrix(store: StoreDep, atlas: Name, level: Name, signature_set: Na
             spread = np.nan_to_num(np.nanvar(values, axis=0), nan=-1.0) if len(rows) else np.zeros(len(columns))
         keep = np.sort(np.argsort(-spread, kind="stable")[:top])
         columns, values = [columns[j] for j in keep], values[:, keep]
-    if format == "json":
-        cells = [[v if math.isfinite(v) else None for v in row] for row in values.tolist()]
+    if format == "json":  # values: float64, NaN written as null
         return json_response({"atlas": atlas, "level": level, "signature_set": signature_set, "value": value,
-                              "n_signatures": n_signatures, "rows": rows, "columns": columns, "values": cells})
+                              "n_signatures": n_signatures, "rows": rows, "columns": columns,
+                              "values": np.ascontiguousarray(values)})
     wide = [(r, *(v if math.isfinite(v) else None for v in row))
             for r, row in zip(rows, values.tolist(), strict=True)]
     return file_response(["cell_type", *columns], wide, format, f"{atlas}_{level}_{signature_set}_{value}")
@@ -103,14 +102,9 @@ def signature_activity(store: StoreDep, signature_set: Name, signature: Name, by
         names.check_each("cell type", cell_type, set().union(*(
             types for (a, lev), types in cat.cell_types.items() if (not atlas or a in atlas)
             and (not level or lev in level))), " in the atlases and levels asked for")
-        root = str(cat.parts) + os.sep
-        parts = sorted(str(s.part) for (step, a, lev, k, sset), s in cat.sources.items()
-                       if step == "activity" and sset == signature_set and k == kind(by) and s.part
-                       and (not atlas or a in atlas) and (not level or lev in level))
-        if not parts:
-            return queries.Table([], [], 0)
-        return queries.signature_across(cur, root, parts, signature_set, signature, cell_type, limit, offset)
-    result = store.run(go)
-    if not result.columns:
-        result.columns = list(ActivityRow.model_fields)
-    return respond(result, format, limit, offset, f"{signature_set}_{signature}")
+        parts = [((a, lev, sset), _sources.part(cur, cat, s, "signatures"))
+                 for (step, a, lev, k, sset), s in cat.sources.items()
+                 if step == "activity" and sset == signature_set and k == kind(by) and s.part
+                 and (not atlas or a in atlas) and (not level or lev in level)]
+        return queries.signature_across(cur, parts, signature, cell_type, limit, offset)
+    return respond(store.run(go), format, limit, offset, f"{signature_set}_{signature}")

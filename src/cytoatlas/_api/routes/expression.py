@@ -28,9 +28,6 @@ def expression(store: StoreDep, atlas: Name, level: Name,
             check("gene", g, cat.genes.get(atlas, ()), f" in atlas {atlas!r}", " (try /api/v1/search?q=...)")
         names.check_each("cell type", cell_type, cat.cell_types.get((atlas, level), ()), f" in atlas {atlas!r} {level}")
         names.check_each("sample", sample, names.samples(cur, cat, atlas, level), f" in atlas {atlas!r} {level}")
-        idx = sorted(queries.gene_index(cur, src.source_id, gene).values())
-        if not idx:
-            return queries.Table(list(ExpressionRow.model_fields), [], 0)
-        return queries.expression(cur, (atlas, level), str(src.part), src.source_id, idx, cell_type, sample, limit,
-                                  offset)
+        return queries.expression(cur, (atlas, level), _sources.part(cur, cat, src, "genes"), gene, cell_type,
+                                  sample, limit, offset)
     return respond(store.run(go), format, limit, offset, f"{atlas}_{level}_expression")

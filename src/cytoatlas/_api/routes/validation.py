@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
-from .. import names, queries
+from .. import axes, names, queries
 from ..models import VALIDATION_MODELS, ScatterPoint
 from ..reader import Catalog
 from ..respond import NotFound, check, respond
@@ -47,8 +47,8 @@ def scatter(store: StoreDep, atlas: Name, level: Name, signature_set: Name, targ
         if gene is None and name not in cat.genes.get(atlas, ()):
             raise NotFound(f"target {target!r} has no gene of the same name in atlas {atlas!r}: pass gene=")
         check("gene", name, cat.genes.get(atlas, ()), f" in atlas {atlas!r}")
-        sig = queries.signature_index(cur, act.source_id, target)
-        idx = queries.gene_index(cur, ex.source_id, [name]).get(name)
+        sig = axes.columns(cur, cat, act.source_id, "signatures").index.get(target)
+        idx = axes.columns(cur, cat, ex.source_id, "genes").index.get(name)
         if sig is None or idx is None:
             return queries.Table(list(ScatterPoint.model_fields), [], 0)
         return queries.scatter(cur, str(act.part), act.source_id, sig, str(ex.part), ex.source_id, idx,
