@@ -100,29 +100,63 @@ def product_page(n_outer: int, n_inner: int, limit: int, offset: int) -> tuple[n
     return (at // n_inner, at % n_inner) if n_inner else (at, at)
 
 
-def read_values(cur, part: str, column: Literal["gene", "sig"], values: Sequence[str], row: np.ndarray,
-                col: np.ndarray) -> dict[str, np.ndarray]:
-    """The ``values`` of the pairs (``row[i]``, ``col[i]``) of a part, in that order (masked where NULL).
+def read_columns(cur, parts: Sequence[str], column: Literal["gene", "sig"], values: Sequence[str],
+                 cols: Sequence[np.ndarray]) -> dict[str, np.ndarray]:
+    """Every row of the columns ``cols[k]`` (gene or signature indexes) of each part ``parts[k]``, read by one
+    statement: ``row``, ``col``, ``part`` (k) and the ``values`` (masked where NULL).
 
     ``column`` and ``values`` are column names of the store's own schema, never request text. Only the files and
     row groups holding the columns asked for are read (:func:`~cytoatlas._api.ingest.part_files`; Parquet min /
-    max statistics).
+    max statistics); a column asked of one part and held by another is dropped.
     """
+    files, owner = [], []
+    for k, (part, wanted) in enumerate(zip(parts, cols, strict=True)):
+        if len(wanted):
+            picked = part_files(part, np.unique(wanted).tolist())
+            files += picked
+            owner += [k] * len(picked)
+    every = np.unique(np.concatenate([np.asarray(c, dtype=np.int64) for c in cols])) if files else np.zeros(0, int)
+    if not files:
+        return {"row": np.zeros(0, np.int64), "col": np.zeros(0, np.int64), "part": np.zeros(0, np.int64),
+                **{v: np.ma.masked_all(0) for v in values}}
+    # a run of columns needs no list (list_contains costs a search of it per row read)
+    run = every[-1] - every[0] + 1 == len(every)
+    listed = "" if run else f" AND list_contains(CAST($cols AS INTEGER[]), {column})"
+    # which file a row came from, when that tells which part (a file name per row costs)
+    file, names = ("list_position($files, filename) - 1", ", filename = true") if len(parts) > 1 else ("0", "")
+    got = cur.execute(f'SELECT "row", {column} AS col, {file} AS file, '
+                      f"{', '.join(values)} FROM read_parquet($files{names}) "
+                      f"WHERE {column} BETWEEN $lo AND $hi{listed}",
+                      {"files": files, "lo": int(every[0]), "hi": int(every[-1]),
+                       **({} if run else {"cols": every.tolist()})}).fetchnumpy()
+    out = {"row": np.asarray(got["row"], dtype=np.int64), "col": np.asarray(got["col"], dtype=np.int64),
+           "part": np.asarray(owner, dtype=np.int64)[np.asarray(got["file"], dtype=np.int64)],
+           **{v: np.ma.asarray(got[v]) for v in values}}
+    if len(parts) > 1:  # another part's column of the same index
+        keep = np.zeros(len(out["row"]), dtype=bool)
+        for k, wanted in enumerate(cols):
+            keep |= (out["part"] == k) & np.isin(out["col"], wanted)
+        out = {name: a[keep] for name, a in out.items()}
+    return out
+
+
+def read_values(cur, parts: Sequence[str], column: Literal["gene", "sig"], values: Sequence[str], row: np.ndarray,
+                col: np.ndarray, part: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The ``values`` of the pairs (``row[i]``, ``col[i]``) of part ``parts[part[i]]`` (of ``parts[0]`` when
+    ``part`` is None), in that order (masked where NULL), read by one statement."""
+    part = np.zeros(len(row), dtype=np.int64) if part is None else part
     if not len(row):
         return {v: np.ma.masked_all(0) for v in values}
-    wanted = np.unique(col)
-    got = cur.execute(f'SELECT "row", {column} AS col, {", ".join(values)} FROM read_parquet($files) '
-                      f"WHERE {column} BETWEEN $lo AND $hi AND list_contains(CAST($cols AS INTEGER[]), {column})",
-                      {"files": part_files(part, wanted.tolist()), "lo": int(wanted[0]), "hi": int(wanted[-1]),
-                       "cols": wanted.tolist()}).fetchnumpy()
+    got = read_columns(cur, parts, column, values, [col[part == k] for k in range(len(parts))])
     width = int(max(row.max(), np.max(got["row"], initial=-1))) + 1
-    have = np.asarray(got["col"], dtype=np.int64) * width + np.asarray(got["row"], dtype=np.int64)
-    want = col.astype(np.int64) * width + row
+    ncol = int(max(col.max(), np.max(got["col"], initial=-1))) + 1
+    have = (got["part"] * ncol + got["col"]) * width + got["row"]
+    want = (part.astype(np.int64) * ncol + col) * width + row
     sorter = np.argsort(have, kind="stable")
     at = np.searchsorted(have, want, sorter=sorter)
     found = at < len(have)
     at = sorter[np.where(found, at, 0)] if len(have) else at
     if not (found.all() and np.array_equal(have[at], want)):
-        raise Unavailable(f"the part {part} lacks values it should hold (a store written by another version, or "
-                          "damaged?): run `cytoatlas index --force`")
-    return {v: np.ma.asarray(got[v])[at] for v in values}
+        raise Unavailable(f"a part of {', '.join(parts)} lacks values it should hold (a store written by another "
+                          "version, or damaged?): run `cytoatlas index --force`")
+    return {v: got[v][at] for v in values}

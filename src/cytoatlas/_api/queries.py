@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .axes import Columns, Rows, product_page, read_values
+from .axes import Columns, Rows, product_page, read_columns, read_values
 from .ingest import ACTIVITY_LAYERS, part_files
 from .schema import VALIDATION_TABLES, validation_order, validation_table
 
@@ -125,13 +125,22 @@ class Part:
     columns: Columns
 
 
-def _activity_rows(name: tuple[str, str, str], part: Part, row: np.ndarray, sig: np.ndarray,
-                   cur) -> list[tuple]:
-    values = read_values(cur, part.path, "sig", ACTIVITY_VALUES, row, sig)
-    n = len(row)
-    return list(zip([name[0]] * n, [name[1]] * n, [name[2]] * n, part.rows.cell_type[row].tolist(),
-                    part.rows.sample[row].tolist(), part.columns.names[sig].tolist(),
-                    part.rows.n_cells[row].tolist(), *(values[v].tolist() for v in ACTIVITY_VALUES), strict=True))
+def _activity_rows(cur, pieces: list[tuple[tuple[str, str, str], Part, np.ndarray, np.ndarray]]) -> list[tuple]:
+    """The page rows of ``pieces``: (name, part, its rows, their signatures), the values of all read at once."""
+    if not pieces:
+        return []
+    sizes = [len(row) for *_, row, _ in pieces]
+    values = read_values(cur, [part.path for _, part, *_ in pieces], "sig", ACTIVITY_VALUES,
+                         np.concatenate([row for *_, row, _ in pieces]), np.concatenate([sig for *_, sig in pieces]),
+                         np.repeat(np.arange(len(pieces)), sizes))
+    values = [values[v].tolist() for v in ACTIVITY_VALUES]
+    out, start = [], 0
+    for (name, part, row, sig), n in zip(pieces, sizes, strict=True):
+        out += zip([name[0]] * n, [name[1]] * n, [name[2]] * n, part.rows.cell_type[row].tolist(),
+                   part.rows.sample[row].tolist(), part.columns.names[sig].tolist(), part.rows.n_cells[row].tolist(),
+                   *(v[start:start + n] for v in values), strict=True)
+        start += n
+    return out
 
 
 def activity(cur, name: tuple[str, str, str], part: Part, signatures: list[str], cell_types: list[str],
@@ -143,7 +152,7 @@ def activity(cur, name: tuple[str, str, str], part: Part, signatures: list[str],
     if signatures and not len(sigs):
         rows = rows[:0]
     i, j = product_page(len(rows), len(sigs), limit, offset)
-    return Table(ACTIVITY_COLUMNS, _activity_rows(name, part, rows[i], sigs[j], cur), len(rows) * len(sigs))
+    return Table(ACTIVITY_COLUMNS, _activity_rows(cur, [(name, part, rows[i], sigs[j])]), len(rows) * len(sigs))
 
 
 def activity_matrix(cur, part: Part, value: str, signatures: list[str],
@@ -154,9 +163,15 @@ def activity_matrix(cur, part: Part, value: str, signatures: list[str],
     sigs = part.columns.select(signatures) if signatures else part.columns.order
     if signatures and not len(sigs):
         rows = rows[:0]
-    i, j = product_page(len(rows), len(sigs), len(rows) * len(sigs), 0)
-    got = read_values(cur, part.path, "sig", (column,), rows[i], sigs[j])[column]
-    values = np.ma.filled(got.astype(float), np.nan).reshape(len(rows), len(sigs))
+    got = read_columns(cur, [part.path], "sig", (column,), [sigs] if len(rows) else [sigs[:0]])
+    row_at = np.full(len(part.rows.cell_type), -1)
+    row_at[rows] = np.arange(len(rows))
+    col_at = np.full(len(part.columns.names), -1)
+    col_at[sigs] = np.arange(len(sigs))
+    i, j = row_at[got["row"]], col_at[got["col"]]
+    ok = (i >= 0) & (j >= 0)
+    values = np.full((len(rows), len(sigs)), np.nan)
+    values[i[ok], j[ok]] = np.ma.filled(got[column].astype(float), np.nan)[ok]
     return part.rows.cell_type[rows].tolist(), part.columns.names[sigs].tolist(), values
 
 
@@ -169,15 +184,13 @@ def signature_across(cur, parts: list[tuple[tuple[str, str, str], Part]], signat
         sig = part.columns.index.get(signature)
         if sig is not None:
             chosen.append((name, part, sig, part.rows.select(cell_types)))
-    total = sum(len(r) for *_, r in chosen)
-    out, start = [], 0
+    pieces, start = [], 0  # the parts' rows on the page
     for name, part, sig, rows in chosen:
         lo, hi = max(offset, start), min(offset + limit, start + len(rows))
         if lo < hi:
-            page_rows = rows[lo - start:hi - start]
-            out += _activity_rows(name, part, page_rows, np.full(len(page_rows), sig), cur)
+            pieces.append((name, part, rows[lo - start:hi - start], np.full(hi - lo, sig)))
         start += len(rows)
-    return Table(ACTIVITY_COLUMNS, out, total)
+    return Table(ACTIVITY_COLUMNS, _activity_rows(cur, pieces), start)
 
 
 def expression(cur, name: tuple[str, str], part: Part, genes: list[str], cell_types: list[str],
@@ -188,7 +201,7 @@ def expression(cur, name: tuple[str, str], part: Part, genes: list[str], cell_ty
     idx = part.columns.select(genes)
     i, j = product_page(len(idx), len(rows), limit, offset)
     row, gene = rows[j], idx[i]
-    values = read_values(cur, part.path, "gene", EXPRESSION_VALUES, row, gene)
+    values = read_values(cur, [part.path], "gene", EXPRESSION_VALUES, row, gene)
     n = len(row)
     out = list(zip([name[0]] * n, [name[1]] * n, part.columns.names[gene].tolist(),
                    part.rows.cell_type[row].tolist(), part.rows.sample[row].tolist(),
