@@ -24,29 +24,9 @@ class Table:
     total: int
 
 
-_TOTAL = "__total"
-
-
-def page(cur, base: str, order: str, params: dict, limit: int, offset: int, one_pass: bool = False) -> Table:
+def page(cur, base: str, order: str, params: dict, limit: int, offset: int) -> Table:
     """Rows ``offset .. offset + limit`` of ``base`` sorted by ``order``, and how many rows there are in all
-    (counted by a second query only when this page does not tell: it is full or not the first).
-
-    ``one_pass``: count in the page's own query (``count(*) OVER ()``), for the queries that read Parquet parts:
-    a second query would read and join the part again (the sort before the limit sees every row anyway). Only
-    for a ``base`` that is one plain ``SELECT`` (no DISTINCT, no GROUP BY).
-    """
-    if one_pass:
-        head, _, rest = base.partition("SELECT ")
-        result = cur.execute(f"{head}SELECT count(*) OVER () AS {_TOTAL}, {rest} ORDER BY {order} "
-                             "LIMIT $limit OFFSET $offset", {**params, "limit": limit, "offset": offset})
-        columns = [d[0] for d in result.description][1:]
-        rows = result.fetchall()
-        if rows:
-            return Table(columns, [row[1:] for row in rows], rows[0][0])
-        if offset == 0:
-            return Table(columns, [], 0)
-        total = cur.execute(f"SELECT count(*) FROM ({base})", params).fetchall()[0][0]
-        return Table(columns, [], total)
+    (counted by a second query only when this page does not tell: it is full or not the first)."""
     result = cur.execute(f"{base} ORDER BY {order} LIMIT $limit OFFSET $offset",
                          {**params, "limit": limit, "offset": offset})
     columns = [d[0] for d in result.description]
