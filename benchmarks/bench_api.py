@@ -71,6 +71,23 @@ def _server(db: Path, token_file: str | None, workers: int = 1):
             proc.kill()
 
 
+def _peak_rss_mb(url: str) -> float | None:
+    """The peak resident memory of the server listening on ``url``'s port, its worker processes added (Linux;
+    else None)."""
+    port = str(urlsplit(url).port).encode()
+    procs = {}  # pid -> (parent pid, cmdline, peak kB)
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+            procs[proc.name] = (status["PPid"].strip(), (proc / "cmdline").read_bytes().split(b"\0"),
+                                int(status.get("VmHWM", "0 kB").split()[0]))
+        except (OSError, KeyError, ValueError):
+            continue
+    servers = {pid for pid, (_, cmd, _) in procs.items() if b"serve" in cmd and port in cmd}
+    total = sum(kb for pid, (parent, _, kb) in procs.items() if pid in servers or parent in servers)
+    return round(total / 1024, 1) if total else None
+
+
 def _demo_store(cells: int) -> Path:
     """The demo (CytoSig + SecAct, 4 levels) in benchmarks/out/api_demo, indexed; reused when current."""
     sys.path.insert(0, str(HERE.parent / "src"))
@@ -233,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         db = _demo_store(args.demo_cells) if args.demo else Path(args.db)
         with _server(db, args.token_file, args.workers) as url:
             summary = run(url, token, args.clients, args.requests, args.time_limit, args.seed, args.mix)
+            summary["server_peak_rss_mb"] = _peak_rss_mb(url)
         summary["db"], summary["workers"] = str(db), args.workers
     text = json.dumps(summary, indent=1)
     print(text)
