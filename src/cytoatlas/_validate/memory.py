@@ -17,13 +17,13 @@ from cytoatlas._validate.run import (
     _composition_groups,
     _level_bootstrap,
     _stratified,
+    check_validate_options,
     correlations,
     validation_tables,
 )
-from cytoatlas.celltypes import resolutions as resolutions_of
 from cytoatlas.errors import CytoatlasError
 from cytoatlas.io.results import Activity, Pseudobulk, activity_of, pseudobulk_of_anndata
-from cytoatlas.options import check_count, check_known, name_list, name_pairs
+from cytoatlas.options import check_known
 
 
 @dataclass
@@ -143,16 +143,12 @@ def validate_activity(
     >>> tables = cytoatlas.tl.validate({"demo": [pb, act]}, n_bootstrap=0)  # doctest: +SKIP
     >>> tables["rho"].query("representative").sort_values("rho").tail()  # doctest: +SKIP
     """
-    try:
-        chosen = resolutions_of(resolution)
-    except ValueError as e:
-        raise CytoatlasError(str(e)) from None
-    min_samples = check_count("min_samples", min_samples, minimum=3)
-    min_cell_types = check_count("min_cell_types", min_cell_types, minimum=2)
-    n_bootstrap = None if n_bootstrap is None else check_count("n_bootstrap", n_bootstrap, minimum=0)
-    bootstrap_seed = None if bootstrap_seed is None else check_count("bootstrap_seed", bootstrap_seed, minimum=0)
-    levels, signatures = name_list("levels", levels), name_list("signatures", signatures)
-    gene_overrides = name_pairs("target_genes", target_genes, "TARGET=GENE")
+    opts = check_validate_options(resolution=resolution, min_samples=min_samples, min_cell_types=min_cell_types,
+                                  n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed, levels=levels,
+                                  signatures=signatures, target_genes=target_genes)
+    chosen, min_samples, min_cell_types = opts.resolutions, opts.min_samples, opts.min_cell_types
+    n_bootstrap, bootstrap_seed, gene_overrides = opts.n_bootstrap, opts.bootstrap_seed, opts.target_genes
+    levels, signatures = opts.levels, opts.signatures
     if not atlases:
         raise CytoatlasError("give at least one atlas' results: {atlas name: [pseudobulk and activity AnnData]}")
     inputs, there = [], []

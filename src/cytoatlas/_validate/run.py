@@ -252,6 +252,44 @@ def _loader(inputs: list[AtlasInput]):
     return load
 
 
+@dataclass(frozen=True)
+class ValidateOptions:
+    """The options of a validation, checked (:func:`check_validate_options`)."""
+
+    resolutions: tuple[Resolution, ...]
+    min_samples: int
+    min_cell_types: int
+    n_bootstrap: int | None
+    bootstrap_seed: int | None
+    levels: tuple[str, ...]
+    signatures: tuple[str, ...]
+    target_genes: dict[str, str]
+
+
+def check_validate_options(*, resolution: str | None, min_samples: object, min_cell_types: object,
+                           n_bootstrap: object | None, bootstrap_seed: object | None,
+                           levels: str | Sequence[str] | None, signatures: str | Sequence[str] | None,
+                           target_genes: Mapping[str, str] | str | Sequence[str] | None) -> ValidateOptions:
+    """The options the file path and the in-memory path of a validation share, checked once for both.
+
+    Raises
+    ------
+    CytoatlasError
+        An unknown resolution, a count out of range, a name list or ``TARGET=GENE`` pair that names nothing.
+    """
+    try:
+        chosen = resolutions(resolution)
+    except ValueError as e:
+        raise CytoatlasError(str(e)) from None
+    return ValidateOptions(
+        chosen, check_count("min_samples", min_samples, minimum=3),
+        check_count("min_cell_types", min_cell_types, minimum=2),
+        None if n_bootstrap is None else check_count("n_bootstrap", n_bootstrap, minimum=0),
+        None if bootstrap_seed is None else check_count("bootstrap_seed", bootstrap_seed, minimum=0),
+        name_list("levels", levels), name_list("signatures", signatures),
+        name_pairs("target_genes", target_genes, "TARGET=GENE"))
+
+
 def validate(
     atlases: str | AtlasConfig | Sequence[str | AtlasConfig],
     out: str | os.PathLike,
@@ -317,19 +355,13 @@ def validate(
     list of Path
         The tables and figures written (or found current).
     """
-    try:
-        chosen = resolutions(resolution)
-    except ValueError as e:
-        raise CytoatlasError(str(e)) from None
-    min_samples = check_count("min_samples", min_samples, minimum=3)
-    min_cell_types = check_count("min_cell_types", min_cell_types, minimum=2)
-    if n_bootstrap is not None:
-        n_bootstrap = check_count("n_bootstrap", n_bootstrap, minimum=0)
-    if bootstrap_seed is not None:
-        bootstrap_seed = check_count("bootstrap_seed", bootstrap_seed, minimum=0)
-    levels, signatures = name_list("levels", levels), name_list("signatures", signatures)
+    opts = check_validate_options(resolution=resolution, min_samples=min_samples, min_cell_types=min_cell_types,
+                                  n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed, levels=levels,
+                                  signatures=signatures, target_genes=target_genes)
+    chosen, min_samples, min_cell_types = opts.resolutions, opts.min_samples, opts.min_cell_types
+    n_bootstrap, bootstrap_seed, gene_overrides = opts.n_bootstrap, opts.bootstrap_seed, opts.target_genes
+    levels, signatures = opts.levels, opts.signatures
     scatter_targets = name_list("scatter_targets", scatter_targets)
-    gene_overrides = name_pairs("target_genes", target_genes, "TARGET=GENE")
     if composition_level is not None and not str(composition_level).strip():
         raise CytoatlasError("composition_level names nothing: give a level with cell types")
     out = check_output_dir(out)
