@@ -5,7 +5,7 @@ notebook user who holds the pseudobulk and activity AnnData objects."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import pandas as pd
 
@@ -143,12 +143,10 @@ def validate_activity(
     >>> tables = cytoatlas.tl.validate({"demo": [pb, act]}, n_bootstrap=0)  # doctest: +SKIP
     >>> tables["rho"].query("representative").sort_values("rho").tail()  # doctest: +SKIP
     """
-    opts = check_validate_options(resolution=resolution, min_samples=min_samples, min_cell_types=min_cell_types,
-                                  n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed, levels=levels,
-                                  signatures=signatures, target_genes=target_genes)
-    chosen, min_samples, min_cell_types = opts.resolutions, opts.min_samples, opts.min_cell_types
-    n_bootstrap, bootstrap_seed, gene_overrides = opts.n_bootstrap, opts.bootstrap_seed, opts.target_genes
-    levels, signatures = opts.levels, opts.signatures
+    chosen, min_samples, min_cell_types, n_bootstrap, bootstrap_seed, levels, signatures, gene_overrides = astuple(
+        check_validate_options(resolution=resolution, min_samples=min_samples, min_cell_types=min_cell_types,
+                               n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed, levels=levels,
+                               signatures=signatures, target_genes=target_genes))
     if not atlases:
         raise CytoatlasError("give at least one atlas' results: {atlas name: [pseudobulk and activity AnnData]}")
     inputs, there = [], []

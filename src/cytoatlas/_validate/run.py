@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -355,12 +355,10 @@ def validate(
     list of Path
         The tables and figures written (or found current).
     """
-    opts = check_validate_options(resolution=resolution, min_samples=min_samples, min_cell_types=min_cell_types,
-                                  n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed, levels=levels,
-                                  signatures=signatures, target_genes=target_genes)
-    chosen, min_samples, min_cell_types = opts.resolutions, opts.min_samples, opts.min_cell_types
-    n_bootstrap, bootstrap_seed, gene_overrides = opts.n_bootstrap, opts.bootstrap_seed, opts.target_genes
-    levels, signatures = opts.levels, opts.signatures
+    chosen, min_samples, min_cell_types, n_bootstrap, bootstrap_seed, levels, signatures, gene_overrides = astuple(
+        check_validate_options(resolution=resolution, min_samples=min_samples, min_cell_types=min_cell_types,
+                               n_bootstrap=n_bootstrap, bootstrap_seed=bootstrap_seed, levels=levels,
+                               signatures=signatures, target_genes=target_genes))
     scatter_targets = name_list("scatter_targets", scatter_targets)
     if composition_level is not None and not str(composition_level).strip():
         raise CytoatlasError("composition_level names nothing: give a level with cell types")
