@@ -96,8 +96,9 @@ def columns(cur, cat: Catalog, sid: int, table: ColumnTable) -> Columns:
 def product_page(n_outer: int, n_inner: int, limit: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
     """Positions ``offset .. offset + limit`` of the product of two ordered axes (the inner one varying fastest):
     the outer and inner positions of each."""
-    at = np.arange(min(offset, n_outer * n_inner), min(offset + limit, n_outer * n_inner), dtype=np.int64)
-    return (at // n_inner, at % n_inner) if n_inner else (at, at)
+    total = n_outer * n_inner
+    at = np.arange(min(offset, total), min(offset + limit, total), dtype=np.int64)
+    return at // max(n_inner, 1), at % max(n_inner, 1)  # no inner axis: no position at all
 
 
 def read_columns(cur, parts: Sequence[str], column: Literal["gene", "sig"], values: Sequence[str],
@@ -115,10 +116,10 @@ def read_columns(cur, parts: Sequence[str], column: Literal["gene", "sig"], valu
             picked = part_files(part, np.unique(wanted).tolist())
             files += picked
             owner += [k] * len(picked)
-    every = np.unique(np.concatenate([np.asarray(c, dtype=np.int64) for c in cols])) if files else np.zeros(0, int)
     if not files:
         return {"row": np.zeros(0, np.int64), "col": np.zeros(0, np.int64), "part": np.zeros(0, np.int64),
                 **{v: np.ma.masked_all(0) for v in values}}
+    every = np.unique(np.concatenate([np.asarray(c, dtype=np.int64) for c in cols]))
     # a run of columns needs no list (list_contains costs a search of it per row read)
     run = every[-1] - every[0] + 1 == len(every)
     listed = "" if run else f" AND list_contains(CAST($cols AS INTEGER[]), {column})"

@@ -140,8 +140,13 @@ def _transposed(a: np.ndarray) -> np.ndarray:
     return out
 
 
+def _columns_per_group(step: str, n: int) -> int:
+    """Whole columns (of ``n`` rows each) per row group of a ``step``'s part."""
+    return max(1, ROW_GROUP_ROWS[step] // max(1, n))
+
+
 def _writer(path: Path, step: str, n: int) -> ParquetWriter:
-    rows = max(1, n) * max(1, ROW_GROUP_ROWS[step] // max(1, n))
+    rows = max(1, n) * _columns_per_group(step, n)
     return ParquetWriter(path, WRITER_COLUMNS[step], row_group_size=rows, uncompressed=UNCOMPRESSED[step])
 
 
@@ -149,7 +154,7 @@ def write_part(path: Path, step: str, content: FileContent, source: Path) -> int
     """Write the part of ``source``: the directory ``path`` of its files, built under a temporary name and renamed
     into place when complete; its row count. A file is closed (its pages written) while the next one is filled."""
     n, k = content.shape
-    per_file = max(1, ROW_GROUP_ROWS[step] // max(1, n)) * FILE_ROW_GROUPS  # columns per file
+    per_file = _columns_per_group(step, n) * FILE_ROW_GROUPS  # columns per file
     column = "gene" if step == "pseudobulk" else "sig"
     tmp = temporary_path(path)
     shutil.rmtree(tmp, ignore_errors=True)

@@ -128,9 +128,7 @@ def activity(cur, name: tuple[str, str, str], part: Part, signatures: list[str],
     """A page of an activity part in (cell type, sample, signature) order. ``name``: (atlas, level, signature
     set) of the part, echoed in every row."""
     rows = part.rows.select(cell_types, samples)
-    sigs = part.columns.select(signatures) if signatures else part.columns.order
-    if signatures and not len(sigs):
-        rows = rows[:0]
+    sigs = part.columns.select(signatures)
     i, j = product_page(len(rows), len(sigs), limit, offset)
     return Table(ACTIVITY_COLUMNS, _activity_rows(cur, [(name, part, rows[i], sigs[j])]), len(rows) * len(sigs))
 
@@ -140,9 +138,7 @@ def activity_matrix(cur, part: Part, value: str, signatures: list[str],
     """Row names (cell types), column names (signatures), both sorted, and the values (NaN where missing)."""
     column = {c: c for c in ACTIVITY_LAYERS}[value]  # a fixed column name, chosen by a validated enum
     rows = part.rows.select(cell_types)
-    sigs = part.columns.select(signatures) if signatures else part.columns.order
-    if signatures and not len(sigs):
-        rows = rows[:0]
+    sigs = part.columns.select(signatures)
     got = read_columns(cur, [part.path], "sig", (column,), [sigs] if len(rows) else [sigs[:0]])
     row_at = np.full(len(part.rows.cell_type), -1)
     row_at[rows] = np.arange(len(rows))
